@@ -1,1 +1,0 @@
-namespace E3.Interop;

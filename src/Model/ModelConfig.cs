@@ -1,0 +1,175 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace E3.Model;
+
+/// <summary>Decoder families E3 understands; they differ only in q/k norms and projection biases.</summary>
+public enum Architecture
+{
+    /// <summary>Per-head q_norm/k_norm, no biases.</summary>
+    Qwen3,
+    /// <summary>No q/k norm, no biases (unless attention_bias).</summary>
+    Llama,
+    /// <summary>q/k/v projection biases, no q/k norm.</summary>
+    Qwen2,
+}
+
+/// <summary>
+/// The fields of a Hugging Face config.json that the forward pass needs. The original JSON is kept so that an
+/// export can rewrite only the fields it changes.
+/// </summary>
+public sealed class ModelConfig
+{
+    public required Architecture Architecture { get; init; }
+    public required string ModelType { get; init; }
+    public required int VocabSize { get; init; }
+    public required int HiddenSize { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int NumLayers { get; init; }
+    public required int NumHeads { get; init; }
+    public required int NumKvHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required float RmsNormEps { get; init; }
+    public required float RopeTheta { get; init; }
+    public required bool TieWordEmbeddings { get; init; }
+    /// <summary>Whether q/k/v projections carry biases (always for qwen2; attention_bias for the others).</summary>
+    public required bool QkvBias { get; init; }
+    /// <summary>Whether o_proj carries a bias (llama's attention_bias).</summary>
+    public required bool OutputBias { get; init; }
+    public required int MaxPositionEmbeddings { get; init; }
+    public string? TorchDtype { get; init; }
+    public IReadOnlyList<string>? LayerTypes { get; init; }
+    public int? MaxWindowLayers { get; init; }
+    public JsonObject Json { get; init; } = new();
+    public string SourcePath { get; init; } = "<memory>";
+
+    public bool HasQkNorm => Architecture == Architecture.Qwen3;
+
+    /// <summary>Hex SHA-256 of the canonical config JSON: the model identity stored in masks and caches.</summary>
+    public string Hash()
+    {
+        var bytes = Encoding.UTF8.GetBytes(Json.ToJsonString());
+        return Convert.ToHexStringLower(SHA256.HashData(bytes));
+    }
+
+    public static ModelConfig Load(string path)
+    {
+        if (Directory.Exists(path)) path = Path.Combine(path, "config.json");
+        if (!File.Exists(path)) throw new ModelFormatException(path, "config.json", "file not found");
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFormatException(path, "json", $"malformed JSON: {e.Message}");
+        }
+        if (node is not JsonObject obj) throw new ModelFormatException(path, "json", "top level is not an object");
+        return Parse(obj, path);
+    }
+
+    public static ModelConfig Parse(JsonObject obj, string source = "<memory>")
+    {
+        string modelType = RequiredString(obj, "model_type", source);
+        Architecture arch = modelType switch
+        {
+            "qwen3" => Architecture.Qwen3,
+            "llama" => Architecture.Llama,
+            "qwen2" => Architecture.Qwen2,
+            _ => throw new ModelFormatException(source, "model_type", $"unsupported model type '{modelType}' (supported: qwen3, llama, qwen2)"),
+        };
+        int hidden = RequiredPositiveInt(obj, "hidden_size", source);
+        int heads = RequiredPositiveInt(obj, "num_attention_heads", source);
+        int kvHeads = OptionalInt(obj, "num_key_value_heads", source) ?? heads;
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new ModelFormatException(source, "num_key_value_heads", $"{kvHeads} does not divide num_attention_heads={heads}");
+        int? headDimField = OptionalInt(obj, "head_dim", source);
+        int headDim = headDimField ?? (hidden % heads == 0 ? hidden / heads
+            : throw new ModelFormatException(source, "head_dim", $"absent and hidden_size={hidden} is not divisible by num_attention_heads={heads}"));
+        if (headDim <= 0 || headDim % 2 != 0) throw new ModelFormatException(source, "head_dim", $"{headDim} must be positive and even (rotary pairs)");
+        bool attentionBias = OptionalBool(obj, "attention_bias") ?? false;
+        float theta = RopeThetaOf(obj, source);
+        var layerTypes = obj["layer_types"] is JsonArray lt ? lt.Select(n => n?.GetValue<string>() ?? "").ToList() : null;
+        int layers = RequiredPositiveInt(obj, "num_hidden_layers", source);
+        if (layerTypes != null && layerTypes.Count != layers)
+            throw new ModelFormatException(source, "layer_types", $"has {layerTypes.Count} entries but num_hidden_layers={layers}");
+        float eps = (float)(OptionalDouble(obj, "rms_norm_eps", source) ?? 1e-6);
+        if (!(eps > 0)) throw new ModelFormatException(source, "rms_norm_eps", $"{eps} must be positive");
+        return new ModelConfig
+        {
+            Architecture = arch,
+            ModelType = modelType,
+            VocabSize = RequiredPositiveInt(obj, "vocab_size", source),
+            HiddenSize = hidden,
+            IntermediateSize = RequiredPositiveInt(obj, "intermediate_size", source),
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKvHeads = kvHeads,
+            HeadDim = headDim,
+            RmsNormEps = eps,
+            RopeTheta = theta,
+            TieWordEmbeddings = OptionalBool(obj, "tie_word_embeddings") ?? false,
+            QkvBias = arch == Architecture.Qwen2 || attentionBias,
+            OutputBias = arch == Architecture.Llama && attentionBias,
+            MaxPositionEmbeddings = OptionalInt(obj, "max_position_embeddings", source) ?? 32768,
+            TorchDtype = (obj["torch_dtype"] ?? obj["dtype"])?.GetValue<string>(),
+            LayerTypes = layerTypes,
+            MaxWindowLayers = OptionalInt(obj, "max_window_layers", source),
+            Json = obj,
+            SourcePath = source,
+        };
+    }
+
+    static float RopeThetaOf(JsonObject obj, string source)
+    {
+        // Newer transformers nest it in rope_parameters; older ones keep rope_theta at top level.
+        double? theta = OptionalDouble(obj, "rope_theta", source);
+        if (theta == null && obj["rope_parameters"] is JsonObject rp) theta = OptionalDouble(rp, "rope_theta", source);
+        if (obj["rope_scaling"] is JsonObject rs && rs["rope_type"]?.GetValue<string>() is string rt && rt != "default")
+            throw new ModelFormatException(source, "rope_scaling.rope_type", $"'{rt}' is not supported (only default rotary embeddings)");
+        double value = theta ?? 10000.0;
+        if (!(value > 0)) throw new ModelFormatException(source, "rope_theta", $"{value} must be positive");
+        return (float)value;
+    }
+
+    static string RequiredString(JsonObject obj, string key, string source)
+        => obj[key] is JsonValue v && v.TryGetValue(out string? s) ? s
+            : throw new ModelFormatException(source, key, "required field missing or not a string");
+
+    static int RequiredPositiveInt(JsonObject obj, string key, string source)
+    {
+        int? v = OptionalInt(obj, key, source) ?? throw new ModelFormatException(source, key, "required field missing");
+        if (v <= 0) throw new ModelFormatException(source, key, $"{v} must be positive");
+        return v.Value;
+    }
+
+    static int? OptionalInt(JsonObject obj, string key, string source)
+    {
+        if (obj[key] is not JsonValue v) return null;
+        if (v.TryGetValue(out int i)) return i;
+        if (v.TryGetValue(out long l)) throw new ModelFormatException(source, key, $"{l} is out of range");
+        if (v.TryGetValue(out double d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
+        throw new ModelFormatException(source, key, $"'{v.ToJsonString()}' is not an integer");
+    }
+
+    static double? OptionalDouble(JsonObject obj, string key, string source)
+    {
+        if (obj[key] is not JsonValue v) return null;
+        if (v.TryGetValue(out double d)) return d;
+        throw new ModelFormatException(source, key, $"'{v.ToJsonString()}' is not a number");
+    }
+
+    static bool? OptionalBool(JsonObject obj, string key)
+        => obj[key] is JsonValue v && v.TryGetValue(out bool b) ? b : null;
+}
+
+/// <summary>A model file that does not say what it must: names the file, the field and the value.</summary>
+public sealed class ModelFormatException(string file, string field, string problem)
+    : Exception($"{file}: {field}: {problem}")
+{
+    public string File { get; } = file;
+    public string Field { get; } = field;
+}
