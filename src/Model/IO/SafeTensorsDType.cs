@@ -1,0 +1,46 @@
+using E3.Backends;
+
+namespace E3.Model.IO;
+
+/// <summary>Every dtype the safetensors format names. E3 computes with F32, F16 and BF16 only.</summary>
+public enum SafeTensorsDType { BOOL, U8, I8, U16, I16, F16, BF16, U32, I32, F32, U64, I64, F64, F8_E4M3, F8_E5M2 }
+
+/// <summary>Facts about <see cref="SafeTensorsDType"/> values: element size, name lookup, compute type.</summary>
+public static class SafeTensorsDTypes
+{
+    // Enum.TryParse would also accept numeric strings such as "5", which the format never contains.
+    static readonly Dictionary<string, SafeTensorsDType> ByName =
+        Enum.GetValues<SafeTensorsDType>().ToDictionary(d => d.ToString(), StringComparer.Ordinal);
+
+    /// <summary>Bytes per element.</summary>
+    public static int SizeInBytes(this SafeTensorsDType dtype) => dtype switch
+    {
+        SafeTensorsDType.BOOL or SafeTensorsDType.U8 or SafeTensorsDType.I8
+            or SafeTensorsDType.F8_E4M3 or SafeTensorsDType.F8_E5M2 => 1,
+        SafeTensorsDType.U16 or SafeTensorsDType.I16 or SafeTensorsDType.F16 or SafeTensorsDType.BF16 => 2,
+        SafeTensorsDType.U32 or SafeTensorsDType.I32 or SafeTensorsDType.F32 => 4,
+        SafeTensorsDType.U64 or SafeTensorsDType.I64 or SafeTensorsDType.F64 => 8,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "not a safetensors dtype"),
+    };
+
+    /// <summary>Looks up a dtype by its exact (case-sensitive) safetensors name.</summary>
+    public static bool TryParse(string name, out SafeTensorsDType dtype) => ByName.TryGetValue(name, out dtype);
+
+    /// <summary>The backend dtype for F32/F16/BF16; null for every type E3 does not compute with.</summary>
+    public static DType? ToComputeType(this SafeTensorsDType dtype) => dtype switch
+    {
+        SafeTensorsDType.F32 => DType.F32,
+        SafeTensorsDType.F16 => DType.F16,
+        SafeTensorsDType.BF16 => DType.BF16,
+        _ => null,
+    };
+
+    /// <summary>The safetensors dtype that stores a backend dtype.</summary>
+    public static SafeTensorsDType FromComputeType(DType dtype) => dtype switch
+    {
+        DType.F32 => SafeTensorsDType.F32,
+        DType.F16 => SafeTensorsDType.F16,
+        DType.BF16 => SafeTensorsDType.BF16,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
+    };
+}

@@ -1,0 +1,147 @@
+using System.Buffers.Binary;
+using System.Text.Json;
+
+namespace E3.Model.IO;
+
+/// <summary>A tensor to be written.</summary>
+public readonly record struct TensorToWrite(string Name, SafeTensorsDType DType, long[] Shape, ReadOnlyMemory<byte> Data);
+
+/// <summary>Writes safetensors files atomically (temp file, then rename).</summary>
+public static class SafeTensorsWriter
+{
+    /// <summary>
+    /// Writes one .safetensors file: tensors laid out in the given order, header padded with spaces to a multiple
+    /// of 8 bytes. Every tensor is checked (unique non-empty name, non-negative shape, data length equal to
+    /// dtype size × shape) before the file is created; on any failure neither the target nor a temp file remains.
+    /// </summary>
+    public static void Write(string path, IEnumerable<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        List<TensorToWrite> list = tensors.ToList();
+        Validate(path, list);
+        WriteValidated(path, list, metadata);
+    }
+
+    /// <summary>
+    /// Writes <c>model-00001-of-0000N.safetensors</c> shards into <paramref name="folder"/> (created if needed),
+    /// filling each shard in order up to <paramref name="maxShardBytes"/> of tensor data (a larger tensor gets a
+    /// shard of its own), then <c>model.safetensors.index.json</c> with <c>metadata.total_size</c>. Each file is
+    /// written atomically and the index last, so a reader never sees an index naming a shard not yet written.
+    /// </summary>
+    /// <returns>The path of the index file.</returns>
+    public static string WriteSharded(string folder, IEnumerable<TensorToWrite> tensors, long maxShardBytes,
+        IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxShardBytes);
+        List<TensorToWrite> list = tensors.ToList();
+        string indexPath = Path.Combine(folder, ShardIndex.FileName);
+        Validate(indexPath, list);
+        List<List<TensorToWrite>> shards = Pack(list, maxShardBytes);
+        Directory.CreateDirectory(folder);
+
+        var weightMap = new List<KeyValuePair<string, string>>();
+        for (int i = 0; i < shards.Count; i++)
+        {
+            string shardName = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
+            WriteValidated(Path.Combine(folder, shardName), shards[i], metadata);
+            weightMap.AddRange(shards[i].Select(t => new KeyValuePair<string, string>(t.Name, shardName)));
+        }
+
+        using var index = AtomicFile.Create(indexPath);
+        using (var json = new Utf8JsonWriter(index.Stream, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteStartObject("metadata");
+            json.WriteNumber("total_size", list.Sum(t => (long)t.Data.Length));
+            json.WriteEndObject();
+            json.WriteStartObject("weight_map");
+            foreach (var (name, shard) in weightMap) json.WriteString(name, shard);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+        index.Commit();
+        return indexPath;
+    }
+
+    static List<List<TensorToWrite>> Pack(List<TensorToWrite> tensors, long maxShardBytes)
+    {
+        var shards = new List<List<TensorToWrite>> { new() };
+        long used = 0;
+        foreach (TensorToWrite tensor in tensors)
+        {
+            if (shards[^1].Count > 0 && used + tensor.Data.Length > maxShardBytes)
+            {
+                shards.Add([]);
+                used = 0;
+            }
+            shards[^1].Add(tensor);
+            used += tensor.Data.Length;
+        }
+        return shards;
+    }
+
+    static void Validate(string path, List<TensorToWrite> tensors)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (TensorToWrite t in tensors)
+        {
+            if (string.IsNullOrEmpty(t.Name) || t.Name == "__metadata__")
+                throw new ArgumentException($"{path}: tensor name '{t.Name}' is not allowed", nameof(tensors));
+            if (!names.Add(t.Name))
+                throw new ArgumentException($"{path}: tensor '{t.Name}' is given twice", nameof(tensors));
+            if (t.Shape == null || t.Shape.Any(d => d < 0))
+                throw new ArgumentException($"{path}: tensor '{t.Name}': shape {(t.Shape == null ? "null" : ShapeFormat.Brackets(t.Shape))} must be non-negative", nameof(tensors));
+            long? needed = ShapeFormat.CheckedProduct(t.Shape, t.DType.SizeInBytes());
+            if (needed != t.Data.Length)
+                throw new ArgumentException($"{path}: tensor '{t.Name}': {t.Data.Length} data bytes but dtype {t.DType} x shape {ShapeFormat.Brackets(t.Shape)} needs {(needed?.ToString() ?? "more than 2^63")} bytes", nameof(tensors));
+        }
+    }
+
+    static void WriteValidated(string path, List<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata)
+    {
+        byte[] header = Header(tensors, metadata);
+        using var file = AtomicFile.Create(path);
+        Span<byte> length = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+        file.Stream.Write(length);
+        file.Stream.Write(header);
+        foreach (TensorToWrite t in tensors) file.Stream.Write(t.Data.Span);
+        file.Commit();
+    }
+
+    /// <summary>The header JSON, padded with spaces so that the data area starts at a multiple of 8 bytes.</summary>
+    static byte[] Header(List<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                json.WriteStartObject("__metadata__");
+                foreach (var (key, value) in metadata) json.WriteString(key, value);
+                json.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (TensorToWrite t in tensors)
+            {
+                json.WriteStartObject(t.Name);
+                json.WriteString("dtype", t.DType.ToString());
+                json.WriteStartArray("shape");
+                foreach (long d in t.Shape) json.WriteNumberValue(d);
+                json.WriteEndArray();
+                json.WriteStartArray("data_offsets");
+                json.WriteNumberValue(offset);
+                json.WriteNumberValue(offset + t.Data.Length);
+                json.WriteEndArray();
+                json.WriteEndObject();
+                offset += t.Data.Length;
+            }
+            json.WriteEndObject();
+        }
+        int padding = (int)((8 - buffer.Length % 8) % 8);
+        for (int i = 0; i < padding; i++) buffer.WriteByte((byte)' ');
+        return buffer.ToArray();
+    }
+}
