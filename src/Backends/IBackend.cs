@@ -34,11 +34,14 @@ public interface IBackend : IDisposable
     /// <summary>y = w * x * rsqrt(mean(x^2) + eps) per row of the last dimension, computed in fp32.</summary>
     void RmsNorm(Tensor x, Tensor weight, float eps, Tensor y);
 
-    /// <summary>h += gate * delta, then y = RmsNorm(h): the residual update fused with the next layer's norm.</summary>
-    void AddScaledRmsNorm(Tensor h, Tensor delta, float gate, Tensor weight, float eps, Tensor y);
+    /// <summary>sum = x + delta, then y = RmsNorm(sum): the attention residual fused with the MLP's norm. sum may be x.</summary>
+    void AddRmsNorm(Tensor x, Tensor delta, Tensor sum, Tensor weight, float eps, Tensor y);
 
-    /// <summary>h += gate * delta.</summary>
-    void AddScaled(Tensor h, Tensor delta, float gate);
+    /// <summary>
+    /// The gated end of a decoder layer: h = h + gate·((a + mlp) − h), where a + mlp is the ungated layer output.
+    /// A gate of exactly 1 writes a + mlp, bit for bit what an ungated layer computes.
+    /// </summary>
+    void GatedResidual(Tensor h, Tensor a, Tensor mlp, float gate);
 
     /// <summary>y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]); the layout of a torch Linear weight.</summary>
     void MatMul(Tensor x, Tensor w, Tensor? bias, Tensor y);

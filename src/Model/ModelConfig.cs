@@ -149,18 +149,21 @@ public sealed class ModelConfig
     static int? OptionalInt(JsonObject obj, string key, string source)
     {
         if (obj[key] is not JsonValue v) return null;
-        if (v.TryGetValue(out int i)) return i;
-        if (v.TryGetValue(out long l)) throw new ModelFormatException(source, key, $"{l} is out of range");
-        if (v.TryGetValue(out double d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
-        throw new ModelFormatException(source, key, $"'{v.ToJsonString()}' is not an integer");
+        double? d = NumberOf(v);
+        if (d is not double x || x != Math.Floor(x)) throw new ModelFormatException(source, key, $"'{v.ToJsonString()}' is not an integer");
+        if (x is < int.MinValue or > int.MaxValue) throw new ModelFormatException(source, key, $"{v.ToJsonString()} is out of range");
+        return (int)x;
     }
 
     static double? OptionalDouble(JsonObject obj, string key, string source)
     {
         if (obj[key] is not JsonValue v) return null;
-        if (v.TryGetValue(out double d)) return d;
-        throw new ModelFormatException(source, key, $"'{v.ToJsonString()}' is not a number");
+        return NumberOf(v) ?? throw new ModelFormatException(source, key, $"'{v.ToJsonString()}' is not a number");
     }
+
+    // Values parsed from a file and values built in memory (int, float) are both read through their JSON text.
+    static double? NumberOf(JsonValue v) =>
+        v.GetValueKind() == JsonValueKind.Number ? double.Parse(v.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture) : null;
 
     static bool? OptionalBool(JsonObject obj, string key)
         => obj[key] is JsonValue v && v.TryGetValue(out bool b) ? b : null;

@@ -1,0 +1,160 @@
+using E3.Backends;
+
+namespace E3.Model.Decoder;
+
+/// <summary>
+/// Incremental decoding state for a batch of equal-length sequences: one KV cache per kept layer (a skipped
+/// layer has none), activation buffers reused between calls, and the current position.
+/// </summary>
+public sealed class InferenceSession : IDisposable
+{
+    readonly DecoderModel _model;
+    readonly IBackend _b;
+    readonly Tensor?[] _kCache, _vCache;
+    Activations? _act;
+
+    internal InferenceSession(DecoderModel model, LayerMask mask, int batch, int capacity)
+    {
+        var c = model.Config;
+        if (mask.Count != c.NumLayers) throw new ArgumentException($"mask has {mask.Count} gates but the model has {c.NumLayers} layers", nameof(mask));
+        if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(batch), $"batch {batch} must be positive");
+        if (capacity <= 0) throw new ArgumentOutOfRangeException(nameof(capacity), $"capacity {capacity} must be positive");
+        _model = model;
+        _b = model.Backend;
+        Mask = mask;
+        Batch = batch;
+        Capacity = capacity;
+        _kCache = new Tensor?[c.NumLayers];
+        _vCache = new Tensor?[c.NumLayers];
+        int kvw = c.NumKvHeads * c.HeadDim;
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            if (mask.IsSkipped(l)) continue;
+            _kCache[l] = _b.Allocate(_b.ActivationType, batch, capacity, kvw);
+            _vCache[l] = _b.Allocate(_b.ActivationType, batch, capacity, kvw);
+        }
+    }
+
+    public LayerMask Mask { get; }
+    public int Batch { get; }
+    public int Capacity { get; }
+    /// <summary>Positions already in the cache.</summary>
+    public int Position { get; private set; }
+
+    /// <summary>
+    /// Runs the next <c>tokens.Length / Batch</c> positions of every sequence (tokens laid out [B, T]) and
+    /// returns logits as <paramref name="mode"/> asks.
+    /// </summary>
+    public float[] Forward(ReadOnlySpan<int> tokens, LogitsMode mode = LogitsMode.All)
+    {
+        var c = _model.Config;
+        if (tokens.Length == 0 || tokens.Length % Batch != 0)
+            throw new ArgumentException($"{tokens.Length} tokens cannot be split into {Batch} equal sequences", nameof(tokens));
+        int T = tokens.Length / Batch;
+        if (Position + T > Capacity)
+            throw new InvalidOperationException($"positions {Position}..{Position + T - 1} exceed the session capacity {Capacity}");
+        _model.ValidateTokens(tokens);
+
+        int rows = tokens.Length;
+        var a = _act is { Rows: var r } && r == rows ? _act : ReplaceActivations(rows);
+        var w = _model.Weights;
+        _b.Embedding(w.Embedding, tokens, a.H);
+
+        float scale = 1f / MathF.Sqrt(c.HeadDim);
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            float gate = Mask[l];
+            if (gate == 0f) continue;
+            _model.CountExecution(l);
+            var lw = w.Layers[l];
+            _b.RmsNorm(a.H, lw.InputNorm, c.RmsNormEps, a.X);
+            _b.MatMul(a.X, lw.Q, lw.QBias, a.Q);
+            _b.MatMul(a.X, lw.K, lw.KBias, a.K);
+            _b.MatMul(a.X, lw.V, lw.VBias, a.V);
+            _b.HeadNormRope(a.Q, c.NumHeads, c.HeadDim, lw.QNorm, c.RmsNormEps, c.RopeTheta, T, Position);
+            _b.HeadNormRope(a.K, c.NumKvHeads, c.HeadDim, lw.KNorm, c.RmsNormEps, c.RopeTheta, T, Position);
+            _b.Attention(a.Q, a.K, a.V, _kCache[l]!, _vCache[l]!, Batch, T, Position, c.NumHeads, c.NumKvHeads, c.HeadDim, scale, a.Attn);
+            _b.MatMul(a.Attn, lw.O, lw.OBias, a.O);
+            _b.AddRmsNorm(a.H, a.O, a.A, lw.PostAttentionNorm, c.RmsNormEps, a.X);
+            _b.MatMul(a.X, lw.Gate, null, a.Gate);
+            _b.MatMul(a.X, lw.Up, null, a.Up);
+            _b.SwiGlu(a.Gate, a.Up, a.Gate);
+            _b.MatMul(a.Gate, lw.Down, null, a.O);
+            _b.GatedResidual(a.H, a.A, a.O, gate);
+        }
+        Position += T;
+        if (mode == LogitsMode.None) return [];
+
+        Tensor hidden = a.H;
+        Tensor? last = null;
+        try
+        {
+            if (mode == LogitsMode.Last && T > 1)
+            {
+                var rowsWanted = new int[Batch];
+                for (int b = 0; b < Batch; b++) rowsWanted[b] = b * T + T - 1;
+                last = _b.Allocate(_b.ActivationType, Batch, c.HiddenSize);
+                _b.GatherRows(a.H, rowsWanted, last);
+                hidden = last;
+            }
+            int outRows = (int)hidden.Rows;
+            using var normed = _b.Allocate(_b.ActivationType, outRows, c.HiddenSize);
+            using var logits = _b.Allocate(_b.ActivationType, outRows, c.VocabSize);
+            _b.RmsNorm(hidden, w.FinalNorm, c.RmsNormEps, normed);
+            _b.MatMul(normed, w.LmHead, null, logits);
+            var result = new float[(long)outRows * c.VocabSize];
+            _b.Download(logits, result);
+            return result;
+        }
+        finally
+        {
+            last?.Dispose();
+        }
+    }
+
+    /// <summary>Forgets every cached position (the caches are overwritten by the next call).</summary>
+    public void Reset() => Position = 0;
+
+    Activations ReplaceActivations(int rows)
+    {
+        _act?.Dispose();
+        _act = new Activations(_b, _model.Config, rows);
+        return _act;
+    }
+
+    public void Dispose()
+    {
+        _act?.Dispose();
+        foreach (var t in _kCache) t?.Dispose();
+        foreach (var t in _vCache) t?.Dispose();
+    }
+
+    /// <summary>Per-call activation buffers for a given number of token rows.</summary>
+    sealed class Activations : IDisposable
+    {
+        public readonly int Rows;
+        public readonly Tensor H, X, Q, K, V, Attn, O, A, Gate, Up;
+
+        public Activations(IBackend b, ModelConfig c, int rows)
+        {
+            Rows = rows;
+            var dt = b.ActivationType;
+            int qw = c.NumHeads * c.HeadDim, kvw = c.NumKvHeads * c.HeadDim;
+            H = b.Allocate(dt, rows, c.HiddenSize);
+            X = b.Allocate(dt, rows, c.HiddenSize);
+            Q = b.Allocate(dt, rows, qw);
+            K = b.Allocate(dt, rows, kvw);
+            V = b.Allocate(dt, rows, kvw);
+            Attn = b.Allocate(dt, rows, qw);
+            O = b.Allocate(dt, rows, c.HiddenSize);
+            A = b.Allocate(dt, rows, c.HiddenSize);
+            Gate = b.Allocate(dt, rows, c.IntermediateSize);
+            Up = b.Allocate(dt, rows, c.IntermediateSize);
+        }
+
+        public void Dispose()
+        {
+            foreach (var t in new[] { H, X, Q, K, V, Attn, O, A, Gate, Up }) t.Dispose();
+        }
+    }
+}

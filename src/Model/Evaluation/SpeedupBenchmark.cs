@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using E3.Model.Decoder;
+
+namespace E3.Model.Evaluation;
+
+/// <summary>Throughput of one phase for the full and the pruned model, measured side by side.</summary>
+public sealed record PhaseSpeed(double FullTps, double PrunedTps)
+{
+    public double Speedup => PrunedTps / FullTps;
+}
+
+public sealed record SpeedupResult(PhaseSpeed Prefill, PhaseSpeed Decode, int Layers, int[] Dropped, int Batch, int PrefillTokens, int DecodeTokens, int Repeats, string Device, int Threads);
+
+/// <summary>
+/// Full vs layer-skipped model on the same weights in one process. Each repeat runs the full and the pruned
+/// model back to back (alternating which goes first) after a warm-up of each, and the median of the repeats
+/// is reported, so drift in clock speed or load hits both sides alike.
+/// </summary>
+public static class SpeedupBenchmark
+{
+    public static SpeedupResult Run(DecoderModel model, LayerMask pruned, int batch, int prefill, int decode, int repeats, int seed = 0, Action<string>? progress = null)
+    {
+        if (prefill < 1) throw new ArgumentOutOfRangeException(nameof(prefill), $"prefill length {prefill} must be at least 1");
+        if (decode < 0) throw new ArgumentOutOfRangeException(nameof(decode), $"decode length {decode} must not be negative");
+        if (repeats < 1) throw new ArgumentOutOfRangeException(nameof(repeats), $"repeats {repeats} must be at least 1");
+        var full = LayerMask.All(model.Config.NumLayers);
+        var rng = new Random(seed);
+        var prompt = new int[batch * prefill];
+        for (int i = 0; i < prompt.Length; i++) prompt[i] = rng.Next(model.Config.VocabSize);
+        var step = new int[batch];
+        for (int i = 0; i < batch; i++) step[i] = rng.Next(model.Config.VocabSize);
+
+        (double Prefill, double Decode) Measure(LayerMask mask)
+        {
+            using var s = model.StartSession(mask, batch, prefill + decode);
+            var sw = Stopwatch.StartNew();
+            s.Forward(prompt, LogitsMode.Last);
+            double p = sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            for (int i = 0; i < decode; i++) s.Forward(step, LogitsMode.Last);
+            double d = sw.Elapsed.TotalSeconds;
+            return (p, d);
+        }
+
+        progress?.Invoke("warm-up");
+        Measure(full);
+        Measure(pruned);
+        var fp = new List<double>(); var fd = new List<double>(); var pp = new List<double>(); var pd = new List<double>();
+        for (int r = 0; r < repeats; r++)
+        {
+            progress?.Invoke($"repeat {r + 1}/{repeats}");
+            bool fullFirst = r % 2 == 0;
+            var first = Measure(fullFirst ? full : pruned);
+            var second = Measure(fullFirst ? pruned : full);
+            var (f, p) = fullFirst ? (first, second) : (second, first);
+            fp.Add(f.Prefill); fd.Add(f.Decode); pp.Add(p.Prefill); pd.Add(p.Decode);
+        }
+        double prefillTokens = (double)batch * prefill, decodeTokens = (double)batch * decode;
+        var prefillSpeed = new PhaseSpeed(prefillTokens / Median(fp), prefillTokens / Median(pp));
+        var decodeSpeed = decode == 0 ? new PhaseSpeed(0, 0) : new PhaseSpeed(decodeTokens / Median(fd), decodeTokens / Median(pd));
+        int threads = model.Backend is E3.Backends.Cpu.CpuBackend cpu ? cpu.Threads : 0;
+        return new SpeedupResult(prefillSpeed, decodeSpeed, model.Config.NumLayers, pruned.Dropped.ToArray(), batch, prefill, decode, repeats, model.Backend.Name, threads);
+    }
+
+    public static double Median(IReadOnlyList<double> values)
+    {
+        var s = values.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+    }
+}

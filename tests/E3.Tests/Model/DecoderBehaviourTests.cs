@@ -1,0 +1,185 @@
+using E3.Backends.Cpu;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Tests.Support;
+using Xunit;
+
+namespace E3.Tests.Model;
+
+/// <summary>
+/// Properties of the CPU decoder that need no external oracle: the KV cache, batching and layer skipping must
+/// not change what a plain full-sequence forward computes, and a skipped layer must do no work.
+/// </summary>
+public sealed class DecoderBehaviourTests : IDisposable
+{
+    readonly TempDir _dir = new();
+    readonly CpuBackend _cpu = new();
+
+    DecoderModel Make(Architecture arch = Architecture.Qwen3, int layers = 4, bool tie = false, int seed = 3)
+    {
+        string path = _dir[$"{arch}-{layers}-{tie}-{seed}"];
+        if (!Directory.Exists(path))
+            RandomModel.Write(new RandomModelSpec { Architecture = arch, Layers = layers, Hidden = 48, Heads = 4, KvHeads = 2, HeadDim = 12, Intermediate = 96, Vocab = 97, TieEmbeddings = tie, Seed = seed, InitStd = 0.2f }, path);
+        return DecoderModel.Load(path, _cpu);
+    }
+
+    static int[] Tokens(int n, int vocab, int seed)
+    {
+        var r = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => r.Next(vocab)).ToArray();
+    }
+
+    [Theory]
+    [InlineData(Architecture.Qwen3)]
+    [InlineData(Architecture.Llama)]
+    [InlineData(Architecture.Qwen2)]
+    public void IncrementalDecodingMatchesFullForward(Architecture arch)
+    {
+        using var m = Make(arch);
+        int[] t = Tokens(9, m.Config.VocabSize, 1);
+        var mask = LayerMask.Dropping(4, [2]);
+        float[] full = m.Forward(t, mask);
+        using var s = m.StartSession(mask, 1, t.Length);
+        int v = m.Config.VocabSize;
+        // Prefill 4 then one token at a time: every position must see exactly the same keys and values.
+        float[] first = s.Forward(t.AsSpan(0, 4), LogitsMode.All);
+        AssertClose(full.AsSpan(0, 4 * v), first, 2e-5f);
+        for (int i = 4; i < t.Length; i++)
+        {
+            float[] step = s.Forward(t.AsSpan(i, 1), LogitsMode.Last);
+            AssertClose(full.AsSpan(i * v, v), step, 2e-5f);
+        }
+    }
+
+    [Fact]
+    public void BatchedSequencesMatchSeparateRuns()
+    {
+        using var m = Make();
+        int v = m.Config.VocabSize;
+        int[] a = Tokens(6, v, 2), b = Tokens(6, v, 3);
+        var mask = LayerMask.All(4);
+        using var s = m.StartSession(mask, 2, 6);
+        float[] both = s.Forward([.. a, .. b], LogitsMode.All);
+        AssertClose(m.Forward(a), both.AsSpan(0, 6 * v), 2e-5f);
+        AssertClose(m.Forward(b), both.AsSpan(6 * v, 6 * v), 2e-5f);
+    }
+
+    [Fact]
+    public void SkippedLayersDoNoWork()
+    {
+        using var m = Make(layers: 6);
+        var mask = LayerMask.Dropping(6, [1, 4]);
+        m.Forward(Tokens(5, m.Config.VocabSize, 4), mask);
+        Assert.Equal(new long[] { 1, 0, 1, 1, 0, 1 }, m.LayerExecutions.ToArray());
+        using (var s = m.StartSession(mask, 1, 8))
+        {
+            s.Forward(Tokens(3, m.Config.VocabSize, 5), LogitsMode.Last);
+            s.Forward([1], LogitsMode.Last);
+        }
+        Assert.Equal(new long[] { 3, 0, 3, 3, 0, 3 }, m.LayerExecutions.ToArray());
+    }
+
+    [Fact]
+    public void DroppingEveryLayerLeavesEmbeddingNormAndHead()
+    {
+        using var m = Make(tie: true);
+        int[] t = Tokens(3, m.Config.VocabSize, 6);
+        float[] logits = m.Forward(t, LayerMask.Dropping(4, [0, 1, 2, 3]));
+        // Independent scalar computation in double: lm_head(norm(embed(t))) with the tied embedding.
+        using var ckpt = E3.Model.IO.SafeTensorsCheckpoint.Open(_dir[$"{Architecture.Qwen3}-4-True-3"]);
+        float[] emb = ckpt.ReadFloat32(WeightNames.Embedding), norm = ckpt.ReadFloat32(WeightNames.FinalNorm);
+        int h = m.Config.HiddenSize, v = m.Config.VocabSize;
+        for (int i = 0; i < t.Length; i++)
+        {
+            double ms = 0;
+            for (int j = 0; j < h; j++) ms += (double)emb[t[i] * h + j] * emb[t[i] * h + j];
+            double inv = 1 / Math.Sqrt(ms / h + m.Config.RmsNormEps);
+            for (int o = 0; o < v; o++)
+            {
+                double z = 0;
+                for (int j = 0; j < h; j++) z += norm[j] * emb[t[i] * h + j] * inv * emb[o * h + j];
+                Assert.True(Math.Abs(z - logits[i * v + o]) < 1e-5, $"token {i} logit {o}: {logits[i * v + o]} vs {z}");
+            }
+        }
+    }
+
+    [Fact]
+    public void GateOneEqualsUngatedAndZeroEqualsDropped()
+    {
+        using var m = Make();
+        int[] t = Tokens(5, m.Config.VocabSize, 7);
+        float[] all = m.Forward(t);
+        float[] gatedOnes = m.Forward(t, new LayerMask([1f, 1f, 1f, 1f]));
+        Assert.Equal(all, gatedOnes); // gate 1 takes the exact ungated path
+        float[] half = m.Forward(t, new LayerMask([1f, 0.5f, 1f, 1f]));
+        float[] none = m.Forward(t, LayerMask.Dropping(4, [1]));
+        // A fractional gate lies strictly between: it differs from both ends.
+        Assert.True(MaxDiff(half, all) > 1e-4 && MaxDiff(half, none) > 1e-4);
+    }
+
+    [Fact]
+    public void TokenOutsideVocabularyIsAClearError()
+    {
+        using var m = Make();
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => m.Forward([1, 2, 97]));
+        Assert.Contains("tokens[2] = 97", e.Message);
+        Assert.Contains("vocab_size = 97", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => m.Forward([-1]));
+    }
+
+    [Fact]
+    public void MaskIndicesOutOfRangeAreErrors()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => LayerMask.ParseDropList(4, "1,4"));
+        Assert.Contains("layer index 4", e.Message);
+        Assert.Throws<FormatException>(() => LayerMask.ParseDropList(4, "1,x"));
+        Assert.Throws<ArgumentException>(() => new LayerMask([1f, float.NaN]));
+        Assert.Equal(new[] { 24, 25, 26, 27, 28, 29, 30, 31 }, LayerMask.DropLast(32, 0.25).Dropped.ToArray());
+    }
+
+    [Fact]
+    public void SessionCapacityIsEnforced()
+    {
+        using var m = Make();
+        using var s = m.StartSession(LayerMask.All(4), 1, 4);
+        s.Forward([1, 2, 3], LogitsMode.None);
+        var e = Assert.Throws<InvalidOperationException>(() => s.Forward([1, 2], LogitsMode.Last));
+        Assert.Contains("capacity 4", e.Message);
+    }
+
+    [Fact]
+    public void GreedyGenerationEqualsArgmaxOfRepeatedFullForwards()
+    {
+        using var m = Make();
+        int[] prompt = Tokens(4, m.Config.VocabSize, 8);
+        int[] gen = GreedyGenerator.Generate(m, prompt, 5);
+        var seq = prompt.ToList();
+        int v = m.Config.VocabSize;
+        for (int i = 0; i < 5; i++)
+        {
+            float[] z = m.Forward(seq.ToArray());
+            seq.Add(GreedyGenerator.ArgMax(z.AsSpan((seq.Count - 1) * v, v)));
+        }
+        Assert.Equal(seq.Skip(4), gen);
+    }
+
+    static float MaxDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        float m = 0;
+        for (int i = 0; i < a.Length; i++) m = MathF.Max(m, MathF.Abs(a[i] - b[i]));
+        return m;
+    }
+
+    static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, float tol)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        float d = MaxDiff(expected, actual);
+        Assert.True(d <= tol, $"max abs difference {d} exceeds {tol}");
+    }
+
+    public void Dispose()
+    {
+        _cpu.Dispose();
+        _dir.Dispose();
+    }
+}
