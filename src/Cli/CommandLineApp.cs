@@ -1,13 +1,40 @@
 using System.CommandLine;
+using E3.Cli.Commands;
 
 namespace E3.Cli;
 
-/// <summary>Builds the <c>e3</c> command tree.</summary>
+/// <summary>Builds the <c>e3</c> command tree. Exit codes: 0 success, 1 bad input or failure, 2 usage error.</summary>
 public static class CommandLineApp
 {
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("E3: prune whole decoder layers out of LLMs (Qwen3, Llama, Qwen2) and run the result faster.");
+        root.Subcommands.Add(DoctorCommand.Create());
+        root.Subcommands.Add(ModelCommands.Create());
+        root.Subcommands.Add(ForwardCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(BenchCommands.Create());
+        root.Subcommands.Add(DemoCommand.Create());
+        return root;
+    }
+
     public static int Run(string[] args)
     {
-        var root = new RootCommand("E3: prune whole decoder layers out of LLMs and run the result faster.");
-        return root.Parse(args).Invoke();
+        var parse = Build().Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors) Console.Error.WriteLine($"e3: {e.Message}");
+            Console.Error.WriteLine("Run 'e3 --help' for usage.");
+            return ExitCodes.Usage;
+        }
+        return parse.Invoke();
     }
+}
+
+public static class ExitCodes
+{
+    public const int Ok = 0;
+    public const int Failure = 1;
+    public const int Usage = 2;
 }

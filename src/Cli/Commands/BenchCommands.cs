@@ -1,0 +1,117 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Model.Evaluation;
+
+namespace E3.Cli.Commands;
+
+/// <summary><c>e3 bench speedup</c>: full vs layer-skipped model, side by side in one process.</summary>
+internal static class BenchCommands
+{
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Benchmarks");
+        bench.Subcommands.Add(Speedup());
+        return bench;
+    }
+
+    static Command Speedup()
+    {
+        var model = CommonOptions.Model(required: false);
+        var arch = new Option<string?>("--arch") { Description = "Benchmark a random model of this architecture instead of --model (qwen3, llama, qwen2)" };
+        var layers = new Option<int>("--layers") { Description = "With --arch: layers", DefaultValueFactory = _ => 32 };
+        var hidden = new Option<int>("--hidden") { Description = "With --arch: hidden size", DefaultValueFactory = _ => 1024 };
+        var heads = new Option<int>("--heads") { Description = "With --arch: attention heads", DefaultValueFactory = _ => 16 };
+        var kvHeads = new Option<int>("--kv-heads") { Description = "With --arch: key/value heads", DefaultValueFactory = _ => 4 };
+        var inter = new Option<int>("--intermediate") { Description = "With --arch: MLP size", DefaultValueFactory = _ => 3072 };
+        var vocab = new Option<int>("--vocab") { Description = "With --arch: vocabulary", DefaultValueFactory = _ => 8192 };
+        var dtype = new Option<string>("--dtype") { Description = "With --arch: float32 or bfloat16 weights", DefaultValueFactory = _ => "float32" };
+        var drop = CommonOptions.Drop();
+        var prune = new Option<double?>("--prune") { Description = "Drop the last round(R·L) layers when --drop is not given" };
+        var prefill = new Option<int>("--prefill") { Description = "Prompt tokens per sequence", DefaultValueFactory = _ => 512 };
+        var decode = new Option<int>("--decode") { Description = "Generated tokens per sequence", DefaultValueFactory = _ => 128 };
+        var batch = new Option<int>("--batch") { Description = "Sequences", DefaultValueFactory = _ => 1 };
+        var repeats = new Option<int>("--repeats") { Description = "Timed repeats (median reported)", DefaultValueFactory = _ => 5 };
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var json = CommonOptions.Json();
+        var cmd = new Command("speedup", "Prefill and decode tokens/s of the full and the pruned model, and their ratio")
+            { model, arch, layers, hidden, heads, kvHeads, inter, vocab, dtype, drop, prune, prefill, decode, batch, repeats, device, threads, json };
+        cmd.SetAction(p => CliRunner.Guard(() =>
+        {
+            string? dir = p.GetValue(model);
+            string? a = p.GetValue(arch);
+            if ((dir == null) == (a == null)) throw new ArgumentException("give exactly one of --model DIR or --arch NAME");
+            string? temp = null;
+            try
+            {
+                if (a != null)
+                {
+                    temp = Path.Combine(Path.GetTempPath(), $"e3-bench-{Guid.NewGuid():N}");
+                    int h = p.GetValue(hidden), nh = p.GetValue(heads);
+                    RandomModel.Write(new RandomModelSpec
+                    {
+                        Architecture = ParseArch(a), Layers = p.GetValue(layers), Hidden = h, Heads = nh, KvHeads = p.GetValue(kvHeads),
+                        HeadDim = h / nh, Intermediate = p.GetValue(inter), Vocab = p.GetValue(vocab), Dtype = p.GetValue(dtype)!, Seed = 1,
+                    }, temp);
+                    dir = temp;
+                }
+                using var backend = CliRunner.CreateBackend(p.GetValue(device)!, p.GetValue(threads));
+                using var m = DecoderModel.Load(dir!, backend);
+                int L = m.Config.NumLayers;
+                var mask = p.GetValue(drop) is { } d ? LayerMask.ParseDropList(L, d)
+                    : p.GetValue(prune) is { } r ? LayerMask.DropLast(L, r)
+                    : throw new ArgumentException("give --drop LIST or --prune RATIO");
+                bool quiet = p.GetValue(json);
+                var result = SpeedupBenchmark.Run(m, mask, p.GetValue(batch), p.GetValue(prefill), p.GetValue(decode), p.GetValue(repeats),
+                    progress: quiet ? null : s => Console.Error.WriteLine($"  {s}"));
+                if (quiet) CliRunner.WriteJson(ToJson(result));
+                else Print(result);
+                return ExitCodes.Ok;
+            }
+            finally
+            {
+                if (temp != null && Directory.Exists(temp)) Directory.Delete(temp, true);
+            }
+        }));
+        return cmd;
+    }
+
+    static Architecture ParseArch(string a) => a switch
+    {
+        "qwen3" => Architecture.Qwen3,
+        "llama" => Architecture.Llama,
+        "qwen2" => Architecture.Qwen2,
+        _ => throw new ArgumentException($"--arch: '{a}' is not one of qwen3, llama, qwen2"),
+    };
+
+    public static JsonObject ToJson(SpeedupResult r)
+    {
+        static JsonObject Phase(PhaseSpeed s) => new() { ["full_tps"] = s.FullTps, ["pruned_tps"] = s.PrunedTps, ["speedup"] = s.Speedup };
+        return new JsonObject
+        {
+            ["prefill"] = Phase(r.Prefill),
+            ["decode"] = Phase(r.Decode),
+            ["layers"] = r.Layers,
+            ["dropped"] = CliRunner.ToJsonArray(r.Dropped),
+            ["ideal_speedup"] = r.Layers / (double)(r.Layers - r.Dropped.Length),
+            ["batch"] = r.Batch,
+            ["prefill_tokens"] = r.PrefillTokens,
+            ["decode_tokens"] = r.DecodeTokens,
+            ["repeats"] = r.Repeats,
+            ["device"] = r.Device,
+            ["threads"] = r.Threads,
+        };
+    }
+
+    public static void Print(SpeedupResult r)
+    {
+        double ideal = r.Layers / (double)(r.Layers - r.Dropped.Length);
+        Console.Out.WriteLine($"layers {r.Layers}, dropped {r.Dropped.Length} [{string.Join(",", r.Dropped)}], batch {r.Batch}, device {r.Device}, median of {r.Repeats}");
+        Console.Out.WriteLine($"{"phase",-8} {"full tok/s",12} {"pruned tok/s",13} {"speedup",8} {"ideal",7}");
+        Console.Out.WriteLine($"{"prefill",-8} {r.Prefill.FullTps,12:F1} {r.Prefill.PrunedTps,13:F1} {r.Prefill.Speedup,7:F3}x {ideal,6:F3}x");
+        if (r.DecodeTokens > 0)
+            Console.Out.WriteLine($"{"decode",-8} {r.Decode.FullTps,12:F1} {r.Decode.PrunedTps,13:F1} {r.Decode.Speedup,7:F3}x {ideal,6:F3}x");
+    }
+}

@@ -1,0 +1,44 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using E3.Backends;
+using E3.Backends.Cpu;
+using E3.Model;
+
+namespace E3.Cli.Commands;
+
+/// <summary>Shared plumbing: turning known failures into one clear line and exit code 1, devices, JSON output.</summary>
+internal static class CliRunner
+{
+    /// <summary>
+    /// Runs a command body. Any failure becomes one line on stderr and exit code 1; outputs are written atomically by
+    /// the writers themselves, so a failure leaves nothing half-written. E3_DEBUG=1 adds the stack trace.
+    /// </summary>
+    public static int Guard(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Console.Error.WriteLine($"e3: error: {e.Message}");
+            if (Environment.GetEnvironmentVariable("E3_DEBUG") == "1") Console.Error.WriteLine(e);
+            return ExitCodes.Failure;
+        }
+    }
+
+    public static readonly string[] Devices = ["cpu"];
+
+    public static IBackend CreateBackend(string device, int threads) => device switch
+    {
+        "cpu" => new CpuBackend(threads),
+        _ => throw new ArgumentException($"--device: '{device}' is not available in this build (available: {string.Join(", ", Devices)})"),
+    };
+
+    public static void WriteJson(JsonNode node) =>
+        Console.Out.WriteLine(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+
+    public static JsonArray ToJsonArrayStrings(IEnumerable<string> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
+
+    public static JsonArray ToJsonArray(IEnumerable<int> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
+}

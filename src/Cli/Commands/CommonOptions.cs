@@ -1,0 +1,22 @@
+using System.CommandLine;
+
+namespace E3.Cli.Commands;
+
+/// <summary>Options several commands share, so they are spelled and described the same everywhere.</summary>
+internal static class CommonOptions
+{
+    public static Option<string> Model(bool required = true) => new("--model") { Description = "Hugging Face model folder (config.json + *.safetensors)", Required = required };
+    public static Option<string?> Drop() => new("--drop") { Description = "Comma-separated layer indices to skip, e.g. 3,7" };
+    public static Option<string> Device() => new("--device") { Description = "cpu (C# SIMD), cuda or emu", DefaultValueFactory = _ => "cpu" };
+    public static Option<int> Threads() => new("--threads") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0 };
+    public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };
+    public static Option<string> Precision() => new("--precision") { Description = "Projection weights: stored (as in the file), f32 or bf16", DefaultValueFactory = _ => "stored" };
+
+    public static E3.Model.Decoder.WeightPrecision ParsePrecision(string s) => s switch
+    {
+        "stored" => E3.Model.Decoder.WeightPrecision.AsStored,
+        "f32" => E3.Model.Decoder.WeightPrecision.F32,
+        "bf16" => E3.Model.Decoder.WeightPrecision.BF16,
+        _ => throw new ArgumentException($"--precision: '{s}' is not one of stored, f32, bf16"),
+    };
+}

@@ -1,0 +1,168 @@
+using System.Text.Json.Nodes;
+using E3.Backends.Cpu;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Model.Evaluation;
+using E3.Model.IO;
+using E3.Tests.Support;
+using Xunit;
+
+namespace E3.Tests.Cli;
+
+/// <summary>The e3 executable end to end: outputs equal the library's, bad input exits 1 with a clear message and no output.</summary>
+public sealed class CliTests : IDisposable
+{
+    readonly TempDir _dir = new("e3-cli");
+
+    string InitModel(string name = "m", params string[] extra)
+    {
+        string path = _dir[name];
+        var r = CliProcess.Run(["model", "init", "--arch", "qwen3", "--layers", "4", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
+            "--intermediate", "64", "--vocab", "50", "--seed", "5", "--init-std", "0.2", "--out", path, .. extra]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        return path;
+    }
+
+    [Fact]
+    public void ForwardWritesTheSameLogitsAsTheLibrary()
+    {
+        string model = InitModel();
+        string npy = _dir["logits.npy"];
+        var r = CliProcess.Run("forward", "--model", model, "--tokens", "1,2,3,49", "--drop", "2", "--out", npy);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var arr = NpyFile.Read<float>(npy);
+        Assert.Equal(new long[] { 4, 50 }, arr.Shape);
+        using var cpu = new CpuBackend();
+        using var m = DecoderModel.Load(model, cpu);
+        Assert.Equal(m.Forward([1, 2, 3, 49], LayerMask.Dropping(4, [2])), arr.Data);
+    }
+
+    [Fact]
+    public void TokenOutsideVocabularyFailsWithoutOutput()
+    {
+        string model = InitModel();
+        string npy = _dir["bad.npy"];
+        var r = CliProcess.Run("forward", "--model", model, "--tokens", "1,50", "--out", npy);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--tokens[1] = 50", r.Stderr);
+        Assert.False(File.Exists(npy));
+        Assert.Empty(Directory.GetFiles(_dir.Path, "*.tmp*"));
+    }
+
+    [Fact]
+    public void DropIndexOutOfRangeFails()
+    {
+        string model = InitModel();
+        var r = CliProcess.Run("forward", "--model", model, "--tokens", "1", "--drop", "4", "--out", _dir["x.npy"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("layer index 4 is out of range", r.Stderr);
+    }
+
+    [Fact]
+    public void UnknownOptionIsAUsageError()
+    {
+        var r = CliProcess.Run("forward", "--no-such-option");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--no-such-option", r.Stderr);
+    }
+
+    [Fact]
+    public void ModelInitRefusesUnknownArchitectureAndNonEmptyFolder()
+    {
+        var r = CliProcess.Run("model", "init", "--arch", "gpt2", "--out", _dir["g"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("gpt2", r.Stderr);
+        string model = InitModel();
+        r = CliProcess.Run("model", "init", "--out", model);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("not empty", r.Stderr);
+    }
+
+    [Fact]
+    public void TruncatedCheckpointIsAClearError()
+    {
+        string model = InitModel();
+        string st = Path.Combine(model, "model.safetensors");
+        var bytes = File.ReadAllBytes(st);
+        File.WriteAllBytes(st, bytes.AsSpan(0, bytes.Length - 100).ToArray());
+        var r = CliProcess.Run("forward", "--model", model, "--tokens", "1", "--out", _dir["t.npy"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("model.safetensors", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr); // a message, not a stack trace
+    }
+
+    [Fact]
+    public void EvalPerplexityMatchesAnIndependentComputation()
+    {
+        string model = InitModel();
+        var rng = new Random(9);
+        int[] ids = Enumerable.Range(0, 40).Select(_ => rng.Next(50)).ToArray();
+        string bin = _dir["tokens.bin"];
+        File.WriteAllBytes(bin, ids.SelectMany(i => BitConverter.GetBytes((uint)i)).ToArray());
+        var r = CliProcess.Run("eval", "--model", model, "--data", bin, "--window", "16", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonNode.Parse(r.Stdout)!;
+        // Independent: windows of 16, each scoring its tokens 1..15 with a double log-softmax.
+        using var cpu = new CpuBackend();
+        using var m = DecoderModel.Load(model, cpu);
+        double nll = 0; int n = 0;
+        for (int s = 0; s + 1 < ids.Length; s += 16)
+        {
+            var w = ids.AsSpan(s, Math.Min(16, ids.Length - s)).ToArray();
+            float[] z = m.Forward(w);
+            for (int t = 0; t + 1 < w.Length; t++)
+            {
+                var row = z.AsSpan(t * 50, 50).ToArray().Select(x => (double)x).ToArray();
+                double max = row.Max();
+                nll -= row[w[t + 1]] - max - Math.Log(row.Sum(x => Math.Exp(x - max)));
+                n++;
+            }
+        }
+        Assert.Equal(n, json["tokens"]!.GetValue<long>());
+        // The engine subtracts the row max in fp32 before going to double: each term may differ by ~1 ulp of |z|
+        // (≈ 6e-8 relative), so the perplexity agrees to 1e-6 relative, not to double precision.
+        double expected = Math.Exp(nll / n), actual = json["perplexity"]!.GetValue<double>();
+        Assert.True(Math.Abs(actual - expected) <= 1e-6 * expected, $"perplexity {actual} vs independent {expected}");
+    }
+
+    [Fact]
+    public void EvalRejectsTokenFileOutsideVocabulary()
+    {
+        string model = InitModel();
+        string bin = _dir["bad.bin"];
+        File.WriteAllBytes(bin, new uint[] { 1, 2, 77 }.SelectMany(BitConverter.GetBytes).ToArray());
+        var r = CliProcess.Run("eval", "--model", model, "--data", bin);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("bad.bin", r.Stderr);
+        Assert.Contains("77", r.Stderr);
+    }
+
+    [Fact]
+    public void SpeedupBenchPrintsTheDocumentedJson()
+    {
+        string model = InitModel();
+        var r = CliProcess.Run("bench", "speedup", "--model", model, "--prune", "0.25", "--prefill", "8", "--decode", "4", "--repeats", "1", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var j = JsonNode.Parse(r.Stdout)!;
+        Assert.Equal(4, j["layers"]!.GetValue<int>());
+        Assert.Equal(new[] { 3 }, j["dropped"]!.AsArray().Select(x => x!.GetValue<int>()));
+        foreach (var phase in new[] { "prefill", "decode" })
+        {
+            double full = j[phase]!["full_tps"]!.GetValue<double>(), pruned = j[phase]!["pruned_tps"]!.GetValue<double>();
+            Assert.True(full > 0 && pruned > 0);
+            Assert.Equal(pruned / full, j[phase]!["speedup"]!.GetValue<double>(), 1e-9);
+        }
+    }
+
+    [Fact]
+    public void DoctorReportsTheMachine()
+    {
+        var r = CliProcess.Run("doctor", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var j = JsonNode.Parse(r.Stdout)!;
+        Assert.Equal(Environment.ProcessorCount, j["cpu"]!["logical_cores"]!.GetValue<int>());
+        Assert.NotNull(j["cuda_libraries"]!["nvrtc"]!["found"]);
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
