@@ -92,7 +92,7 @@ public sealed class ModelConfig
         if (headDim <= 0 || headDim % 2 != 0) throw new ModelFormatException(source, "head_dim", $"{headDim} must be positive and even (rotary pairs)");
         bool attentionBias = OptionalBool(obj, "attention_bias") ?? false;
         float theta = RopeThetaOf(obj, source);
-        var layerTypes = obj["layer_types"] is JsonArray lt ? lt.Select(n => n?.GetValue<string>() ?? "").ToList() : null;
+        var layerTypes = obj["layer_types"] is JsonArray lt ? lt.Select(n => StringValue(n, "layer_types", source)).ToList() : null;
         int layers = RequiredPositiveInt(obj, "num_hidden_layers", source);
         if (layerTypes != null && layerTypes.Count != layers)
             throw new ModelFormatException(source, "layer_types", $"has {layerTypes.Count} entries but num_hidden_layers={layers}");
@@ -115,7 +115,7 @@ public sealed class ModelConfig
             QkvBias = arch == Architecture.Qwen2 || attentionBias,
             OutputBias = arch == Architecture.Llama && attentionBias,
             MaxPositionEmbeddings = OptionalInt(obj, "max_position_embeddings", source) ?? 32768,
-            TorchDtype = (obj["torch_dtype"] ?? obj["dtype"])?.GetValue<string>(),
+            TorchDtype = OptionalString(obj, "torch_dtype", source) ?? OptionalString(obj, "dtype", source),
             LayerTypes = layerTypes,
             MaxWindowLayers = OptionalInt(obj, "max_window_layers", source),
             Json = obj,
@@ -128,12 +128,25 @@ public sealed class ModelConfig
         // Newer transformers nest it in rope_parameters; older ones keep rope_theta at top level.
         double? theta = OptionalDouble(obj, "rope_theta", source);
         if (theta == null && obj["rope_parameters"] is JsonObject rp) theta = OptionalDouble(rp, "rope_theta", source);
-        if (obj["rope_scaling"] is JsonObject rs && rs["rope_type"]?.GetValue<string>() is string rt && rt != "default")
-            throw new ModelFormatException(source, "rope_scaling.rope_type", $"'{rt}' is not supported (only default rotary embeddings)");
+        // Scaled variants (linear, yarn, llama3, ...) change the frequencies; refuse them rather than run them wrong.
+        foreach (string holder in new[] { "rope_scaling", "rope_parameters" })
+        {
+            if (obj[holder] is not JsonObject rope) continue;
+            string? type = OptionalString(rope, "rope_type", source, holder + ".") ?? OptionalString(rope, "type", source, holder + ".");
+            if (type != null && type != "default")
+                throw new ModelFormatException(source, holder + ".rope_type", $"'{type}' is not supported (only default rotary embeddings)");
+        }
         double value = theta ?? 10000.0;
         if (!(value > 0)) throw new ModelFormatException(source, "rope_theta", $"{value} must be positive");
         return (float)value;
     }
+
+    static string? OptionalString(JsonObject obj, string key, string source, string fieldPrefix = "")
+        => obj[key] is JsonNode node ? StringValue(node, fieldPrefix + key, source) : null;
+
+    static string StringValue(JsonNode? node, string field, string source)
+        => node is JsonValue v && v.TryGetValue(out string? s) ? s
+            : throw new ModelFormatException(source, field, $"{node?.ToJsonString() ?? "null"} is not a string");
 
     static string RequiredString(JsonObject obj, string key, string source)
         => obj[key] is JsonValue v && v.TryGetValue(out string? s) ? s
