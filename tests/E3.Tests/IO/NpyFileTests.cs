@@ -1,3 +1,4 @@
+using CsCheck;
 using System.Buffers.Binary;
 using System.Text;
 using E3.Model.IO;
@@ -158,5 +159,31 @@ public class NpyFileTests
         Assert.Contains(path, e.Message);
         Assert.Contains("5 values but shape (2, 3) needs 6", e.Message);
         Assert.Empty(folder.FileNames());
+    }
+}
+
+/// <summary>Random float32 arrays of random shape survive a write and read, and the bytes after the header are exactly the values.</summary>
+public class NpyFilePropertyTests
+{
+    [Fact]
+    public void RandomArraysRoundTrip()
+    {
+        var gen = from shape in Gen.Long[0, 5].Array[0, 3]
+                  from values in Gen.Float.Array[(int)shape.Aggregate(1L, (p, d) => p * d)]
+                  select (shape, values);
+        using var folder = new TempFolder();
+        string path = folder.File("r.npy");
+        gen.Sample(sample =>
+        {
+            NpyFile.WriteFloat32(path, sample.values, sample.shape);
+            byte[] file = File.ReadAllBytes(path);
+            int dataStart = 10 + BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(8));
+            Assert.Equal(0, dataStart % 64);
+            Assert.Equal(RawNpy.Floats(sample.values), file[dataStart..]);
+            NpyArray<float> read = NpyFile.Read<float>(path);
+            Assert.Equal(sample.shape, read.Shape);
+            Assert.Equal(sample.values, read.Data);
+        }, seed: new PCG(11, 20261128).ToString(), iter: 100, threads: 1);
+        Assert.Equal(["r.npy"], folder.FileNames());
     }
 }

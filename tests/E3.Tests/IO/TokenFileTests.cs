@@ -5,6 +5,16 @@ namespace E3.Tests.IO;
 
 public class TokenFileTests
 {
+    /// <summary>Writes <paramref name="bytes"/> as <paramref name="name"/> and asserts reading it fails naming the file and each fragment.</summary>
+    static void Rejected(string name, byte[] bytes, params string[] fragments)
+    {
+        using var folder = new TempFolder();
+        string path = folder.File(name);
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<TokenFileException>(() => TokenFile.Read(path));
+        Assert.StartsWith(path + ": ", e.Message);
+        foreach (string fragment in fragments) Assert.Contains(fragment, e.Message);
+    }
     [Fact]
     public void RawUInt32BinIsRead()
     {
@@ -27,25 +37,11 @@ public class TokenFileTests
 
     [Fact]
     public void BinLengthNotMultipleOfFour()
-    {
-        using var folder = new TempFolder();
-        string path = folder.File("odd.bin");
-        File.WriteAllBytes(path, new byte[10]);
-        var e = Assert.Throws<TokenFileException>(() => TokenFile.Read(path));
-        Assert.Contains(path, e.Message);
-        Assert.Contains("length 10 bytes is not a multiple of 4", e.Message);
-    }
+        => Rejected("odd.bin", new byte[10], "length 10 bytes is not a multiple of 4");
 
     [Fact]
     public void BinIdBeyondIntRange()
-    {
-        using var folder = new TempFolder();
-        string path = folder.File("big.bin");
-        File.WriteAllBytes(path, RawNpy.UInt32s(5, 3000000000));
-        var e = Assert.Throws<TokenFileException>(() => TokenFile.Read(path));
-        Assert.Contains(path, e.Message);
-        Assert.Contains("index 1 is 3000000000", e.Message);
-    }
+        => Rejected("big.bin", RawNpy.UInt32s(5, 3000000000), "index 1 is 3000000000");
 
     [Fact]
     public void NpyIntegerDTypesAreRead()
@@ -62,47 +58,19 @@ public class TokenFileTests
 
     [Fact]
     public void NpyInt64BeyondIntRange()
-    {
-        using var folder = new TempFolder();
-        string path = folder.File("wide.npy");
-        File.WriteAllBytes(path, RawNpy.Build("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", RawNpy.Int64s(1, 2, 1L << 33)));
-        var e = Assert.Throws<TokenFileException>(() => TokenFile.Read(path));
-        Assert.Contains(path, e.Message);
-        Assert.Contains("index 2 is 8589934592", e.Message);
-    }
+        => Rejected("wide.npy", RawNpy.Build("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", RawNpy.Int64s(1, 2, 1L << 33)), "index 2 is 8589934592");
 
     [Fact]
     public void NpyFloatIsNotTokens()
-    {
-        using var folder = new TempFolder();
-        string path = folder.File("f.npy");
-        NpyFile.WriteFloat32(path, [1f, 2f], [2]);
-        var e = Assert.Throws<TokenFileException>(() => TokenFile.Read(path));
-        Assert.Contains(path, e.Message);
-        Assert.Contains("<f4", e.Message);
-    }
+        => Rejected("f.npy", RawNpy.Build("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", RawNpy.Floats(1f, 2f)), "dtype <f4 is not an integer dtype");
 
     [Fact]
     public void NpyThreeDimensionsAreRefused()
-    {
-        using var folder = new TempFolder();
-        string path = folder.File("cube.npy");
-        File.WriteAllBytes(path, RawNpy.Build("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2), }", RawNpy.Int32s(1, 2)));
-        var e = Assert.Throws<TokenFileException>(() => TokenFile.Read(path));
-        Assert.Contains(path, e.Message);
-        Assert.Contains("(1, 1, 2)", e.Message);
-    }
+        => Rejected("cube.npy", RawNpy.Build("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2), }", RawNpy.Int32s(1, 2)), "shape (1, 1, 2) is not 1-D or 2-D");
 
     [Fact]
     public void UnknownExtension()
-    {
-        using var folder = new TempFolder();
-        string path = folder.File("tokens.txt");
-        File.WriteAllText(path, "1 2 3");
-        var e = Assert.Throws<TokenFileException>(() => TokenFile.Read(path));
-        Assert.Contains(path, e.Message);
-        Assert.Contains("'.txt'", e.Message);
-    }
+        => Rejected("tokens.txt", "1 2 3"u8.ToArray(), "extension '.txt'");
 
     [Theory]
     [InlineData(new[] { 0, 5, 1000, 3 }, 1000, 2, 1000)]
