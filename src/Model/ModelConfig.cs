@@ -36,7 +36,7 @@ public sealed class ModelConfig
     public required bool TieWordEmbeddings { get; init; }
     /// <summary>Whether q/k/v projections carry biases (always for qwen2; attention_bias for the others).</summary>
     public required bool QkvBias { get; init; }
-    /// <summary>Whether o_proj carries a bias (llama's attention_bias).</summary>
+    /// <summary>Whether o_proj carries a bias (attention_bias in qwen3 and llama; never in qwen2).</summary>
     public required bool OutputBias { get; init; }
     public required int MaxPositionEmbeddings { get; init; }
     public string? TorchDtype { get; init; }
@@ -113,7 +113,7 @@ public sealed class ModelConfig
             RopeTheta = theta,
             TieWordEmbeddings = OptionalBool(obj, "tie_word_embeddings") ?? false,
             QkvBias = arch == Architecture.Qwen2 || attentionBias,
-            OutputBias = arch == Architecture.Llama && attentionBias,
+            OutputBias = arch != Architecture.Qwen2 && attentionBias,
             MaxPositionEmbeddings = OptionalInt(obj, "max_position_embeddings", source) ?? 32768,
             TorchDtype = OptionalString(obj, "torch_dtype", source) ?? OptionalString(obj, "dtype", source),
             LayerTypes = layerTypes,

@@ -266,10 +266,13 @@ public sealed unsafe class CpuBackend : IBackend
         {
             var g = new ReadOnlySpan<float>(gp + r * d, d);
             var yr = new Span<float>(yp + r * d, d);
-            // silu(g) = g * sigmoid(g); sigmoid through TensorPrimitives keeps it vectorised.
-            TensorPrimitives.Sigmoid(g, yr);
-            TensorPrimitives.Multiply(yr, g, yr);
-            TensorPrimitives.Multiply(yr, new ReadOnlySpan<float>(upp + r * d, d), yr);
+            // silu(g) = g * sigmoid(g); sigmoid goes to a scratch row first because y may be g itself.
+            float[] rented = System.Buffers.ArrayPool<float>.Shared.Rent(d);
+            var sig = rented.AsSpan(0, d);
+            TensorPrimitives.Sigmoid(g, sig);
+            TensorPrimitives.Multiply(sig, g, sig);
+            TensorPrimitives.Multiply(sig, new ReadOnlySpan<float>(upp + r * d, d), yr);
+            System.Buffers.ArrayPool<float>.Shared.Return(rented);
         });
     }
 
