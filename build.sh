@@ -83,6 +83,27 @@ do_test() {
   dotnet test tests/E3.Tests/E3.Tests.csproj -c "$CONFIG" --no-build --logger "console;verbosity=normal" "$@"
 }
 
+# The emulator and its tests under AddressSanitizer + UBSan: native tests through ctest (including a kernel
+# that writes out of bounds and must be caught), then the C# emulator tests on the sanitized library. The dotnet
+# host is not instrumented, so libasan is preloaded; leak checking is off because the CLR's own allocations are
+# not ours to judge, and the CLR installs its own SIGSEGV handler.
+do_test_asan() {
+  do_build
+  log "building native/build-asan (-fsanitize=address,undefined)"
+  cmake -S native -B native/build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DE3EMU_SANITIZE=ON >/dev/null
+  cmake --build native/build-asan -j"$(nproc)" >/dev/null
+  log "native emulator tests under ASan/UBSan"
+  (cd native/build-asan && ctest --output-on-failure)
+  local libasan
+  libasan=$(g++ -print-file-name=libasan.so)
+  [ -f "$libasan" ] || die "libasan not found (g++ -print-file-name=libasan.so gave '$libasan')"
+  log "C# emulator tests on native/build-asan/libe3emu_tests.so"
+  E3_EMU_LIB="$ROOT/native/build-asan/libe3emu_tests.so" LD_PRELOAD="$libasan" \
+    ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=1:handle_segv=0:detect_stack_use_after_return=0" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    dotnet test tests/E3.Tests/E3.Tests.csproj -c "$CONFIG" --no-build --filter "FullyQualifiedName~E3.Tests.Emulator" "$@"
+}
+
 do_demo() {
   do_build
   dotnet run --project src/Cli -c "$CONFIG" --no-build -- demo
@@ -112,9 +133,10 @@ case "$verb" in
   restore) do_restore ;;
   build) do_build ;;
   test) do_test "$@" ;;
+  test-asan) do_test_asan "$@" ;;
   demo) do_demo ;;
   bench) do_bench ;;
   publish) do_publish ;;
   clean) do_clean ;;
-  *) die "unknown verb '$verb' (restore|build|test|demo|bench|publish|clean)" ;;
+  *) die "unknown verb '$verb' (restore|build|test|test-asan|demo|bench|publish|clean)" ;;
 esac

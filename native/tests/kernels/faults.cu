@@ -1,0 +1,23 @@
+// Test kernels that are wrong on purpose; the emulator must report them, never hang.
+
+// Threads past n leave before the barrier the others wait at: barrier divergence.
+extern "C" __global__ void e3t_barrier_divergence(float* x, int n)
+{
+    if ((int)threadIdx.x >= n) return;
+    x[threadIdx.x] = 1.0f;
+    __syncthreads();
+    x[threadIdx.x] += 1.0f;
+}
+
+// Lane 5 exits before the full-warp shuffle the other lanes wait in.
+extern "C" __global__ void e3t_shuffle_missing_lane(float* x)
+{
+    if (threadIdx.x % 32 == 5) return;
+    x[threadIdx.x] = __shfl_xor_sync(0xffffffffu, x[threadIdx.x], 1);
+}
+
+// Thread 0 writes one element past the end of x (caught by AddressSanitizer in native/build-asan).
+extern "C" __global__ void e3t_out_of_bounds(float* x, int n)
+{
+    if (threadIdx.x == 0 && blockIdx.x == 0) x[n] = 1.0f;
+}

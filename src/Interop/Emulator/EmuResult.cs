@@ -1,0 +1,31 @@
+namespace E3.Interop.Emulator;
+
+/// <summary>Status codes of libe3emu; the values are those of CUDA's <c>CUresult</c> where one exists.</summary>
+public enum EmuResult
+{
+    Success = 0,
+    InvalidValue = 1,
+    OutOfMemory = 2,
+    NotInitialized = 3,
+    InvalidHandle = 400,
+    NotFound = 500,
+    NotReady = 600,
+    LaunchOutOfResources = 701,
+    LaunchFailed = 719,
+    NotSupported = 801,
+}
+
+/// <summary>cudaDataType_t values accepted by the emulator's GEMM.</summary>
+public enum EmuDataType
+{
+    Float32 = 0,
+    Float16 = 2,
+    BFloat16 = 14,
+}
+
+/// <summary>cublasOperation_t values: use a matrix as stored (N) or transposed (T).</summary>
+public enum EmuOperation
+{
+    N = 0,
+    T = 1,
+}
