@@ -27,10 +27,16 @@ public static class KernelCommands
         };
         var json = new Option<bool>("--json") { Description = "Print the resource report as JSON." };
         var allowSpills = new Option<bool>("--allow-spills") { Description = "Exit 0 even when a kernel spills registers." };
+        var cacheDir = new Option<string>("--cache-dir")
+        {
+            Description = $"Kernel cache folder (default: ${KernelCache.DirectoryVariable}, else $XDG_CACHE_HOME/e3/kernels, else ~/.cache/e3/kernels).",
+            DefaultValueFactory = _ => KernelCache.DefaultDirectory(),
+        };
         var command = new Command("compile", "Compile every kernel for each architecture and print registers, shared memory, stack and spills.");
         command.Options.Add(arch);
         command.Options.Add(json);
         command.Options.Add(allowSpills);
+        command.Options.Add(cacheDir);
         command.SetAction(parse =>
         {
             var output = parse.InvocationConfiguration.Output;
@@ -45,7 +51,7 @@ public static class KernelCommands
                 error.WriteLine($"e3 kernels compile: {nvrtcProblem}");
                 return 1;
             }
-            var results = CompileAll(new KernelCompiler(KernelCatalog.Embedded, new KernelCache(KernelCache.DefaultDirectory())), targets);
+            var results = CompileAll(new KernelCompiler(KernelCatalog.Embedded, new KernelCache(parse.GetValue(cacheDir)!)), targets);
             output.Write(parse.GetValue(json) ? ToJson(results) : ToTable(results));
             bool failed = results.Any(r => r.Error is not null);
             bool spilled = results.Any(r => r.Resources.Any(k => k.HasSpills));
