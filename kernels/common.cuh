@@ -1,0 +1,172 @@
+// common.cuh: the one header every kernel in kernels/ includes.
+//
+// Compiled two ways: by NVRTC for a GPU (__CUDACC_RTC__ defined), and by g++ for the CPU emulator, with
+// native/include/e3emu/cuda_emu.h force-included first (neither __CUDACC_RTC__ nor __CUDA_ARCH__ defined).
+// Anything only NVRTC understands therefore lives under #ifdef __CUDACC_RTC__; everything else is plain C++
+// over the builtins listed in the kernel conventions.
+#pragma once
+
+#ifdef __CUDACC_RTC__
+// Dynamic shared memory: the emulator defines its own per-block pointer version of this macro.
+#define E3_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+// bf16 travels as its raw bits so that no toolkit header (cuda_bf16.h) is needed.
+typedef unsigned short e3_bf16;
+
+// Special values built from bit patterns: no toolkit header defines them under NVRTC, and the emulator
+// must produce the very same bits.
+#define E3_INF (__uint_as_float(0x7f800000u))
+#define E3_NEG_INF (__uint_as_float(0xff800000u))
+#define E3_NAN (__uint_as_float(0x7fc00000u))
+
+#define E3_FULL_MASK 0xffffffffu
+
+// ---- bf16 <-> fp32 -------------------------------------------------------------------------------------
+
+__device__ __forceinline__ float e3_bf16_to_float(e3_bf16 bits)
+{
+    return __uint_as_float(((unsigned int)bits) << 16);
+}
+
+// Round to nearest, ties to even, like torch's .to(torch.bfloat16). A NaN keeps its sign and top payload
+// bits and is made quiet, so it can never round into an infinity.
+__device__ __forceinline__ e3_bf16 e3_float_to_bf16(float value)
+{
+    unsigned int bits = __float_as_uint(value);
+    if ((bits & 0x7fffffffu) > 0x7f800000u)
+        return (e3_bf16)((bits >> 16) | 0x0040u);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return (e3_bf16)(bits >> 16);
+}
+
+// Rounds an fp32 value to the nearest bf16 and back: the value a bf16 tensor would hold.
+__device__ __forceinline__ float e3_round_bf16(float value)
+{
+    return e3_bf16_to_float(e3_float_to_bf16(value));
+}
+
+// ---- reductions ----------------------------------------------------------------------------------------
+// The xor butterfly leaves the full result in every lane, so no broadcast step is needed afterwards.
+// Requires all 32 lanes of the warp to be active.
+
+__device__ __forceinline__ float e3_warp_sum(float value)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        value += __shfl_xor_sync(E3_FULL_MASK, value, offset);
+    return value;
+}
+
+__device__ __forceinline__ float e3_warp_max(float value)
+{
+    for (int offset = 16; offset > 0; offset >>= 1)
+        value = fmaxf(value, __shfl_xor_sync(E3_FULL_MASK, value, offset));
+    return value;
+}
+
+// Block-wide sum returned to every thread. blockDim.x must be a multiple of 32 and at most 1024;
+// scratch is a 32-float __shared__ array owned by the calling kernel (helpers declare no shared memory so
+// the emulator only has to map kernel-level __shared__ arrays). Each thread adds the per-warp partials in
+// the same order, so the result is identical in every thread and deterministic from run to run.
+__device__ __forceinline__ float e3_block_sum(float value, float* scratch)
+{
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    value = e3_warp_sum(value);
+    __syncthreads(); // scratch may still be read by a previous reduction
+    if (lane == 0)
+        scratch[warp] = value;
+    __syncthreads();
+    float total = 0.0f;
+    for (int i = 0; i < warps; ++i)
+        total += scratch[i];
+    return total;
+}
+
+__device__ __forceinline__ float e3_block_max(float value, float* scratch)
+{
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    value = e3_warp_max(value);
+    __syncthreads();
+    if (lane == 0)
+        scratch[warp] = value;
+    __syncthreads();
+    float total = E3_NEG_INF;
+    for (int i = 0; i < warps; ++i)
+        total = fmaxf(total, scratch[i]);
+    return total;
+}
+
+// ---- 16-byte vector access -----------------------------------------------------------------------------
+// One 128-bit load/store per call when the address is 16-byte aligned (the caller guarantees it); alignas
+// rather than __align__ so that g++ accepts the same declaration.
+
+struct alignas(16) e3_vec16
+{
+    unsigned int word[4];
+};
+
+__device__ __forceinline__ e3_vec16 e3_load16(const void* address)
+{
+    return *reinterpret_cast<const e3_vec16*>(address);
+}
+
+__device__ __forceinline__ void e3_store16(void* address, e3_vec16 value)
+{
+    *reinterpret_cast<e3_vec16*>(address) = value;
+}
+
+// Four fp32 values from one 16-byte load.
+__device__ __forceinline__ void e3_load_f32x4(const float* address, float out[4])
+{
+    const e3_vec16 v = e3_load16(address);
+    for (int i = 0; i < 4; ++i)
+        out[i] = __uint_as_float(v.word[i]);
+}
+
+// Eight bf16 values (as fp32) from one 16-byte load.
+__device__ __forceinline__ void e3_load_bf16x8(const e3_bf16* address, float out[8])
+{
+    const e3_vec16 v = e3_load16(address);
+    for (int i = 0; i < 4; ++i)
+    {
+        out[2 * i] = __uint_as_float(v.word[i] << 16);
+        out[2 * i + 1] = __uint_as_float(v.word[i] & 0xffff0000u);
+    }
+}
+
+// ---- scalar math helpers -------------------------------------------------------------------------------
+
+__device__ __forceinline__ float e3_sigmoid(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+// sin and cos of an fp32 angle, accurate to a few ulp for |angle| up to ~1e6. sinf/cosf are not among the
+// builtins the emulator provides, and RoPE angles (position * inverse frequency) reach tens of thousands of
+// radians, so the reduction by pi/2 is done in double (only multiply/subtract) before fp32 polynomials on
+// [-pi/4, pi/4].
+__device__ __forceinline__ void e3_sincos(float angle, float* sin_out, float* cos_out)
+{
+    const double a = (double)angle;
+    const double two_over_pi = 0.63661977236758134308;
+    const double t = a * two_over_pi;
+    const long long k = (long long)(t >= 0.0 ? t + 0.5 : t - 0.5);
+    const double pio2_hi = 1.5707963267341256e+00; // pi/2 split in two (33 + 53 bits): k * hi is exact for |k| < 2^20
+    const double pio2_lo = 6.0771005065061922e-11;
+    const float r = (float)((a - (double)k * pio2_hi) - (double)k * pio2_lo);
+    const float z = r * r;
+    // Minimax polynomials for sin and cos on [-pi/4, pi/4] (fp32 coefficients).
+    const float s = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
+    const float c = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z - 0.5f * z + 1.0f;
+    switch ((int)(k & 3))
+    {
+    case 0: *sin_out = s; *cos_out = c; break;
+    case 1: *sin_out = c; *cos_out = -s; break;
+    case 2: *sin_out = -s; *cos_out = -c; break;
+    default: *sin_out = -c; *cos_out = s; break;
+    }
+}

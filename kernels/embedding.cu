@@ -1,0 +1,42 @@
+// embedding.cu: token embedding lookup and its gradient.
+//
+// Math: y[t, :] = table[ids[t], :] for t < tokens.  Backward: dtable[ids[t], :] += dy[t, :] (atomicAdd, since
+//   a token id may repeat). Ids are validated against the table's rows on the host before launch.
+// Memory traffic per call: forward reads tokens rows of the table and writes tokens rows: 2*tokens*dim*E bytes
+//   (+4*tokens for ids); backward reads dy and atomically adds into dtable: 2*tokens*dim*4 bytes.
+// Launch shape: grid = (tokens), block = (256); one block per token, threads stride the row. dtable must be
+//   zeroed (or hold the gradient to accumulate into) before the backward kernel.
+#include "common.cuh"
+
+extern "C" __global__ void e3_embedding_f32(const float* table, const int* ids, float* y, int tokens, int dim)
+{
+    const int t = blockIdx.x;
+    if (t >= tokens)
+        return;
+    const float* src = table + (long long)ids[t] * dim;
+    float* dst = y + (long long)t * dim;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x)
+        dst[c] = src[c];
+}
+
+extern "C" __global__ void e3_embedding_bf16(const e3_bf16* table, const int* ids, e3_bf16* y, int tokens, int dim)
+{
+    const int t = blockIdx.x;
+    if (t >= tokens)
+        return;
+    const e3_bf16* src = table + (long long)ids[t] * dim;
+    e3_bf16* dst = y + (long long)t * dim;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x)
+        dst[c] = src[c];
+}
+
+extern "C" __global__ void e3_embedding_backward_f32(const float* dy, const int* ids, float* dtable, int tokens, int dim)
+{
+    const int t = blockIdx.x;
+    if (t >= tokens)
+        return;
+    const float* src = dy + (long long)t * dim;
+    float* dst = dtable + (long long)ids[t] * dim;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x)
+        atomicAdd(&dst[c], src[c]);
+}

@@ -1,0 +1,133 @@
+// rmsnorm.cu: RMSNorm over the last dimension, plain and fused with the residual update.
+//
+// Math (one row x of length n, weight w):   r = rsqrt(mean(x^2) + eps);   y = w * (x * r)
+//   bf16 rows round like the Hugging Face modules: y = bf16(w * bf16(x * r)), all sums in fp32.
+//   Fused:   h = h + gate * delta (h rounded to its own dtype first);   y = rmsnorm(h) * w.
+//   Backward (fp32): dx = r * (w*dy) - x * r^3 / n * sum(w*dy*x);   dw += dy * x * r  (atomic across rows).
+// Memory traffic per call (elements, E bytes each): forward reads x + w per row and writes y: 3*rows*n*E
+//   (w is re-read per row from L2); fused adds delta read and h write: 5*rows*n*E; backward reads x, w, dy
+//   and writes dx, atomically adds dw: ~5*rows*n*4.
+// Launch shape: grid = (rows), block = (256) — any multiple of 32 up to 1024 works; one block per row,
+//   threads stride the row. No dynamic shared memory. dw must be zeroed before the backward kernel.
+#include "common.cuh"
+
+__device__ __forceinline__ float e3_row_inverse_rms(const float* x, int cols, float eps, float* scratch)
+{
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        sum += x[c] * x[c];
+    return rsqrtf(e3_block_sum(sum, scratch) / (float)cols + eps);
+}
+
+__device__ __forceinline__ float e3_row_inverse_rms_bf16(const e3_bf16* x, int cols, float eps, float* scratch)
+{
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const float v = e3_bf16_to_float(x[c]);
+        sum += v * v;
+    }
+    return rsqrtf(e3_block_sum(sum, scratch) / (float)cols + eps);
+}
+
+extern "C" __global__ void e3_rmsnorm_f32(const float* x, const float* weight, float* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const float* xr = x + (long long)row * cols;
+    float* yr = y + (long long)row * cols;
+    const float inv = e3_row_inverse_rms(xr, cols, eps, scratch);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        yr[c] = weight[c] * (xr[c] * inv);
+}
+
+extern "C" __global__ void e3_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const e3_bf16* xr = x + (long long)row * cols;
+    e3_bf16* yr = y + (long long)row * cols;
+    const float inv = e3_row_inverse_rms_bf16(xr, cols, eps, scratch);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const float normed = e3_round_bf16(e3_bf16_to_float(xr[c]) * inv);
+        yr[c] = e3_float_to_bf16(e3_bf16_to_float(weight[c]) * normed);
+    }
+}
+
+// h += gate * delta, then y = rmsnorm(h) * weight. Each thread updates the same columns it later normalises,
+// so the only cross-thread dependency is the block sum.
+extern "C" __global__ void e3_add_scaled_rmsnorm_f32(float* h, const float* delta, float gate, const float* weight, float* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    float* hr = h + (long long)row * cols;
+    const float* dr = delta + (long long)row * cols;
+    float* yr = y + (long long)row * cols;
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const float v = hr[c] + gate * dr[c];
+        hr[c] = v;
+        sum += v * v;
+    }
+    const float inv = rsqrtf(e3_block_sum(sum, scratch) / (float)cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        yr[c] = weight[c] * (hr[c] * inv);
+}
+
+// bf16 residual: the updated h is rounded to bf16 before it is stored and before it is normalised, so the
+// result equals an unfused AddScaled followed by RmsNorm on bf16 tensors.
+extern "C" __global__ void e3_add_scaled_rmsnorm_bf16(e3_bf16* h, const e3_bf16* delta, float gate, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    e3_bf16* hr = h + (long long)row * cols;
+    const e3_bf16* dr = delta + (long long)row * cols;
+    e3_bf16* yr = y + (long long)row * cols;
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const e3_bf16 stored = e3_float_to_bf16(e3_bf16_to_float(hr[c]) + gate * e3_bf16_to_float(dr[c]));
+        hr[c] = stored;
+        const float v = e3_bf16_to_float(stored);
+        sum += v * v;
+    }
+    const float inv = rsqrtf(e3_block_sum(sum, scratch) / (float)cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const float normed = e3_round_bf16(e3_bf16_to_float(hr[c]) * inv);
+        yr[c] = e3_float_to_bf16(e3_bf16_to_float(weight[c]) * normed);
+    }
+}
+
+// dx and dw for y = w * x * r. dweight accumulates over rows with atomicAdd and must start at zero.
+extern "C" __global__ void e3_rmsnorm_backward_f32(const float* x, const float* weight, const float* dy, float* dx, float* dweight, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const float* xr = x + (long long)row * cols;
+    const float* dyr = dy + (long long)row * cols;
+    float* dxr = dx + (long long)row * cols;
+    const float inv = e3_row_inverse_rms(xr, cols, eps, scratch);
+    float dot = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        dot += weight[c] * dyr[c] * xr[c];
+    dot = e3_block_sum(dot, scratch);
+    const float coefficient = inv * inv * inv * dot / (float)cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        dxr[c] = inv * weight[c] * dyr[c] - coefficient * xr[c];
+        atomicAdd(&dweight[c], dyr[c] * xr[c] * inv);
+    }
+}

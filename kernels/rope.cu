@@ -1,0 +1,121 @@
+// rope.cu: Qwen3-style per-head RMSNorm followed by rotary position embedding, in place.
+//
+// Math, for each row r (token) and head of x[tokens, heads * head_dim], with half = head_dim / 2:
+//   optional norm:  v = w * (v * rsqrt(mean(v^2) + eps)) over the head_dim values (skipped when norm_weight is null)
+//   position:       p = start_position + r % tokens_per_sequence
+//   frequency:      inv_i = theta^(-2i / head_dim) for i < half;  angle_i = p * inv_i  (fp32, like Hugging Face)
+//   rotate_half:    out_i = v_i cos_i - v_{i+half} sin_i;   out_{i+half} = v_{i+half} cos_i + v_i sin_i
+//   bf16 rows round where the Hugging Face modules do: after the norm, after w *, cos/sin themselves, each
+//   product, and the sum.
+// Memory traffic per call: reads and writes x once: 2*tokens*heads*head_dim*E bytes (+ head_dim*E for w).
+// Launch shape: block = (128) = 4 warps, one warp per (row, head); grid = (ceil(tokens * heads / 4)).
+//   head_dim must be even; each lane owns pairs (i, i + half) for i = lane, lane + 32, ... so the in-place
+//   update has no cross-lane hazards; the norm needs only a warp reduction.
+#include "common.cuh"
+
+#define E3_ROPE_WARPS_PER_BLOCK 4
+
+__device__ __forceinline__ float e3_rope_inverse_frequency(int i, int head_dim, float log_theta)
+{
+    return expf(-((float)(2 * i) / (float)head_dim) * log_theta);
+}
+
+extern "C" __global__ void e3_head_norm_rope_f32(float* x, const float* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
+{
+    const int item = blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (item >= tokens * heads)
+        return; // whole warps leave together, so the warp reduction below always sees 32 lanes
+    const int row = item / heads;
+    const int half = head_dim >> 1;
+    float* v = x + (long long)item * head_dim;
+    float inv = 1.0f;
+    if (norm_weight != 0)
+    {
+        float sum = 0.0f;
+        for (int i = lane; i < head_dim; i += 32)
+            sum += v[i] * v[i];
+        inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
+    }
+    const float position = (float)(start_position + row % tokens_per_sequence);
+    const float log_theta = logf(theta);
+    for (int i = lane; i < half; i += 32)
+    {
+        float a = v[i];
+        float b = v[i + half];
+        if (norm_weight != 0)
+        {
+            a = norm_weight[i] * (a * inv);
+            b = norm_weight[i + half] * (b * inv);
+        }
+        float s, c;
+        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, log_theta), &s, &c);
+        v[i] = a * c - b * s;
+        v[i + half] = b * c + a * s;
+    }
+}
+
+extern "C" __global__ void e3_head_norm_rope_bf16(e3_bf16* x, const e3_bf16* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
+{
+    const int item = blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (item >= tokens * heads)
+        return;
+    const int row = item / heads;
+    const int half = head_dim >> 1;
+    e3_bf16* v = x + (long long)item * head_dim;
+    float inv = 1.0f;
+    if (norm_weight != 0)
+    {
+        float sum = 0.0f;
+        for (int i = lane; i < head_dim; i += 32)
+        {
+            const float f = e3_bf16_to_float(v[i]);
+            sum += f * f;
+        }
+        inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
+    }
+    const float position = (float)(start_position + row % tokens_per_sequence);
+    const float log_theta = logf(theta);
+    for (int i = lane; i < half; i += 32)
+    {
+        float a = e3_bf16_to_float(v[i]);
+        float b = e3_bf16_to_float(v[i + half]);
+        if (norm_weight != 0)
+        {
+            a = e3_round_bf16(e3_bf16_to_float(norm_weight[i]) * e3_round_bf16(a * inv));
+            b = e3_round_bf16(e3_bf16_to_float(norm_weight[i + half]) * e3_round_bf16(b * inv));
+        }
+        float s, c;
+        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, log_theta), &s, &c);
+        s = e3_round_bf16(s);
+        c = e3_round_bf16(c);
+        v[i] = e3_float_to_bf16(e3_round_bf16(a * c) + e3_round_bf16(-b * s));
+        v[i + half] = e3_float_to_bf16(e3_round_bf16(b * c) + e3_round_bf16(a * s));
+    }
+}
+
+// Gradient of the rotation alone (no norm): the transpose of a rotation by angle is the rotation by -angle.
+// Same launch shape as the forward kernels; dx may alias dy.
+extern "C" __global__ void e3_rope_backward_f32(float* dx, const float* dy, int tokens, int heads, int head_dim, float theta, int tokens_per_sequence, int start_position)
+{
+    const int item = blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (item >= tokens * heads)
+        return;
+    const int row = item / heads;
+    const int half = head_dim >> 1;
+    const float* g = dy + (long long)item * head_dim;
+    float* out = dx + (long long)item * head_dim;
+    const float position = (float)(start_position + row % tokens_per_sequence);
+    const float log_theta = logf(theta);
+    for (int i = lane; i < half; i += 32)
+    {
+        const float a = g[i];
+        const float b = g[i + half];
+        float s, c;
+        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, log_theta), &s, &c);
+        out[i] = a * c + b * s;
+        out[i + half] = b * c - a * s;
+    }
+}

@@ -1,0 +1,52 @@
+using E3.Interop.Gpu;
+
+namespace E3.Interop.Kernels;
+
+/// <summary>Typed launches of kernels/embedding.cu (one block per token). Ids must already be checked against the table's rows.</summary>
+public sealed class EmbeddingKernels : KernelFamily
+{
+    private readonly GpuFunction forwardF32, forwardBf16, backwardF32;
+
+    /// <summary>Loads embedding.cu on <paramref name="device"/>.</summary>
+    public EmbeddingKernels(IGpuDevice device) : base(device, "embedding")
+    {
+        forwardF32 = Function("e3_embedding_f32");
+        forwardBf16 = Function("e3_embedding_bf16");
+        backwardF32 = Function("e3_embedding_backward_f32");
+    }
+
+    /// <summary>y[t,:] = table[ids[t],:].</summary>
+    public void Forward(DevicePointer<float> table, DevicePointer<int> ids, DevicePointer<float> y, int tokens, int dim, GpuStream stream) =>
+        LaunchRows(forwardF32, table.Raw, ids, y.Raw, tokens, dim, stream);
+
+    /// <summary>bf16 table and output.</summary>
+    public void Forward(DevicePointer<Bf16> table, DevicePointer<int> ids, DevicePointer<Bf16> y, int tokens, int dim, GpuStream stream) =>
+        LaunchRows(forwardBf16, table.Raw, ids, y.Raw, tokens, dim, stream);
+
+    /// <summary>dtable[ids[t],:] += dy[t,:] (atomic; repeated ids accumulate).</summary>
+    public void Backward(DevicePointer<float> dy, DevicePointer<int> ids, DevicePointer<float> dtable, int tokens, int dim, GpuStream stream)
+    {
+        AtLeast(tokens, 0, nameof(tokens));
+        AtLeast(dim, 1, nameof(dim));
+        var args = new KernelArgs();
+        args.Add(dy);
+        args.Add(ids);
+        args.Add(dtable);
+        args.Add(tokens);
+        args.Add(dim);
+        Launch(backwardF32, LaunchShapes.RowPerBlock(tokens), stream, args);
+    }
+
+    private void LaunchRows(GpuFunction function, DevicePtr table, DevicePointer<int> ids, DevicePtr y, int tokens, int dim, GpuStream stream)
+    {
+        AtLeast(tokens, 0, nameof(tokens));
+        AtLeast(dim, 1, nameof(dim));
+        var args = new KernelArgs();
+        args.Add(table);
+        args.Add(ids);
+        args.Add(y);
+        args.Add(tokens);
+        args.Add(dim);
+        Launch(function, LaunchShapes.RowPerBlock(tokens), stream, args);
+    }
+}

@@ -1,0 +1,88 @@
+using E3.Interop.Gpu;
+
+namespace E3.Interop.Kernels;
+
+/// <summary>Typed launches of kernels/rmsnorm.cu (one block of 256 threads per row).</summary>
+public sealed class RmsNormKernels : KernelFamily
+{
+    private readonly GpuFunction forwardF32, forwardBf16, fusedF32, fusedBf16, backwardF32;
+
+    /// <summary>Loads rmsnorm.cu on <paramref name="device"/>.</summary>
+    public RmsNormKernels(IGpuDevice device) : base(device, "rmsnorm")
+    {
+        forwardF32 = Function("e3_rmsnorm_f32");
+        forwardBf16 = Function("e3_rmsnorm_bf16");
+        fusedF32 = Function("e3_add_scaled_rmsnorm_f32");
+        fusedBf16 = Function("e3_add_scaled_rmsnorm_bf16");
+        backwardF32 = Function("e3_rmsnorm_backward_f32");
+    }
+
+    /// <summary>y[r,:] = w * x[r,:] * rsqrt(mean(x[r,:]^2) + eps) for r &lt; rows.</summary>
+    public void Forward(DevicePointer<float> x, DevicePointer<float> weight, DevicePointer<float> y, int rows, int cols, float eps, GpuStream stream) =>
+        LaunchForward(forwardF32, x.Raw, weight.Raw, y.Raw, rows, cols, eps, stream);
+
+    /// <summary>bf16 rows and weight; sums in fp32, rounding as the Hugging Face module does.</summary>
+    public void Forward(DevicePointer<Bf16> x, DevicePointer<Bf16> weight, DevicePointer<Bf16> y, int rows, int cols, float eps, GpuStream stream) =>
+        LaunchForward(forwardBf16, x.Raw, weight.Raw, y.Raw, rows, cols, eps, stream);
+
+    /// <summary>h += gate * delta, then y = rmsnorm(h) * w.</summary>
+    public void AddScaledForward(DevicePointer<float> h, DevicePointer<float> delta, float gate, DevicePointer<float> weight, DevicePointer<float> y,
+        int rows, int cols, float eps, GpuStream stream) =>
+        LaunchFused(fusedF32, h.Raw, delta.Raw, gate, weight.Raw, y.Raw, rows, cols, eps, stream);
+
+    /// <summary>bf16 version of <see cref="AddScaledForward(DevicePointer{float}, DevicePointer{float}, float, DevicePointer{float}, DevicePointer{float}, int, int, float, GpuStream)"/>.</summary>
+    public void AddScaledForward(DevicePointer<Bf16> h, DevicePointer<Bf16> delta, float gate, DevicePointer<Bf16> weight, DevicePointer<Bf16> y,
+        int rows, int cols, float eps, GpuStream stream) =>
+        LaunchFused(fusedBf16, h.Raw, delta.Raw, gate, weight.Raw, y.Raw, rows, cols, eps, stream);
+
+    /// <summary>dx for every row and dweight accumulated over rows; <paramref name="dweight"/> must be zeroed first.</summary>
+    public void Backward(DevicePointer<float> x, DevicePointer<float> weight, DevicePointer<float> dy, DevicePointer<float> dx, DevicePointer<float> dweight,
+        int rows, int cols, float eps, GpuStream stream)
+    {
+        Validate(rows, cols);
+        var args = new KernelArgs();
+        args.Add(x);
+        args.Add(weight);
+        args.Add(dy);
+        args.Add(dx);
+        args.Add(dweight);
+        args.Add(rows);
+        args.Add(cols);
+        args.Add(eps);
+        Launch(backwardF32, LaunchShapes.RowPerBlock(rows), stream, args);
+    }
+
+    private void LaunchForward(GpuFunction function, DevicePtr x, DevicePtr weight, DevicePtr y, int rows, int cols, float eps, GpuStream stream)
+    {
+        Validate(rows, cols);
+        var args = new KernelArgs();
+        args.Add(x);
+        args.Add(weight);
+        args.Add(y);
+        args.Add(rows);
+        args.Add(cols);
+        args.Add(eps);
+        Launch(function, LaunchShapes.RowPerBlock(rows), stream, args);
+    }
+
+    private void LaunchFused(GpuFunction function, DevicePtr h, DevicePtr delta, float gate, DevicePtr weight, DevicePtr y, int rows, int cols, float eps, GpuStream stream)
+    {
+        Validate(rows, cols);
+        var args = new KernelArgs();
+        args.Add(h);
+        args.Add(delta);
+        args.Add(gate);
+        args.Add(weight);
+        args.Add(y);
+        args.Add(rows);
+        args.Add(cols);
+        args.Add(eps);
+        Launch(function, LaunchShapes.RowPerBlock(rows), stream, args);
+    }
+
+    private static void Validate(int rows, int cols)
+    {
+        AtLeast(rows, 0, nameof(rows));
+        AtLeast(cols, 1, nameof(cols));
+    }
+}
