@@ -62,6 +62,17 @@ public sealed class HuggingFaceTokenizerTests(Qwen3ReferenceFixture qwen) : ICla
     }
 
     [Fact]
+    public void Tokens_that_cut_a_character_decode_to_replacement_characters()
+    {
+        // Byte-level BPE spells a rare emoji with several byte tokens; each alone is invalid UTF-8.
+        const string emoji = "\U0001FAE8";
+        var ids = qwen.Tokenizer.Encode(emoji);
+        Assert.True(ids.Length > 1, $"expected several byte tokens, got {ids.Length}");
+        Assert.Equal(emoji, qwen.Tokenizer.Decode(ids));
+        Assert.All(ids, id => Assert.Matches("^\uFFFD+$", qwen.Tokenizer.Decode([id])));
+    }
+
+    [Fact]
     public void VocabSize_is_one_past_the_largest_id_in_the_file()
     {
         var json = JsonNode.Parse(File.ReadAllText(NpmFixtures.RequireQwen3TokenizerJson()))!;

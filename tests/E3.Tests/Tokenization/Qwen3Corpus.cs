@@ -7,7 +7,7 @@ public static class Qwen3Corpus
     /// <summary>A named text, and whether its NFC form differs from it (then decoding returns the NFC form).</summary>
     public sealed record Case(string Name, string Text, bool ChangedByNfc = false);
 
-    public static IReadOnlyList<Case> Cases { get; } =
+    public static IReadOnlyList<Case> Cases { get; } = WithConcatenation(
     [
         new("empty", ""),
         new("english", "The quick brown fox jumps over the lazy dog. It's what they'd've wanted, isn't it?"),
@@ -31,7 +31,11 @@ public static class Qwen3Corpus
         new("punctuation-newlines", "Wait...\n\n!!! ???\n---\n***\r\n"),
         new("control-and-nul", "tab\tbell\u0007nul\u0000del\u007f end"),
         new("long-word", new string('a', 300) + " " + string.Concat(Enumerable.Repeat("ab", 150))),
-    ];
+    ]);
+
+    // All NFC-stable cases in one text, so that boundaries between scripts, code and special tokens are covered too.
+    static Case[] WithConcatenation(Case[] cases)
+        => [.. cases, new("all-concatenated", string.Join("\n", cases.Where(c => !c.ChangedByNfc).Select(c => c.Text)))];
 
     public static TheoryData<string> Names()
     {
