@@ -33,9 +33,13 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         SourcePath = file.Path;
     }
 
+    /// <inheritdoc/>
     public int VocabSize { get; }
+    /// <inheritdoc/>
     public int? BosTokenId { get; }
+    /// <inheritdoc/>
     public int? EosTokenId { get; }
+    /// <inheritdoc/>
     public IReadOnlyDictionary<string, int> SpecialTokens { get; }
     /// <summary>The tokenizer.json this tokenizer was loaded from.</summary>
     public string SourcePath { get; }
@@ -93,6 +97,7 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         }
     }
 
+    /// <inheritdoc/>
     public int[] Encode(string text, bool addSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -106,6 +111,7 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         return ids;
     }
 
+    /// <inheritdoc/>
     public string Decode(ReadOnlySpan<int> ids)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
