@@ -59,6 +59,8 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         var config = TokenizerConfigFile.ReadIfPresent(configPath);
 
         var file = TokenizerJsonFile.Read(jsonPath, new[] { config.BosToken, config.EosToken }.OfType<string>());
+        // Without a bos_token in tokenizer_config.json, a template that prepends exactly one token names the BOS
+        // (Llama-3's <|begin_of_text|>); Qwen's templates prepend nothing, so it has none.
         int? bos = ResolveNamed(configPath, "bos_token", config.BosToken, file)
                    ?? (file.Template.Prefix.Length == 1 ? file.Template.Prefix[0] : null);
         int? eos = ResolveNamed(configPath, "eos_token", config.EosToken, file);
