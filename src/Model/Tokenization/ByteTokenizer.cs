@@ -29,11 +29,16 @@ public sealed class ByteTokenizer : ITokenizer
     // Invalid UTF-8 (a sequence cut by sampling) becomes U+FFFD rather than an exception mid-generation.
     static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: false);
 
+    /// <inheritdoc/>
     public int VocabSize => Size;
+    /// <inheritdoc/>
     public int? BosTokenId => BosId;
+    /// <inheritdoc/>
     public int? EosTokenId => EosId;
+    /// <inheritdoc/>
     public IReadOnlyDictionary<string, int> SpecialTokens => Specials;
 
+    /// <inheritdoc/>
     public int[] Encode(string text, bool addSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -56,6 +61,7 @@ public sealed class ByteTokenizer : ITokenizer
         return ids;
     }
 
+    /// <inheritdoc/>
     public string Decode(ReadOnlySpan<int> ids)
     {
         var text = new StringBuilder(ids.Length);

@@ -33,9 +33,13 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         SourcePath = file.Path;
     }
 
+    /// <inheritdoc/>
     public int VocabSize { get; }
+    /// <inheritdoc/>
     public int? BosTokenId { get; }
+    /// <inheritdoc/>
     public int? EosTokenId { get; }
+    /// <inheritdoc/>
     public IReadOnlyDictionary<string, int> SpecialTokens { get; }
     /// <summary>The tokenizer.json this tokenizer was loaded from.</summary>
     public string SourcePath { get; }
@@ -55,6 +59,8 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         var config = TokenizerConfigFile.ReadIfPresent(configPath);
 
         var file = TokenizerJsonFile.Read(jsonPath, new[] { config.BosToken, config.EosToken }.OfType<string>());
+        // Without a bos_token in tokenizer_config.json, a template that prepends exactly one token names the BOS
+        // (Llama-3's <|begin_of_text|>); Qwen's templates prepend nothing, so it has none.
         int? bos = ResolveNamed(configPath, "bos_token", config.BosToken, file)
                    ?? (file.Template.Prefix.Length == 1 ? file.Template.Prefix[0] : null);
         int? eos = ResolveNamed(configPath, "eos_token", config.EosToken, file);
@@ -93,6 +99,7 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         }
     }
 
+    /// <inheritdoc/>
     public int[] Encode(string text, bool addSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -106,6 +113,7 @@ public sealed class HuggingFaceTokenizer : ITokenizer
         return ids;
     }
 
+    /// <inheritdoc/>
     public string Decode(ReadOnlySpan<int> ids)
     {
         ObjectDisposedException.ThrowIf(disposed, this);

