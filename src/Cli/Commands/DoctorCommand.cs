@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
 using System.Text.Json.Nodes;
+using E3.Interop.Gpu;
 
 namespace E3.Cli.Commands;
 
@@ -33,14 +34,6 @@ internal static class DoctorCommand
             ["avx512f"] = Avx512F.IsSupported,
             ["vector_bits"] = System.Numerics.Vector<float>.Count * 32,
         };
-        var libs = new JsonObject();
-        foreach (var (name, sonames) in new[]
-                 {
-                     ("driver", new[] { "libcuda.so.1" }),
-                     ("nvrtc", new[] { "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2" }),
-                     ("cublas", new[] { "libcublas.so.13", "libcublas.so.12", "libcublas.so.11" }),
-                 })
-            libs[name] = Probe(sonames);
         return new JsonObject
         {
             ["e3_version"] = typeof(DoctorCommand).Assembly.GetName().Version?.ToString(),
@@ -48,20 +41,26 @@ internal static class DoctorCommand
             ["os"] = RuntimeInformation.OSDescription,
             ["cpu"] = cpu,
             ["devices"] = CliRunner.ToJsonArrayStrings(CliRunner.Devices),
-            ["cuda_libraries"] = libs,
+            ["cuda"] = Cuda(GpuDoctor.Examine()),
         };
     }
 
-    static JsonObject Probe(string[] sonames)
+    static JsonObject Cuda(GpuDoctorReport g) => new()
     {
-        foreach (var so in sonames)
-            if (NativeLibrary.TryLoad(so, out var handle))
-            {
-                NativeLibrary.Free(handle);
-                return new JsonObject { ["found"] = true, ["library"] = so };
-            }
-        return new JsonObject { ["found"] = false, ["why"] = $"none of {string.Join(", ", sonames)} could be loaded" };
-    }
+        ["driver_version"] = g.DriverVersion?.ToString(),
+        ["driver_problem"] = g.DriverProblem,
+        ["gpus"] = new JsonArray(g.Gpus.Select(d => (JsonNode?)new JsonObject
+        {
+            ["ordinal"] = d.Ordinal, ["name"] = d.Name, ["sm"] = d.ComputeCapability, ["memory_bytes"] = d.TotalMemoryBytes,
+            ["multiprocessors"] = d.MultiprocessorCount, ["l2_bytes"] = d.L2CacheBytes,
+        }).ToArray()),
+        ["nvrtc_version"] = g.NvrtcVersion?.ToString(),
+        ["nvrtc_architectures"] = CliRunner.ToJsonArray(g.NvrtcArchitectures),
+        ["nvrtc_problem"] = g.NvrtcProblem,
+        ["cublas_version"] = g.CublasVersion?.ToString(),
+        ["cublas_problem"] = g.CublasProblem,
+        ["kernel_cache"] = g.KernelCacheFolder,
+    };
 
     static void Print(JsonObject r)
     {
@@ -69,7 +68,6 @@ internal static class DoctorCommand
         Console.Out.WriteLine($"e3 {r["e3_version"]} on {r["runtime"]}, {r["os"]}");
         Console.Out.WriteLine($"cpu: {cpu["architecture"]}, {cpu["logical_cores"]} threads, AVX2 {cpu["avx2"]}, FMA {cpu["fma"]}, AVX-512 {cpu["avx512f"]}, {cpu["vector_bits"]}-bit vectors");
         Console.Out.WriteLine($"devices: {string.Join(", ", r["devices"]!.AsArray().Select(n => n!.GetValue<string>()))}");
-        foreach (var (k, v) in r["cuda_libraries"]!.AsObject())
-            Console.Out.WriteLine($"{k}: {(v!["found"]!.GetValue<bool>() ? "found " + v["library"] : "not found (" + v["why"] + ")")}");
+        Console.Out.Write(GpuDoctor.Examine().ToText());
     }
 }
