@@ -162,6 +162,34 @@ public class ReferenceCheckpointTests
         Assert.Contains("names shard \"model-00002-of-00002.safetensors\", which does not exist", noShard.Message);
     }
 
+    [Fact]
+    public void InconsistentShardsAreNamed()
+    {
+        using var folder = new ScratchFolder();
+        var config = TinyModels.Config("llama", tied: true);
+        var tensors = ReferenceCheckpointWriter.WriteRandom(folder.Path, config, seed: 1, shards: 2);
+        string index = Path.Combine(folder.Path, ReferenceCheckpoint.IndexFileName);
+        string indexText = File.ReadAllText(index);
+
+        var map = System.Text.Json.Nodes.JsonNode.Parse(indexText)!;
+        map["weight_map"]!["model.extra.weight"] = "model-00001-of-00002.safetensors";
+        File.WriteAllText(index, map.ToJsonString());
+        var unknown = Assert.Throws<ReferenceCheckpointException>(() => ReferenceCheckpoint.Load(folder.Path));
+        Assert.Contains("'weight_map.model.extra.weight' has value \"model-00001-of-00002.safetensors\"", unknown.Message);
+
+        File.WriteAllText(index, indexText);
+        string second = Path.Combine(folder.Path, "model-00002-of-00002.safetensors");
+        SafeTensorsWriter.Write(second, [tensors[0], tensors[^1]], ReferenceStorage.F32);
+        var twice = Assert.Throws<ReferenceCheckpointException>(() => ReferenceCheckpoint.Load(folder.Path));
+        Assert.Contains("'model.embed_tokens.weight' is stored in more than one shard", twice.Message);
+
+        map = System.Text.Json.Nodes.JsonNode.Parse(indexText)!;
+        map["weight_map"]!["model.norm.weight"] = "../elsewhere.safetensors";
+        File.WriteAllText(index, map.ToJsonString());
+        var escape = Assert.Throws<ReferenceCheckpointException>(() => ReferenceCheckpoint.Load(folder.Path));
+        Assert.Contains("expected a shard file name", escape.Message);
+    }
+
     [Theory]
     [InlineData("""{"x": {"dtype": "I8", "shape": [2], "data_offsets": [0, 2]}}""", 2, "'x.dtype' has value \"I8\"")]
     [InlineData("""{"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}""", 8, "'x.data_offsets' has value [0, 4]")]
