@@ -98,6 +98,7 @@ public unsafe class GemmBenchmarks
                 .WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(7));
             AddColumn(StatisticColumn.Median, new GflopsColumn());
             AddDiagnoser(BenchmarkDotNet.Diagnosers.MemoryDiagnoser.Default);
+            WithSummaryStyle(SummaryStyle.Default.WithMaxParameterColumnWidth(32));
         }
     }
 
