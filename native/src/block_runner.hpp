@@ -55,6 +55,18 @@ private:
         std::uint64_t result = 0;
     };
 
+    // A warp collective some lanes have reached: lanes of `mask` that have arrived so far.
+    struct Collective {
+        WarpOp op;
+        unsigned mask;
+        unsigned arrived;
+    };
+    // Collectives in progress in one warp; disjoint masks may be in flight at once (e.g. even and odd lanes).
+    struct Warp {
+        unsigned existing_lanes = 0;
+        std::vector<Collective> active;
+    };
+
     static void fiber_main(void* runner);
     void resume(Thread& thread);
     void suspend(State state);
@@ -65,11 +77,13 @@ private:
     std::string describe(const Thread& thread) const;
     std::string where(const Thread& thread) const;
     void complete_collective(const Thread& caller);
+    [[noreturn]] void fail_mismatch(const Thread& caller, const Collective& other);
 
     const KernelEntry* kernel_ = nullptr;
     void** params_ = nullptr;
     uint3 block_idx_{};
     std::vector<Thread> threads_;
+    std::vector<Warp> warps_;
     std::vector<std::unique_ptr<FiberStack>> free_stacks_;
     std::size_t stack_bytes_;
     Thread* current_ = nullptr;
