@@ -158,9 +158,23 @@ void BlockRunner::fail(const std::string& message) {
     std::abort();
 }
 
-void BlockRunner::syncthreads() { suspend(State::AtBarrier); }
+void BlockRunner::syncthreads() {
+    if (current_ == nullptr) direct_call_blocked("__syncthreads");
+    suspend(State::AtBarrier);
+}
+
+void BlockRunner::direct_call_blocked(const char* builtin) const {
+    // Only reachable if the configure-time source scan missed a blocking call (e.g. hidden behind a macro
+    // defined elsewhere): the thread runs on the worker's own stack and cannot be suspended.
+    std::fprintf(stderr,
+                 "e3emu: kernel %s called %s but its source was classified barrier-free at configure time; "
+                 "mention the builtin in the kernel's .cu file so it runs on fibers\n",
+                 kernel_->name, builtin);
+    std::abort();
+}
 
 std::uint64_t BlockRunner::warp_collective(WarpOp op, unsigned mask, std::uint64_t value, int arg, int width) {
+    if (current_ == nullptr) direct_call_blocked(op_name(op));
     Thread& self = *current_;
     const unsigned lane = self.linear % 32;
     if (((mask >> lane) & 1u) == 0)
@@ -304,6 +318,15 @@ bool BlockRunner::run(const KernelEntry& kernel, void** params, const LaunchShap
     builtins.dynamic_shared = dynamic_shared_.get();
     BlockRunner* previous_runner = current_runner;
     current_runner = this;
+    if (!kernel.may_block) {
+        // Fast path: no thread can block, so each runs to completion as a plain call, no fiber, no switch.
+        for (const Thread& thread : threads_) {
+            builtins.thread_idx = thread.idx;
+            kernel.invoke(params);
+        }
+        current_runner = previous_runner;
+        return true;
+    }
 
     bool ok = true;
     unsigned finished = 0;

@@ -1,6 +1,7 @@
 // Runs one thread block on the calling worker thread with CUDA's semantics: every CUDA thread is a fiber,
 // __syncthreads is a true barrier and warp collectives rendezvous the lanes their mask names. Threads that
-// never block run to completion one after another on one reused stack (the fast path).
+// never block run to completion one after another on one reused stack; kernels whose source holds no
+// blocking builtin at all skip fibers entirely and run each thread as a plain call (the fast path).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -78,6 +79,7 @@ private:
     std::string where(const Thread& thread) const;
     void complete_collective(const Thread& caller);
     [[noreturn]] void fail_mismatch(const Thread& caller, const Collective& other);
+    [[noreturn]] void direct_call_blocked(const char* builtin) const;
 
     const KernelEntry* kernel_ = nullptr;
     void** params_ = nullptr;
