@@ -177,7 +177,7 @@ TEST_F(Semantics, ThreeDimensionalGridsAndBlocksSeeTheirCoordinates) {
     DeviceBuffer<unsigned> out(threads * 12);
     out.fill_bytes(0xff);
     void* params[] = {out.param()};
-    E3EMU_CHECK(e3emu_launch(kernel("shapes", "e3t_coordinates"), gx, gy, gz, bx, by, bz, 0, nullptr, params));
+    E3EMU_CHECK(e3emu_launch(kernel("coordinates", "e3t_coordinates"), gx, gy, gz, bx, by, bz, 0, nullptr, params));
     const auto got = out.download();
     std::size_t row = 0;
     for (unsigned z = 0; z < gz; ++z)
