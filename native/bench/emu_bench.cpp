@@ -79,12 +79,25 @@ int main(int argc, char** argv) {
         check(e3emu_launch(transpose, side / 32, side / 32, 1, 32, 8, 1, 0, nullptr, transpose_params), "transpose");
     });
 
+    // A barrier-free kernel on the direct-call fast path: 2^20 threads writing 12 words each.
+    e3emu_function coordinates = find("coordinates", "e3t_coordinates");
+    e3emu_deviceptr coords;
+    check(e3emu_mem_alloc(&coords, (1u << 20) * 12 * sizeof(unsigned)), "alloc");
+    unsigned* pcoords = reinterpret_cast<unsigned*>(coords);
+    void* coordinates_params[] = {&pcoords};
+    const Timing coordinates_ms = best_of(3, [&] {
+        check(e3emu_launch(coordinates, 4096, 1, 1, 256, 1, 1, 0, nullptr, coordinates_params), "coordinates");
+    });
+
     std::printf("workers: %d\n", e3emu_worker_count());
+    std::printf("coordinates (fast path), 4096 blocks x 256 threads: %.1f ms wall, %.1f ms CPU\n",
+                coordinates_ms.wall_ms, coordinates_ms.cpu_ms);
     std::printf("reduce %dx%d floats, %d blocks x 256 threads: %.1f ms wall, %.1f ms CPU\n", side, side, n / 256, reduce_flat.wall_ms, reduce_flat.cpu_ms);
     std::printf("reduce %dx%d floats, 1024 blocks x 256 threads (grid-stride): %.1f ms wall, %.1f ms CPU\n", side, side, reduce_strided.wall_ms, reduce_strided.cpu_ms);
     std::printf("transpose %dx%d floats, %d blocks x 256 threads: %.1f ms wall, %.1f ms CPU\n", side, side, (side / 32) * (side / 32), transpose_ms.wall_ms, transpose_ms.cpu_ms);
     e3emu_mem_free(x);
     e3emu_mem_free(y);
     e3emu_mem_free(sums);
+    e3emu_mem_free(coords);
     return 0;
 }

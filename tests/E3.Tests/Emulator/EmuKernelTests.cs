@@ -110,4 +110,11 @@ public sealed class EmuLibrarySelectionTests(EmuFixture fixture)
         Assert.Equal(expected, EmuLibrary.LoadedPath);
         Assert.True(fixture.Device.WorkerCount >= 1);
     }
+
+    [Fact]
+    public void ProductRequestIsServedByTheLoadedTestLibrary()
+    {
+        // Other test classes open the product library; the test library already bound holds its kernels too.
+        Assert.Equal(fixture.Device.LibraryPath, EmuLibrary.Load(EmuLibrary.ProductFileName));
+    }
 }
