@@ -56,14 +56,17 @@ public sealed unsafe class GemmProblem
         return values;
     }
 
-    /// <summary>Runs our kernel. <paramref name="portable"/> forces the Vector&lt;T&gt; micro-kernel.</summary>
-    public float[] RunOurs(bool? portable = null)
+    /// <summary>
+    /// Runs our kernel through the public API, or, when <paramref name="portable"/> is given, through the
+    /// internal dispatch with that kernel choice and a partition planned for <paramref name="workers"/> threads.
+    /// </summary>
+    public float[] RunOurs(bool? portable = null, int workers = 0)
     {
         var y = (float[])InitialOutput.Clone();
         fixed (float* x = X, w = W, yp = y, b = Bias)
         fixed (ushort* wb = WBits)
         {
-            if (portable is bool forced) RunInternal(x, w, wb, yp, b, forced);
+            if (portable is bool forced) RunInternal(x, w, wb, yp, b, forced, workers);
             else RunPublic(x, w, wb, yp, b);
         }
         return y;
@@ -81,15 +84,15 @@ public sealed unsafe class GemmProblem
         }
     }
 
-    private void RunInternal(float* x, float* w, ushort* wb, float* y, float* b, bool portable)
+    private void RunInternal(float* x, float* w, ushort* wb, float* y, float* b, bool portable, int workers)
     {
         switch (Variant)
         {
-            case GemmVariant.TransBF32: GemmDispatch.TransB(x, M, K, w, N, y, b, Accumulate, portable); break;
-            case GemmVariant.TransBBf16: GemmDispatch.TransB(x, M, K, wb, N, y, b, Accumulate, portable); break;
-            case GemmVariant.MatMulF32: GemmDispatch.NoTrans(x, M, K, w, N, y, Accumulate, portable); break;
-            case GemmVariant.MatMulBf16: GemmDispatch.NoTrans(x, M, K, wb, N, y, Accumulate, portable); break;
-            default: GemmDispatch.TransA(x, M, K, w, N, y, Accumulate, portable); break;
+            case GemmVariant.TransBF32: GemmDispatch.TransB(x, M, K, w, N, y, b, Accumulate, portable, workers); break;
+            case GemmVariant.TransBBf16: GemmDispatch.TransB(x, M, K, wb, N, y, b, Accumulate, portable, workers); break;
+            case GemmVariant.MatMulF32: GemmDispatch.NoTrans(x, M, K, w, N, y, Accumulate, portable, workers); break;
+            case GemmVariant.MatMulBf16: GemmDispatch.NoTrans(x, M, K, wb, N, y, Accumulate, portable, workers); break;
+            default: GemmDispatch.TransA(x, M, K, w, N, y, Accumulate, portable, workers); break;
         }
     }
 
