@@ -141,11 +141,15 @@ public sealed unsafe class GemmProblem
     }
 
     /// <summary>
-    /// Higham's worst-case bound for any summation order of n fp32 terms: |error| ≤ γ_n·Σ|terms|,
-    /// γ_n = n·u/(1 − n·u), u = 2⁻²⁴. Each product passes through at most inner−1 additions in its dot
-    /// product (whatever the blocking), plus the reduction of the vector lanes (≤ 4 levels for 16 lanes, which
-    /// replace sequential additions), plus the bias and the accumulated output: n = inner + 4 covers every path
-    /// with c = 1. The double reference's own error (~inner·2⁻⁵³·S) is negligible against it.
+    /// Higham's worst-case bound for a dot product of n terms summed in any order: |error| ≤ γ_n·Σ|terms|,
+    /// γ_n = n·u/(1 − n·u), u = 2⁻²⁴ (c = 1; the product rounding is included, FMA only removes roundings).
+    /// Counting the roundings one product can pass through on each path:
+    /// blocked: ≤ 256 FMAs in its K block, one addition into C per later K block, bias and the accumulated
+    /// output, which is ≤ inner + 2 since a second block exists only when inner > 256;
+    /// skinny: ≤ inner/4 lane FMAs (two vectors of ≥ 4 lanes may share an accumulator), lo+hi, a lane
+    /// reduction of ≤ 4 levels, the tail addition, bias and output; below one vector step only the tail's
+    /// inner roundings count. Both stay ≤ inner + 4 for every inner ≥ 1.
+    /// So n = inner + 4 bounds every path. The double reference's own error (~inner·2⁻⁵³·S) is negligible.
     /// </summary>
     public double Tolerance(double magnitude) => Gamma(Inner + 4) * magnitude;
 
