@@ -30,11 +30,13 @@ internal static unsafe class BlockedGemm
     /// <summary>Below this many multiply-adds a single thread finishes before the others would wake.</summary>
     private const long ParallelThreshold = 1L << 20;
 
-    public static void Run<TKernel, TA, TB>(int m, int n, int k, TA a, TB b, float* c, float* bias, bool accumulate)
+    /// <param name="workers">Threads to plan the partition for (≤ 0: one per processor; 1: run on the caller only).</param>
+    public static void Run<TKernel, TA, TB>(int m, int n, int k, TA a, TB b, float* c, float* bias, bool accumulate, int workers)
         where TKernel : struct, IMicroKernel where TA : struct, IPackA where TB : struct, IPackB
     {
-        bool parallel = (long)m * n * k >= ParallelThreshold && Environment.ProcessorCount > 1;
-        int workers = parallel ? Environment.ProcessorCount : 1;
+        if (workers <= 0) workers = Environment.ProcessorCount;
+        bool parallel = (long)m * n * k >= ParallelThreshold && workers > 1;
+        if (!parallel) workers = 1;
         long chunkLimit = Math.Max(MC, MaxSharedAFloats / k / MC * MC);
         int chunkRows = (int)Math.Min(chunkLimit, m);
         for (int row0 = 0; row0 < m; row0 += chunkRows)
