@@ -54,7 +54,8 @@ public static class NativeLibraryResolver
         var candidates = new List<string>();
         if (environment.OverrideDirectory is { } overrideDirectory)
             AddEach(candidates, [overrideDirectory], sonames);
-        candidates.AddRange(sonames);
+        if (environment.SearchLoaderPath)
+            candidates.AddRange(sonames);
         AddEach(candidates, ToolkitFolders(library, environment.FileSystemRoot), sonames);
         AddEach(candidates, PipFolders(environment), sonames);
         return candidates;

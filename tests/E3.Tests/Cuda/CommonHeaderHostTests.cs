@@ -13,27 +13,46 @@ namespace E3.Tests.Cuda;
 /// </summary>
 public sealed class CommonHeaderHostTests(Xunit.Abstractions.ITestOutputHelper output)
 {
-    // Just the scalar builtins the tested helpers use, plus declarations so the rest of the header compiles
-    // (never called here, so never linked). The real emulator header defines all of them for real.
+    // The builtins the kernel conventions allow, and nothing else: no system header is included, so a kernel
+    // that calls anything outside the list (sinf, a toolkit intrinsic) fails to compile here just as it would
+    // in the emulator. Only the bit casts have bodies; the rest are declarations (the host program below calls
+    // nothing else, so nothing else is linked). The real emulator header defines all of them.
     private const string BuiltinsShim = """
-        #include <math.h>
-        #include <cstring>
         #define __device__
         #define __global__
         #define __shared__
         #define __forceinline__ inline
+        #define E3_DYNAMIC_SHARED(type, name) type* name = nullptr
         struct e3_dim3 { unsigned int x, y, z; };
         extern e3_dim3 threadIdx, blockIdx, blockDim, gridDim;
+        extern int warpSize;
         void __syncthreads();
-        float __shfl_xor_sync(unsigned int mask, float value, int lane_mask);
-        inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
-        inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
-        #define E3_DYNAMIC_SHARED(type, name) type* name
+        void __syncwarp(unsigned int mask = 0xffffffffu);
+        float __shfl_sync(unsigned int, float, int); int __shfl_sync(unsigned int, int, int); unsigned int __shfl_sync(unsigned int, unsigned int, int);
+        float __shfl_xor_sync(unsigned int, float, int); int __shfl_xor_sync(unsigned int, int, int); unsigned int __shfl_xor_sync(unsigned int, unsigned int, int);
+        float __shfl_down_sync(unsigned int, float, unsigned int); int __shfl_down_sync(unsigned int, int, unsigned int);
+        float __shfl_up_sync(unsigned int, float, unsigned int); int __shfl_up_sync(unsigned int, int, unsigned int);
+        unsigned int __ballot_sync(unsigned int, int); int __any_sync(unsigned int, int); int __all_sync(unsigned int, int);
+        float atomicAdd(float*, float); int atomicAdd(int*, int); unsigned int atomicAdd(unsigned int*, unsigned int);
+        int atomicMax(int*, int); unsigned int atomicMax(unsigned int*, unsigned int);
+        int atomicExch(int*, int); unsigned int atomicExch(unsigned int*, unsigned int); float atomicExch(float*, float);
+        int atomicCAS(int*, int, int); unsigned int atomicCAS(unsigned int*, unsigned int, unsigned int);
+        unsigned long long atomicCAS(unsigned long long*, unsigned long long, unsigned long long);
+        void __threadfence();
+        extern "C" { float expf(float); float logf(float); float log1pf(float); float exp2f(float); float sqrtf(float);
+            float fmaxf(float, float); float fminf(float, float); float fabsf(float); float floorf(float); float tanhf(float); }
+        float __expf(float); float __logf(float); float rsqrtf(float); float __fdividef(float, float);
+        int __popc(unsigned int); int __ffs(int);
+        int min(int, int); int max(int, int); unsigned int min(unsigned int, unsigned int); unsigned int max(unsigned int, unsigned int);
+        inline float __uint_as_float(unsigned int u) { float f; __builtin_memcpy(&f, &u, 4); return f; }
+        inline unsigned int __float_as_uint(float f) { unsigned int u; __builtin_memcpy(&u, &f, 4); return u; }
+        inline float __int_as_float(int i) { float f; __builtin_memcpy(&f, &i, 4); return f; }
+        inline int __float_as_int(float f) { int i; __builtin_memcpy(&i, &f, 4); return i; }
         """;
 
     private const string Driver = """
-        #include "common.cuh"
         #include <cstdio>
+        #include "common.cuh"
         #include <vector>
         // argv: bits-in bf16-out angles-in sincos-out
         int main(int argc, char** argv)
@@ -59,6 +78,20 @@ public sealed class CommonHeaderHostTests(Xunit.Abstractions.ITestOutputHelper o
             return 0;
         }
         """;
+
+    public static TheoryData<string> KernelFiles() => new(KernelCatalog.Embedded.Names);
+
+    [Theory]
+    [MemberData(nameof(KernelFiles))]
+    public void KernelCompilesAsPlainCppWithOnlyTheAllowedBuiltins(string name)
+    {
+        using var temp = new TempFolder();
+        File.WriteAllText(Path.Combine(temp.Path, "common.cuh"), KernelCatalog.Embedded.Headers["common.cuh"]);
+        File.WriteAllText(Path.Combine(temp.Path, "shim.h"), BuiltinsShim);
+        File.WriteAllText(Path.Combine(temp.Path, name + ".cu"), KernelCatalog.Embedded.Get(name).Text);
+        // No __CUDA_ARCH__ and no __CUDACC_RTC__: the portable path the emulator runs.
+        Run("g++", $"-std=c++17 -fsyntax-only -Wall -Werror -Wno-unused-function -include shim.h -x c++ {name}.cu", temp.Path);
+    }
 
     [Fact]
     public void Bf16RoundingAndSinCosMatchReferences()
