@@ -3,9 +3,10 @@
 // Math (one row x of length n, weight w):   r = rsqrt(mean(x^2) + eps);   y = w * (x * r)
 //   bf16 rows round like the Hugging Face modules: y = bf16(w * bf16(x * r)), all sums in fp32.
 //   Fused:   h = h + gate * delta (h rounded to its own dtype first);   y = rmsnorm(h) * w.
+//   Add:     sum = x + delta (rounded to the dtype);   y = rmsnorm(sum) * w   (sum may be x).
 //   Backward (fp32): dx = r * (w*dy) - x * r^3 / n * sum(w*dy*x);   dw += dy * x * r  (atomic across rows).
 // Memory traffic per call (elements, E bytes each): forward reads x + w per row and writes y: 3*rows*n*E
-//   (w is re-read per row from L2); fused adds delta read and h write: 5*rows*n*E; backward reads x, w, dy
+//   (w is re-read per row from L2); fused and add read delta and write h/sum too: 5*rows*n*E; backward reads x, w, dy
 //   and writes dx, atomically adds dw: ~5*rows*n*4.
 // Launch shape: grid = (rows), block = (256) — any multiple of 32 up to 1024 works; one block per row,
 //   threads stride the row. No dynamic shared memory. dw must be zeroed before the backward kernel.
@@ -106,6 +107,53 @@ extern "C" __global__ void e3_add_scaled_rmsnorm_bf16(e3_bf16* h, const e3_bf16*
     {
         const float normed = e3_round_bf16(e3_bf16_to_float(hr[c]) * inv);
         yr[c] = e3_float_to_bf16(e3_bf16_to_float(weight[c]) * normed);
+    }
+}
+
+// sum = x + delta, then y = rmsnorm(sum) * weight: a decoder layer's attention residual fused with its MLP
+// norm. x and delta are left intact unless sum aliases x; each thread reads x and delta at exactly the columns
+// it writes, so the aliasing is safe.
+extern "C" __global__ void e3_add_rmsnorm_f32(const float* x, const float* delta, float* sum, const float* weight, float* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const long long base = (long long)row * cols;
+    float squares = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const float v = x[base + c] + delta[base + c];
+        sum[base + c] = v;
+        squares += v * v;
+    }
+    const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        y[base + c] = weight[c] * (sum[base + c] * inv);
+}
+
+// bf16: the sum is rounded to bf16 (torch adds two bf16 tensors) before it is stored and normalised, so the
+// result equals a bf16 add followed by e3_rmsnorm_bf16.
+extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* delta, e3_bf16* sum, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const long long base = (long long)row * cols;
+    float squares = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const e3_bf16 stored = e3_float_to_bf16(e3_bf16_to_float(x[base + c]) + e3_bf16_to_float(delta[base + c]));
+        sum[base + c] = stored;
+        const float v = e3_bf16_to_float(stored);
+        squares += v * v;
+    }
+    const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const float normed = e3_round_bf16(e3_bf16_to_float(sum[base + c]) * inv);
+        y[base + c] = e3_float_to_bf16(e3_bf16_to_float(weight[c]) * normed);
     }
 }
 
