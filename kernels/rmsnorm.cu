@@ -110,9 +110,35 @@ extern "C" __global__ void e3_add_scaled_rmsnorm_bf16(e3_bf16* h, const e3_bf16*
     }
 }
 
-// sum = x + delta, then y = rmsnorm(sum) * weight: a decoder layer's attention residual fused with its MLP
-// norm. x and delta are left intact unless sum aliases x; each thread reads x and delta at exactly the columns
-// it writes, so the aliasing is safe.
+// Element access for the add kernels, so one templated row body serves fp32 and bf16: loads widen to fp32, stores
+// narrow (round to nearest even for bf16), and e3_as_stored gives the value a tensor of that dtype would hold.
+__device__ __forceinline__ float e3_load(const float* p) { return *p; }
+__device__ __forceinline__ float e3_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
+__device__ __forceinline__ void e3_store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void e3_store(e3_bf16* p, float v) { *p = e3_float_to_bf16(v); }
+__device__ __forceinline__ float e3_as_stored(float v, const float*) { return v; }
+__device__ __forceinline__ float e3_as_stored(float v, const e3_bf16*) { return e3_round_bf16(v); }
+
+// One row of sum = x + delta, y = rmsnorm(sum) * weight. The sum is rounded to the dtype before it is stored and
+// normalised (bf16: torch adds two bf16 tensors), and for bf16 the normed value is rounded before the weight
+// multiply, as e3_rmsnorm_bf16 does. Each thread reads x and delta at exactly the columns it writes, so sum may
+// alias x.
+template <typename T>
+__device__ __forceinline__ void e3_add_rmsnorm_row(const T* x, const T* delta, T* sum, const T* weight, T* y, int cols, float eps, float* scratch)
+{
+    float squares = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const float v = e3_as_stored(e3_load(x + c) + e3_load(delta + c), sum);
+        e3_store(sum + c, v);
+        squares += v * v;
+    }
+    const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        e3_store(y + c, e3_load(weight + c) * e3_as_stored(e3_load(sum + c) * inv, y));
+}
+
+// sum = x + delta, then y = rmsnorm(sum) * weight: a decoder layer's attention residual fused with its MLP norm.
 extern "C" __global__ void e3_add_rmsnorm_f32(const float* x, const float* delta, float* sum, const float* weight, float* y, int rows, int cols, float eps)
 {
     __shared__ float scratch[32];
@@ -120,20 +146,9 @@ extern "C" __global__ void e3_add_rmsnorm_f32(const float* x, const float* delta
     if (row >= rows)
         return;
     const long long base = (long long)row * cols;
-    float squares = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x)
-    {
-        const float v = x[base + c] + delta[base + c];
-        sum[base + c] = v;
-        squares += v * v;
-    }
-    const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
-    for (int c = threadIdx.x; c < cols; c += blockDim.x)
-        y[base + c] = weight[c] * (sum[base + c] * inv);
+    e3_add_rmsnorm_row(x + base, delta + base, sum + base, weight, y + base, cols, eps, scratch);
 }
 
-// bf16: the sum is rounded to bf16 (torch adds two bf16 tensors) before it is stored and normalised, so the
-// result equals a bf16 add followed by e3_rmsnorm_bf16.
 extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* delta, e3_bf16* sum, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
 {
     __shared__ float scratch[32];
@@ -141,20 +156,7 @@ extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* 
     if (row >= rows)
         return;
     const long long base = (long long)row * cols;
-    float squares = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x)
-    {
-        const e3_bf16 stored = e3_float_to_bf16(e3_bf16_to_float(x[base + c]) + e3_bf16_to_float(delta[base + c]));
-        sum[base + c] = stored;
-        const float v = e3_bf16_to_float(stored);
-        squares += v * v;
-    }
-    const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
-    for (int c = threadIdx.x; c < cols; c += blockDim.x)
-    {
-        const float normed = e3_round_bf16(e3_bf16_to_float(sum[base + c]) * inv);
-        y[base + c] = e3_float_to_bf16(e3_bf16_to_float(weight[c]) * normed);
-    }
+    e3_add_rmsnorm_row(x + base, delta + base, sum + base, weight, y + base, cols, eps, scratch);
 }
 
 // dx and dw for y = w * x * r. dweight accumulates over rows with atomicAdd and must start at zero.

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using E3.Backends.Cpu;
 using E3.Interop.Native;
 using E3.Model;
@@ -59,24 +58,9 @@ public sealed class GpuCliTests : IDisposable
             Assert.True(r.Stderr.Contains(deviceError) || r.Stderr.Contains(_dir["unused"]), r.Stderr);
     }
 
-    static CliProcess.Result Run(string? emuLibrary, params string[] args)
-    {
-        string dll = Path.Combine(AppContext.BaseDirectory, "e3.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        if (emuLibrary is null) psi.Environment.Remove("E3_EMU_LIB");
-        else psi.Environment["E3_EMU_LIB"] = emuLibrary;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            p.Kill(true);
-            throw new TimeoutException($"e3 {string.Join(' ', args)} did not finish in 5 minutes");
-        }
-        return new CliProcess.Result(p.ExitCode, stdout.Result, stderr.Result);
-    }
+    // E3_EMU_LIB is set or removed for the child only, so the library it finds does not depend on the caller's shell.
+    static CliProcess.Result Run(string? emuLibrary, params string[] args) =>
+        CliProcess.RunWithEnvironment(new Dictionary<string, string?> { ["E3_EMU_LIB"] = emuLibrary }, args);
 
     public void Dispose() => _dir.Dispose();
 }
