@@ -76,7 +76,7 @@ public sealed class GpuBackend : IBackend
     {
         RequireStorable(dtype, nameof(dtype));
         var t = Create(dtype, shape);
-        _device.FillBytesAsync(t.Pointer, 0, t.SizeInBytes, Stream);
+        if (t.SizeInBytes > 0) _device.FillBytesAsync(t.Pointer, 0, t.SizeInBytes, Stream);
         return t;
     }
 
@@ -319,12 +319,14 @@ public sealed class GpuBackend : IBackend
 
     unsafe void CopyToDevice(ReadOnlySpan<byte> bytes, DevicePtr destination)
     {
+        if (bytes.IsEmpty) return; // an empty tensor has no device address to copy to
         fixed (byte* p = bytes)
             _device.CopyToDeviceAsync(destination, p, bytes.Length, Stream);
     }
 
     unsafe void CopyToHost(DevicePtr source, Span<byte> bytes)
     {
+        if (bytes.IsEmpty) return;
         fixed (byte* p = bytes)
         {
             _device.CopyToHostAsync(p, source, bytes.Length, Stream);
@@ -344,16 +346,43 @@ public sealed class GpuBackend : IBackend
         return g.DType == ActivationType ? g : throw new ArgumentException($"{t}: this {Name} backend computes with {ActivationType} activations");
     }
 
-    /// <summary>The weight in the activation dtype: itself, or its converted copy (made once, on the host).</summary>
+    /// <summary>The weight in the activation dtype: itself, or its converted copy (made once, on the host, in chunks).</summary>
     GpuTensor Weight(Tensor t)
     {
         var g = Own(t);
         if (g.DType == ActivationType) return g;
         if (g.Converted is { } ready) return ready;
-        var values = new float[g.ElementCount];
-        Download(g, values);
         var converted = Create(ActivationType, g.Shape);
-        Upload(values, converted);
+        try
+        {
+            int from = g.DType.SizeInBytes(), to = ActivationType.SizeInBytes();
+            long n = g.ElementCount;
+            int chunk = (int)Math.Min(n, HostConversion.ChunkElements);
+            float[] values = ArrayPool<float>.Shared.Rent(chunk);
+            byte[] source = ArrayPool<byte>.Shared.Rent(chunk * from), target = ArrayPool<byte>.Shared.Rent(chunk * to);
+            try
+            {
+                for (long i0 = 0; i0 < n; i0 += HostConversion.ChunkElements)
+                {
+                    int len = (int)Math.Min(HostConversion.ChunkElements, n - i0);
+                    CopyToHost(g.Pointer.Add(i0 * from), source.AsSpan(0, len * from));
+                    HostConversion.ToSingle(source.AsSpan(0, len * from), g.DType, values.AsSpan(0, len));
+                    HostConversion.FromSingle(values.AsSpan(0, len), ActivationType, target.AsSpan(0, len * to));
+                    CopyToDevice(target.AsSpan(0, len * to), converted.Pointer.Add(i0 * to));
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(values);
+                ArrayPool<byte>.Shared.Return(source);
+                ArrayPool<byte>.Shared.Return(target);
+            }
+        }
+        catch
+        {
+            converted.Dispose();
+            throw;
+        }
         g.Converted = converted;
         return converted;
     }

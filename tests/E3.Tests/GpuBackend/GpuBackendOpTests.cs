@@ -48,6 +48,10 @@ public sealed class GpuBackendOpTests(EmuFixture fixture) : IDisposable
         Assert.Equal(Approx.RoundBf16(values), p.Read(p.Gpu, bf16Weight));
         Assert.Throws<ArgumentException>(() => p.Gpu.Upload(new byte[7], DType.F32, [2], DType.F32));
         Assert.Throws<ArgumentOutOfRangeException>(() => p.Gpu.Allocate(DType.F16, 2));
+        // An empty tensor (no rows yet) has no device memory; uploads and downloads of nothing still work.
+        using var empty = p.Gpu.Allocate(act, 0, Hidden);
+        p.Gpu.Upload(ReadOnlySpan<float>.Empty, empty);
+        p.Gpu.Download(empty, Span<float>.Empty);
     }
 
     [Theory, MemberData(nameof(Activations))]
