@@ -9,7 +9,7 @@
 #include "common.cuh"
 
 template <typename T>
-__device__ __forceinline__ void e3_copy_row(const T* src, T* dst, int width)
+__device__ __forceinline__ void e3_rows_copy(const T* src, T* dst, int width)
 {
     for (int c = threadIdx.x; c < width; c += blockDim.x)
         dst[c] = src[c];
@@ -20,7 +20,7 @@ extern "C" __global__ void e3_gather_rows_f32(const float* src, const int* rows,
     const int i = blockIdx.x;
     if (i >= count)
         return;
-    e3_copy_row(src + (long long)rows[i] * width, dst + (long long)i * width, width);
+    e3_rows_copy(src + (long long)rows[i] * width, dst + (long long)i * width, width);
 }
 
 extern "C" __global__ void e3_gather_rows_bf16(const e3_bf16* src, const int* rows, e3_bf16* dst, int count, int width)
@@ -28,7 +28,7 @@ extern "C" __global__ void e3_gather_rows_bf16(const e3_bf16* src, const int* ro
     const int i = blockIdx.x;
     if (i >= count)
         return;
-    e3_copy_row(src + (long long)rows[i] * width, dst + (long long)i * width, width);
+    e3_rows_copy(src + (long long)rows[i] * width, dst + (long long)i * width, width);
 }
 
 extern "C" __global__ void e3_broadcast_row_f32(const float* bias, float* y, int rows, int width)
@@ -36,7 +36,7 @@ extern "C" __global__ void e3_broadcast_row_f32(const float* bias, float* y, int
     const int r = blockIdx.x;
     if (r >= rows)
         return;
-    e3_copy_row(bias, y + (long long)r * width, width);
+    e3_rows_copy(bias, y + (long long)r * width, width);
 }
 
 extern "C" __global__ void e3_broadcast_row_bf16(const e3_bf16* bias, e3_bf16* y, int rows, int width)
@@ -44,5 +44,5 @@ extern "C" __global__ void e3_broadcast_row_bf16(const e3_bf16* bias, e3_bf16* y
     const int r = blockIdx.x;
     if (r >= rows)
         return;
-    e3_copy_row(bias, y + (long long)r * width, width);
+    e3_rows_copy(bias, y + (long long)r * width, width);
 }
