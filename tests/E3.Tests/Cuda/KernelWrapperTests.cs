@@ -27,6 +27,8 @@ public sealed partial class KernelWrapperTests
             kernels.AddScaledForward(F1, F2, 0.5f, F3, F4, 7, 1024, 1e-6f, Stream);
             kernels.AddScaledForward(B1, B2, -0.25f, B3, B4, 2, 64, 1e-6f, Stream);
             kernels.Backward(F1, F2, F3, F4, F5, 9, 128, 1e-6f, Stream);
+            kernels.AddForward(F1, F2, F3, F4, F5, 4, 96, 1e-5f, Stream);
+            kernels.AddForward(B1, B2, B1, B3, B4, 6, 64, 1e-6f, Stream);
         }
         var l = device.Launches;
         Check(l[0], "e3_rmsnorm_f32", RowShape(5), F1.Address, F2.Address, F3.Address, 5, 4096, 1e-6f);
@@ -34,6 +36,8 @@ public sealed partial class KernelWrapperTests
         Check(l[2], "e3_add_scaled_rmsnorm_f32", RowShape(7), F1.Address, F2.Address, 0.5f, F3.Address, F4.Address, 7, 1024, 1e-6f);
         Check(l[3], "e3_add_scaled_rmsnorm_bf16", RowShape(2), B1.Address, B2.Address, -0.25f, B3.Address, B4.Address, 2, 64, 1e-6f);
         Check(l[4], "e3_rmsnorm_backward_f32", RowShape(9), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 9, 128, 1e-6f);
+        Check(l[5], "e3_add_rmsnorm_f32", RowShape(4), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 4, 96, 1e-5f);
+        Check(l[6], "e3_add_rmsnorm_bf16", RowShape(6), B1.Address, B2.Address, B1.Address, B3.Address, B4.Address, 6, 64, 1e-6f);
         Assert.Equal(["rmsnorm"], device.LoadedModules);
         Assert.Equal(["rmsnorm"], device.UnloadedModules); // disposing the wrapper unloads its module
     }
@@ -51,6 +55,27 @@ public sealed partial class KernelWrapperTests
         // Past 2^16 blocks the grid is capped and the kernel's grid-stride loop covers the rest.
         Check(l[1], "e3_swiglu_bf16", Shape(LaunchShapes.MaxGridStrideBlocks, 256), B1.Address, B2.Address, B3.Address, 5_000_000_000L);
         Check(l[2], "e3_swiglu_backward_f32", Shape(2, 256), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 257L);
+    }
+
+    [Fact]
+    public void ResidualAndRowWrappersMatchTheirSignatures()
+    {
+        using var device = new RecordingGpuDevice();
+        using var residual = new ResidualKernels(device);
+        using var rows = new RowKernels(device);
+        residual.Gated(F1, F2, F3, 0.5f, 600, Stream);
+        residual.Gated(B1, B2, B3, 1f, 256, Stream);
+        rows.Gather(F1, Ids, F2, 3, 64, Stream);
+        rows.Gather(B1, Ids, B2, 2, 32, Stream);
+        rows.Broadcast(F1, F2, 5, 48, Stream);
+        rows.Broadcast(B1, B2, 7, 16, Stream);
+        var l = device.Launches;
+        Check(l[0], "e3_gated_residual_f32", Shape(3, 256), F1.Address, F2.Address, F3.Address, 0.5f, 600L);
+        Check(l[1], "e3_gated_residual_bf16", Shape(1, 256), B1.Address, B2.Address, B3.Address, 1f, 256L);
+        Check(l[2], "e3_gather_rows_f32", RowShape(3), F1.Address, Ids.Address, F2.Address, 3, 64);
+        Check(l[3], "e3_gather_rows_bf16", RowShape(2), B1.Address, Ids.Address, B2.Address, 2, 32);
+        Check(l[4], "e3_broadcast_row_f32", RowShape(5), F1.Address, F2.Address, 5, 48);
+        Check(l[5], "e3_broadcast_row_bf16", RowShape(7), B1.Address, B2.Address, 7, 16);
     }
 
     [Fact]
@@ -92,6 +117,8 @@ public sealed partial class KernelWrapperTests
         using (new SwiGluKernels(device))
         using (new EmbeddingKernels(device))
         using (new RopeKernels(device))
+        using (new ResidualKernels(device))
+        using (new RowKernels(device))
         {
         }
         var catalog = KernelCatalog.Embedded;
