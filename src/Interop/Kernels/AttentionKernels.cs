@@ -100,6 +100,8 @@ public sealed class AttentionKernels : KernelFamily
         bool decode = layout.TokensPerSequence == 1;
         if (decode && workspace.IsNull)
             throw new ArgumentException($"decode (T = 1) needs a workspace of {WorkspaceFloats(layout)} floats", nameof(workspace));
+        // Checked before anything is queued, so a refused call leaves the caches as they were.
+        AllowShared(decode ? kernels.Decode : kernels.Prefill, layout.HeadDim);
         Append(kernels.Append, x, layout, stream);
         if (decode)
             Decode(kernels, x, stats, workspace, layout, stream);
@@ -127,7 +129,6 @@ public sealed class AttentionKernels : KernelFamily
     private void Prefill(GpuFunction function, in Operands x, DevicePointer<float> stats, in AttentionLayout layout, GpuStream stream)
     {
         var shape = LaunchShapes.AttentionPrefill(layout.Batch, layout.TokensPerSequence, layout.Heads, layout.HeadDim);
-        AllowShared(function, shape, layout.HeadDim);
         var args = new KernelArgs();
         args.Add(x.Q);
         args.Add(x.KCache);
@@ -148,7 +149,6 @@ public sealed class AttentionKernels : KernelFamily
     {
         int keys = layout.StartPosition + 1;
         var decode = LaunchShapes.AttentionDecode(layout.Batch, layout.Heads, layout.KvHeads, layout.HeadDim, keys, Device.Info.MultiprocessorCount);
-        AllowShared(kernels.Decode, decode.Shape, layout.HeadDim);
         // Partial outputs first, then the (max, sum) pairs, both indexed by ((b * heads + h) * splits + split).
         var partialO = workspace;
         var partialMl = workspace.Offset((long)layout.Batch * layout.Heads * decode.Splits * layout.HeadDim);
@@ -180,14 +180,14 @@ public sealed class AttentionKernels : KernelFamily
     }
 
     // Blocks above the default 48 KiB must be opted into per function; done once per size increase.
-    private void AllowShared(GpuFunction function, in LaunchShape shape, int headDim)
+    private void AllowShared(GpuFunction function, int headDim)
     {
-        int bytes = (int)shape.DynamicSharedBytes;
+        int bytes = LaunchShapes.AttentionSharedBytes(headDim);
         if (bytes <= LaunchShapes.DefaultDynamicSharedBytes || (sharedOptIn.TryGetValue(function, out int granted) && granted >= bytes))
             return;
         int limit = Device.Info.MaxSharedMemoryPerBlockOptIn;
         if (bytes > limit)
-            throw new ArgumentOutOfRangeException(nameof(headDim), headDim,
+            throw new ArgumentOutOfRangeException(nameof(AttentionLayout.HeadDim), headDim,
                 $"attention with head dim {headDim} needs {bytes} bytes of shared memory per block; {Device.Info.Name} allows {limit}");
         Device.SetMaxDynamicSharedBytes(function, bytes);
         sharedOptIn[function] = bytes;

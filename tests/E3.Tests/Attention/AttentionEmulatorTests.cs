@@ -127,6 +127,22 @@ public sealed class AttentionEmulatorTests(EmuFixture fixture, ITestOutputHelper
         Assert.Equal(82_048u, got.Launches.Single(l => l.EntryPoint == "e3_attention_prefill_f32").Shape.DynamicSharedBytes);
     }
 
+    [Fact]
+    public void HeadDimBeyondTheDevicesSharedMemoryIsRefusedBeforeAnyLaunch()
+    {
+        // A device granting 64 KiB per block cannot run D = 256 (82,048 bytes); D = 128 needs no opt-in at all.
+        var device = new EmuLaunchDevice(emulator, multiprocessors: 8, sharedOptInLimit: 64 << 10);
+        using var kernels = new AttentionKernels(device);
+        var layout = new AttentionLayout(1, 4, 0, 4, 2, 1, 256, 0.0625f);
+        var cache = new Interop.Gpu.DevicePointer<float>(0x1000); // never dereferenced: nothing may launch
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            kernels.Forward(cache, cache, cache, cache, cache, cache, default, default, layout, default));
+        Assert.Equal("HeadDim", error.ParamName);
+        Assert.Contains("needs 82048 bytes of shared memory per block; emulator allows 65536", error.Message);
+        Assert.Empty(device.Launches);
+        Assert.Empty(device.SharedOptIns);
+    }
+
     private static void AssertCachesUpdated(AttentionReference expected, EmuAttentionResult got)
     {
         // Bit-exact: the append is a copy, earlier positions must be untouched and the NaN spares stay NaN.

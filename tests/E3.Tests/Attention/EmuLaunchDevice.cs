@@ -8,7 +8,7 @@ namespace E3.Tests.Attention;
 /// <see cref="EmuDevice"/>, everything else (memory, streams) stays with the test, which owns
 /// <see cref="EmuBuffer"/>s directly. Shared-memory opt-ins are recorded so a test can see that one happened.
 /// </summary>
-internal sealed class EmuLaunchDevice(EmuDevice emulator, int multiprocessors) : IGpuDevice
+internal sealed class EmuLaunchDevice(EmuDevice emulator, int multiprocessors, int sharedOptInLimit = 227 << 10) : IGpuDevice
 {
     private readonly List<string> modules = [];
     private readonly List<EmuFunction> functions = [];
@@ -19,7 +19,7 @@ internal sealed class EmuLaunchDevice(EmuDevice emulator, int multiprocessors) :
     /// <summary>Dynamic shared memory opt-ins requested, per entry point.</summary>
     public List<(string EntryPoint, int Bytes)> SharedOptIns { get; } = [];
 
-    public GpuDeviceInfo Info { get; } = new(0, "emulator", 90, multiprocessors, 1L << 30, 1 << 20, 227 << 10);
+    public GpuDeviceInfo Info { get; } = new(0, "emulator", 90, multiprocessors, 1L << 30, 1 << 20, sharedOptInLimit);
 
     public GpuModule LoadModule(string kernelFile)
     {
