@@ -1,5 +1,6 @@
 using E3.Interop.Emulator;
 using E3.Interop.Gpu;
+using E3.Tests.Cuda;
 
 namespace E3.Tests.Attention;
 
@@ -8,7 +9,7 @@ namespace E3.Tests.Attention;
 /// <see cref="EmuDevice"/>, everything else (memory, streams) stays with the test, which owns
 /// <see cref="EmuBuffer"/>s directly. Shared-memory opt-ins are recorded so a test can see that one happened.
 /// </summary>
-internal sealed class EmuLaunchDevice(EmuDevice emulator, int multiprocessors, int sharedOptInLimit = 227 << 10) : IGpuDevice
+internal sealed class EmuLaunchDevice(EmuDevice emulator, int multiprocessors, int sharedOptInLimit = 227 << 10) : LaunchOnlyGpuDevice
 {
     private readonly List<string> modules = [];
     private readonly List<EmuFunction> functions = [];
@@ -19,25 +20,25 @@ internal sealed class EmuLaunchDevice(EmuDevice emulator, int multiprocessors, i
     /// <summary>Dynamic shared memory opt-ins requested, per entry point.</summary>
     public List<(string EntryPoint, int Bytes)> SharedOptIns { get; } = [];
 
-    public GpuDeviceInfo Info { get; } = new(0, "emulator", 90, multiprocessors, 1L << 30, 1 << 20, sharedOptInLimit);
+    public override GpuDeviceInfo Info { get; } = new(0, "emulator", 90, multiprocessors, 1L << 30, 1 << 20, sharedOptInLimit);
 
-    public GpuModule LoadModule(string kernelFile)
+    public override GpuModule LoadModule(string kernelFile)
     {
         modules.Add(kernelFile);
         return new GpuModule(modules.Count);
     }
 
-    public void UnloadModule(GpuModule module) { }
+    public override void UnloadModule(GpuModule module) { }
 
-    public GpuFunction GetFunction(GpuModule module, string entryPoint)
+    public override GpuFunction GetFunction(GpuModule module, string entryPoint)
     {
         functions.Add(emulator.GetFunction(modules[(int)module.Handle - 1], entryPoint));
         return new GpuFunction(functions.Count);
     }
 
-    public void SetMaxDynamicSharedBytes(GpuFunction function, int bytes) => SharedOptIns.Add((Lookup(function).Name, bytes));
+    public override void SetMaxDynamicSharedBytes(GpuFunction function, int bytes) => SharedOptIns.Add((Lookup(function).Name, bytes));
 
-    public void Launch(GpuFunction function, in LaunchShape shape, GpuStream stream, scoped in KernelArgs args)
+    public override void Launch(GpuFunction function, in LaunchShape shape, GpuStream stream, scoped in KernelArgs args)
     {
         var kernel = Lookup(function);
         var values = new KernelArg[args.Count];
@@ -58,30 +59,4 @@ internal sealed class EmuLaunchDevice(EmuDevice emulator, int multiprocessors, i
     }
 
     private EmuFunction Lookup(GpuFunction function) => functions[(int)function.Handle - 1];
-
-    public GpuFunctionAttributes GetAttributes(GpuFunction function) => throw Unused();
-    public DevicePtr Allocate(long bytes) => throw Unused();
-    public void Free(DevicePtr pointer) => throw Unused();
-    public DevicePtr AllocateAsync(long bytes, GpuStream stream) => throw Unused();
-    public void FreeAsync(DevicePtr pointer, GpuStream stream) => throw Unused();
-    public unsafe void* AllocatePinned(long bytes) => throw Unused();
-    public unsafe void FreePinned(void* pointer) => throw Unused();
-    public unsafe void CopyToDeviceAsync(DevicePtr destination, void* source, long bytes, GpuStream stream) => throw Unused();
-    public unsafe void CopyToHostAsync(void* destination, DevicePtr source, long bytes, GpuStream stream) => throw Unused();
-    public void CopyAsync(DevicePtr destination, DevicePtr source, long bytes, GpuStream stream) => throw Unused();
-    public void FillBytesAsync(DevicePtr destination, byte value, long count, GpuStream stream) => throw Unused();
-    public void FillWordsAsync(DevicePtr destination, uint value, long count, GpuStream stream) => throw Unused();
-    public GpuStream CreateStream() => throw Unused();
-    public void DestroyStream(GpuStream stream) => throw Unused();
-    public void Synchronize(GpuStream stream) { } // the emulator runs every launch to completion before returning
-    public GpuEvent CreateEvent(bool timing) => throw Unused();
-    public void DestroyEvent(GpuEvent gpuEvent) => throw Unused();
-    public void Record(GpuEvent gpuEvent, GpuStream stream) => throw Unused();
-    public void Synchronize(GpuEvent gpuEvent) => throw Unused();
-    public float ElapsedMilliseconds(GpuEvent start, GpuEvent end) => throw Unused();
-    public void Gemm(in GemmDescriptor gemm, GpuStream stream) => throw Unused();
-
-    public void Dispose() { }
-
-    private static NotSupportedException Unused() => new("the attention tests own their emulator buffers directly");
 }
