@@ -29,9 +29,16 @@
 //   query tile: B*heads*D*E*(T + 2*ceil(T/16)*(start + T/2)) and writes O; decode reads K, V once per group:
 //   2*B*kv_heads*(start+1)*D*E, plus 4*(D+2)*B*heads*splits bytes of partials written and read back.
 //
-// Emulator coverage (native/ runs the portable path only): everything above is the portable path. No
-// architecture-specific path exists yet; a tensor-core (mma.sync) prefill would go under
-// #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 and would not be covered by the emulator.
+// Emulator coverage (native/ runs the portable path only):
+//   covered:     every kernel in this file; there is only the portable path so far.
+//   not covered: the 48 KiB dynamic shared memory limit and its opt-in (the emulator allocates whatever the
+//                launch asks for; AttentionKernels checks the device's opt-in limit itself), shared-memory bank
+//                conflicts and timing, and expf's GPU accuracy (the emulator uses libm's).
+//   not written: a tensor-core prefill (mma.sync, sm_80+) would go under
+//                #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 next to the portable loop, behind an
+//                opt-out, and would be the first path here the emulator cannot run.
+// Backward: not written yet; the saved (m, lse) statistics and the tile loop above are laid out for a
+// flash-style backward (recompute P per tile from lse, then dV += P^T dO, dS = P * (dP - rowsum(dO * O))).
 #include "common.cuh"
 
 #define E3_ATTN_WARPS 4
