@@ -21,12 +21,15 @@ public readonly record struct AttentionLayout(int Batch, int TokensPerSequence, 
     /// <summary>Largest head dimension the kernels hold in registers.</summary>
     public const int MaxHeadDim = 256;
 
+    private const int MaxGridYZ = 65535;
+
     internal void Validate()
     {
-        if (Batch < 1) throw new ArgumentOutOfRangeException(nameof(Batch), Batch, "must be >= 1");
+        // Batch and heads become grid z and y, which CUDA caps at 65535.
+        if (Batch < 1 || Batch > MaxGridYZ) throw new ArgumentOutOfRangeException(nameof(Batch), Batch, $"must be in 1..{MaxGridYZ}");
         if (TokensPerSequence < 1) throw new ArgumentOutOfRangeException(nameof(TokensPerSequence), TokensPerSequence, "must be >= 1");
         if (StartPosition < 0) throw new ArgumentOutOfRangeException(nameof(StartPosition), StartPosition, "must be >= 0");
-        if (Heads < 1) throw new ArgumentOutOfRangeException(nameof(Heads), Heads, "must be >= 1");
+        if (Heads < 1 || Heads > MaxGridYZ) throw new ArgumentOutOfRangeException(nameof(Heads), Heads, $"must be in 1..{MaxGridYZ}");
         if (KvHeads < 1 || Heads % KvHeads != 0)
             throw new ArgumentOutOfRangeException(nameof(KvHeads), KvHeads, $"must be >= 1 and divide Heads = {Heads}");
         if (HeadDim < 2 || HeadDim > MaxHeadDim || HeadDim % 2 != 0)

@@ -120,6 +120,7 @@ public sealed partial class KernelWrapperTests
         Assert.Equal("HeadDim", Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { HeadDim = 63 })).ParamName);
         Assert.Equal("HeadDim", Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { HeadDim = 258 })).ParamName);
         Assert.Equal("KvHeads", Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { KvHeads = 3 })).ParamName);
+        Assert.Equal("Batch", Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { Batch = 65536 })).ParamName); // grid z limit
         var capacity = Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { StartPosition = 5 }));
         Assert.Equal("Capacity", capacity.ParamName);
         Assert.Contains("positions 5..8 exceed the KV cache capacity", capacity.Message);
