@@ -28,7 +28,7 @@ public sealed class GpuBackend : IBackend
     /// <param name="activationType">F32 or BF16: the dtype of every activation, KV cache and logits buffer.</param>
     /// <param name="weightType">When set, every matrix (rank &gt;= 2) given to <see cref="Upload(ReadOnlySpan{byte}, DType, int[], DType)"/>
     /// is stored in this dtype whatever the caller asks; null stores what the caller asks. Vectors (norms, biases) always follow the caller.</param>
-    /// <param name="attention">Creates the attention step; null uses <see cref="HostAttentionFallback"/> until the attention kernel lands.</param>
+    /// <param name="attention">Creates the attention step; null uses <see cref="KernelAttention"/>.</param>
     /// <param name="ownsDevice">Whether <see cref="Dispose"/> also disposes <paramref name="device"/>.</param>
     public GpuBackend(IGpuDevice device, DType activationType = DType.BF16, DType? weightType = null,
         Func<GpuBackend, IAttentionOp>? attention = null, bool ownsDevice = true)
@@ -46,7 +46,7 @@ public sealed class GpuBackend : IBackend
         {
             _kernels = new GpuKernelSet(device);
             _indices = new DeviceIndexBuffer(device, _stream.Handle);
-            _attention = attention?.Invoke(this) ?? new HostAttentionFallback(this);
+            _attention = attention?.Invoke(this) ?? new KernelAttention(this);
         }
         catch
         {

@@ -14,9 +14,8 @@ public readonly record struct AttentionCall(
 }
 
 /// <summary>
-/// The attention step of <see cref="GpuBackend"/>, kept behind an interface so that the device kernel
-/// (kernels/attention.cu through <c>AttentionKernels</c>) can replace <see cref="HostAttentionFallback"/> without
-/// touching the backend.
+/// The attention step of <see cref="GpuBackend"/>: <see cref="KernelAttention"/> by default; the seam lets a
+/// faster variant (a tensor-core path, a paged cache) replace it without touching the backend.
 /// </summary>
 public interface IAttentionOp : IDisposable
 {

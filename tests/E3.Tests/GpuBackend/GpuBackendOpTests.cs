@@ -189,10 +189,11 @@ public sealed class GpuBackendOpTests(EmuFixture fixture) : IDisposable
             var o = p.Zeros(batch * tokens, qw);
             p.Cpu.Attention(q.Cpu, k.Cpu, v.Cpu, kCache.Cpu, vCache.Cpu, batch, tokens, start, heads, kvHeads, headDim, scale, o.Cpu);
             p.Gpu.Attention(q.Gpu, k.Gpu, v.Gpu, kCache.Gpu, vCache.Gpu, batch, tokens, start, heads, kvHeads, headDim, scale, o.Gpu);
-            // The fallback runs the CPU code on the same (exactly widened) values: fp32 agrees to the bit, bf16 after the
-            // output's single rounding; the caches hold the same values either way.
+            // The kernel sums in another order than the CPU (tiled online softmax, split-K decode): in fp32 the outputs,
+            // convex combinations of |v| <= 1, agree to a few fp32 roundings of each dot product and exp (1e-5 covers
+            // headDim = 16 terms with margin); in bf16 the single output rounding can land one bf16 step apart on top.
             var (cpu, gpu) = p.Read(o);
-            Approx.Close(cpu, gpu, act == DType.F32 ? 0 : Bf16Step, 0, $"Attention output (start {start})");
+            Approx.Close(cpu, gpu, act == DType.F32 ? 1e-5 : 2 * Bf16Step, 1e-6, $"Attention output (start {start})");
             var (kc, kg) = p.Read(kCache);
             Assert.Equal(kc, kg);
         }
