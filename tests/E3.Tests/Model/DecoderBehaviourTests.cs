@@ -190,6 +190,18 @@ public sealed class DecoderBehaviourTests : IDisposable
     }
 
     [Fact]
+    public void RandomModelsAreReproducibleFromTheirSeed()
+    {
+        var spec = new RandomModelSpec { Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 32, Vocab = 20, Seed = 9 };
+        RandomModel.Write(spec, _dir["seed-a"]);
+        RandomModel.Write(spec, _dir["seed-b"]);
+        RandomModel.Write(spec with { Seed = 10 }, _dir["seed-c"]);
+        byte[] Bytes(string d) => File.ReadAllBytes(Path.Combine(_dir[d], "model.safetensors"));
+        Assert.Equal(Bytes("seed-a"), Bytes("seed-b"));
+        Assert.NotEqual(Bytes("seed-a"), Bytes("seed-c"));
+    }
+
+    [Fact]
     public void UnknownModelTypeIsAClearError()
     {
         string path = _dir["gpt"];
