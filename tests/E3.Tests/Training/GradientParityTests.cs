@@ -65,6 +65,28 @@ public sealed class GradientParityTests
     }
 
     [Fact]
+    public void Bf16WeightsGetFp32GradientsThatMatchAutograd()
+    {
+        // The reference upcasts the stored bf16 values exactly to fp32, so both sides differentiate the same fp32
+        // function and the fp32 bound applies unchanged; gradients stay fp32 whatever the weight dtype.
+        using var c = new TrainingCase("qwen3", false, false, MixedGates, storage: E3.Tests.Reference.ReferenceStorage.BF16);
+        var expected = ReferenceGradients.Compute(c);
+        using var backend = new CpuBackend(2);
+        using var model = DecoderModel.Load(c.Folder, backend);
+        Assert.Equal(E3.Backends.DType.BF16, model.Weights.Layers[0].Q.DType);
+        using var trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Train, ComputeDroppedLayers = true });
+        var grads = trainer.Backward(c.LossGradient(trainer.Forward(c.Tokens, c.Batch, c.Gates)));
+        AssertClose("gates", expected.Gates, grads.Gates);
+        foreach (var (name, reference) in expected.Weights)
+        {
+            var ours = new float[reference.Length];
+            Assert.Equal(E3.Backends.DType.F32, trainer.WeightGradients[name].DType);
+            backend.Download(trainer.WeightGradients[name], ours);
+            AssertClose(name, reference.Select(x => (double)x).ToArray(), ours.Select(x => (double)x).ToArray());
+        }
+    }
+
+    [Fact]
     public void SkippedLayersReportNoGateGradientAndLeaveTheOthersUnchanged()
     {
         using var c = new TrainingCase("qwen3", false, false, MixedGates);

@@ -14,13 +14,14 @@ internal sealed class TrainingCase : IDisposable
     // std 0.15 projections keep every term (attention, MLP, norms, biases) large enough to show in the gradients.
     const double ProjectionStd = 0.15;
 
-    public TrainingCase(string modelType, bool tied, bool attentionBias, float[] gates, int batch = 2, int positions = 7, int seed = 3)
+    public TrainingCase(string modelType, bool tied, bool attentionBias, float[] gates, int batch = 2, int positions = 7, int seed = 3,
+        ReferenceStorage storage = ReferenceStorage.F32)
     {
         Config = new ReferenceConfig(modelType, VocabSize: 37, HiddenSize: modelType == "qwen3" ? 24 : 32, IntermediateSize: 40,
             NumHiddenLayers: gates.Length, NumAttentionHeads: 4, NumKeyValueHeads: 2, HeadDim: 8, RmsNormEps: 1e-6,
             RopeTheta: modelType == "llama" ? 10_000 : 1_000_000, TieWordEmbeddings: tied, AttentionBias: attentionBias);
         Folder = _dir["model"];
-        ReferenceCheckpointWriter.WriteRandom(Folder, Config, seed, ReferenceStorage.F32, 1, ProjectionStd);
+        ReferenceCheckpointWriter.WriteRandom(Folder, Config, seed, storage, 1, ProjectionStd);
         Gates = gates;
         Batch = batch;
         Positions = positions;
@@ -42,7 +43,7 @@ internal sealed class TrainingCase : IDisposable
     public float[] Weights { get; }
 
     /// <summary>The loss in double from logits [B·T, V].</summary>
-    public double Loss(ReadOnlySpan<float> logits)
+    public double Loss(ReadOnlySpan<double> logits)
     {
         int v = Config.VocabSize, rows = Tokens.Length;
         double linear = 0, ce = 0;
