@@ -44,7 +44,7 @@ public static class PlanCommand
                 var s => throw new ArgumentException($"--weights: '{s}' is not one of stored, f32, bf16"),
             };
             var plan = TrainingMemoryPlan.Create(config, p.GetValue(seq), p.GetValue(batch), options, weightType);
-            Console.Out.Write(p.GetValue(json) ? Json(plan) : Text(plan));
+            p.InvocationConfiguration.Output.Write(p.GetValue(json) ? Json(plan) : Text(plan));
             return ExitCodes.Ok;
         }));
         return cmd;

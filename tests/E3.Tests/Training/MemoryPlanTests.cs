@@ -73,3 +73,39 @@ public sealed class MemoryPlanTests
         ["tie_word_embeddings"] = false, ["max_position_embeddings"] = 128,
     });
 }
+
+/// <summary><c>e3 plan</c> prints the library's plan and rejects bad options with a non-zero exit.</summary>
+public sealed class PlanCommandTests
+{
+    static (int Exit, string Output) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var root = new System.CommandLine.RootCommand { E3.Cli.Commands.PlanCommand.Create() };
+        int exit = root.Parse(args).Invoke(new System.CommandLine.InvocationConfiguration { Output = output, Error = error });
+        return (exit, output.ToString());
+    }
+
+    [Fact]
+    public void JsonOutputIsTheLibraryPlan()
+    {
+        using var c = new TrainingCase("llama", false, false, [1f, 1f]);
+        var (exit, output) = Run("plan", "--model", c.Folder, "--seq", "16", "--batch", "2", "--mode", "train", "--checkpointing", "--json");
+        Assert.Equal(0, exit);
+        var json = JsonNode.Parse(output)!.AsObject();
+        var config = ModelConfig.Load(c.Folder);
+        var plan = TrainingMemoryPlan.Create(config, 16, 2, new TrainingOptions { Mode = TrainingMode.Train, Checkpointing = true }, DType.F32);
+        Assert.Equal(plan.Backward, (long)json["backward"]!);
+        Assert.Equal(plan.Gradients, (long)json["gradients"]!);
+        Assert.Equal(plan.OptimizerState, (long)json["optimizer_state"]!);
+    }
+
+    [Fact]
+    public void UnknownModeFails()
+    {
+        using var c = new TrainingCase("llama", false, false, [1f]);
+        var (exit, output) = Run("plan", "--model", c.Folder, "--seq", "16", "--mode", "finetune");
+        Assert.Equal(1, exit);
+        Assert.Equal("", output);
+    }
+}
