@@ -87,6 +87,33 @@ public sealed class GradientParityTests
     }
 
     [Fact]
+    public void BackwardFromTheHeadInputMatchesAutograd()
+    {
+        // A loss fused with the LM head hands over dL/d(normed hidden) = dL/dlogits · W_head; computed here in double
+        // from the stored head, it must give the same gate and embedding gradients as the full backward.
+        using var c = new TrainingCase("llama", false, false, MixedGates);
+        var expected = ReferenceGradients.Compute(c);
+        using var backend = new CpuBackend(2);
+        using var model = DecoderModel.Load(c.Folder, backend);
+        using var trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen, ComputeDroppedLayers = true });
+        var dLogits = c.LossGradient(trainer.Forward(c.Tokens, c.Batch, c.Gates));
+        var head = new float[model.Weights.LmHead.ElementCount];
+        backend.Download(model.Weights.LmHead, head);
+        int v = c.Config.VocabSize, h = c.Config.HiddenSize;
+        var dNormed = new float[c.Tokens.Length * h];
+        for (int r = 0; r < c.Tokens.Length; r++)
+            for (int k = 0; k < h; k++)
+            {
+                double sum = 0;
+                for (int j = 0; j < v; j++) sum += (double)dLogits[r * v + j] * head[j * h + k];
+                dNormed[r * h + k] = (float)sum;
+            }
+        var grads = trainer.BackwardFromHidden(dNormed);
+        AssertClose("gates", expected.Gates, grads.Gates);
+        AssertClose("input embeddings", expected.InputEmbeddings.Select(x => (double)x).ToArray(), grads.InputEmbeddings.Select(x => (double)x).ToArray());
+    }
+
+    [Fact]
     public void SkippedLayersReportNoGateGradientAndLeaveTheOthersUnchanged()
     {
         using var c = new TrainingCase("qwen3", false, false, MixedGates);
