@@ -70,6 +70,43 @@ public static class TorchReferenceDecoder
         return F.linear(normed, pass.Weight(head)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Logits [B, T, V] from given input embeddings [B, T, hidden] under per-layer gates given as a tensor [layers], with
+    /// autograd enabled, so gradients reach the embeddings, the gates and every weight marked requires_grad. Every layer
+    /// is computed, gate 0 included (output = h + m·(layer(h) − h)), so a dropped layer's gate still gets a gradient.
+    /// Call it inside the caller's dispose scope; intermediates belong to that scope.
+    /// </summary>
+    /// <param name="checkpoint">Weights and config; its dtype is the compute dtype.</param>
+    /// <param name="embeddings">Input hidden states [B, T, hidden] in the checkpoint's dtype.</param>
+    /// <param name="gates">One gate per layer, [layers], in the checkpoint's dtype.</param>
+    public static Tensor ForwardFromEmbeddings(ReferenceCheckpoint checkpoint, Tensor embeddings, Tensor gates)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(embeddings);
+        ArgumentNullException.ThrowIfNull(gates);
+        var config = checkpoint.Config;
+        if (gates.shape.Length != 1 || gates.shape[0] != config.NumHiddenLayers)
+        {
+            throw new ArgumentException($"gates has shape [{string.Join(", ", gates.shape)}]; the model has {config.NumHiddenLayers} layers.", nameof(gates));
+        }
+
+        if (embeddings.shape.Length != 3 || embeddings.shape[2] != config.HiddenSize)
+        {
+            throw new ArgumentException($"embeddings has shape [{string.Join(", ", embeddings.shape)}]; expected [B, T, {config.HiddenSize}].", nameof(embeddings));
+        }
+
+        var pass = new ForwardPass(checkpoint, checkpoint.DType, embeddings.shape[1]);
+        var hidden = embeddings;
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            hidden = pass.GatedLayer(layer, hidden, gates[layer]);
+        }
+
+        var normed = pass.RmsNorm(hidden, "model.norm.weight");
+        string head = config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+        return F.linear(normed, pass.Weight(head));
+    }
+
     private static float[] CheckGates(ReferenceConfig config, float[]? gates)
     {
         if (gates is null)
@@ -159,6 +196,14 @@ public static class TorchReferenceDecoder
             // Gate 1 returns the layer output itself, so it is bit-identical to transformers rather than h + (out − h).
             var gated = gate == 1f ? output : hidden + (output - hidden) * gate;
             return gated.MoveToOuterDisposeScope();
+        }
+
+        /// <summary>h + m·(layer(h) − h) with a tensor gate, always computing the layer (autograd path).</summary>
+        public Tensor GatedLayer(int layer, Tensor hidden, Tensor gate)
+        {
+            var attended = hidden + Attention(layer, RmsNorm(hidden, ReferenceLayout.Layer(layer, "input_layernorm.weight")));
+            var output = attended + Mlp(layer, RmsNorm(attended, ReferenceLayout.Layer(layer, "post_attention_layernorm.weight")));
+            return hidden + (output - hidden) * gate;
         }
 
         /// <summary>transformers' RMSNorm: weight * (x * rsqrt(mean(x²) + eps)).to(input dtype), over the last dim.</summary>
