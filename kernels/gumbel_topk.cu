@@ -1,0 +1,231 @@
+// gumbel_topk.cu: Gumbel-TopK layer-mask sampling with a straight-through estimator.
+//
+// Math, per sample r of S and layer i of L (k layers kept, temperature tau):
+//   noise    u = (x + 0.5) * 2^-52 with x the top 52 bits of the 64-bit Philox-4x32-10 draw for (seed, step, r, i)
+//            (u lies in [2^-53, 1 - 2^-53]: never 0 or 1), g = -log(-log u) in fp64.
+//   hard     m_i = 1 if rank_i < k, rank_i = #{j : d_j > d_i or (d_j == d_i and j < i)} on the fp64 scores
+//            d = alpha + g (ties go to the lower layer index).
+//   soft     on the fp32 scores s = alpha + (float)g:
+//            softtopk (relaxation 0): s' = s; k times: p = softmax(s'/tau); y += p; s' += log(max(1 - p, 1e-20)).
+//            sigmoid  (relaxation 1): y = sigmoid((s - t)/tau), t = (s_a + s_b)/2 with a, b the layers of rank k-1
+//            and k (y = 1 when k = L). t is differentiated through, like autograd through a top-k gather.
+//   backward dalpha += vector-Jacobian product of y with dL/dm (straight-through: dL/dy := dL/dm), summed over
+//            samples by atomicAdd (so the fp32 summation order across samples is not deterministic).
+//   Philox layout: key = (seed low 32 bits, seed high 32 bits); counter = (i / 2, r, step low, step high);
+//   layer i takes output words 2*(i%2) and 2*(i%2)+1, high word first.
+// Memory traffic per call: forward reads alpha (L floats, from L2), writes hard + soft (2*S*L floats) and, for
+//   softtopk, the step probabilities p (S*k*L floats) the backward reads back; backward reads dL/dm (S*L) and p.
+// Launch shape: grid = (S), block = (32 * ceil(L / 32)), one thread per layer, L <= 256; no dynamic shared memory.
+//   grad_alpha must be zeroed before a backward launch. probs is an [S, k, L] fp32 workspace (unused by sigmoid).
+#include "common.cuh"
+
+#define E3_GUMBEL_MAX_LAYERS 256
+#define E3_GUMBEL_SOFTTOPK 0
+#define E3_GUMBEL_SIGMOID 1
+// Floor of 1 - p before the log: keeps s' finite when a softmax step saturates (p rounds to 1), and then the
+// log's gradient is 0, as for torch.clamp.
+#define E3_GUMBEL_ONE_MINUS_P_FLOOR 1e-20f
+
+// Philox-4x32-10 (Salmon et al., SC'11) with the Random123 constants.
+__device__ __forceinline__ void e3_philox4x32_10(unsigned int ctr[4], unsigned int key0, unsigned int key1)
+{
+    for (int round = 0; round < 10; ++round)
+    {
+        if (round > 0)
+        {
+            key0 += 0x9E3779B9u;
+            key1 += 0xBB67AE85u;
+        }
+        const unsigned long long p0 = (unsigned long long)0xD2511F53u * ctr[0];
+        const unsigned long long p1 = (unsigned long long)0xCD9E8D57u * ctr[2];
+        const unsigned int c1 = ctr[1], c3 = ctr[3];
+        ctr[0] = (unsigned int)(p1 >> 32) ^ c1 ^ key0;
+        ctr[1] = (unsigned int)p1;
+        ctr[2] = (unsigned int)(p0 >> 32) ^ c3 ^ key1;
+        ctr[3] = (unsigned int)p0;
+    }
+}
+
+// The fp64 Gumbel noise of (seed, step, sample, layer); the C# GumbelNoise computes the same double.
+__device__ __forceinline__ double e3_gumbel_noise(long long seed, long long step, int sample, int layer)
+{
+    unsigned int ctr[4] = {(unsigned int)(layer >> 1), (unsigned int)sample, (unsigned int)step, (unsigned int)((unsigned long long)step >> 32)};
+    e3_philox4x32_10(ctr, (unsigned int)seed, (unsigned int)((unsigned long long)seed >> 32));
+    const int w = 2 * (layer & 1);
+    const unsigned long long bits = (((unsigned long long)ctr[w] << 32) | ctr[w + 1]) >> 12;
+    const double u = ((double)bits + 0.5) * 2.220446049250313080847e-16; // 2^-52
+    return -log(-log(u));
+}
+
+// Noise, fp32 score and stable descending rank of this thread's layer. score64 is the kernel's 256-double
+// __shared__ array. Inactive threads (i >= layers) get rank = layers and score 0.
+__device__ __forceinline__ int e3_gumbel_score_and_rank(const float* logits, int layers, long long seed, long long step, int sample,
+    double* score64, float* score)
+{
+    const int i = threadIdx.x;
+    double d = 0.0;
+    *score = 0.0f;
+    if (i < layers)
+    {
+        const float a = logits[i];
+        const double g = e3_gumbel_noise(seed, step, sample, i);
+        d = (double)a + g;
+        score64[i] = d;
+        *score = a + (float)g;
+    }
+    __syncthreads();
+    int rank = layers;
+    if (i < layers)
+    {
+        rank = 0;
+        for (int j = 0; j < layers; ++j)
+        {
+            const double o = score64[j];
+            rank += (o > d || (o == d && j < i)) ? 1 : 0;
+        }
+    }
+    return rank;
+}
+
+// Successive-softmax relaxation; writes each step's p to probs_row ([k, L]) and returns this layer's soft value.
+__device__ __forceinline__ float e3_softtopk_forward(float s, int layers, int keep, float tau, float* probs_row, float* scratch)
+{
+    const int i = threadIdx.x;
+    const bool active = i < layers;
+    float shifted = s, soft = 0.0f;
+    for (int t = 0; t < keep; ++t)
+    {
+        const float z = active ? shifted / tau : E3_NEG_INF;
+        const float m = e3_block_max(z, scratch);
+        const float e = active ? expf(z - m) : 0.0f;
+        const float p = e / e3_block_sum(e, scratch);
+        if (active)
+            probs_row[(long long)t * layers + i] = p;
+        soft += p;
+        shifted += logf(fmaxf(1.0f - p, E3_GUMBEL_ONE_MINUS_P_FLOOR));
+    }
+    return soft;
+}
+
+// Reverse mode through the k softmax steps: returns d(sum_j grad_j * y_j)/d s_i for this thread's layer.
+__device__ __forceinline__ float e3_softtopk_backward(float grad, int layers, int keep, float tau, const float* probs_row, float* scratch)
+{
+    const int i = threadIdx.x;
+    const bool active = i < layers;
+    float gs = 0.0f; // gradient with respect to s' of the step being undone
+    for (int t = keep - 1; t >= 0; --t)
+    {
+        const float p = active ? probs_row[(long long)t * layers + i] : 0.0f;
+        const float one_minus = 1.0f - p;
+        const float gp = grad - (one_minus >= E3_GUMBEL_ONE_MINUS_P_FLOOR ? gs / one_minus : 0.0f);
+        const float dot = e3_block_sum(active ? gp * p : 0.0f, scratch);
+        gs += p * (gp - dot) / tau;
+    }
+    return gs;
+}
+
+// sigmoid((s - t)/tau) with t halfway between the scores of rank k-1 and k. bounds is a 2-float __shared__ array.
+__device__ __forceinline__ float e3_sigmoid_threshold(float s, int rank, int layers, int keep, float* bounds)
+{
+    if (rank == keep - 1)
+        bounds[0] = s;
+    if (rank == keep)
+        bounds[1] = s;
+    __syncthreads();
+    return keep < layers ? 0.5f * (bounds[0] + bounds[1]) : E3_NEG_INF;
+}
+
+// Gradient of sum_j grad_j * sigmoid((s_j - t)/tau) with respect to s_i, t included (t from e3_sigmoid_threshold).
+__device__ __forceinline__ float e3_sigmoid_backward(float s, float t, float grad, int rank, int layers, int keep, float tau, float* scratch)
+{
+    if (keep >= layers)
+        return 0.0f;
+    const float y = e3_sigmoid((s - t) / tau);
+    const float gs = threadIdx.x < layers ? grad * y * (1.0f - y) / tau : 0.0f;
+    const float through_t = -0.5f * e3_block_sum(gs, scratch);
+    return gs + ((rank == keep - 1 || rank == keep) ? through_t : 0.0f);
+}
+
+extern "C" __global__ void e3_gumbel_topk_forward(const float* logits, float* hard, float* soft, float* probs, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
+{
+    __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
+    __shared__ float scratch[32];
+    __shared__ float bounds[2];
+    const int sample = blockIdx.x;
+    if (sample >= samples)
+        return;
+    float s;
+    const int rank = e3_gumbel_score_and_rank(logits, layers, seed, step, sample, score64, &s);
+    float y;
+    if (relaxation == E3_GUMBEL_SIGMOID)
+        y = e3_sigmoid((s - e3_sigmoid_threshold(s, rank, layers, keep, bounds)) / tau);
+    else
+        y = e3_softtopk_forward(s, layers, keep, tau, probs + (long long)sample * keep * layers, scratch);
+    const int i = threadIdx.x;
+    if (i < layers)
+    {
+        hard[(long long)sample * layers + i] = rank < keep ? 1.0f : 0.0f;
+        soft[(long long)sample * layers + i] = y;
+    }
+}
+
+extern "C" __global__ void e3_gumbel_topk_backward(const float* logits, const float* grad_mask, const float* probs, float* grad_logits, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
+{
+    __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
+    __shared__ float scratch[32];
+    __shared__ float bounds[2];
+    const int sample = blockIdx.x;
+    if (sample >= samples)
+        return;
+    const int i = threadIdx.x;
+    const float grad = i < layers ? grad_mask[(long long)sample * layers + i] : 0.0f;
+    float g;
+    if (relaxation == E3_GUMBEL_SIGMOID)
+    {
+        float s;
+        const int rank = e3_gumbel_score_and_rank(logits, layers, seed, step, sample, score64, &s);
+        const float t = e3_sigmoid_threshold(s, rank, layers, keep, bounds);
+        g = e3_sigmoid_backward(s, t, grad, rank, layers, keep, tau, scratch);
+    }
+    else
+    {
+        g = e3_softtopk_backward(grad, layers, keep, tau, probs + (long long)sample * keep * layers, scratch);
+    }
+    if (i < layers)
+        atomicAdd(&grad_logits[i], g);
+}
+
+// Forward and backward in one launch, for when dL/dm is known up front (probs is still the [S, k, L] workspace).
+extern "C" __global__ void e3_gumbel_topk_forward_backward(const float* logits, const float* grad_mask, float* hard, float* soft, float* probs, float* grad_logits, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
+{
+    __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
+    __shared__ float scratch[32];
+    __shared__ float bounds[2];
+    const int sample = blockIdx.x;
+    if (sample >= samples)
+        return;
+    const int i = threadIdx.x;
+    const float grad = i < layers ? grad_mask[(long long)sample * layers + i] : 0.0f;
+    float s;
+    const int rank = e3_gumbel_score_and_rank(logits, layers, seed, step, sample, score64, &s);
+    float y, g;
+    if (relaxation == E3_GUMBEL_SIGMOID)
+    {
+        const float t = e3_sigmoid_threshold(s, rank, layers, keep, bounds);
+        y = e3_sigmoid((s - t) / tau);
+        g = e3_sigmoid_backward(s, t, grad, rank, layers, keep, tau, scratch);
+    }
+    else
+    {
+        float* row = probs + (long long)sample * keep * layers;
+        y = e3_softtopk_forward(s, layers, keep, tau, row, scratch);
+        // No barrier needed: each thread reads back only the p values it wrote itself.
+        g = e3_softtopk_backward(grad, layers, keep, tau, row, scratch);
+    }
+    if (i < layers)
+    {
+        hard[(long long)sample * layers + i] = rank < keep ? 1.0f : 0.0f;
+        soft[(long long)sample * layers + i] = y;
+        atomicAdd(&grad_logits[i], g);
+    }
+}

@@ -1,0 +1,114 @@
+using E3.Interop.Gpu;
+
+namespace E3.Interop.Kernels;
+
+/// <summary>
+/// The relaxed (differentiable) mask whose vector-Jacobian product the straight-through estimator uses.
+/// The values are the kernel's <c>relaxation</c> codes in kernels/gumbel_topk.cu.
+/// </summary>
+public enum GumbelRelaxation
+{
+    /// <summary>Successive softmax: k times p = softmax(s'/tau), y += p, s' += log(1 - p). Sums to k.</summary>
+    SoftTopK = 0,
+
+    /// <summary>sigmoid((s - t)/tau), t halfway between the k-th and (k+1)-th largest scores.</summary>
+    Sigmoid = 1,
+}
+
+/// <summary>
+/// Typed launches of kernels/gumbel_topk.cu: one block per sample, one thread per layer (L &lt;= 256).
+/// Mask tensors are [samples x layers] fp32; <c>probs</c> is the [samples x keep x layers] fp32 workspace the
+/// soft-top-k forward fills and its backward reads (see <see cref="WorkspaceElements"/>).
+/// </summary>
+public sealed class GumbelTopKKernels : KernelFamily
+{
+    /// <summary>Most layers per mask (the kernel's E3_GUMBEL_MAX_LAYERS).</summary>
+    public const int MaxLayers = 256;
+
+    private readonly GpuFunction forward, backward, forwardBackward;
+
+    /// <summary>Loads gumbel_topk.cu on <paramref name="device"/>.</summary>
+    public GumbelTopKKernels(IGpuDevice device) : base(device, "gumbel_topk")
+    {
+        forward = Function("e3_gumbel_topk_forward");
+        backward = Function("e3_gumbel_topk_backward");
+        forwardBackward = Function("e3_gumbel_topk_forward_backward");
+    }
+
+    /// <summary>Floats of the <c>probs</c> workspace for this shape.</summary>
+    public static long WorkspaceElements(int samples, int layers, int keep) => (long)samples * keep * layers;
+
+    /// <summary>One block per sample of 32 * ceil(layers / 32) threads.</summary>
+    public static LaunchShape Shape(int samples, int layers) =>
+        new(new Dim3(checked((uint)samples)), new Dim3((uint)(32 * ((layers + 31) / 32))));
+
+    /// <summary>Hard masks (exactly <paramref name="keep"/> ones per row), relaxed masks and, for soft-top-k, the workspace.</summary>
+    public void Forward(DevicePointer<float> logits, DevicePointer<float> hard, DevicePointer<float> soft, DevicePointer<float> probs,
+        int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
+    {
+        Validate(layers, keep, samples);
+        var args = new KernelArgs();
+        args.Add(logits);
+        args.Add(hard);
+        args.Add(soft);
+        args.Add(probs);
+        AddScalars(ref args, layers, keep, samples, seed, step, temperature, relaxation);
+        Launch(forward, Shape(samples, layers), stream, args);
+    }
+
+    /// <summary>
+    /// Adds the straight-through gradient, summed over samples, to <paramref name="gradLogits"/> (zero it first);
+    /// needs the workspace of the <see cref="Forward"/> with the same arguments.
+    /// </summary>
+    public void Backward(DevicePointer<float> logits, DevicePointer<float> gradMask, DevicePointer<float> probs, DevicePointer<float> gradLogits,
+        int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
+    {
+        Validate(layers, keep, samples);
+        var args = new KernelArgs();
+        args.Add(logits);
+        args.Add(gradMask);
+        args.Add(probs);
+        args.Add(gradLogits);
+        AddScalars(ref args, layers, keep, samples, seed, step, temperature, relaxation);
+        Launch(backward, Shape(samples, layers), stream, args);
+    }
+
+    /// <summary><see cref="Forward"/> and <see cref="Backward"/> in one launch when dL/dm is known up front.</summary>
+    public void ForwardBackward(DevicePointer<float> logits, DevicePointer<float> gradMask, DevicePointer<float> hard, DevicePointer<float> soft,
+        DevicePointer<float> probs, DevicePointer<float> gradLogits,
+        int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
+    {
+        Validate(layers, keep, samples);
+        var args = new KernelArgs();
+        args.Add(logits);
+        args.Add(gradMask);
+        args.Add(hard);
+        args.Add(soft);
+        args.Add(probs);
+        args.Add(gradLogits);
+        AddScalars(ref args, layers, keep, samples, seed, step, temperature, relaxation);
+        Launch(forwardBackward, Shape(samples, layers), stream, args);
+    }
+
+    private static void AddScalars(ref KernelArgs args, int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation)
+    {
+        args.Add(layers);
+        args.Add(keep);
+        args.Add(samples);
+        args.Add(unchecked((long)seed));
+        args.Add(step);
+        args.Add(temperature);
+        args.Add((int)relaxation);
+    }
+
+    private static void Validate(int layers, int keep, int samples)
+    {
+        if (layers > MaxLayers)
+            throw new ArgumentOutOfRangeException(nameof(layers), layers, $"must be <= {MaxLayers}");
+        AtLeast(layers, 1, nameof(layers));
+        AtLeast(keep, 1, nameof(keep));
+        if (keep > layers)
+            throw new ArgumentOutOfRangeException(nameof(keep), keep, $"must be <= layers ({layers})");
+        AtLeast(samples, 0, nameof(samples));
+    }
+}
