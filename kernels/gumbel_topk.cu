@@ -6,7 +6,8 @@
 //   hard     m_i = 1 if rank_i < k, rank_i = #{j : d_j > d_i or (d_j == d_i and j < i)} on the fp64 scores
 //            d = alpha + g (ties go to the lower layer index).
 //   soft     on the fp32 scores s = alpha + (float)g:
-//            softtopk (relaxation 0): s' = s; k times: p = softmax(s'/tau); y += p; s' += log(max(1 - p, 1e-20)).
+//            softtopk (relaxation 0): s' = s; k times: p = softmax(s'/tau); y += p; s' += log(max(1 - p, 1e-20)),
+//            with 1 - p of the leading layer computed as (sum of the other exps) / (sum of all), see below.
 //            sigmoid  (relaxation 1): y = sigmoid((s - t)/tau), t = (s_a + s_b)/2 with a, b the layers of rank k-1
 //            and k (y = 1 when k = L). t is differentiated through, like autograd through a top-k gather.
 //   backward dalpha += vector-Jacobian product of y with dL/dm (straight-through: dL/dy := dL/dm), summed over
@@ -14,9 +15,10 @@
 //   Philox layout: key = (seed low 32 bits, seed high 32 bits); counter = (i / 2, r, step low, step high);
 //   layer i takes output words 2*(i%2) and 2*(i%2)+1, high word first.
 // Memory traffic per call: forward reads alpha (L floats, from L2), writes hard + soft (2*S*L floats) and, for
-//   softtopk, the step probabilities p (S*k*L floats) the backward reads back; backward reads dL/dm (S*L) and p.
+//   softtopk, the step values p and 1 - p (2*S*k*L floats) the backward reads back; backward reads dL/dm (S*L)
+//   and those.
 // Launch shape: grid = (S), block = (32 * ceil(L / 32)), one thread per layer, L <= 256; no dynamic shared memory.
-//   grad_alpha must be zeroed before a backward launch. probs is an [S, k, L] fp32 workspace (unused by sigmoid).
+//   grad_alpha must be zeroed before a backward launch. work is an [S, k, 2, L] fp32 workspace (unused by sigmoid).
 #include "common.cuh"
 
 #define E3_GUMBEL_MAX_LAYERS 256
@@ -87,8 +89,12 @@ __device__ __forceinline__ int e3_gumbel_score_and_rank(const float* logits, int
     return rank;
 }
 
-// Successive-softmax relaxation; writes each step's p to probs_row ([k, L]) and returns this layer's soft value.
-__device__ __forceinline__ float e3_softtopk_forward(float s, int layers, int keep, float tau, float* probs_row, float* scratch)
+// Successive-softmax relaxation; writes each step's p and q = 1 - p to work_row ([k, 2, L]) and returns this
+// layer's soft value. q is evaluated without cancellation: the leading layer (largest z, lowest index on ties)
+// has e = exp(0) = 1 exactly, so S = rest + 1 with rest the sum over the other layers, and its q = rest / S
+// rather than 1 - p (which rounds to 0 in fp32 once p > 1 - 2^-24, i.e. as soon as tau is small); every other
+// layer has p <= 1/2 and q = 1 - p is exact to an ulp.
+__device__ __forceinline__ float e3_softtopk_forward(float s, int layers, int keep, float tau, float* work_row, float* scratch)
 {
     const int i = threadIdx.x;
     const bool active = i < layers;
@@ -97,29 +103,45 @@ __device__ __forceinline__ float e3_softtopk_forward(float s, int layers, int ke
     {
         const float z = active ? shifted / tau : E3_NEG_INF;
         const float m = e3_block_max(z, scratch);
+        const int lead = (int)-e3_block_max(active && z == m ? -(float)i : E3_NEG_INF, scratch);
         const float e = active ? expf(z - m) : 0.0f;
-        const float p = e / e3_block_sum(e, scratch);
+        const float rest = e3_block_sum(i == lead ? 0.0f : e, scratch);
+        const float total = rest + 1.0f;
+        const float p = e / total;
+        const float q = i == lead ? rest / total : 1.0f - p;
         if (active)
-            probs_row[(long long)t * layers + i] = p;
+        {
+            work_row[(long long)(2 * t) * layers + i] = p;
+            work_row[(long long)(2 * t + 1) * layers + i] = q;
+        }
         soft += p;
-        shifted += logf(fmaxf(1.0f - p, E3_GUMBEL_ONE_MINUS_P_FLOOR));
+        shifted += logf(fmaxf(q, E3_GUMBEL_ONE_MINUS_P_FLOOR));
     }
     return soft;
 }
 
 // Reverse mode through the k softmax steps: returns d(sum_j grad_j * y_j)/d s_i for this thread's layer.
-__device__ __forceinline__ float e3_softtopk_backward(float grad, int layers, int keep, float tau, const float* probs_row, float* scratch)
+// The softmax VJP p_i * (gp_i - sum_j p_j gp_j) cancels catastrophically for the leading layer, whose gp carries
+// gs / q with q tiny; since 1 - p_lead = q_lead, it is evaluated as p_lead * (q_lead * gp_lead - rest) with
+// rest = sum over the other layers of p_j gp_j, and q_lead * gp_lead = q_lead * grad - gs (no division). Any layer
+// may play the leader in exact arithmetic; the largest p (lowest index on ties) is the one that needs it.
+__device__ __forceinline__ float e3_softtopk_backward(float grad, int layers, int keep, float tau, const float* work_row, float* scratch)
 {
     const int i = threadIdx.x;
     const bool active = i < layers;
     float gs = 0.0f; // gradient with respect to s' of the step being undone
     for (int t = keep - 1; t >= 0; --t)
     {
-        const float p = active ? probs_row[(long long)t * layers + i] : 0.0f;
-        const float one_minus = 1.0f - p;
-        const float gp = grad - (one_minus >= E3_GUMBEL_ONE_MINUS_P_FLOOR ? gs / one_minus : 0.0f);
-        const float dot = e3_block_sum(active ? gp * p : 0.0f, scratch);
-        gs += p * (gp - dot) / tau;
+        const float p = active ? work_row[(long long)(2 * t) * layers + i] : 0.0f;
+        const float q = active ? work_row[(long long)(2 * t + 1) * layers + i] : 1.0f;
+        const float top = e3_block_max(p, scratch);
+        const int lead = (int)-e3_block_max(active && p == top ? -(float)i : E3_NEG_INF, scratch);
+        const bool through_log = q >= E3_GUMBEL_ONE_MINUS_P_FLOOR;
+        const float gp = grad - (through_log ? gs / q : 0.0f);
+        const float rest = e3_block_sum(active && i != lead ? gp * p : 0.0f, scratch);
+        const float lead_term = e3_block_sum(i == lead ? gp * p : 0.0f, scratch); // one non-zero term: exact
+        const float gz = i == lead ? p * (q * grad - (through_log ? gs : 0.0f) - rest) : p * (gp - lead_term - rest);
+        gs += gz / tau;
     }
     return gs;
 }
@@ -146,7 +168,7 @@ __device__ __forceinline__ float e3_sigmoid_backward(float s, float t, float gra
     return gs + ((rank == keep - 1 || rank == keep) ? through_t : 0.0f);
 }
 
-extern "C" __global__ void e3_gumbel_topk_forward(const float* logits, float* hard, float* soft, float* probs, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
+extern "C" __global__ void e3_gumbel_topk_forward(const float* logits, float* hard, float* soft, float* work, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
 {
     __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
     __shared__ float scratch[32];
@@ -160,7 +182,7 @@ extern "C" __global__ void e3_gumbel_topk_forward(const float* logits, float* ha
     if (relaxation == E3_GUMBEL_SIGMOID)
         y = e3_sigmoid((s - e3_sigmoid_threshold(s, rank, layers, keep, bounds)) / tau);
     else
-        y = e3_softtopk_forward(s, layers, keep, tau, probs + (long long)sample * keep * layers, scratch);
+        y = e3_softtopk_forward(s, layers, keep, tau, work + (long long)sample * 2 * keep * layers, scratch);
     const int i = threadIdx.x;
     if (i < layers)
     {
@@ -169,7 +191,7 @@ extern "C" __global__ void e3_gumbel_topk_forward(const float* logits, float* ha
     }
 }
 
-extern "C" __global__ void e3_gumbel_topk_backward(const float* logits, const float* grad_mask, const float* probs, float* grad_logits, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
+extern "C" __global__ void e3_gumbel_topk_backward(const float* logits, const float* grad_mask, const float* work, float* grad_logits, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
 {
     __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
     __shared__ float scratch[32];
@@ -189,14 +211,14 @@ extern "C" __global__ void e3_gumbel_topk_backward(const float* logits, const fl
     }
     else
     {
-        g = e3_softtopk_backward(grad, layers, keep, tau, probs + (long long)sample * keep * layers, scratch);
+        g = e3_softtopk_backward(grad, layers, keep, tau, work + (long long)sample * 2 * keep * layers, scratch);
     }
     if (i < layers)
         atomicAdd(&grad_logits[i], g);
 }
 
-// Forward and backward in one launch, for when dL/dm is known up front (probs is still the [S, k, L] workspace).
-extern "C" __global__ void e3_gumbel_topk_forward_backward(const float* logits, const float* grad_mask, float* hard, float* soft, float* probs, float* grad_logits, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
+// Forward and backward in one launch, for when dL/dm is known up front (work is still the [S, k, 2, L] workspace).
+extern "C" __global__ void e3_gumbel_topk_forward_backward(const float* logits, const float* grad_mask, float* hard, float* soft, float* work, float* grad_logits, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
 {
     __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
     __shared__ float scratch[32];
@@ -217,7 +239,7 @@ extern "C" __global__ void e3_gumbel_topk_forward_backward(const float* logits, 
     }
     else
     {
-        float* row = probs + (long long)sample * keep * layers;
+        float* row = work + (long long)sample * 2 * keep * layers;
         y = e3_softtopk_forward(s, layers, keep, tau, row, scratch);
         // No barrier needed: each thread reads back only the p values it wrote itself.
         g = e3_softtopk_backward(grad, layers, keep, tau, row, scratch);
@@ -228,4 +250,21 @@ extern "C" __global__ void e3_gumbel_topk_forward_backward(const float* logits, 
         soft[(long long)sample * layers + i] = y;
         atomicAdd(&grad_logits[i], g);
     }
+}
+
+// The raw fp64 noise as two 32-bit words per (sample, layer) (high word first): lets the hosts compare the
+// device's noise bit for bit. grid = (S), block = (32 * ceil(L / 32)).
+extern "C" __global__ void e3_gumbel_noise_bits(unsigned int* bits, int layers, int samples, long long seed, long long step)
+{
+    const int sample = blockIdx.x;
+    const int i = threadIdx.x;
+    if (sample >= samples || i >= layers)
+        return;
+    // A union reads the bits without toolkit intrinsics (__double_as_longlong is not in the emulator's list);
+    // NVRTC and g++ both define this punning.
+    union { double value; unsigned long long word; } noise;
+    noise.value = e3_gumbel_noise(seed, step, sample, i);
+    const unsigned long long word = noise.word;
+    bits[2 * ((long long)sample * layers + i)] = (unsigned int)(word >> 32);
+    bits[2 * ((long long)sample * layers + i) + 1] = (unsigned int)word;
 }

@@ -17,15 +17,15 @@ public enum GumbelRelaxation
 
 /// <summary>
 /// Typed launches of kernels/gumbel_topk.cu: one block per sample, one thread per layer (L &lt;= 256).
-/// Mask tensors are [samples x layers] fp32; <c>probs</c> is the [samples x keep x layers] fp32 workspace the
-/// soft-top-k forward fills and its backward reads (see <see cref="WorkspaceElements"/>).
+/// Mask tensors are [samples x layers] fp32; <c>work</c> is the [samples x keep x 2 x layers] fp32 workspace
+/// (each step's p and 1 - p) the soft-top-k forward fills and its backward reads (see <see cref="WorkspaceElements"/>).
 /// </summary>
 public sealed class GumbelTopKKernels : KernelFamily
 {
     /// <summary>Most layers per mask (the kernel's E3_GUMBEL_MAX_LAYERS).</summary>
     public const int MaxLayers = 256;
 
-    private readonly GpuFunction forward, backward, forwardBackward;
+    private readonly GpuFunction forward, backward, forwardBackward, noiseBits;
 
     /// <summary>Loads gumbel_topk.cu on <paramref name="device"/>.</summary>
     public GumbelTopKKernels(IGpuDevice device) : base(device, "gumbel_topk")
@@ -33,17 +33,18 @@ public sealed class GumbelTopKKernels : KernelFamily
         forward = Function("e3_gumbel_topk_forward");
         backward = Function("e3_gumbel_topk_backward");
         forwardBackward = Function("e3_gumbel_topk_forward_backward");
+        noiseBits = Function("e3_gumbel_noise_bits");
     }
 
-    /// <summary>Floats of the <c>probs</c> workspace for this shape.</summary>
-    public static long WorkspaceElements(int samples, int layers, int keep) => (long)samples * keep * layers;
+    /// <summary>Floats of the <c>work</c> workspace for this shape.</summary>
+    public static long WorkspaceElements(int samples, int layers, int keep) => 2L * samples * keep * layers;
 
     /// <summary>One block per sample of 32 * ceil(layers / 32) threads.</summary>
     public static LaunchShape Shape(int samples, int layers) =>
         new(new Dim3(checked((uint)samples)), new Dim3((uint)(32 * ((layers + 31) / 32))));
 
     /// <summary>Hard masks (exactly <paramref name="keep"/> ones per row), relaxed masks and, for soft-top-k, the workspace.</summary>
-    public void Forward(DevicePointer<float> logits, DevicePointer<float> hard, DevicePointer<float> soft, DevicePointer<float> probs,
+    public void Forward(DevicePointer<float> logits, DevicePointer<float> hard, DevicePointer<float> soft, DevicePointer<float> work,
         int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
         Validate(layers, keep, samples);
@@ -51,7 +52,7 @@ public sealed class GumbelTopKKernels : KernelFamily
         args.Add(logits);
         args.Add(hard);
         args.Add(soft);
-        args.Add(probs);
+        args.Add(work);
         AddScalars(ref args, layers, keep, samples, seed, step, temperature, relaxation);
         Launch(forward, Shape(samples, layers), stream, args);
     }
@@ -60,14 +61,14 @@ public sealed class GumbelTopKKernels : KernelFamily
     /// Adds the straight-through gradient, summed over samples, to <paramref name="gradLogits"/> (zero it first);
     /// needs the workspace of the <see cref="Forward"/> with the same arguments.
     /// </summary>
-    public void Backward(DevicePointer<float> logits, DevicePointer<float> gradMask, DevicePointer<float> probs, DevicePointer<float> gradLogits,
+    public void Backward(DevicePointer<float> logits, DevicePointer<float> gradMask, DevicePointer<float> work, DevicePointer<float> gradLogits,
         int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
         Validate(layers, keep, samples);
         var args = new KernelArgs();
         args.Add(logits);
         args.Add(gradMask);
-        args.Add(probs);
+        args.Add(work);
         args.Add(gradLogits);
         AddScalars(ref args, layers, keep, samples, seed, step, temperature, relaxation);
         Launch(backward, Shape(samples, layers), stream, args);
@@ -75,7 +76,7 @@ public sealed class GumbelTopKKernels : KernelFamily
 
     /// <summary><see cref="Forward"/> and <see cref="Backward"/> in one launch when dL/dm is known up front.</summary>
     public void ForwardBackward(DevicePointer<float> logits, DevicePointer<float> gradMask, DevicePointer<float> hard, DevicePointer<float> soft,
-        DevicePointer<float> probs, DevicePointer<float> gradLogits,
+        DevicePointer<float> work, DevicePointer<float> gradLogits,
         int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
         Validate(layers, keep, samples);
@@ -84,10 +85,23 @@ public sealed class GumbelTopKKernels : KernelFamily
         args.Add(gradMask);
         args.Add(hard);
         args.Add(soft);
-        args.Add(probs);
+        args.Add(work);
         args.Add(gradLogits);
         AddScalars(ref args, layers, keep, samples, seed, step, temperature, relaxation);
         Launch(forwardBackward, Shape(samples, layers), stream, args);
+    }
+
+    /// <summary>The fp64 Gumbel noise of every (sample, layer) as raw bits, high word first: [samples x layers x 2] words.</summary>
+    public void NoiseBits(DevicePointer<uint> bits, int layers, int samples, ulong seed, long step, GpuStream stream)
+    {
+        Validate(layers, 1, samples);
+        var args = new KernelArgs();
+        args.Add(bits);
+        args.Add(layers);
+        args.Add(samples);
+        args.Add(unchecked((long)seed));
+        args.Add(step);
+        Launch(noiseBits, Shape(samples, layers), stream, args);
     }
 
     private static void AddScalars(ref KernelArgs args, int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation)

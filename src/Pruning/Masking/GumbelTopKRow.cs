@@ -17,7 +17,7 @@ internal sealed class GumbelTopKRow
     private readonly GumbelTopKSpec spec;
     private readonly int padded;
     private readonly double[] noise, scores64;
-    private readonly int[] order;
+    private readonly int[] order, leads;
     private readonly float[] scores, shifted, soft, grad, gradScores, scratch, probs;
 
     public GumbelTopKRow(in GumbelTopKSpec spec, bool relaxed)
@@ -27,13 +27,14 @@ internal sealed class GumbelTopKRow
         noise = new double[spec.Layers];
         scores64 = new double[spec.Layers];
         order = new int[spec.Layers];
+        leads = new int[spec.Keep];
         scores = new float[padded];
         shifted = new float[padded];
         soft = new float[padded];
         grad = new float[padded];
         gradScores = new float[padded];
         scratch = new float[padded];
-        probs = relaxed && spec.Relaxation == GumbelRelaxation.SoftTopK ? new float[spec.Keep * padded] : [];
+        probs = relaxed && spec.Relaxation == GumbelRelaxation.SoftTopK ? new float[2 * spec.Keep * padded] : [];
     }
 
     /// <summary>The relaxed mask of the last <see cref="Forward"/> (first Layers entries).</summary>
@@ -79,6 +80,9 @@ internal sealed class GumbelTopKRow
             SoftTopKBackward();
     }
 
+    // Successive softmax, with 1 - p of the leading layer (largest z, lowest index) taken as the sum of the
+    // other exps over the total instead of by subtraction, which rounds to 0 once p > 1 - 2^-24 (the kernel's
+    // e3_softtopk_forward explains the same choice). probs holds p and that q = 1 - p per step: [k, 2, padded].
     private void SoftTopKForward()
     {
         var tau = Vector256.Create(spec.Temperature);
@@ -90,31 +94,45 @@ internal sealed class GumbelTopKRow
         soft.AsSpan().Clear();
         for (var t = 0; t < spec.Keep; t++)
         {
-            var p = Lanes(probs.AsSpan(t * padded, padded));
+            var pRow = probs.AsSpan(2 * t * padded, padded);
+            var qRow = probs.AsSpan((2 * t + 1) * padded, padded);
+            var p = Lanes(pRow);
+            var q = Lanes(qRow);
             var max = Vector256.Create(float.NegativeInfinity);
             for (var c = 0; c < s.Length; c++)
             {
                 z[c] = s[c] / tau;
                 max = Vector256.Max(max, z[c]);
             }
-            var m = Vector256.Create(HorizontalMax(max));
+            var m = HorizontalMax(max);
+            var lead = scratch.AsSpan(0, spec.Layers).IndexOf(m);
+            var mv = Vector256.Create(m);
+            for (var c = 0; c < s.Length; c++)
+                p[c] = Vector256.Exp(z[c] - mv);
+            // The leading exp is exactly 1: leave it out of the sum to get the rest without cancellation.
+            pRow[lead] = 0f;
             var sum = Vector256<float>.Zero;
             for (var c = 0; c < s.Length; c++)
-            {
-                p[c] = Vector256.Exp(z[c] - m);
                 sum += p[c];
-            }
-            var total = Vector256.Create(Vector256.Sum(sum));
+            pRow[lead] = 1f;
+            var rest = Vector256.Sum(sum);
+            var total = Vector256.Create(rest + 1f);
             for (var c = 0; c < s.Length; c++)
             {
                 var pc = p[c] / total;
                 p[c] = pc;
+                q[c] = Vector256<float>.One - pc;
                 y[c] += pc;
-                s[c] += Vector256.Log(Vector256.Max(Vector256<float>.One - pc, floor));
             }
+            qRow[lead] = rest / (rest + 1f);
+            leads[t] = lead;
+            for (var c = 0; c < s.Length; c++)
+                s[c] += Vector256.Log(Vector256.Max(q[c], floor));
         }
     }
 
+    // The softmax VJP of the leading layer is rewritten to avoid cancellation, as in the kernel's
+    // e3_softtopk_backward: p_lead * (q_lead * grad - gs_lead - rest), rest = sum over the others of p_j gp_j.
     private void SoftTopKBackward()
     {
         var tau = Vector256.Create(spec.Temperature);
@@ -125,18 +143,28 @@ internal sealed class GumbelTopKRow
         gradScores.AsSpan().Clear();
         for (var t = spec.Keep - 1; t >= 0; t--)
         {
-            var p = Lanes(probs.AsSpan(t * padded, padded));
+            var pRow = probs.AsSpan(2 * t * padded, padded);
+            var qRow = probs.AsSpan((2 * t + 1) * padded, padded);
+            var p = Lanes(pRow);
+            var q = Lanes(qRow);
+            var lead = leads[t];
+            for (var c = 0; c < g.Length; c++)
+                gp[c] = g[c] - Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(q[c], floor), gs[c] / q[c], Vector256<float>.Zero);
+            var pLead = pRow[lead];
+            var qLead = qRow[lead];
+            var leadTerm = pLead * scratch[lead];
+            pRow[lead] = 0f; // leave the leader out of the dot product
             var dot = Vector256<float>.Zero;
             for (var c = 0; c < g.Length; c++)
-            {
-                var oneMinus = Vector256<float>.One - p[c];
-                var throughLog = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(oneMinus, floor), gs[c] / oneMinus, Vector256<float>.Zero);
-                gp[c] = g[c] - throughLog;
                 dot += gp[c] * p[c];
-            }
-            var d = Vector256.Create(Vector256.Sum(dot));
+            pRow[lead] = pLead;
+            var rest = Vector256.Sum(dot);
+            var gsLead = gradScores[lead];
+            var leadNew = gsLead + pLead * (qLead * grad[lead] - (qLead >= OneMinusPFloor ? gsLead : 0f) - rest) / spec.Temperature;
+            var subtract = Vector256.Create(leadTerm + rest);
             for (var c = 0; c < g.Length; c++)
-                gs[c] += p[c] * (gp[c] - d) / tau;
+                gs[c] += p[c] * (gp[c] - subtract) / tau;
+            gradScores[lead] = leadNew;
         }
     }
 
