@@ -47,7 +47,7 @@ public sealed class GumbelTopKKernels : KernelFamily
     public void Forward(DevicePointer<float> logits, DevicePointer<float> hard, DevicePointer<float> soft, DevicePointer<float> work,
         int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
-        Validate(layers, keep, samples);
+        Validate(layers, keep, samples, temperature);
         var args = new KernelArgs();
         args.Add(logits);
         args.Add(hard);
@@ -64,7 +64,7 @@ public sealed class GumbelTopKKernels : KernelFamily
     public void Backward(DevicePointer<float> logits, DevicePointer<float> gradMask, DevicePointer<float> work, DevicePointer<float> gradLogits,
         int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
-        Validate(layers, keep, samples);
+        Validate(layers, keep, samples, temperature);
         var args = new KernelArgs();
         args.Add(logits);
         args.Add(gradMask);
@@ -79,7 +79,7 @@ public sealed class GumbelTopKKernels : KernelFamily
         DevicePointer<float> work, DevicePointer<float> gradLogits,
         int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
-        Validate(layers, keep, samples);
+        Validate(layers, keep, samples, temperature);
         var args = new KernelArgs();
         args.Add(logits);
         args.Add(gradMask);
@@ -94,7 +94,7 @@ public sealed class GumbelTopKKernels : KernelFamily
     /// <summary>The fp64 Gumbel noise of every (sample, layer) as raw bits, high word first: [samples x layers x 2] words.</summary>
     public void NoiseBits(DevicePointer<uint> bits, int layers, int samples, ulong seed, long step, GpuStream stream)
     {
-        Validate(layers, 1, samples);
+        Validate(layers, 1, samples, 1f);
         var args = new KernelArgs();
         args.Add(bits);
         args.Add(layers);
@@ -115,8 +115,10 @@ public sealed class GumbelTopKKernels : KernelFamily
         args.Add((int)relaxation);
     }
 
-    private static void Validate(int layers, int keep, int samples)
+    private static void Validate(int layers, int keep, int samples, float temperature)
     {
+        if (!(temperature > 0) || float.IsPositiveInfinity(temperature))
+            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "must be finite and > 0");
         if (layers > MaxLayers)
             throw new ArgumentOutOfRangeException(nameof(layers), layers, $"must be <= {MaxLayers}");
         AtLeast(layers, 1, nameof(layers));
