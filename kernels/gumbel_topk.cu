@@ -168,27 +168,57 @@ __device__ __forceinline__ float e3_sigmoid_backward(float s, float t, float gra
     return gs + ((rank == keep - 1 || rank == keep) ? through_t : 0.0f);
 }
 
+// The whole computation for the block's sample. Forward outputs (hard, soft) are skipped when hard is null and
+// the backward (grad_mask -> grad_logits) when grad_logits is null; both tests are uniform across the block, so
+// every barrier is still reached by all threads. score64, scratch and bounds are the kernel's __shared__ arrays.
+__device__ __forceinline__ void e3_gumbel_topk_sample(const float* logits, const float* grad_mask, float* hard, float* soft, float* work,
+    float* grad_logits, int layers, int keep, long long seed, long long step, float tau, int relaxation,
+    double* score64, float* scratch, float* bounds)
+{
+    const int sample = blockIdx.x;
+    const int i = threadIdx.x;
+    const bool forward = hard != 0, backward = grad_logits != 0;
+    const float grad = backward && i < layers ? grad_mask[(long long)sample * layers + i] : 0.0f;
+    float s = 0.0f, y = 0.0f, g = 0.0f;
+    int rank = layers;
+    // The soft-top-k backward needs only the stored p and 1 - p; everything else needs the scores.
+    if (forward || relaxation == E3_GUMBEL_SIGMOID)
+        rank = e3_gumbel_score_and_rank(logits, layers, seed, step, sample, score64, &s);
+    if (relaxation == E3_GUMBEL_SIGMOID)
+    {
+        const float t = e3_sigmoid_threshold(s, rank, layers, keep, bounds);
+        y = e3_sigmoid((s - t) / tau);
+        if (backward)
+            g = e3_sigmoid_backward(s, t, grad, rank, layers, keep, tau, scratch);
+    }
+    else
+    {
+        float* row = work + (long long)sample * 2 * keep * layers;
+        if (forward)
+            y = e3_softtopk_forward(s, layers, keep, tau, row, scratch);
+        // No barrier between the two: each thread reads back only the values it wrote itself.
+        if (backward)
+            g = e3_softtopk_backward(grad, layers, keep, tau, row, scratch);
+    }
+    if (i < layers)
+    {
+        if (forward)
+        {
+            hard[(long long)sample * layers + i] = rank < keep ? 1.0f : 0.0f;
+            soft[(long long)sample * layers + i] = y;
+        }
+        if (backward)
+            atomicAdd(&grad_logits[i], g);
+    }
+}
+
 extern "C" __global__ void e3_gumbel_topk_forward(const float* logits, float* hard, float* soft, float* work, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
 {
     __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
     __shared__ float scratch[32];
     __shared__ float bounds[2];
-    const int sample = blockIdx.x;
-    if (sample >= samples)
-        return;
-    float s;
-    const int rank = e3_gumbel_score_and_rank(logits, layers, seed, step, sample, score64, &s);
-    float y;
-    if (relaxation == E3_GUMBEL_SIGMOID)
-        y = e3_sigmoid((s - e3_sigmoid_threshold(s, rank, layers, keep, bounds)) / tau);
-    else
-        y = e3_softtopk_forward(s, layers, keep, tau, work + (long long)sample * 2 * keep * layers, scratch);
-    const int i = threadIdx.x;
-    if (i < layers)
-    {
-        hard[(long long)sample * layers + i] = rank < keep ? 1.0f : 0.0f;
-        soft[(long long)sample * layers + i] = y;
-    }
+    if (blockIdx.x < (unsigned int)samples)
+        e3_gumbel_topk_sample(logits, 0, hard, soft, work, 0, layers, keep, seed, step, tau, relaxation, score64, scratch, bounds);
 }
 
 extern "C" __global__ void e3_gumbel_topk_backward(const float* logits, const float* grad_mask, const float* work, float* grad_logits, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
@@ -196,25 +226,9 @@ extern "C" __global__ void e3_gumbel_topk_backward(const float* logits, const fl
     __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
     __shared__ float scratch[32];
     __shared__ float bounds[2];
-    const int sample = blockIdx.x;
-    if (sample >= samples)
-        return;
-    const int i = threadIdx.x;
-    const float grad = i < layers ? grad_mask[(long long)sample * layers + i] : 0.0f;
-    float g;
-    if (relaxation == E3_GUMBEL_SIGMOID)
-    {
-        float s;
-        const int rank = e3_gumbel_score_and_rank(logits, layers, seed, step, sample, score64, &s);
-        const float t = e3_sigmoid_threshold(s, rank, layers, keep, bounds);
-        g = e3_sigmoid_backward(s, t, grad, rank, layers, keep, tau, scratch);
-    }
-    else
-    {
-        g = e3_softtopk_backward(grad, layers, keep, tau, work + (long long)sample * 2 * keep * layers, scratch);
-    }
-    if (i < layers)
-        atomicAdd(&grad_logits[i], g);
+    // The backward only reads work; the shared helper takes it writable for the forward's sake.
+    if (blockIdx.x < (unsigned int)samples)
+        e3_gumbel_topk_sample(logits, grad_mask, 0, 0, (float*)work, grad_logits, layers, keep, seed, step, tau, relaxation, score64, scratch, bounds);
 }
 
 // Forward and backward in one launch, for when dL/dm is known up front (work is still the [S, k, 2, L] workspace).
@@ -223,33 +237,8 @@ extern "C" __global__ void e3_gumbel_topk_forward_backward(const float* logits, 
     __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
     __shared__ float scratch[32];
     __shared__ float bounds[2];
-    const int sample = blockIdx.x;
-    if (sample >= samples)
-        return;
-    const int i = threadIdx.x;
-    const float grad = i < layers ? grad_mask[(long long)sample * layers + i] : 0.0f;
-    float s;
-    const int rank = e3_gumbel_score_and_rank(logits, layers, seed, step, sample, score64, &s);
-    float y, g;
-    if (relaxation == E3_GUMBEL_SIGMOID)
-    {
-        const float t = e3_sigmoid_threshold(s, rank, layers, keep, bounds);
-        y = e3_sigmoid((s - t) / tau);
-        g = e3_sigmoid_backward(s, t, grad, rank, layers, keep, tau, scratch);
-    }
-    else
-    {
-        float* row = work + (long long)sample * 2 * keep * layers;
-        y = e3_softtopk_forward(s, layers, keep, tau, row, scratch);
-        // No barrier needed: each thread reads back only the p values it wrote itself.
-        g = e3_softtopk_backward(grad, layers, keep, tau, row, scratch);
-    }
-    if (i < layers)
-    {
-        hard[(long long)sample * layers + i] = rank < keep ? 1.0f : 0.0f;
-        soft[(long long)sample * layers + i] = y;
-        atomicAdd(&grad_logits[i], g);
-    }
+    if (blockIdx.x < (unsigned int)samples)
+        e3_gumbel_topk_sample(logits, grad_mask, hard, soft, work, grad_logits, layers, keep, seed, step, tau, relaxation, score64, scratch, bounds);
 }
 
 // The raw fp64 noise as two 32-bit words per (sample, layer) (high word first): lets the hosts compare the

@@ -47,14 +47,7 @@ public sealed class GumbelTopKKernels : KernelFamily
     public void Forward(DevicePointer<float> logits, DevicePointer<float> hard, DevicePointer<float> soft, DevicePointer<float> work,
         int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
-        Validate(layers, keep, samples, temperature);
-        var args = new KernelArgs();
-        args.Add(logits);
-        args.Add(hard);
-        args.Add(soft);
-        args.Add(work);
-        AddScalars(ref args, layers, keep, samples, seed, step, temperature, relaxation);
-        Launch(forward, Shape(samples, layers), stream, args);
+        LaunchSamples(forward, [logits.Raw, hard.Raw, soft.Raw, work.Raw], layers, keep, samples, seed, step, temperature, relaxation, stream);
     }
 
     /// <summary>
@@ -64,14 +57,7 @@ public sealed class GumbelTopKKernels : KernelFamily
     public void Backward(DevicePointer<float> logits, DevicePointer<float> gradMask, DevicePointer<float> work, DevicePointer<float> gradLogits,
         int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
-        Validate(layers, keep, samples, temperature);
-        var args = new KernelArgs();
-        args.Add(logits);
-        args.Add(gradMask);
-        args.Add(work);
-        args.Add(gradLogits);
-        AddScalars(ref args, layers, keep, samples, seed, step, temperature, relaxation);
-        Launch(backward, Shape(samples, layers), stream, args);
+        LaunchSamples(backward, [logits.Raw, gradMask.Raw, work.Raw, gradLogits.Raw], layers, keep, samples, seed, step, temperature, relaxation, stream);
     }
 
     /// <summary><see cref="Forward"/> and <see cref="Backward"/> in one launch when dL/dm is known up front.</summary>
@@ -79,16 +65,8 @@ public sealed class GumbelTopKKernels : KernelFamily
         DevicePointer<float> work, DevicePointer<float> gradLogits,
         int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
-        Validate(layers, keep, samples, temperature);
-        var args = new KernelArgs();
-        args.Add(logits);
-        args.Add(gradMask);
-        args.Add(hard);
-        args.Add(soft);
-        args.Add(work);
-        args.Add(gradLogits);
-        AddScalars(ref args, layers, keep, samples, seed, step, temperature, relaxation);
-        Launch(forwardBackward, Shape(samples, layers), stream, args);
+        LaunchSamples(forwardBackward, [logits.Raw, gradMask.Raw, hard.Raw, soft.Raw, work.Raw, gradLogits.Raw],
+            layers, keep, samples, seed, step, temperature, relaxation, stream);
     }
 
     /// <summary>The fp64 Gumbel noise of every (sample, layer) as raw bits, high word first: [samples x layers x 2] words.</summary>
@@ -104,8 +82,14 @@ public sealed class GumbelTopKKernels : KernelFamily
         Launch(noiseBits, Shape(samples, layers), stream, args);
     }
 
-    private static void AddScalars(ref KernelArgs args, int layers, int keep, int samples, ulong seed, long step, float temperature, GumbelRelaxation relaxation)
+    // The three sample kernels differ only in their leading pointers; the scalars follow in one order.
+    private void LaunchSamples(GpuFunction function, ReadOnlySpan<DevicePtr> pointers, int layers, int keep, int samples, ulong seed, long step,
+        float temperature, GumbelRelaxation relaxation, GpuStream stream)
     {
+        Validate(layers, keep, samples, temperature);
+        var args = new KernelArgs();
+        foreach (var pointer in pointers)
+            args.Add(pointer);
         args.Add(layers);
         args.Add(keep);
         args.Add(samples);
@@ -113,6 +97,7 @@ public sealed class GumbelTopKKernels : KernelFamily
         args.Add(step);
         args.Add(temperature);
         args.Add((int)relaxation);
+        Launch(function, Shape(samples, layers), stream, args);
     }
 
     private static void Validate(int layers, int keep, int samples, float temperature)
