@@ -29,7 +29,7 @@
 #define E3_GUMBEL_ONE_MINUS_P_FLOOR 1e-20f
 
 // Philox-4x32-10 (Salmon et al., SC'11) with the Random123 constants.
-__device__ __forceinline__ void e3_philox4x32_10(unsigned int ctr[4], unsigned int key0, unsigned int key1)
+__device__ __forceinline__ void e3_gumbel_topk_philox(unsigned int ctr[4], unsigned int key0, unsigned int key1)
 {
     for (int round = 0; round < 10; ++round)
     {
@@ -49,10 +49,10 @@ __device__ __forceinline__ void e3_philox4x32_10(unsigned int ctr[4], unsigned i
 }
 
 // The fp64 Gumbel noise of (seed, step, sample, layer); the C# GumbelNoise computes the same double.
-__device__ __forceinline__ double e3_gumbel_noise(long long seed, long long step, int sample, int layer)
+__device__ __forceinline__ double e3_gumbel_topk_noise(long long seed, long long step, int sample, int layer)
 {
     unsigned int ctr[4] = {(unsigned int)(layer >> 1), (unsigned int)sample, (unsigned int)step, (unsigned int)((unsigned long long)step >> 32)};
-    e3_philox4x32_10(ctr, (unsigned int)seed, (unsigned int)((unsigned long long)seed >> 32));
+    e3_gumbel_topk_philox(ctr, (unsigned int)seed, (unsigned int)((unsigned long long)seed >> 32));
     const int w = 2 * (layer & 1);
     const unsigned long long bits = (((unsigned long long)ctr[w] << 32) | ctr[w + 1]) >> 12;
     const double u = ((double)bits + 0.5) * 2.220446049250313080847e-16; // 2^-52
@@ -61,7 +61,7 @@ __device__ __forceinline__ double e3_gumbel_noise(long long seed, long long step
 
 // Noise, fp32 score and stable descending rank of this thread's layer. score64 is the kernel's 256-double
 // __shared__ array. Inactive threads (i >= layers) get rank = layers and score 0.
-__device__ __forceinline__ int e3_gumbel_score_and_rank(const float* logits, int layers, long long seed, long long step, int sample,
+__device__ __forceinline__ int e3_gumbel_topk_score_and_rank(const float* logits, int layers, long long seed, long long step, int sample,
     double* score64, float* score)
 {
     const int i = threadIdx.x;
@@ -70,7 +70,7 @@ __device__ __forceinline__ int e3_gumbel_score_and_rank(const float* logits, int
     if (i < layers)
     {
         const float a = logits[i];
-        const double g = e3_gumbel_noise(seed, step, sample, i);
+        const double g = e3_gumbel_topk_noise(seed, step, sample, i);
         d = (double)a + g;
         score64[i] = d;
         *score = a + (float)g;
@@ -94,7 +94,7 @@ __device__ __forceinline__ int e3_gumbel_score_and_rank(const float* logits, int
 // has e = exp(0) = 1 exactly, so S = rest + 1 with rest the sum over the other layers, and its q = rest / S
 // rather than 1 - p (which rounds to 0 in fp32 once p > 1 - 2^-24, i.e. as soon as tau is small); every other
 // layer has p <= 1/2 and q = 1 - p is exact to an ulp.
-__device__ __forceinline__ float e3_softtopk_forward(float s, int layers, int keep, float tau, float* work_row, float* scratch)
+__device__ __forceinline__ float e3_gumbel_topk_softtopk_forward(float s, int layers, int keep, float tau, float* work_row, float* scratch)
 {
     const int i = threadIdx.x;
     const bool active = i < layers;
@@ -125,7 +125,7 @@ __device__ __forceinline__ float e3_softtopk_forward(float s, int layers, int ke
 // gs / q with q tiny; since 1 - p_lead = q_lead, it is evaluated as p_lead * (q_lead * gp_lead - rest) with
 // rest = sum over the other layers of p_j gp_j, and q_lead * gp_lead = q_lead * grad - gs (no division). Any layer
 // may play the leader in exact arithmetic; the largest p (lowest index on ties) is the one that needs it.
-__device__ __forceinline__ float e3_softtopk_backward(float grad, int layers, int keep, float tau, const float* work_row, float* scratch)
+__device__ __forceinline__ float e3_gumbel_topk_softtopk_backward(float grad, int layers, int keep, float tau, const float* work_row, float* scratch)
 {
     const int i = threadIdx.x;
     const bool active = i < layers;
@@ -147,7 +147,7 @@ __device__ __forceinline__ float e3_softtopk_backward(float grad, int layers, in
 }
 
 // sigmoid((s - t)/tau) with t halfway between the scores of rank k-1 and k. bounds is a 2-float __shared__ array.
-__device__ __forceinline__ float e3_sigmoid_threshold(float s, int rank, int layers, int keep, float* bounds)
+__device__ __forceinline__ float e3_gumbel_topk_sigmoid_threshold(float s, int rank, int layers, int keep, float* bounds)
 {
     if (rank == keep - 1)
         bounds[0] = s;
@@ -157,8 +157,8 @@ __device__ __forceinline__ float e3_sigmoid_threshold(float s, int rank, int lay
     return keep < layers ? 0.5f * (bounds[0] + bounds[1]) : E3_NEG_INF;
 }
 
-// Gradient of sum_j grad_j * sigmoid((s_j - t)/tau) with respect to s_i, t included (t from e3_sigmoid_threshold).
-__device__ __forceinline__ float e3_sigmoid_backward(float s, float t, float grad, int rank, int layers, int keep, float tau, float* scratch)
+// Gradient of sum_j grad_j * sigmoid((s_j - t)/tau) with respect to s_i, t included (t from e3_gumbel_topk_sigmoid_threshold).
+__device__ __forceinline__ float e3_gumbel_topk_sigmoid_backward(float s, float t, float grad, int rank, int layers, int keep, float tau, float* scratch)
 {
     if (keep >= layers)
         return 0.0f;
@@ -183,22 +183,22 @@ __device__ __forceinline__ void e3_gumbel_topk_sample(const float* logits, const
     int rank = layers;
     // The soft-top-k backward needs only the stored p and 1 - p; everything else needs the scores.
     if (forward || relaxation == E3_GUMBEL_SIGMOID)
-        rank = e3_gumbel_score_and_rank(logits, layers, seed, step, sample, score64, &s);
+        rank = e3_gumbel_topk_score_and_rank(logits, layers, seed, step, sample, score64, &s);
     if (relaxation == E3_GUMBEL_SIGMOID)
     {
-        const float t = e3_sigmoid_threshold(s, rank, layers, keep, bounds);
+        const float t = e3_gumbel_topk_sigmoid_threshold(s, rank, layers, keep, bounds);
         y = e3_sigmoid((s - t) / tau);
         if (backward)
-            g = e3_sigmoid_backward(s, t, grad, rank, layers, keep, tau, scratch);
+            g = e3_gumbel_topk_sigmoid_backward(s, t, grad, rank, layers, keep, tau, scratch);
     }
     else
     {
         float* row = work + (long long)sample * 2 * keep * layers;
         if (forward)
-            y = e3_softtopk_forward(s, layers, keep, tau, row, scratch);
+            y = e3_gumbel_topk_softtopk_forward(s, layers, keep, tau, row, scratch);
         // No barrier between the two: each thread reads back only the values it wrote itself.
         if (backward)
-            g = e3_softtopk_backward(grad, layers, keep, tau, row, scratch);
+            g = e3_gumbel_topk_softtopk_backward(grad, layers, keep, tau, row, scratch);
     }
     if (i < layers)
     {
@@ -252,7 +252,7 @@ extern "C" __global__ void e3_gumbel_noise_bits(unsigned int* bits, int layers, 
     // A union reads the bits without toolkit intrinsics (__double_as_longlong is not in the emulator's list);
     // NVRTC and g++ both define this punning.
     union { double value; unsigned long long word; } noise;
-    noise.value = e3_gumbel_noise(seed, step, sample, i);
+    noise.value = e3_gumbel_topk_noise(seed, step, sample, i);
     const unsigned long long word = noise.word;
     bits[2 * ((long long)sample * layers + i)] = (unsigned int)(word >> 32);
     bits[2 * ((long long)sample * layers + i) + 1] = (unsigned int)word;

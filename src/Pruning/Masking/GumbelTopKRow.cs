@@ -82,7 +82,7 @@ internal sealed class GumbelTopKRow
 
     // Successive softmax, with 1 - p of the leading layer (largest z, lowest index) taken as the sum of the
     // other exps over the total instead of by subtraction, which rounds to 0 once p > 1 - 2^-24 (the kernel's
-    // e3_softtopk_forward explains the same choice). probs holds p and that q = 1 - p per step: [k, 2, padded].
+    // e3_gumbel_topk_softtopk_forward explains the same choice). probs holds p and that q = 1 - p per step: [k, 2, padded].
     private void SoftTopKForward()
     {
         var tau = Vector256.Create(spec.Temperature);
@@ -132,7 +132,7 @@ internal sealed class GumbelTopKRow
     }
 
     // The softmax VJP of the leading layer is rewritten to avoid cancellation, as in the kernel's
-    // e3_softtopk_backward: p_lead * (q_lead * grad - gs_lead - rest), rest = sum over the others of p_j gp_j.
+    // e3_gumbel_topk_softtopk_backward: p_lead * (q_lead * grad - gs_lead - rest), rest = sum over the others of p_j gp_j.
     private void SoftTopKBackward()
     {
         var tau = Vector256.Create(spec.Temperature);

@@ -12,7 +12,8 @@ namespace E3.Tests.Reference;
 /// <remarks>
 /// Float32 and BFloat16 follow transformers' dtype handling (RMSNorm and softmax in float32, results cast back).
 /// Float64 is the high-precision oracle: weights are upcast and everything, norms and softmax included, runs in float64,
-/// where transformers would drop to float32 inside RMSNorm. In every dtype the RoPE table is float32, as in transformers.
+/// where transformers would drop to float32 inside RMSNorm. In every dtype the RoPE angles are transformers' float32
+/// angles (see <see cref="RotaryTable"/>); only their cos/sin are taken in float64 for the oracle.
 /// </remarks>
 public static class TorchReferenceDecoder
 {
@@ -127,10 +128,8 @@ public static class TorchReferenceDecoder
             _config = checkpoint.Config;
             _dtype = dtype;
             _accumulate = dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
-            var (cos, sin) = RotaryTable.Build(positions, _config.HeadDim, _config.RopeTheta);
             // [T, D] broadcast over batch and heads of [B, heads, T, D].
-            _cos = cos.to(dtype);
-            _sin = sin.to(dtype);
+            (_cos, _sin) = RotaryTable.Build(positions, _config.HeadDim, _config.RopeTheta, dtype);
             _future = torch.ones(positions, positions, dtype: ScalarType.Bool).triu(1);
         }
 
