@@ -47,13 +47,13 @@ public sealed class RelaxationReferenceTests
         // magnitude leaves room for k = 48 steps while any formula error (a wrong step, a missing term of the
         // threshold gradient) shows up at 1e-2 or more. Elementwise relative error is not used: gradients that
         // cancel to ~0 have no meaningful relative accuracy.
-        AssertClose(referenceSoft, soft, 1e-5, "soft mask");
-        AssertClose(referenceGrad, grad, 1e-5, "dL/dalpha");
+        MaskAssert.Close(referenceSoft, soft, 1e-5, "soft mask");
+        MaskAssert.Close(referenceGrad, grad, 1e-5, "dL/dalpha");
         // Against the same composite in fp64 (on the fp32-rounded inputs) the fused code measured <= 3e-7 here,
         // no worse than torch's own fp32 run: its leading-layer rewrites avoid the cancellations of the naive
         // composite. 2e-6 (about 16 fp32 ulp of the largest value) keeps that claim honest.
-        AssertClose(exactSoft, soft, 2e-6, "soft mask vs fp64");
-        AssertClose(exactGrad, grad, 2e-6, "dL/dalpha vs fp64");
+        MaskAssert.Close(exactSoft, soft, 2e-6, "soft mask vs fp64");
+        MaskAssert.Close(exactGrad, grad, 2e-6, "dL/dalpha vs fp64");
         // Against the same composite in fp64 (on the fp32-rounded inputs) the fused code measured <= 3e-7 here,
         // better than torch's own fp32 run: its leading-layer rewrites avoid the cancellations of the naive
         // composite. 2e-6 (about 16 fp32 ulp of the largest value) keeps that claim honest.
@@ -80,8 +80,8 @@ public sealed class RelaxationReferenceTests
         float[] hard = new float[samples * layers], soft = new float[samples * layers], grad = new float[layers];
         new CpuGumbelTopK().ForwardBackward(logits, spec, gradMask, hard, soft, grad);
         var (exactSoft, exactGrad) = TorchReference(spec, logits, gradMask, ScalarType.Float64);
-        AssertClose(exactSoft, soft, 5e-5, "soft mask vs fp64");
-        AssertClose(exactGrad, grad, 5e-4, "dL/dalpha vs fp64");
+        MaskAssert.Close(exactSoft, soft, 5e-5, "soft mask vs fp64");
+        MaskAssert.Close(exactGrad, grad, 5e-4, "dL/dalpha vs fp64");
         // Each step's p sums to 1, so every row sums to k (12 fp32 sums of 16 terms: 1e-4 is ample). Entries are
         // not bounded by 1 for tau < 1 (the formula itself, fp64 included, lets a layer be re-picked).
         for (var s = 0; s < samples; s++)
@@ -136,12 +136,4 @@ public sealed class RelaxationReferenceTests
 
     // The same clamp the sampler documents (E3_GUMBEL_ONE_MINUS_P_FLOOR), restated independently.
     private const double GumbelTopKRowFloor = 1e-20;
-
-    private static void AssertClose(float[] expected, float[] actual, double relative, string what)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        var scale = expected.Max(v => Math.Abs((double)v));
-        var worst = expected.Zip(actual, (e, a) => Math.Abs((double)e - a)).Max();
-        Assert.True(worst <= relative * scale, $"{what}: max |diff| {worst:E3} > {relative:E0} x max |ref| {scale:E3}");
-    }
 }
