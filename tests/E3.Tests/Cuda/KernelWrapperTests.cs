@@ -168,6 +168,7 @@ public sealed partial class KernelWrapperTests
         using (new ResidualKernels(device))
         using (new RowKernels(device))
         using (new AttentionKernels(device))
+        using (new GumbelTopKKernels(device))
         {
         }
         var catalog = KernelCatalog.Embedded;
