@@ -18,9 +18,17 @@ internal static class TorchKdReference
         ScalarType dtype = ScalarType.Float64)
     {
         using var scope = NewDisposeScope();
-        int v = Math.Min(studentVocab, teacherVocab);
         var zs = tensor(student, [rows, studentVocab]).to(dtype).requires_grad_(true);
-        var zt = tensor(teacher, [rows, teacherVocab]).to(dtype);
+        var loss = DenseLoss(zs, teacher, teacherVocab, labels, o);
+        return Backward(zs, loss);
+    }
+
+    /// <summary>The loss as a tensor of <paramref name="zs"/> [T, Vs] (any graph above it), for autograd through an LM head.</summary>
+    public static Tensor DenseLoss(Tensor zs, float[] teacher, int teacherVocab, int[]? labels, KdOptions o)
+    {
+        int rows = (int)zs.shape[0], studentVocab = (int)zs.shape[1];
+        int v = Math.Min(studentVocab, teacherVocab);
+        var zt = tensor(teacher, [rows, teacherVocab]).to(zs.dtype);
         double tau = o.Temperature;
         var a = zt[.., ..v] / tau;
         var b = zs[.., ..v] / tau;
@@ -31,7 +39,7 @@ internal static class TorchKdReference
         var kl = o.Direction == KlDirection.Forward
             ? (p * (logp - logq)).sum(1)
             : (logq.exp() * (logq - logp)).sum(1);
-        return Finish(zs, kl, entropy, rows, v, labels, o);
+        return Loss(zs, kl, entropy, rows, v, labels, o);
     }
 
     /// <summary>Sparse teacher: K+1 buckets from the given top-K log-probabilities.</summary>
@@ -61,10 +69,10 @@ internal static class TorchKdReference
         var kl = o.Direction == KlDirection.Forward
             ? where(P > 0, P * (logPFloored - logQ), zeros_like(P)).sum(1)
             : where(Q > 0, Q * (logQ - logPFloored), zeros_like(Q)).sum(1);
-        return Finish(zs, kl, entropy, rows, studentVocab, labels, o);
+        return Backward(zs, Loss(zs, kl, entropy, rows, studentVocab, labels, o));
     }
 
-    private static Result Finish(Tensor zs, Tensor kl, Tensor entropy, int rows, int v, int[]? labels, KdOptions o)
+    private static Tensor Loss(Tensor zs, Tensor kl, Tensor entropy, int rows, int v, int[]? labels, KdOptions o)
     {
         var valid = labels is null ? ones([rows], ScalarType.Bool) : tensor(labels.Select(l => l != o.IgnoreIndex).ToArray());
         var dtype = zs.dtype;
@@ -98,6 +106,11 @@ internal static class TorchKdReference
             var ce = nn.functional.cross_entropy(zs[.., ..v], target, ignore_index: o.IgnoreIndex, reduction: nn.Reduction.Sum) / n;
             loss = loss + (1 - o.KdFraction) * ce;
         }
+        return loss;
+    }
+
+    private static Result Backward(Tensor zs, Tensor loss)
+    {
         loss.backward();
         var grad = zs.grad!.to(ScalarType.Float32).contiguous().data<float>().ToArray();
         return new Result(loss.to(ScalarType.Float64).item<double>(), grad);
