@@ -129,9 +129,13 @@ internal static class RowMath
 
     /// <summary>Eight values from <paramref name="i"/>, zero-padded past the end.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load(ReadOnlySpan<float> x, int i)
+    public static Vector256<float> Load(ReadOnlySpan<float> x, int i) =>
+        i + Lanes <= x.Length ? Vector256.Create(x.Slice(i, Lanes)) : LoadPartial(x, i);
+
+    // Out of line: a stackalloc would keep Load from being inlined into the hot loops.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Vector256<float> LoadPartial(ReadOnlySpan<float> x, int i)
     {
-        if (i + Lanes <= x.Length) return Vector256.Create(x.Slice(i, Lanes));
         Span<float> padded = stackalloc float[Lanes];
         padded.Clear();
         x[i..].CopyTo(padded);
@@ -142,11 +146,13 @@ internal static class RowMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector256<float> v, Span<float> x, int i)
     {
-        if (i + Lanes <= x.Length)
-        {
-            v.CopyTo(x.Slice(i, Lanes));
-            return;
-        }
+        if (i + Lanes <= x.Length) v.CopyTo(x.Slice(i, Lanes));
+        else StorePartial(v, x, i);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void StorePartial(Vector256<float> v, Span<float> x, int i)
+    {
         Span<float> padded = stackalloc float[Lanes];
         v.CopyTo(padded);
         padded[..(x.Length - i)].CopyTo(x[i..]);
