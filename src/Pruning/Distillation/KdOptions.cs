@@ -55,7 +55,9 @@ public sealed record KdOptions
 
     /// <summary>
     /// When false (the default) a NaN or infinite logit is an error naming the row and column. When true such a
-    /// row is treated like an ignored token (costs one extra read of each student row).
+    /// row is treated like an ignored token (costs one extra read of each student row). Student rows can only be
+    /// masked by <see cref="EntropyKdLoss"/>; in <see cref="EntropyKdLmHead"/> the logits exist one chunk at a time,
+    /// after the weights are fixed, so a non-finite student logit there is always an error.
     /// </summary>
     public bool MaskNonFinite { get; init; }
 

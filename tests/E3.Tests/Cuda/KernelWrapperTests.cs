@@ -92,6 +92,7 @@ public sealed partial class KernelWrapperTests
         using (new SwiGluKernels(device))
         using (new EmbeddingKernels(device))
         using (new RopeKernels(device))
+        using (new EntropyKdKernels(device))
         {
         }
         var catalog = KernelCatalog.Embedded;
