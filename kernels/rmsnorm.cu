@@ -3,9 +3,10 @@
 // Math (one row x of length n, weight w):   r = rsqrt(mean(x^2) + eps);   y = w * (x * r)
 //   bf16 rows round like the Hugging Face modules: y = bf16(w * bf16(x * r)), all sums in fp32.
 //   Fused:   h = h + gate * delta (h rounded to its own dtype first);   y = rmsnorm(h) * w.
+//   Add:     sum = x + delta (rounded to the dtype);   y = rmsnorm(sum) * w   (sum may be x).
 //   Backward (fp32): dx = r * (w*dy) - x * r^3 / n * sum(w*dy*x);   dw += dy * x * r  (atomic across rows).
 // Memory traffic per call (elements, E bytes each): forward reads x + w per row and writes y: 3*rows*n*E
-//   (w is re-read per row from L2); fused adds delta read and h write: 5*rows*n*E; backward reads x, w, dy
+//   (w is re-read per row from L2); fused and add read delta and write h/sum too: 5*rows*n*E; backward reads x, w, dy
 //   and writes dx, atomically adds dw: ~5*rows*n*4.
 // Launch shape: grid = (rows), block = (256) — any multiple of 32 up to 1024 works; one block per row,
 //   threads stride the row. No dynamic shared memory. dw must be zeroed before the backward kernel.
@@ -107,6 +108,55 @@ extern "C" __global__ void e3_add_scaled_rmsnorm_bf16(e3_bf16* h, const e3_bf16*
         const float normed = e3_round_bf16(e3_bf16_to_float(hr[c]) * inv);
         yr[c] = e3_float_to_bf16(e3_bf16_to_float(weight[c]) * normed);
     }
+}
+
+// Element access for the add kernels, so one templated row body serves fp32 and bf16: loads widen to fp32, stores
+// narrow (round to nearest even for bf16), and e3_as_stored gives the value a tensor of that dtype would hold.
+__device__ __forceinline__ float e3_addnorm_load(const float* p) { return *p; }
+__device__ __forceinline__ float e3_addnorm_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
+__device__ __forceinline__ void e3_addnorm_store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void e3_addnorm_store(e3_bf16* p, float v) { *p = e3_float_to_bf16(v); }
+__device__ __forceinline__ float e3_addnorm_as_stored(float v, const float*) { return v; }
+__device__ __forceinline__ float e3_addnorm_as_stored(float v, const e3_bf16*) { return e3_round_bf16(v); }
+
+// One row of sum = x + delta, y = rmsnorm(sum) * weight. The sum is rounded to the dtype before it is stored and
+// normalised (bf16: torch adds two bf16 tensors), and for bf16 the normed value is rounded before the weight
+// multiply, as e3_rmsnorm_bf16 does. Each thread reads x and delta at exactly the columns it writes, so sum may
+// alias x.
+template <typename T>
+__device__ __forceinline__ void e3_add_rmsnorm_row(const T* x, const T* delta, T* sum, const T* weight, T* y, int cols, float eps, float* scratch)
+{
+    float squares = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    {
+        const float v = e3_addnorm_as_stored(e3_addnorm_load(x + c) + e3_addnorm_load(delta + c), sum);
+        e3_addnorm_store(sum + c, v);
+        squares += v * v;
+    }
+    const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        e3_addnorm_store(y + c, e3_addnorm_load(weight + c) * e3_addnorm_as_stored(e3_addnorm_load(sum + c) * inv, y));
+}
+
+// sum = x + delta, then y = rmsnorm(sum) * weight: a decoder layer's attention residual fused with its MLP norm.
+extern "C" __global__ void e3_add_rmsnorm_f32(const float* x, const float* delta, float* sum, const float* weight, float* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const long long base = (long long)row * cols;
+    e3_add_rmsnorm_row(x + base, delta + base, sum + base, weight, y + base, cols, eps, scratch);
+}
+
+extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* delta, e3_bf16* sum, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const long long base = (long long)row * cols;
+    e3_add_rmsnorm_row(x + base, delta + base, sum + base, weight, y + base, cols, eps, scratch);
 }
 
 // dx and dw for y = w * x * r. dweight accumulates over rows with atomicAdd and must start at zero.

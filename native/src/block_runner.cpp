@@ -1,5 +1,6 @@
 #include "block_runner.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -157,9 +158,23 @@ void BlockRunner::fail(const std::string& message) {
     std::abort();
 }
 
-void BlockRunner::syncthreads() { suspend(State::AtBarrier); }
+void BlockRunner::syncthreads() {
+    if (current_ == nullptr) direct_call_blocked("__syncthreads");
+    suspend(State::AtBarrier);
+}
+
+void BlockRunner::direct_call_blocked(const char* builtin) const {
+    // Only reachable if the configure-time source scan missed a blocking call (e.g. hidden behind a macro
+    // defined elsewhere): the thread runs on the worker's own stack and cannot be suspended.
+    std::fprintf(stderr,
+                 "e3emu: kernel %s called %s but its source was classified barrier-free at configure time; "
+                 "mention the builtin in the kernel's .cu file so it runs on fibers\n",
+                 kernel_->name, builtin);
+    std::abort();
+}
 
 std::uint64_t BlockRunner::warp_collective(WarpOp op, unsigned mask, std::uint64_t value, int arg, int width) {
+    if (current_ == nullptr) direct_call_blocked(op_name(op));
     Thread& self = *current_;
     const unsigned lane = self.linear % 32;
     if (((mask >> lane) & 1u) == 0)
@@ -167,6 +182,10 @@ std::uint64_t BlockRunner::warp_collective(WarpOp op, unsigned mask, std::uint64
              std::to_string(lane));
     if (width < 1 || width > 32 || (width & (width - 1)) != 0)
         fail(std::string(op_name(op)) + " width " + std::to_string(width) + " is not a power of two in [1, 32]");
+    Warp& warp = warps_[self.linear / 32];
+    if ((mask & ~warp.existing_lanes) != 0)
+        fail(std::string(op_name(op)) + " mask " + hex(mask) + " names lanes that do not exist in a block of " +
+             std::to_string(threads_.size()) + " threads");
     self.op = op;
     self.mask = mask;
     self.value = value;
@@ -174,28 +193,31 @@ std::uint64_t BlockRunner::warp_collective(WarpOp op, unsigned mask, std::uint64
     self.width = width;
     self.state = State::AtWarp;
 
-    const unsigned warp_base = self.linear - lane;
-    bool complete = true;
-    for (unsigned l = 0; l < 32; ++l) {
-        if (((mask >> l) & 1u) == 0) continue;
-        if (warp_base + l >= threads_.size())
-            fail(std::string(op_name(op)) + " mask " + hex(mask) + " names lane " + std::to_string(l) +
-                 ", which does not exist in a block of " + std::to_string(threads_.size()) + " threads");
-        const Thread& other = threads_[warp_base + l];
-        if (other.state != State::AtWarp) {
-            complete = false;
-        } else if (other.op != op || other.mask != mask) {
-            fail(std::string(op_name(op)) + " with mask " + hex(mask) + " meets lane " + std::to_string(l) +
-                 ", which waits at " + op_name(other.op) + " with mask " + hex(other.mask));
-        }
+    Collective* joined = nullptr;
+    for (Collective& c : warp.active) {
+        if (c.mask == mask && c.op == op) joined = &c;
+        else if ((c.mask & mask) != 0) fail_mismatch(self, c);
     }
-    if (!complete) {
+    if (joined == nullptr) {
+        warp.active.push_back({op, mask, 0});
+        joined = &warp.active.back();
+    }
+    joined->arrived |= 1u << lane;
+    if (joined->arrived != mask) {
         suspend(State::AtWarp);
         return self.result;
     }
+    *joined = warp.active.back();
+    warp.active.pop_back();
     complete_collective(self);
     self.state = State::Runnable;
     return self.result;
+}
+
+void BlockRunner::fail_mismatch(const Thread& caller, const Collective& other) {
+    const unsigned lane = static_cast<unsigned>(__builtin_ctz(other.arrived));
+    fail(std::string(op_name(caller.op)) + " with mask " + hex(caller.mask) + " meets lane " + std::to_string(lane) +
+         ", which waits at " + op_name(other.op) + " with mask " + hex(other.mask));
 }
 
 void BlockRunner::complete_collective(const Thread& caller) {
@@ -280,6 +302,12 @@ bool BlockRunner::run(const KernelEntry& kernel, void** params, const LaunchShap
         thread.idx = {i % shape.block.x, (i / shape.block.x) % shape.block.y, i / (shape.block.x * shape.block.y)};
         thread.barriers_passed = 0;
     }
+    warps_.resize((count + 31) / 32);
+    for (unsigned w = 0; w < warps_.size(); ++w) {
+        const unsigned lanes = std::min(32u, count - w * 32);
+        warps_[w].existing_lanes = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
+        warps_[w].active.clear();
+    }
     if (shape.shared_bytes != dynamic_shared_bytes_) {
         dynamic_shared_.reset(shape.shared_bytes ? new unsigned char[shape.shared_bytes] : nullptr);
         dynamic_shared_bytes_ = shape.shared_bytes;
@@ -290,6 +318,15 @@ bool BlockRunner::run(const KernelEntry& kernel, void** params, const LaunchShap
     builtins.dynamic_shared = dynamic_shared_.get();
     BlockRunner* previous_runner = current_runner;
     current_runner = this;
+    if (!kernel.may_block) {
+        // Fast path: no thread can block, so each runs to completion as a plain call, no fiber, no switch.
+        for (const Thread& thread : threads_) {
+            builtins.thread_idx = thread.idx;
+            kernel.invoke(params);
+        }
+        current_runner = previous_runner;
+        return true;
+    }
 
     bool ok = true;
     unsigned finished = 0;

@@ -1,6 +1,7 @@
 // Runs one thread block on the calling worker thread with CUDA's semantics: every CUDA thread is a fiber,
 // __syncthreads is a true barrier and warp collectives rendezvous the lanes their mask names. Threads that
-// never block run to completion one after another on one reused stack (the fast path).
+// never block run to completion one after another on one reused stack; kernels whose source holds no
+// blocking builtin at all skip fibers entirely and run each thread as a plain call (the fast path).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -55,6 +56,18 @@ private:
         std::uint64_t result = 0;
     };
 
+    // A warp collective some lanes have reached: lanes of `mask` that have arrived so far.
+    struct Collective {
+        WarpOp op;
+        unsigned mask;
+        unsigned arrived;
+    };
+    // Collectives in progress in one warp; disjoint masks may be in flight at once (e.g. even and odd lanes).
+    struct Warp {
+        unsigned existing_lanes = 0;
+        std::vector<Collective> active;
+    };
+
     static void fiber_main(void* runner);
     void resume(Thread& thread);
     void suspend(State state);
@@ -65,11 +78,14 @@ private:
     std::string describe(const Thread& thread) const;
     std::string where(const Thread& thread) const;
     void complete_collective(const Thread& caller);
+    [[noreturn]] void fail_mismatch(const Thread& caller, const Collective& other);
+    [[noreturn]] void direct_call_blocked(const char* builtin) const;
 
     const KernelEntry* kernel_ = nullptr;
     void** params_ = nullptr;
     uint3 block_idx_{};
     std::vector<Thread> threads_;
+    std::vector<Warp> warps_;
     std::vector<std::unique_ptr<FiberStack>> free_stacks_;
     std::size_t stack_bytes_;
     Thread* current_ = nullptr;

@@ -56,8 +56,10 @@ void sanitizer_finish_switch(void* fake_stack_save, const void** old_bottom, std
 extern "C" void e3emu_fiber_swap(void** save_sp, void* load_sp);
 extern "C" void e3emu_fiber_start();
 
-// System V x86-64: rbx, rbp, r12-r15, MXCSR control bits and the x87 control word are callee-saved; nothing
-// else needs saving across a call. A new fiber's stack is laid out exactly as a suspended one, with
+// System V x86-64: rbx, rbp and r12-r15 are callee-saved; nothing else needs saving across a call. The ABI
+// also makes MXCSR and the x87 control word callee-saved, but neither kernels (no intrinsic changes rounding
+// modes) nor the runtime ever change them, and ldmxcsr/fldcw cost more than the rest of the switch, so all
+// fibers of a worker simply share them. A new fiber's stack is laid out exactly as a suspended one, with
 // e3emu_fiber_start as the return address; it finds the entry point in r12 and its argument in r13.
 asm(R"(
     .text
@@ -72,14 +74,8 @@ e3emu_fiber_swap:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -106,21 +102,16 @@ e3emu_fiber_start:
 void fiber_make(FiberContext& context, FiberStack& stack, FiberEntry entry, void* arg) {
     auto top = reinterpret_cast<std::uintptr_t>(stack.bottom()) + stack.size();
     top &= ~std::uintptr_t{15};
-    // After the swap pops 8 + 6*8 bytes and `ret` pops the return address, rsp must be 16-byte aligned at
-    // e3emu_fiber_start's call instruction: 64 bytes of frame on an aligned top does that.
-    auto* frame = reinterpret_cast<std::uint64_t*>(top - 64);
-    std::uint32_t mxcsr;
-    std::uint16_t fpucw;
-    asm volatile("stmxcsr %0" : "=m"(mxcsr));
-    asm volatile("fnstcw %0" : "=m"(fpucw));
-    frame[0] = static_cast<std::uint64_t>(mxcsr) | (static_cast<std::uint64_t>(fpucw) << 32);
-    frame[1] = 0;                                          // r15
-    frame[2] = 0;                                          // r14
-    frame[3] = reinterpret_cast<std::uint64_t>(arg);       // r13
-    frame[4] = reinterpret_cast<std::uint64_t>(entry);     // r12
-    frame[5] = 0;                                          // rbx
-    frame[6] = 0;                                          // rbp
-    frame[7] = reinterpret_cast<std::uint64_t>(&e3emu_fiber_start);
+    // The swap pops 6 registers and `ret` pops the return address (56 bytes); rsp must then be 16-byte
+    // aligned at e3emu_fiber_start's call instruction, so the frame ends 16 bytes below the aligned top.
+    auto* frame = reinterpret_cast<std::uint64_t*>(top - 16 - 56);
+    frame[0] = 0;                                          // r15
+    frame[1] = 0;                                          // r14
+    frame[2] = reinterpret_cast<std::uint64_t>(arg);       // r13
+    frame[3] = reinterpret_cast<std::uint64_t>(entry);     // r12
+    frame[4] = 0;                                          // rbx
+    frame[5] = 0;                                          // rbp
+    frame[6] = reinterpret_cast<std::uint64_t>(&e3emu_fiber_start);
     context.sp = frame;
 }
 

@@ -1,5 +1,5 @@
 // Cooperative fibers: one per CUDA thread that is alive in a block. On x86-64 a context switch is a dozen
-// instructions of hand-written assembly (callee-saved registers, MXCSR and the x87 control word); elsewhere
+// instructions of hand-written assembly (the callee-saved integer registers); elsewhere
 // ucontext is the portable fallback (slower: swapcontext makes a sigprocmask syscall per switch).
 // AddressSanitizer is told about every switch so it tracks the right stack.
 #pragma once

@@ -15,6 +15,9 @@ struct KernelEntry {
     const char* name;     // extern "C" entry point
     KernelTrampoline invoke;
     int param_count;
+    // False when neither the kernel's file nor a header next to it mentions a barrier or warp collective:
+    // its threads then run as plain calls on the worker's stack, one after another (see block_runner.cpp).
+    bool may_block;
     KernelEntry* next;    // intrusive list filled by static constructors, read after e3emu_init
 };
 
@@ -54,14 +57,14 @@ void trampoline(void** params) {
 
 struct KernelRegistrar {
     KernelEntry entry;
-    KernelRegistrar(const char* module, const char* name, KernelTrampoline invoke, int param_count)
-        : entry{module, name, invoke, param_count, nullptr} {
+    KernelRegistrar(const char* module, const char* name, KernelTrampoline invoke, int param_count, bool may_block)
+        : entry{module, name, invoke, param_count, may_block, nullptr} {
         register_kernel(&entry);
     }
 };
 
 } // namespace e3emu
 
-#define E3EMU_REGISTER_KERNEL(module /* string literal */, name)                                                            \
+#define E3EMU_REGISTER_KERNEL(module /* string literal */, name, may_block)                             \
     static ::e3emu::KernelRegistrar e3emu_registrar_##name(module, #name, &::e3emu::trampoline<&name>, \
-                                                           ::e3emu::kernel_arity(&name));
+                                                           ::e3emu::kernel_arity(&name), may_block);

@@ -177,7 +177,7 @@ TEST_F(Semantics, ThreeDimensionalGridsAndBlocksSeeTheirCoordinates) {
     DeviceBuffer<unsigned> out(threads * 12);
     out.fill_bytes(0xff);
     void* params[] = {out.param()};
-    E3EMU_CHECK(e3emu_launch(kernel("shapes", "e3t_coordinates"), gx, gy, gz, bx, by, bz, 0, nullptr, params));
+    E3EMU_CHECK(e3emu_launch(kernel("coordinates", "e3t_coordinates"), gx, gy, gz, bx, by, bz, 0, nullptr, params));
     const auto got = out.download();
     std::size_t row = 0;
     for (unsigned z = 0; z < gz; ++z)
@@ -219,6 +219,48 @@ TEST_F(Semantics, LargestBlockRunsBarriersAcross1024Threads) {
     void* params[] = {dx.param(), sums.param(), &count};
     E3EMU_CHECK(e3emu_launch(kernel("reduce", "e3t_block_reduce_sum"), 1, 1, 1, 1024, 1, 1, 0, nullptr, params));
     EXPECT_EQ(sums.download()[0], expected); // integers below 2^24: exact
+}
+
+} // namespace
+
+namespace {
+
+TEST_F(Semantics, MathAndBitIntrinsicsMatchDoublePrecisionReferences) {
+    std::vector<float> x{-3.25f, -1.0f, -0.375f, 0.0f, 0.125f, 0.7f, 1.5f, 2.75f, 6.0f, -7.5f};
+    const int n = static_cast<int>(x.size());
+    DeviceBuffer<float> dx(x), out(x.size() * 20);
+    void* params[] = {dx.param(), out.param(), const_cast<int*>(&n)};
+    E3EMU_CHECK(e3emu_launch(kernel("intrinsics", "e3t_intrinsics"), 1, 1, 1, 32, 1, 1, 0, nullptr, params));
+    const auto got = out.download();
+    for (int t = 0; t < n; ++t) {
+        const double v = x[t], a = std::fabs(v) + 0.5;
+        const float* o = &got[20 * t];
+        std::uint32_t bits;
+        std::memcpy(&bits, &x[t], 4);
+        // libm's float functions are correctly rounded or within a few ulp; 4 float ulps of the result
+        // (relative 2^-21) covers them while any wrong function is off by far more.
+        auto near = [](double expected) { return std::fabs(expected) * std::ldexp(1.0, -21) + 1e-30; };
+        EXPECT_NEAR(o[0], std::exp(v), near(std::exp(v))) << t;
+        EXPECT_NEAR(o[1], std::exp(v), near(std::exp(v))) << t;
+        EXPECT_NEAR(o[2], std::log(a), near(std::log(a)) + 1e-7) << t;
+        EXPECT_NEAR(o[3], std::log(a), near(std::log(a)) + 1e-7) << t;
+        EXPECT_NEAR(o[4], std::log1p(a), near(std::log1p(a))) << t;
+        EXPECT_NEAR(o[5], std::exp2(v), near(std::exp2(v))) << t;
+        EXPECT_NEAR(o[6], std::sqrt(a), near(std::sqrt(a))) << t;
+        EXPECT_NEAR(o[7], 1.0 / std::sqrt(a), near(1.0 / std::sqrt(a))) << t;
+        EXPECT_NEAR(o[8], v / a, near(v / a)) << t;
+        EXPECT_EQ(o[9], std::min(std::max(v, -1.0), 1.0)) << t;
+        EXPECT_EQ(o[10], std::floor(v)) << t;
+        EXPECT_NEAR(o[11], std::tanh(v), near(std::tanh(v)) + 1e-7) << t;
+        EXPECT_EQ(o[12], -x[t]) << t;
+        EXPECT_EQ(o[13], static_cast<float>(2 * a)) << t; // a >= 0.5 is normal, so +1 exponent doubles it
+        EXPECT_EQ(o[14], static_cast<float>(__builtin_popcount(bits))) << t;
+        EXPECT_EQ(o[15], static_cast<float>(bits == 0 ? 0 : __builtin_ctz(bits) + 1)) << t;
+        EXPECT_EQ(o[16], static_cast<float>(std::min(t, 3) + std::max(t, 5))) << t;
+        EXPECT_EQ(o[17], static_cast<float>(std::min(v, a) + std::max(v, -a))) << t;
+        EXPECT_EQ(o[18], 1.0f) << t;
+        EXPECT_EQ(o[19], static_cast<float>(std::max(-t, static_cast<int>(x[t] * 4.0f)))) << t;
+    }
 }
 
 } // namespace

@@ -2,6 +2,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using E3.Backends;
 using E3.Backends.Cpu;
+using E3.Backends.Gpu;
+using E3.Interop.Gpu;
 using E3.Model;
 
 namespace E3.Cli.Commands;
@@ -27,11 +29,17 @@ internal static class CliRunner
         }
     }
 
-    public static readonly string[] Devices = ["cpu"];
+    public static readonly string[] Devices = ["cpu", "cuda", "emu"];
 
+    /// <summary>
+    /// cpu: the C# backend. cuda: device 0 through the driver and cuBLAS; emu: the same kernels on the CPU emulator
+    /// (libe3emu.so, or the file E3_EMU_LIB names). Both GPU devices keep bf16 activations, as inference on a GPU does;
+    /// weights follow --precision. A missing driver, GPU or emulator library is one clear error naming what is missing.
+    /// </summary>
     public static IBackend CreateBackend(string device, int threads) => device switch
     {
         "cpu" => new CpuBackend(threads),
+        "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.BF16),
         _ => throw new ArgumentException($"--device: '{device}' is not available in this build (available: {string.Join(", ", Devices)})"),
     };
 

@@ -71,14 +71,18 @@ public sealed unsafe class CudaDevice : IGpuDevice
     /// <inheritdoc/>
     public DevicePtr AllocateAsync(long bytes, GpuStream stream)
     {
+        context.MakeCurrent();
         ulong pointer;
         CudaException.Check(DriverApi.cuMemAllocAsync(&pointer, (nuint)bytes, stream.Handle), $"cuMemAllocAsync({bytes} bytes)");
         return new DevicePtr(pointer);
     }
 
     /// <inheritdoc/>
-    public void FreeAsync(DevicePtr pointer, GpuStream stream) =>
+    public void FreeAsync(DevicePtr pointer, GpuStream stream)
+    {
+        context.MakeCurrent();
         CudaException.Check(DriverApi.cuMemFreeAsync(pointer.Address, stream.Handle), "cuMemFreeAsync");
+    }
 
     /// <inheritdoc/>
     public void* AllocatePinned(long bytes)

@@ -33,13 +33,16 @@ public static class EmuLibrary
     public static string? LoadedPath { get; private set; }
 
     /// <summary>
-    /// Loads <paramref name="fileName"/> (or the file <c>E3_EMU_LIB</c> names) unless a library is already loaded;
-    /// a second call asking for a different file fails, since bindings are bound process-wide.
+    /// Loads <paramref name="fileName"/> (or the file <c>E3_EMU_LIB</c> names) unless a library is already loaded.
+    /// Bindings are bound process-wide, so a later call asking for a different file fails, except that a request
+    /// for the product library is served by an already loaded test library (a superset).
     /// </summary>
     public static string Load(string fileName = ProductFileName)
     {
         lock (Gate)
         {
+            if (LoadedPath is not null && fileName == ProductFileName && Path.GetFileName(LoadedPath) == TestFileName)
+                return LoadedPath; // the test library holds every product kernel too
             var path = Locate(fileName);
             if (LoadedPath is not null)
             {

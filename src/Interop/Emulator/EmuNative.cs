@@ -35,6 +35,9 @@ public static unsafe partial class EmuNative
     [LibraryImport(Lib, EntryPoint = "e3emu_module_load", StringMarshalling = StringMarshalling.Utf8)]
     public static partial EmuResult ModuleLoad(out nint module, string name);
 
+    [LibraryImport(Lib, EntryPoint = "e3emu_module_unload")]
+    public static partial EmuResult ModuleUnload(nint module);
+
     [LibraryImport(Lib, EntryPoint = "e3emu_module_get_function", StringMarshalling = StringMarshalling.Utf8)]
     public static partial EmuResult ModuleGetFunction(out nint function, nint module, string name);
 

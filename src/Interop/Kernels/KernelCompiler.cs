@@ -42,7 +42,15 @@ public sealed class KernelCompiler
         if (outcome == KernelCacheOutcome.Hit)
             return new CompiledKernelModule(name, target, image, log, ResourceReport.Parse(log), KernelCacheOutcome.Hit);
         var built = Build(source, target, options, outcome);
-        cache.Write(key, built.Image, built.Log);
+        try
+        {
+            cache.Write(key, built.Image, built.Log);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The cache only saves time: a read-only or full cache folder must not stop the kernel from loading.
+            return built with { Log = built.Log + $"{Environment.NewLine}e3: kernel cache not written ({cache.PathFor(key)}): {e.Message}" };
+        }
         return built;
     }
 

@@ -27,4 +27,56 @@ public static class LaunchShapes
     /// <summary>One warp per item, <see cref="WarpsPerBlock"/> warps per block.</summary>
     public static LaunchShape WarpPerItem(long items) =>
         new(new Dim3(checked((uint)((items + WarpsPerBlock - 1) / WarpsPerBlock))), new Dim3(32 * WarpsPerBlock));
+
+    /// <summary>Threads per attention block (attention.cu's E3_ATTN_THREADS: 4 warps).</summary>
+    public const int AttentionThreads = 128;
+
+    /// <summary>Query rows per attention block (E3_ATTN_ROWS): prefill tokens of one head, or decode heads of one group.</summary>
+    public const int AttentionRows = 16;
+
+    /// <summary>Keys per shared-memory tile (E3_ATTN_KEYS): one per lane while scoring.</summary>
+    public const int AttentionKeys = 32;
+
+    /// <summary>Most key splits of one decode launch; bounds the partials workspace.</summary>
+    public const int MaxDecodeSplits = 64;
+
+    /// <summary>Fewest keys a decode split gets: below this the combine step costs more than the split saves.</summary>
+    public const int MinKeysPerSplit = 64;
+
+    /// <summary>Dynamic shared memory every GPU grants without an opt-in.</summary>
+    public const int DefaultDynamicSharedBytes = 48 * 1024;
+
+    /// <summary>Shared memory of a prefill or decode block: Q rows, K tile padded to D+1 floats a row, V tile, all fp32.</summary>
+    public static int AttentionSharedBytes(int headDim) =>
+        (AttentionRows * headDim + AttentionKeys * (headDim + 1) + AttentionKeys * headDim) * sizeof(float);
+
+    /// <summary>Prefill: one block per (16 query rows, head, sequence).</summary>
+    public static LaunchShape AttentionPrefill(int batch, int tokensPerSequence, int heads, int headDim) =>
+        new(new Dim3(checked((uint)((tokensPerSequence + AttentionRows - 1) / AttentionRows)), checked((uint)heads), checked((uint)batch)),
+            new Dim3(AttentionThreads), (uint)AttentionSharedBytes(headDim));
+
+    /// <summary>
+    /// Decode over <paramref name="keys"/> cached keys: enough splits of the keys for about two blocks per SM
+    /// (each split at least <see cref="MinKeysPerSplit"/> keys, a whole number of tiles, at most
+    /// <see cref="MaxDecodeSplits"/> splits); grid (splits, kvHeads * ceil(group / 16), batch).
+    /// </summary>
+    public static AttentionDecodeShape AttentionDecode(int batch, int heads, int kvHeads, int headDim, int keys, int multiprocessors)
+    {
+        int headBlocks = kvHeads * ((heads / kvHeads + AttentionRows - 1) / AttentionRows);
+        long blocksPerSplit = (long)batch * headBlocks;
+        int wanted = (int)Math.Clamp((2L * Math.Max(1, multiprocessors) + blocksPerSplit - 1) / blocksPerSplit, 1, MaxDecodeSplits);
+        int perSplit = (keys + wanted - 1) / wanted;
+        perSplit = Math.Max(MinKeysPerSplit, (perSplit + AttentionKeys - 1) / AttentionKeys * AttentionKeys);
+        int splits = (keys + perSplit - 1) / perSplit;
+        var shape = new LaunchShape(new Dim3((uint)splits, checked((uint)headBlocks), checked((uint)batch)), new Dim3(AttentionThreads),
+            (uint)AttentionSharedBytes(headDim));
+        return new AttentionDecodeShape(shape, perSplit, splits);
+    }
+
+    /// <summary>Decode combine: one warp per (head, sequence).</summary>
+    public static LaunchShape AttentionCombine(int batch, int heads) =>
+        new(new Dim3(checked((uint)heads), checked((uint)batch)), new Dim3(32));
 }
+
+/// <summary>A decode launch: its shape, the keys each block covers and how many splits (blocks along x) there are.</summary>
+public readonly record struct AttentionDecodeShape(LaunchShape Shape, int KeysPerSplit, int Splits);

@@ -5,7 +5,7 @@ namespace E3.Interop.Kernels;
 /// <summary>Typed launches of kernels/rmsnorm.cu (one block of 256 threads per row).</summary>
 public sealed class RmsNormKernels : KernelFamily
 {
-    private readonly GpuFunction forwardF32, forwardBf16, fusedF32, fusedBf16, backwardF32;
+    private readonly GpuFunction forwardF32, forwardBf16, fusedF32, fusedBf16, addF32, addBf16, backwardF32;
 
     /// <summary>Loads rmsnorm.cu on <paramref name="device"/>.</summary>
     public RmsNormKernels(IGpuDevice device) : base(device, "rmsnorm")
@@ -14,6 +14,8 @@ public sealed class RmsNormKernels : KernelFamily
         forwardBf16 = Function("e3_rmsnorm_bf16");
         fusedF32 = Function("e3_add_scaled_rmsnorm_f32");
         fusedBf16 = Function("e3_add_scaled_rmsnorm_bf16");
+        addF32 = Function("e3_add_rmsnorm_f32");
+        addBf16 = Function("e3_add_rmsnorm_bf16");
         backwardF32 = Function("e3_rmsnorm_backward_f32");
     }
 
@@ -34,6 +36,16 @@ public sealed class RmsNormKernels : KernelFamily
     public void AddScaledForward(DevicePointer<Bf16> h, DevicePointer<Bf16> delta, float gate, DevicePointer<Bf16> weight, DevicePointer<Bf16> y,
         int rows, int cols, float eps, GpuStream stream) =>
         LaunchFused(fusedBf16, h.Raw, delta.Raw, gate, weight.Raw, y.Raw, rows, cols, eps, stream);
+
+    /// <summary>sum = x + delta, then y = rmsnorm(sum) * w; <paramref name="sum"/> may be <paramref name="x"/>.</summary>
+    public void AddForward(DevicePointer<float> x, DevicePointer<float> delta, DevicePointer<float> sum, DevicePointer<float> weight, DevicePointer<float> y,
+        int rows, int cols, float eps, GpuStream stream) =>
+        LaunchAdd(addF32, x.Raw, delta.Raw, sum.Raw, weight.Raw, y.Raw, rows, cols, eps, stream);
+
+    /// <summary>bf16 version: the sum is rounded to bf16 before it is stored and normalised.</summary>
+    public void AddForward(DevicePointer<Bf16> x, DevicePointer<Bf16> delta, DevicePointer<Bf16> sum, DevicePointer<Bf16> weight, DevicePointer<Bf16> y,
+        int rows, int cols, float eps, GpuStream stream) =>
+        LaunchAdd(addBf16, x.Raw, delta.Raw, sum.Raw, weight.Raw, y.Raw, rows, cols, eps, stream);
 
     /// <summary>dx for every row and dweight accumulated over rows; <paramref name="dweight"/> must be zeroed first.</summary>
     public void Backward(DevicePointer<float> x, DevicePointer<float> weight, DevicePointer<float> dy, DevicePointer<float> dx, DevicePointer<float> dweight,
@@ -72,6 +84,21 @@ public sealed class RmsNormKernels : KernelFamily
         args.Add(h);
         args.Add(delta);
         args.Add(gate);
+        args.Add(weight);
+        args.Add(y);
+        args.Add(rows);
+        args.Add(cols);
+        args.Add(eps);
+        Launch(function, LaunchShapes.RowPerBlock(rows), stream, args);
+    }
+
+    private void LaunchAdd(GpuFunction function, DevicePtr x, DevicePtr delta, DevicePtr sum, DevicePtr weight, DevicePtr y, int rows, int cols, float eps, GpuStream stream)
+    {
+        Validate(rows, cols);
+        var args = new KernelArgs();
+        args.Add(x);
+        args.Add(delta);
+        args.Add(sum);
         args.Add(weight);
         args.Add(y);
         args.Add(rows);

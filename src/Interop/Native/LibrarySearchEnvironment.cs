@@ -9,12 +9,15 @@ namespace E3.Interop.Native;
 /// <param name="VirtualEnv"><c>$VIRTUAL_ENV</c>.</param>
 /// <param name="CondaPrefix"><c>$CONDA_PREFIX</c>.</param>
 /// <param name="FileSystemRoot">Prefix for the absolute system folders (<c>/</c> normally; a temp folder in tests).</param>
+/// <param name="SearchLoaderPath">Whether bare sonames are handed to the dynamic loader (LD_LIBRARY_PATH,
+/// ld.so.cache); false confines the search to the listed folders, which makes it reproducible on any machine.</param>
 public sealed record LibrarySearchEnvironment(
     string? OverrideDirectory,
     string? HomeDirectory,
     string? VirtualEnv,
     string? CondaPrefix,
-    string FileSystemRoot = "/")
+    string FileSystemRoot = "/",
+    bool SearchLoaderPath = true)
 {
     /// <summary>The environment variable that names a folder searched before every other location.</summary>
     public const string OverrideVariable = "E3_CUDA_LIB_DIR";

@@ -27,7 +27,11 @@ public static class NativeLibraryResolver
         new(() => Load(CudaLibrary.Cublas, LibrarySearchEnvironment.FromProcess())),
     ];
 
+    // A module initializer (normally meant for applications) because this assembly's own imports must be
+    // bound by this resolver whichever of its types is used first; nothing outside E3.Interop is affected.
+#pragma warning disable CA2255
     [ModuleInitializer]
+#pragma warning restore CA2255
     internal static void Register() => NativeLibrary.SetDllImportResolver(typeof(NativeLibraryResolver).Assembly, ResolveImport);
 
     /// <summary>The sonames tried for a library, newest first.</summary>
@@ -50,7 +54,8 @@ public static class NativeLibraryResolver
         var candidates = new List<string>();
         if (environment.OverrideDirectory is { } overrideDirectory)
             AddEach(candidates, [overrideDirectory], sonames);
-        candidates.AddRange(sonames);
+        if (environment.SearchLoaderPath)
+            candidates.AddRange(sonames);
         AddEach(candidates, ToolkitFolders(library, environment.FileSystemRoot), sonames);
         AddEach(candidates, PipFolders(environment), sonames);
         return candidates;

@@ -9,6 +9,8 @@ public sealed unsafe class NvrtcProgram : IDisposable
     private nint handle;
 
     /// <summary>Creates a program from <paramref name="source"/>, shown as <paramref name="fileName"/> in diagnostics.</summary>
+    /// <param name="source">CUDA C++ source text.</param>
+    /// <param name="fileName">Name used in NVRTC's messages (<c>file(line): error ...</c>).</param>
     /// <param name="headers">Headers by the name used in <c>#include "name"</c>.</param>
     /// <exception cref="NvrtcException">NVRTC rejected the program.</exception>
     public NvrtcProgram(string source, string fileName, IReadOnlyDictionary<string, string>? headers = null)

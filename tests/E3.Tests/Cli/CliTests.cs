@@ -155,6 +155,25 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void GenerateWithTheByteTokenizerMatchesLibraryGreedyDecoding()
+    {
+        // vocab 258 = 256 bytes + BOS/EOS: the byte-level tokenizer serves a model without tokenizer.json.
+        string model = _dir["bytes"];
+        var init = CliProcess.Run("model", "init", "--layers", "3", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
+            "--intermediate", "64", "--vocab", "258", "--seed", "2", "--init-std", "0.3", "--out", model);
+        Assert.True(init.ExitCode == 0, init.Stderr);
+        var r = CliProcess.Run("generate", "--model", model, "--prompt", "In the beginning", "--max-new", "6", "--drop", "1", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var j = JsonNode.Parse(r.Stdout)!;
+        int[] prompt = j["prompt_tokens"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+        Assert.Equal("In the beginning"u8.ToArray().Select(b => (int)b), prompt);
+        using var cpu = new CpuBackend();
+        using var m = DecoderModel.Load(model, cpu);
+        int[] expected = GreedyGenerator.Generate(m, prompt, 6, LayerMask.Dropping(3, [1]), eos: 257);
+        Assert.Equal(expected, j["generated_tokens"]!.AsArray().Select(n => n!.GetValue<int>()));
+    }
+
+    [Fact]
     public void DoctorReportsTheMachine()
     {
         var r = CliProcess.Run("doctor", "--json");

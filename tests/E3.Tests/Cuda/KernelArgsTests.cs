@@ -101,6 +101,6 @@ public sealed class KernelArgsTests
             shortBlock = true;
         }
         Assert.True(shortBlock);
-        Assert.Equal(MemoryMarshal.Read<int>(small.Bytes), 1);
+        Assert.Equal(1, MemoryMarshal.Read<int>(small.Bytes));
     }
 }

@@ -51,6 +51,22 @@ public sealed class KernelCacheTests
     }
 
     [Fact]
+    public void UnwritableCacheStillYieldsTheKernel()
+    {
+        NvrtcRequirement.Ensure();
+        using var temp = new TempFolder();
+        var blocker = Path.Combine(temp.Path, "not-a-folder");
+        File.WriteAllText(blocker, "a file where the cache folder should be");
+        var compiler = new KernelCompiler(KernelCatalog.Embedded, new KernelCache(blocker));
+
+        var module = compiler.Compile("swiglu", Sm80);
+
+        Assert.Equal(KernelCacheOutcome.Miss, module.Cache);
+        Assert.Equal([0x7f, (byte)'E', (byte)'L', (byte)'F'], module.Image[..4]);
+        Assert.Contains("kernel cache not written", module.Log);
+    }
+
+    [Fact]
     public void TruncatedEntryIsCorrupt()
     {
         using var temp = new TempFolder();

@@ -27,6 +27,8 @@ public sealed partial class KernelWrapperTests
             kernels.AddScaledForward(F1, F2, 0.5f, F3, F4, 7, 1024, 1e-6f, Stream);
             kernels.AddScaledForward(B1, B2, -0.25f, B3, B4, 2, 64, 1e-6f, Stream);
             kernels.Backward(F1, F2, F3, F4, F5, 9, 128, 1e-6f, Stream);
+            kernels.AddForward(F1, F2, F3, F4, F5, 4, 96, 1e-5f, Stream);
+            kernels.AddForward(B1, B2, B1, B3, B4, 6, 64, 1e-6f, Stream);
         }
         var l = device.Launches;
         Check(l[0], "e3_rmsnorm_f32", RowShape(5), F1.Address, F2.Address, F3.Address, 5, 4096, 1e-6f);
@@ -34,6 +36,8 @@ public sealed partial class KernelWrapperTests
         Check(l[2], "e3_add_scaled_rmsnorm_f32", RowShape(7), F1.Address, F2.Address, 0.5f, F3.Address, F4.Address, 7, 1024, 1e-6f);
         Check(l[3], "e3_add_scaled_rmsnorm_bf16", RowShape(2), B1.Address, B2.Address, -0.25f, B3.Address, B4.Address, 2, 64, 1e-6f);
         Check(l[4], "e3_rmsnorm_backward_f32", RowShape(9), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 9, 128, 1e-6f);
+        Check(l[5], "e3_add_rmsnorm_f32", RowShape(4), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 4, 96, 1e-5f);
+        Check(l[6], "e3_add_rmsnorm_bf16", RowShape(6), B1.Address, B2.Address, B1.Address, B3.Address, B4.Address, 6, 64, 1e-6f);
         Assert.Equal(["rmsnorm"], device.LoadedModules);
         Assert.Equal(["rmsnorm"], device.UnloadedModules); // disposing the wrapper unloads its module
     }
@@ -51,6 +55,27 @@ public sealed partial class KernelWrapperTests
         // Past 2^16 blocks the grid is capped and the kernel's grid-stride loop covers the rest.
         Check(l[1], "e3_swiglu_bf16", Shape(LaunchShapes.MaxGridStrideBlocks, 256), B1.Address, B2.Address, B3.Address, 5_000_000_000L);
         Check(l[2], "e3_swiglu_backward_f32", Shape(2, 256), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 257L);
+    }
+
+    [Fact]
+    public void ResidualAndRowWrappersMatchTheirSignatures()
+    {
+        using var device = new RecordingGpuDevice();
+        using var residual = new ResidualKernels(device);
+        using var rows = new RowKernels(device);
+        residual.Gated(F1, F2, F3, 0.5f, 600, Stream);
+        residual.Gated(B1, B2, B3, 1f, 256, Stream);
+        rows.Gather(F1, Ids, F2, 3, 64, Stream);
+        rows.Gather(B1, Ids, B2, 2, 32, Stream);
+        rows.Broadcast(F1, F2, 5, 48, Stream);
+        rows.Broadcast(B1, B2, 7, 16, Stream);
+        var l = device.Launches;
+        Check(l[0], "e3_gated_residual_f32", Shape(3, 256), F1.Address, F2.Address, F3.Address, 0.5f, 600L);
+        Check(l[1], "e3_gated_residual_bf16", Shape(1, 256), B1.Address, B2.Address, B3.Address, 1f, 256L);
+        Check(l[2], "e3_gather_rows_f32", RowShape(3), F1.Address, Ids.Address, F2.Address, 3, 64);
+        Check(l[3], "e3_gather_rows_bf16", RowShape(2), B1.Address, Ids.Address, B2.Address, 2, 32);
+        Check(l[4], "e3_broadcast_row_f32", RowShape(5), F1.Address, F2.Address, 5, 48);
+        Check(l[5], "e3_broadcast_row_bf16", RowShape(7), B1.Address, B2.Address, 7, 16);
     }
 
     [Fact]
@@ -84,6 +109,54 @@ public sealed partial class KernelWrapperTests
     }
 
     [Fact]
+    public void AttentionWrappersMatchTheirSignatures()
+    {
+        using var device = new RecordingGpuDevice();
+        using var kernels = new AttentionKernels(device);
+        // Prefill: T = 40 rows of 20 heads (group 5), 30 positions already cached.
+        var prefill = new AttentionLayout(Batch: 2, TokensPerSequence: 40, StartPosition: 30, Capacity: 100, Heads: 20, KvHeads: 4, HeadDim: 128, Scale: 0.125f);
+        kernels.Forward(F1, F2, F3, F4, F5, new DevicePointer<float>(0x6000), new DevicePointer<float>(0x7000), default, prefill, Stream);
+        // Decode: 1000 keys; the recorder has 132 SMs, so 264 blocks are wanted over 2 * 4 (kv heads) = 8 per split.
+        var decode = prefill with { TokensPerSequence = 1, StartPosition = 999, Capacity = 1000 };
+        kernels.Forward(B1, B2, B3, B4, new DevicePointer<Bf16>(0x5500), new DevicePointer<Bf16>(0x6600), default, new DevicePointer<float>(0x8000), decode, Stream);
+        var l = device.Launches;
+        Assert.Equal(5, l.Count);
+        Check(l[0], "e3_kv_append_f32", Shape(160, 256), F2.Address, F3.Address, F4.Address, F5.Address, 2L * 40 * 512, 40, 30, 100, 512);
+        // 3 query tiles of 16, 20 heads, 2 sequences; (16*128 + 32*129 + 32*128) floats of shared memory.
+        var prefillShape = new LaunchShape(new Dim3(3, 20, 2), new Dim3(128), 41_088);
+        Check(l[1], "e3_attention_prefill_f32", prefillShape, F1.Address, F4.Address, F5.Address, 0x6000UL, 0x7000UL, 40, 30, 100, 20, 4, 128, 0.125f);
+        Check(l[2], "e3_kv_append_bf16", Shape(4, 256), B2.Address, B3.Address, B4.Address, 0x5500UL, 2L * 512, 1, 999, 1000, 512);
+        // 33 splits wanted; 1000 / 33 rounds up to 32 keys, below the 64-key minimum, so 16 splits of 64.
+        var decodeShape = new LaunchShape(new Dim3(16, 4, 2), new Dim3(128), 41_088);
+        long partials = 2L * 20 * 16 * 128;
+        Check(l[3], "e3_attention_decode_bf16", decodeShape, B1.Address, B4.Address, 0x5500UL, 0x8000UL, 0x8000UL + (ulong)partials * 4, 999, 1000, 20, 4, 128, 0.125f, 64);
+        Check(l[4], "e3_attention_decode_combine_bf16", new LaunchShape(new Dim3(20, 2), new Dim3(32)), 0x8000UL, 0x8000UL + (ulong)partials * 4, 0x6600UL, 0UL, 20, 128, 16);
+    }
+
+    [Fact]
+    public void AttentionRejectsBadLayoutsNamingTheField()
+    {
+        using var device = new RecordingGpuDevice();
+        using var kernels = new AttentionKernels(device);
+        var good = new AttentionLayout(1, 4, 0, 8, 4, 2, 64, 0.125f);
+        void Run(AttentionLayout layout, DevicePointer<float> workspace = default) =>
+            kernels.Forward(F1, F2, F3, F4, F5, F1, default, workspace, layout, Stream);
+
+        Assert.Equal("HeadDim", Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { HeadDim = 63 })).ParamName);
+        Assert.Equal("HeadDim", Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { HeadDim = 258 })).ParamName);
+        Assert.Equal("KvHeads", Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { KvHeads = 3 })).ParamName);
+        Assert.Equal("Batch", Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { Batch = 65536 })).ParamName); // grid z limit
+        var capacity = Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { StartPosition = 5 }));
+        Assert.Equal("Capacity", capacity.ParamName);
+        Assert.Contains("positions 5..8 exceed the KV cache capacity", capacity.Message);
+        Assert.Equal("Scale", Assert.Throws<ArgumentOutOfRangeException>(() => Run(good with { Scale = float.NaN })).ParamName);
+        var workspace = Assert.Throws<ArgumentException>(() => Run(good with { TokensPerSequence = 1 }));
+        Assert.Equal("workspace", workspace.ParamName);
+        Assert.Contains($"{AttentionKernels.WorkspaceFloats(good)} floats", workspace.Message);
+        Assert.Empty(device.Launches); // nothing is queued before the checks pass
+    }
+
+    [Fact]
     public void EveryCatalogEntryPointHasAWrapper()
     {
         using var device = new RecordingGpuDevice();
@@ -92,6 +165,9 @@ public sealed partial class KernelWrapperTests
         using (new SwiGluKernels(device))
         using (new EmbeddingKernels(device))
         using (new RopeKernels(device))
+        using (new ResidualKernels(device))
+        using (new RowKernels(device))
+        using (new AttentionKernels(device))
         using (new EntropyKdKernels(device))
         {
         }

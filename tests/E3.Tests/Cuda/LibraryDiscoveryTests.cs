@@ -47,9 +47,9 @@ public sealed class LibraryDiscoveryTests
     {
         using var temp = new TempFolder();
         var emptyOverride = temp.Make("override");
-        var environment = new LibrarySearchEnvironment(emptyOverride, null, null, null, FileSystemRoot: temp.Make("root"));
+        // Confined to empty folders (no loader search), so nothing can load even on a machine with a GPU driver.
+        var environment = new LibrarySearchEnvironment(emptyOverride, null, null, null, FileSystemRoot: temp.Make("root"), SearchLoaderPath: false);
 
-        // The driver is never installed on the build machines (no GPU), so every candidate fails.
         var error = Assert.Throws<CudaLibraryNotFoundException>(() => NativeLibraryResolver.Load(CudaLibrary.Driver, environment));
 
         var candidates = NativeLibraryResolver.CandidatePaths(CudaLibrary.Driver, environment);
@@ -60,6 +60,7 @@ public sealed class LibraryDiscoveryTests
             Assert.Contains(candidates[i], error.Message);
         }
         Assert.StartsWith(Path.Combine(emptyOverride, "libcuda.so.1") + " (not found)", error.Attempts[0]);
+        Assert.DoesNotContain(candidates, c => !Path.IsPathRooted(c)); // no bare soname was handed to the loader
         Assert.Contains("E3_CUDA_LIB_DIR", error.Message);
     }
 
@@ -68,14 +69,19 @@ public sealed class LibraryDiscoveryTests
     {
         using var temp = new TempFolder();
         var overrideDir = temp.Make("override");
-        // Not a shared object at all: dlopen must reject it and the search must move on.
-        File.WriteAllText(Path.Combine(overrideDir, "libcublas.so.13"), "not an ELF file");
-        // A real shared object under the next soname; cuBLAS itself is not installed here, so loading this
-        // copy (recognisable by zlib's export) proves the override folder was used.
-        File.Copy("/lib/x86_64-linux-gnu/libz.so.1", Path.Combine(overrideDir, "libcublas.so.12"));
-        var environment = new LibrarySearchEnvironment(overrideDir, null, null, null, FileSystemRoot: temp.Make("root"));
+        var brokenPath = Path.Combine(overrideDir, "libcublas.so.13");
+        // Not a shared object at all: dlopen must reject it, the reason must be reported, and the search move on.
+        File.WriteAllText(brokenPath, "not an ELF file");
+        var environment = new LibrarySearchEnvironment(overrideDir, null, null, null, FileSystemRoot: temp.Make("root"), SearchLoaderPath: false);
+        var error = Assert.Throws<CudaLibraryNotFoundException>(() => NativeLibraryResolver.Load(CudaLibrary.Cublas, environment));
+        Assert.StartsWith(brokenPath + " (", error.Attempts[0]);
+        Assert.DoesNotContain("(not found)", error.Attempts[0]);
+        Assert.EndsWith("(not found)", error.Attempts[1]);
 
-        var handle = NativeLibraryResolver.Load(CudaLibrary.Cublas, environment);
+        // A real shared object under the next soname. Loading this copy (recognisable by zlib's export) even with
+        // the loader search on proves the override folder is tried before any installed cuBLAS.
+        File.Copy("/lib/x86_64-linux-gnu/libz.so.1", Path.Combine(overrideDir, "libcublas.so.12"));
+        var handle = NativeLibraryResolver.Load(CudaLibrary.Cublas, environment with { SearchLoaderPath = true });
 
         Assert.True(System.Runtime.InteropServices.NativeLibrary.TryGetExport(handle, "zlibVersion", out _));
     }

@@ -94,3 +94,27 @@ public sealed class EmuKernelTests(EmuFixture fixture)
         Assert.InRange(ms, 20f, 20_000f); // Sleep(20) waits at least 20 ms; the upper bound only catches garbage
     }
 }
+
+/// <summary>Which emulator library the process bound: E3_EMU_LIB when set (test-asan), else the test library.</summary>
+[Collection(EmuCollection.Name)]
+public sealed class EmuLibrarySelectionTests(EmuFixture fixture)
+{
+    [Fact]
+    public void LoadedLibraryHonoursTheEnvironmentOverride()
+    {
+        var fromEnvironment = Environment.GetEnvironmentVariable(EmuLibrary.PathVariable);
+        var expected = string.IsNullOrEmpty(fromEnvironment)
+            ? EmuLibrary.Locate(EmuLibrary.TestFileName)
+            : Path.GetFullPath(fromEnvironment);
+        Assert.Equal(expected, fixture.Device.LibraryPath);
+        Assert.Equal(expected, EmuLibrary.LoadedPath);
+        Assert.True(fixture.Device.WorkerCount >= 1);
+    }
+
+    [Fact]
+    public void ProductRequestIsServedByTheLoadedTestLibrary()
+    {
+        // Other test classes open the product library; the test library already bound holds its kernels too.
+        Assert.Equal(fixture.Device.LibraryPath, EmuLibrary.Load(EmuLibrary.ProductFileName));
+    }
+}

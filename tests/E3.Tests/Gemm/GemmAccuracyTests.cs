@@ -32,6 +32,20 @@ public class GemmAccuracyTests
     }
 
     /// <summary>
+    /// Packed A is capped at 4 Mi floats, so more than ~4 Mi elements of the left operand are processed in
+    /// row chunks (here 1000 GEMM rows x 4200 inner = 4.2 Mi, two chunks of 960 and 40 rows).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void TallLeftOperandIsProcessedInRowChunks(GemmVariant variant)
+    {
+        var problem = variant == GemmVariant.TransA
+            ? new GemmProblem(variant, 4200, 20, 1000, accumulate: true, withBias: false, seed: 3)
+            : new GemmProblem(variant, 1000, 4200, 20, accumulate: true, withBias: true, seed: 3);
+        AssertWithinBound(problem, portable: null);
+    }
+
+    /// <summary>
     /// With small integers every partial sum is exact in fp32, so any order of summation must give the
     /// reference bit for bit: an indexing or packing slip cannot hide inside a rounding tolerance.
     /// </summary>

@@ -56,14 +56,17 @@ public sealed unsafe class GemmProblem
         return values;
     }
 
-    /// <summary>Runs our kernel. <paramref name="portable"/> forces the Vector&lt;T&gt; micro-kernel.</summary>
-    public float[] RunOurs(bool? portable = null)
+    /// <summary>
+    /// Runs our kernel through the public API, or, when <paramref name="portable"/> is given, through the
+    /// internal dispatch with that kernel choice and a partition planned for <paramref name="workers"/> threads.
+    /// </summary>
+    public float[] RunOurs(bool? portable = null, int workers = 0)
     {
         var y = (float[])InitialOutput.Clone();
         fixed (float* x = X, w = W, yp = y, b = Bias)
         fixed (ushort* wb = WBits)
         {
-            if (portable is bool forced) RunInternal(x, w, wb, yp, b, forced);
+            if (portable is bool forced) RunInternal(x, w, wb, yp, b, forced, workers);
             else RunPublic(x, w, wb, yp, b);
         }
         return y;
@@ -81,15 +84,15 @@ public sealed unsafe class GemmProblem
         }
     }
 
-    private void RunInternal(float* x, float* w, ushort* wb, float* y, float* b, bool portable)
+    private void RunInternal(float* x, float* w, ushort* wb, float* y, float* b, bool portable, int workers)
     {
         switch (Variant)
         {
-            case GemmVariant.TransBF32: GemmDispatch.TransB(x, M, K, w, N, y, b, Accumulate, portable); break;
-            case GemmVariant.TransBBf16: GemmDispatch.TransB(x, M, K, wb, N, y, b, Accumulate, portable); break;
-            case GemmVariant.MatMulF32: GemmDispatch.NoTrans(x, M, K, w, N, y, Accumulate, portable); break;
-            case GemmVariant.MatMulBf16: GemmDispatch.NoTrans(x, M, K, wb, N, y, Accumulate, portable); break;
-            default: GemmDispatch.TransA(x, M, K, w, N, y, Accumulate, portable); break;
+            case GemmVariant.TransBF32: GemmDispatch.TransB(x, M, K, w, N, y, b, Accumulate, portable, workers); break;
+            case GemmVariant.TransBBf16: GemmDispatch.TransB(x, M, K, wb, N, y, b, Accumulate, portable, workers); break;
+            case GemmVariant.MatMulF32: GemmDispatch.NoTrans(x, M, K, w, N, y, Accumulate, portable, workers); break;
+            case GemmVariant.MatMulBf16: GemmDispatch.NoTrans(x, M, K, wb, N, y, Accumulate, portable, workers); break;
+            default: GemmDispatch.TransA(x, M, K, w, N, y, Accumulate, portable, workers); break;
         }
     }
 
@@ -138,11 +141,15 @@ public sealed unsafe class GemmProblem
     }
 
     /// <summary>
-    /// Higham's worst-case bound for any summation order of n fp32 terms: |error| ≤ γ_n·Σ|terms|,
-    /// γ_n = n·u/(1 − n·u), u = 2⁻²⁴. Each product passes through at most inner−1 additions in its dot
-    /// product (whatever the blocking), plus the reduction of the vector lanes (≤ 4 levels for 16 lanes, which
-    /// replace sequential additions), plus the bias and the accumulated output: n = inner + 4 covers every path
-    /// with c = 1. The double reference's own error (~inner·2⁻⁵³·S) is negligible against it.
+    /// Higham's worst-case bound for a dot product of n terms summed in any order: |error| ≤ γ_n·Σ|terms|,
+    /// γ_n = n·u/(1 − n·u), u = 2⁻²⁴ (c = 1; the product rounding is included, FMA only removes roundings).
+    /// Counting the roundings one product can pass through on each path:
+    /// blocked: ≤ 256 FMAs in its K block, one addition into C per later K block, bias and the accumulated
+    /// output, which is ≤ inner + 2 since a second block exists only when inner > 256;
+    /// skinny: ≤ inner/4 lane FMAs (two vectors of ≥ 4 lanes may share an accumulator), lo+hi, a lane
+    /// reduction of ≤ 4 levels, the tail addition, bias and output; below one vector step only the tail's
+    /// inner roundings count. Both stay ≤ inner + 4 for every inner ≥ 1.
+    /// So n = inner + 4 bounds every path. The double reference's own error (~inner·2⁻⁵³·S) is negligible.
     /// </summary>
     public double Tolerance(double magnitude) => Gamma(Inner + 4) * magnitude;
 

@@ -163,6 +163,56 @@ public sealed class DecoderBehaviourTests : IDisposable
         Assert.Equal(seq.Skip(4), gen);
     }
 
+    [Fact]
+    public void TensorShapeDisagreeingWithConfigIsAClearError()
+    {
+        using (Make()) { }
+        string path = _dir[$"{Architecture.Qwen3}-4-False-3"];
+        string config = Path.Combine(path, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"intermediate_size\": 96", "\"intermediate_size\": 80"));
+        var e = Assert.Throws<ModelFormatException>(() => DecoderModel.Load(path, _cpu));
+        Assert.Contains("model.layers.0.mlp.gate_proj.weight", e.Message);
+        Assert.Contains("[96, 48]", e.Message);
+        Assert.Contains("[80, 48]", e.Message);
+    }
+
+    [Fact]
+    public void MissingTensorIsAClearError()
+    {
+        // An untied config over the weights of a tied model: lm_head.weight is required and absent.
+        var spec = new RandomModelSpec { Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 32, Vocab = 20 };
+        RandomModel.Write(spec, _dir["untied"]);
+        RandomModel.Write(spec with { TieEmbeddings = true }, _dir["tied"]);
+        File.Copy(Path.Combine(_dir["tied"], "model.safetensors"), Path.Combine(_dir["untied"], "model.safetensors"), true);
+        var e = Assert.Throws<ModelFormatException>(() => DecoderModel.Load(_dir["untied"], _cpu));
+        Assert.Contains("lm_head.weight", e.Message);
+        Assert.Contains("missing", e.Message);
+    }
+
+    [Fact]
+    public void RandomModelsAreReproducibleFromTheirSeed()
+    {
+        var spec = new RandomModelSpec { Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 32, Vocab = 20, Seed = 9 };
+        RandomModel.Write(spec, _dir["seed-a"]);
+        RandomModel.Write(spec, _dir["seed-b"]);
+        RandomModel.Write(spec with { Seed = 10 }, _dir["seed-c"]);
+        byte[] Bytes(string d) => File.ReadAllBytes(Path.Combine(_dir[d], "model.safetensors"));
+        Assert.Equal(Bytes("seed-a"), Bytes("seed-b"));
+        Assert.NotEqual(Bytes("seed-a"), Bytes("seed-c"));
+    }
+
+    [Fact]
+    public void UnknownModelTypeIsAClearError()
+    {
+        string path = _dir["gpt"];
+        RandomModel.Write(new RandomModelSpec { Layers = 1, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 32, Vocab = 20 }, path);
+        string config = Path.Combine(path, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"qwen3\"", "\"model_type\": \"gpt_neox\""));
+        var e = Assert.Throws<ModelFormatException>(() => DecoderModel.Load(path, _cpu));
+        Assert.Contains("gpt_neox", e.Message);
+        Assert.Contains("config.json", e.Message);
+    }
+
     static float MaxDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         float m = 0;

@@ -67,10 +67,7 @@ public sealed class ReferenceCheckpoint : IDisposable
         }
         catch
         {
-            foreach (var tensor in tensors.Values)
-            {
-                tensor.Dispose();
-            }
+            TensorOwnership.DisposeAll(tensors.Values);
 
             throw;
         }
@@ -103,11 +100,7 @@ public sealed class ReferenceCheckpoint : IDisposable
         }
 
         _disposed = true;
-        foreach (var tensor in _tensors.Values)
-        {
-            tensor.Dispose();
-        }
-
+        TensorOwnership.DisposeAll(_tensors.Values);
         _tensors.Clear();
     }
 
@@ -137,13 +130,17 @@ public sealed class ReferenceCheckpoint : IDisposable
                     throw new ReferenceCheckpointException(index, "weight_map", $"names shard \"{shard}\", which does not exist");
                 }
 
-                foreach (var (name, tensor) in SafeTensorsReader.Load(shardPath, dtype))
+                var shardTensors = SafeTensorsReader.Load(shardPath, dtype);
+                string? repeated = shardTensors.Keys.FirstOrDefault(tensors.ContainsKey);
+                if (repeated is not null)
                 {
-                    if (!tensors.TryAdd(name, tensor))
-                    {
-                        tensor.Dispose();
-                        throw new ReferenceCheckpointException(shardPath, name, "is stored in more than one shard");
-                    }
+                    TensorOwnership.DisposeAll(shardTensors.Values);
+                    throw new ReferenceCheckpointException(shardPath, repeated, "is stored in more than one shard");
+                }
+
+                foreach (var (name, tensor) in shardTensors)
+                {
+                    tensors.Add(name, tensor);
                 }
             }
 
@@ -157,10 +154,7 @@ public sealed class ReferenceCheckpoint : IDisposable
         }
         catch
         {
-            foreach (var tensor in tensors.Values)
-            {
-                tensor.Dispose();
-            }
+            TensorOwnership.DisposeAll(tensors.Values);
 
             throw;
         }

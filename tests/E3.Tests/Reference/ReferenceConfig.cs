@@ -73,14 +73,17 @@ public sealed record ReferenceConfig(
 
         RejectUnsupportedFeatures(fields);
 
+        int vocab = fields.RequiredInt("vocab_size");
         int hidden = fields.RequiredInt("hidden_size");
+        int intermediate = fields.RequiredInt("intermediate_size");
+        int layers = fields.RequiredInt("num_hidden_layers");
         int heads = fields.RequiredInt("num_attention_heads");
         var config = new ReferenceConfig(
             modelType,
-            fields.RequiredInt("vocab_size"),
+            vocab,
             hidden,
-            fields.RequiredInt("intermediate_size"),
-            fields.RequiredInt("num_hidden_layers"),
+            intermediate,
+            layers,
             heads,
             fields.OptionalInt("num_key_value_heads") ?? heads,
             fields.OptionalInt("head_dim") ?? (heads > 0 ? hidden / heads : 0),

@@ -36,10 +36,7 @@ internal static class SafeTensorsReader
         }
         catch
         {
-            foreach (var tensor in tensors.Values)
-            {
-                tensor.Dispose();
-            }
+            TensorOwnership.DisposeAll(tensors.Values);
 
             throw;
         }

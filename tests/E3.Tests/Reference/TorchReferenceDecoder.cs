@@ -12,7 +12,8 @@ namespace E3.Tests.Reference;
 /// <remarks>
 /// Float32 and BFloat16 follow transformers' dtype handling (RMSNorm and softmax in float32, results cast back).
 /// Float64 is the high-precision oracle: weights are upcast and everything, norms and softmax included, runs in float64,
-/// where transformers would drop to float32 inside RMSNorm. In every dtype the RoPE table is float32, as in transformers.
+/// where transformers would drop to float32 inside RMSNorm. In every dtype the RoPE angles are transformers' float32
+/// angles (see <see cref="RotaryTable"/>); only their cos/sin are taken in float64 for the oracle.
 /// </remarks>
 public static class TorchReferenceDecoder
 {
@@ -67,6 +68,43 @@ public static class TorchReferenceDecoder
         var normed = pass.RmsNorm(hidden, "model.norm.weight");
         string head = config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
         return F.linear(normed, pass.Weight(head)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Logits [B, T, V] from given input embeddings [B, T, hidden] under per-layer gates given as a tensor [layers], with
+    /// autograd enabled, so gradients reach the embeddings, the gates and every weight marked requires_grad. Every layer
+    /// is computed, gate 0 included (output = h + m·(layer(h) − h)), so a dropped layer's gate still gets a gradient.
+    /// Call it inside the caller's dispose scope; intermediates belong to that scope.
+    /// </summary>
+    /// <param name="checkpoint">Weights and config; its dtype is the compute dtype.</param>
+    /// <param name="embeddings">Input hidden states [B, T, hidden] in the checkpoint's dtype.</param>
+    /// <param name="gates">One gate per layer, [layers], in the checkpoint's dtype.</param>
+    public static Tensor ForwardFromEmbeddings(ReferenceCheckpoint checkpoint, Tensor embeddings, Tensor gates)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(embeddings);
+        ArgumentNullException.ThrowIfNull(gates);
+        var config = checkpoint.Config;
+        if (gates.shape.Length != 1 || gates.shape[0] != config.NumHiddenLayers)
+        {
+            throw new ArgumentException($"gates has shape [{string.Join(", ", gates.shape)}]; the model has {config.NumHiddenLayers} layers.", nameof(gates));
+        }
+
+        if (embeddings.shape.Length != 3 || embeddings.shape[2] != config.HiddenSize)
+        {
+            throw new ArgumentException($"embeddings has shape [{string.Join(", ", embeddings.shape)}]; expected [B, T, {config.HiddenSize}].", nameof(embeddings));
+        }
+
+        var pass = new ForwardPass(checkpoint, checkpoint.DType, embeddings.shape[1]);
+        var hidden = embeddings;
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            hidden = pass.GatedLayer(layer, hidden, gates[layer]);
+        }
+
+        var normed = pass.RmsNorm(hidden, "model.norm.weight");
+        string head = config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+        return F.linear(normed, pass.Weight(head));
     }
 
     private static float[] CheckGates(ReferenceConfig config, float[]? gates)
@@ -127,10 +165,8 @@ public static class TorchReferenceDecoder
             _config = checkpoint.Config;
             _dtype = dtype;
             _accumulate = dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
-            var (cos, sin) = RotaryTable.Build(positions, _config.HeadDim, _config.RopeTheta);
             // [T, D] broadcast over batch and heads of [B, heads, T, D].
-            _cos = cos.to(dtype);
-            _sin = sin.to(dtype);
+            (_cos, _sin) = RotaryTable.Build(positions, _config.HeadDim, _config.RopeTheta, dtype);
             _future = torch.ones(positions, positions, dtype: ScalarType.Bool).triu(1);
         }
 
@@ -160,6 +196,14 @@ public static class TorchReferenceDecoder
             // Gate 1 returns the layer output itself, so it is bit-identical to transformers rather than h + (out − h).
             var gated = gate == 1f ? output : hidden + (output - hidden) * gate;
             return gated.MoveToOuterDisposeScope();
+        }
+
+        /// <summary>h + m·(layer(h) − h) with a tensor gate, always computing the layer (autograd path).</summary>
+        public Tensor GatedLayer(int layer, Tensor hidden, Tensor gate)
+        {
+            var attended = hidden + Attention(layer, RmsNorm(hidden, ReferenceLayout.Layer(layer, "input_layernorm.weight")));
+            var output = attended + Mlp(layer, RmsNorm(attended, ReferenceLayout.Layer(layer, "post_attention_layernorm.weight")));
+            return hidden + (output - hidden) * gate;
         }
 
         /// <summary>transformers' RMSNorm: weight * (x * rsqrt(mean(x²) + eps)).to(input dtype), over the last dim.</summary>

@@ -147,12 +147,14 @@ internal sealed class ScalarDecoder
 
             for (int i = 0; i < half; i++)
             {
-                // transformers' float32 angle: exponent 2i/D and position·inv_freq rounded to float32.
+                // transformers' float32 angle: float32 exponent 2i/D, float32 pow and reciprocal, float32 position·inv_freq.
+                // MathF.Pow (libm powf) and libtorch's vectorised float32 pow can differ in the last bit for some
+                // (theta, D); for the head_dim 8 models validated here they agree on every frequency.
                 float exponent = (float)(2 * i) / headDim;
-                float inverseFrequency = (float)(1.0 / Math.Pow(_config.RopeTheta, exponent));
+                float inverseFrequency = 1f / MathF.Pow((float)_config.RopeTheta, exponent);
                 float angle = position * inverseFrequency;
-                double cos = (float)Math.Cos(angle);
-                double sin = (float)Math.Sin(angle);
+                double cos = Math.Cos(angle);
+                double sin = Math.Sin(angle);
                 double x1 = head[i], x2 = head[i + half];
                 head[i] = x1 * cos - x2 * sin;
                 head[i + half] = x2 * cos + x1 * sin;

@@ -19,11 +19,14 @@ internal static unsafe class SkinnyTransB
 
     private const long ParallelThreshold = 1L << 20;
 
-    public static void Run<T>(float* x, int m, int k, T* w, int n, float* y, float* bias, bool accumulate) where T : unmanaged
+    /// <param name="workers">1 runs on the caller only; anything else lets the thread pool share the tasks.
+    /// The split into tasks is fixed, and each output is computed whole by one task either way.</param>
+    public static void Run<T>(float* x, int m, int k, T* w, int n, float* y, float* bias, bool accumulate, int workers)
+        where T : unmanaged
     {
         var job = new Job<T>(x, m, k, w, n, y, bias, accumulate);
         int tasks = (n + RowsPerTask - 1) / RowsPerTask;
-        if (tasks == 1 || (long)m * n * k < ParallelThreshold)
+        if (tasks == 1 || workers == 1 || (long)m * n * k < ParallelThreshold)
         {
             for (int t = 0; t < tasks; t++) job.RunTask(t);
             return;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Every GPU check in one call, for a GPU machine without .NET. Carry the self-contained publish
+# (./build.sh publish → artifacts/publish/linux-x64) with the working tree, then run: bash bench/gpu/run.sh [OUT_DIR]
+# Steps, in order: doctor; kernel compile report for the device; kernel parity against the CPU backend;
+# kernel benchmarks; the speedup bench on random Qwen3-8B-shaped weights; parity with transformers.
+# Each step writes JSON into OUT_DIR (default: $OUT or ./gpu-results) and the run goes on when a step fails,
+# so one broken step never hides the others' figures. The exit code is the number of failed steps.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT_DIR=${1:-${OUT:-gpu-results}}
+mkdir -p "$OUT_DIR"
+E3=${E3:-artifacts/publish/linux-x64/e3}
+[ -x "$E3" ] || { echo "run.sh: $E3 not found; run ./build.sh publish first and carry artifacts/publish" >&2; exit 100; }
+failed=0
+step() {
+  local name=$1; shift
+  echo "== $name: $*" >&2
+  local t0=$SECONDS
+  if "$@" > "$OUT_DIR/$name.json" 2> "$OUT_DIR/$name.log"; then
+    echo "   ok ($((SECONDS - t0)) s)" >&2
+  else
+    echo "   FAILED ($((SECONDS - t0)) s): $(tail -3 "$OUT_DIR/$name.log")" >&2
+    failed=$((failed + 1))
+  fi
+}
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT_DIR/nvidia-smi.csv" 2>&1 || true
+
+step doctor "$E3" doctor --json
+SM=$("$E3" doctor --json 2>/dev/null | python3 -c 'import json,sys; g=json.load(sys.stdin)["cuda"]["gpus"]; print("sm_%d" % g[0]["sm"] if g else "sm_90")' 2>/dev/null || echo sm_90)
+step kernels-compile "$E3" kernels compile --arch "$SM" --json
+# Kernel parity and kernel benchmarks need the cuda backend's bench verbs; they are skipped with a note when this
+# build of e3 does not have them yet.
+if "$E3" bench --help 2>/dev/null | grep -q kernels; then
+  step kernels-parity "$E3" bench kernels --device cuda --parity --json
+  step kernels-bench "$E3" bench kernels --device cuda --json
+else
+  echo '{"skipped":"this e3 has no bench kernels verb"}' > "$OUT_DIR/kernels-bench.json"
+fi
+# Qwen3-8B layer shape: hidden 4096, 32 heads x 128, 8 kv heads, MLP 12288, 36 layers, vocab 151936; 25% dropped.
+for b in 1 8; do
+  step "speedup-b$b" "$E3" bench speedup --arch qwen3 --layers 36 --hidden 4096 --heads 32 --kv-heads 8 --intermediate 12288 \
+    --vocab 151936 --dtype bfloat16 --prune 0.25 --prefill 512 --decode 64 --batch "$b" --repeats 3 --device cuda --json
+done
+if python3 -c 'import transformers, torch, numpy' 2>/dev/null; then
+  step hf-parity-fp32 python3 bench/gpu/hf_parity.py "$E3" "$OUT_DIR/hf-parity-fp32.result.json" --devices cpu,cuda --dtype float32
+  step hf-parity-bf16 python3 bench/gpu/hf_parity.py "$E3" "$OUT_DIR/hf-parity-bf16.result.json" --devices cuda --dtype bfloat16
+else
+  echo '{"skipped":"python3 with torch and transformers not found"}' > "$OUT_DIR/hf-parity.json"
+fi
+echo "run.sh: $failed step(s) failed; results in $OUT_DIR" >&2
+exit $failed

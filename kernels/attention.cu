@@ -1,0 +1,364 @@
+// attention.cu: causal grouped-query attention over a KV cache (prefill and decode), and the cache append.
+//
+// Math, for sequence b, head h (kv head g = h / (heads / kv_heads)), query row t at absolute position
+// p = start + t, with q [B*T, heads*D], caches [B, capacity, kv_heads*D]:
+//   append:   k_cache[b, start + t, g*D + d] = k[b*T + t, g*D + d]   (same for v)
+//   scores:   s_j = scale * (q_t . k_j)              for keys j = 0..p (causal: later keys never seen)
+//   output:   o_t = sum_j softmax(s)_j * v_j
+//   computed flash-style: keys arrive in tiles of 32; each query row keeps a running max m, a running sum
+//   l = sum exp(s_j - m) and an unnormalised accumulator acc; a new tile with max m' rescales both by
+//   exp(m - m'), so no [T x T] matrix ever reaches global memory. o = acc / l at the end.
+//   Statistics (optional, null skips them): stats[2*((b*T + t)*heads + h) + {0, 1}] = (m, m + log l), the row max and
+//   the log-sum-exp of the scaled scores: what a flash-style backward needs to recompute the probabilities
+//   P_j = exp(s_j - lse) tile by tile (the backward kernels go next to the forward ones in this file).
+//   bf16: bf16 storage, fp32 math throughout; only the output is rounded (once) to bf16.
+//
+// Kernels and launch shapes (E3_ATTN_* below; LaunchShapes in C# mirrors them):
+//   e3_kv_append_*:        grid-stride over B*T*kv_heads*D elements, block 256.
+//   e3_attention_prefill_*: grid (ceil(T / 16), heads, B), block 128 (4 warps). A block owns 16 query rows of
+//     one head; warp w holds rows w, w+4, w+8, w+12. Key tiles of 32 (K padded to D+1 floats per row so that
+//     lane j reading key j is bank-conflict free, V, and the block's Q) are staged in dynamic shared memory:
+//     (16*D + 32*(D+1) + 32*D) * 4 bytes, 41,088 for D = 128; D > 128 needs the opt-in above 48 KiB. Tiles
+//     whose first key lies after the block's last query position (above the diagonal) are never loaded.
+//   e3_attention_decode_*:  T = 1. grid (splits, kv_heads * ceil(group / 16), B), block 128, same shared
+//     memory. Split-K: block x covers keys [x*keys_per_split, min((x+1)*keys_per_split, start+1)); its rows
+//     are the (up to 16) query heads sharing one kv head, so each K/V tile is read once per group. It writes
+//     unnormalised partials: partial_o[((b*heads + h)*splits + x)*D + d] and partial_ml[...*2] = (m, l).
+//   e3_attention_decode_combine_*: grid (heads, B), block 32: o = sum_x exp(m_x - M) acc_x / sum_x exp(m_x - M) l_x.
+// Memory traffic per call (E bytes per element): append 4*B*T*kvw*E; prefill reads Q once and K, V once per
+//   query tile: B*heads*D*E*(T + 2*ceil(T/16)*(start + T/2)) and writes O; decode reads K, V once per group:
+//   2*B*kv_heads*(start+1)*D*E, plus 4*(D+2)*B*heads*splits bytes of partials written and read back.
+//
+// Emulator coverage (native/ runs the portable path only):
+//   covered:     every kernel in this file; there is only the portable path so far.
+//   not covered: the 48 KiB dynamic shared memory limit and its opt-in (the emulator allocates whatever the
+//                launch asks for; AttentionKernels checks the device's opt-in limit itself), shared-memory bank
+//                conflicts and timing, and expf's GPU accuracy (the emulator uses libm's).
+//   not written: a tensor-core prefill (mma.sync, sm_80+) would go under
+//                #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 next to the portable loop, behind an
+//                opt-out, and would be the first path here the emulator cannot run.
+// Backward: not written yet; the saved (m, lse) statistics and the tile loop above are laid out for a
+// flash-style backward (recompute P per tile from lse, then dV += P^T dO, dS = P * (dP - rowsum(dO * O))).
+#include "common.cuh"
+
+#define E3_ATTN_WARPS 4
+#define E3_ATTN_THREADS (32 * E3_ATTN_WARPS)
+#define E3_ATTN_ROWS 16 // query rows per block
+#define E3_ATTN_ROWS_PER_WARP (E3_ATTN_ROWS / E3_ATTN_WARPS)
+#define E3_ATTN_KEYS 32 // keys per tile: one per lane while scoring
+
+// Register arrays stay in registers only when every index is a compile-time constant after unrolling;
+// g++ (the emulator) does not know the pragma, and does not need it.
+#ifdef __CUDACC_RTC__
+#define E3_ATTN_UNROLL _Pragma("unroll")
+#else
+#define E3_ATTN_UNROLL
+#endif
+
+__device__ __forceinline__ float e3_attn_load(const float* p) { return *p; }
+__device__ __forceinline__ float e3_attn_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
+__device__ __forceinline__ void e3_attn_store(float* p, float value) { *p = value; }
+__device__ __forceinline__ void e3_attn_store(e3_bf16* p, float value) { *p = e3_float_to_bf16(value); }
+
+// Running softmax state of the rows one warp owns; lane holds output columns d = lane + 32*c, c < CHUNKS.
+template <int CHUNKS>
+struct e3_attn_rows
+{
+    float m[E3_ATTN_ROWS_PER_WARP];
+    float l[E3_ATTN_ROWS_PER_WARP];
+    float acc[E3_ATTN_ROWS_PER_WARP][CHUNKS];
+};
+
+// One block's work: `rows` query rows (row r at q + r*q_stride, allowed keys up to limit_base + r*limit_step)
+// against keys [key_begin, key_end) of one kv head (key j at k + j*kv_stride). Leaves each warp's state for
+// its rows (r = i*E3_ATTN_WARPS + warp) in `state`. Every thread of the block must call it (it syncs).
+template <int CHUNKS, typename T>
+__device__ __forceinline__ void e3_attn_block(const T* q, long long q_stride, int rows, int limit_base, int limit_step,
+    const T* k, const T* v, long long kv_stride, int key_begin, int key_end, int head_dim, float scale, float* smem,
+    e3_attn_rows<CHUNKS>& state)
+{
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int k_stride = head_dim + 1; // odd row stride: lane j reading row j hits bank (j + d) % 32
+    float* qs = smem;
+    float* ks = qs + E3_ATTN_ROWS * head_dim;
+    float* vs = ks + E3_ATTN_KEYS * k_stride;
+
+    for (int i = threadIdx.x; i < E3_ATTN_ROWS * head_dim; i += blockDim.x)
+    {
+        const int r = i / head_dim;
+        qs[i] = r < rows ? e3_attn_load(q + r * q_stride + (i - r * head_dim)) : 0.0f;
+    }
+    int limit[E3_ATTN_ROWS_PER_WARP]; // last key each of this warp's rows may see; -1 for a missing row
+    E3_ATTN_UNROLL
+    for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
+    {
+        const int r = i * E3_ATTN_WARPS + warp;
+        limit[i] = r < rows ? min(limit_base + r * limit_step, key_end - 1) : -1;
+        state.m[i] = E3_NEG_INF;
+        state.l[i] = 0.0f;
+        E3_ATTN_UNROLL
+        for (int c = 0; c < CHUNKS; ++c)
+            state.acc[i][c] = 0.0f;
+    }
+
+    for (int tile = key_begin; tile < key_end; tile += E3_ATTN_KEYS)
+    {
+        const int tile_keys = min(E3_ATTN_KEYS, key_end - tile);
+        __syncthreads(); // every warp is done with the previous tile (and, the first time, nothing is pending)
+        for (int i = threadIdx.x; i < E3_ATTN_KEYS * head_dim; i += blockDim.x)
+        {
+            const int j = i / head_dim;
+            const int d = i - j * head_dim;
+            const bool present = j < tile_keys;
+            const long long at = (long long)(tile + j) * kv_stride + d;
+            ks[j * k_stride + d] = present ? e3_attn_load(k + at) : 0.0f;
+            vs[j * head_dim + d] = present ? e3_attn_load(v + at) : 0.0f;
+        }
+        __syncthreads();
+
+        // Scores of all this warp's rows against key `tile + lane`: one shared K read feeds every row.
+        float s[E3_ATTN_ROWS_PER_WARP];
+        E3_ATTN_UNROLL
+        for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
+            s[i] = 0.0f;
+        int warp_limit = -1;
+        E3_ATTN_UNROLL
+        for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
+            warp_limit = max(warp_limit, limit[i]);
+        if (tile <= warp_limit) // otherwise every row of this warp is done with this tile
+        {
+            const float* krow = ks + lane * k_stride;
+            for (int d = 0; d < head_dim; ++d)
+            {
+                const float kd = krow[d];
+                E3_ATTN_UNROLL
+                for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
+                    s[i] += qs[(i * E3_ATTN_WARPS + warp) * head_dim + d] * kd;
+            }
+        }
+
+        const int key = tile + lane;
+        float p[E3_ATTN_ROWS_PER_WARP];
+        E3_ATTN_UNROLL
+        for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
+        {
+            p[i] = 0.0f;
+            if (tile > limit[i])
+                continue; // the whole tile is in this row's future (warp-uniform branch)
+            const bool visible = key <= limit[i];
+            const float scaled = visible ? s[i] * scale : E3_NEG_INF;
+            // Key `tile` is visible, so the tile max is finite and exp(-inf - m) below is a clean 0.
+            const float m_new = fmaxf(state.m[i], e3_warp_max(scaled));
+            const float alpha = expf(state.m[i] - m_new);
+            p[i] = visible ? expf(scaled - m_new) : 0.0f;
+            state.l[i] = state.l[i] * alpha + e3_warp_sum(p[i]);
+            state.m[i] = m_new;
+            E3_ATTN_UNROLL
+            for (int c = 0; c < CHUNKS; ++c)
+                state.acc[i][c] *= alpha;
+        }
+
+        // acc += P V: lane j's probability is broadcast; lanes own output columns.
+        for (int j = 0; j < tile_keys; ++j)
+        {
+            float pj[E3_ATTN_ROWS_PER_WARP];
+            E3_ATTN_UNROLL
+            for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
+                pj[i] = __shfl_sync(E3_FULL_MASK, p[i], j);
+            const float* vrow = vs + j * head_dim;
+            E3_ATTN_UNROLL
+            for (int c = 0; c < CHUNKS; ++c)
+            {
+                const int d = lane + 32 * c;
+                const float vd = d < head_dim ? vrow[d] : 0.0f;
+                E3_ATTN_UNROLL
+                for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
+                    state.acc[i][c] += pj[i] * vd;
+            }
+        }
+    }
+}
+
+template <int CHUNKS, typename T>
+__device__ __forceinline__ void e3_attn_prefill(const T* q, const T* k_cache, const T* v_cache, T* o, float* stats,
+    int tokens, int start, int capacity, int heads, int kv_heads, int head_dim, float scale, float* smem)
+{
+    const int h = blockIdx.y;
+    const int b = blockIdx.z;
+    const int first = blockIdx.x * E3_ATTN_ROWS;
+    const int rows = min(E3_ATTN_ROWS, tokens - first);
+    const long long q_stride = (long long)heads * head_dim;
+    const long long kv_stride = (long long)kv_heads * head_dim;
+    const long long row0 = (long long)b * tokens + first;
+    const long long kv_offset = (long long)b * capacity * kv_stride + (long long)(h / (heads / kv_heads)) * head_dim;
+    const int last_key = start + first + rows - 1; // keys after it are above the diagonal for every row here
+
+    e3_attn_rows<CHUNKS> state;
+    e3_attn_block<CHUNKS>(q + row0 * q_stride + (long long)h * head_dim, q_stride, rows, start + first, 1,
+        k_cache + kv_offset, v_cache + kv_offset, kv_stride, 0, last_key + 1, head_dim, scale, smem, state);
+
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    E3_ATTN_UNROLL
+    for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
+    {
+        const int r = i * E3_ATTN_WARPS + warp;
+        if (r >= rows)
+            continue;
+        const float inverse = 1.0f / state.l[i];
+        T* out = o + (row0 + r) * q_stride + (long long)h * head_dim;
+        E3_ATTN_UNROLL
+        for (int c = 0; c < CHUNKS; ++c)
+        {
+            const int d = lane + 32 * c;
+            if (d < head_dim)
+                e3_attn_store(out + d, state.acc[i][c] * inverse);
+        }
+        if (stats != 0 && lane == 0)
+        {
+            float* st = stats + ((row0 + r) * heads + h) * 2;
+            st[0] = state.m[i];
+            st[1] = state.m[i] + logf(state.l[i]);
+        }
+    }
+}
+
+template <int CHUNKS, typename T>
+__device__ __forceinline__ void e3_attn_decode(const T* q, const T* k_cache, const T* v_cache, float* partial_o, float* partial_ml,
+    int position, int capacity, int heads, int kv_heads, int head_dim, float scale, int keys_per_split, float* smem)
+{
+    const int split = blockIdx.x;
+    const int splits = gridDim.x;
+    const int group = heads / kv_heads;
+    const int chunks = (group + E3_ATTN_ROWS - 1) / E3_ATTN_ROWS;
+    const int g = blockIdx.y / chunks;
+    const int h0 = g * group + (blockIdx.y % chunks) * E3_ATTN_ROWS;
+    const int rows = min(E3_ATTN_ROWS, (g + 1) * group - h0);
+    const int b = blockIdx.z;
+    const long long kv_stride = (long long)kv_heads * head_dim;
+    const long long kv_offset = (long long)b * capacity * kv_stride + (long long)g * head_dim;
+    const int key_begin = split * keys_per_split;
+    const int key_end = min(key_begin + keys_per_split, position + 1);
+
+    e3_attn_rows<CHUNKS> state;
+    e3_attn_block<CHUNKS>(q + ((long long)b * heads + h0) * head_dim, head_dim, rows, position, 0,
+        k_cache + kv_offset, v_cache + kv_offset, kv_stride, key_begin, key_end, head_dim, scale, smem, state);
+
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    E3_ATTN_UNROLL
+    for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
+    {
+        const int r = i * E3_ATTN_WARPS + warp;
+        if (r >= rows)
+            continue;
+        const long long slot = ((long long)b * heads + h0 + r) * splits + split;
+        E3_ATTN_UNROLL
+        for (int c = 0; c < CHUNKS; ++c)
+        {
+            const int d = lane + 32 * c;
+            if (d < head_dim)
+                partial_o[slot * head_dim + d] = state.acc[i][c];
+        }
+        if (lane == 0)
+        {
+            partial_ml[slot * 2] = state.m[i];
+            partial_ml[slot * 2 + 1] = state.l[i];
+        }
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void e3_attn_combine(const float* partial_o, const float* partial_ml, T* o, float* stats,
+    int heads, int head_dim, int splits)
+{
+    const long long item = (long long)blockIdx.y * heads + blockIdx.x; // (b, h)
+    const float* ml = partial_ml + item * splits * 2;
+    float m = E3_NEG_INF;
+    for (int x = 0; x < splits; ++x)
+        m = fmaxf(m, ml[2 * x]);
+    float l = 0.0f;
+    for (int x = 0; x < splits; ++x)
+        l += expf(ml[2 * x] - m) * ml[2 * x + 1];
+    const float inverse = 1.0f / l;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+    {
+        float acc = 0.0f;
+        for (int x = 0; x < splits; ++x)
+            acc += expf(ml[2 * x] - m) * partial_o[(item * splits + x) * head_dim + d];
+        e3_attn_store(o + item * head_dim + d, acc * inverse);
+    }
+    if (stats != 0 && threadIdx.x == 0)
+    {
+        stats[item * 2] = m;
+        stats[item * 2 + 1] = m + logf(l);
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void e3_kv_append(const T* k, const T* v, T* k_cache, T* v_cache, long long n, int tokens,
+    int start, int capacity, int kv_width)
+{
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+    {
+        const long long row = i / kv_width;
+        const long long b = row / tokens;
+        const long long at = (b * capacity + start + (row - b * tokens)) * kv_width + (i - row * kv_width);
+        k_cache[at] = k[i];
+        v_cache[at] = v[i];
+    }
+}
+
+// Head dims up to 64, 128 and 256 each get their own register footprint.
+#define E3_ATTN_DISPATCH(call) \
+    do { if (head_dim <= 64) call(2); else if (head_dim <= 128) call(4); else call(8); } while (0)
+
+extern "C" __global__ void e3_kv_append_f32(const float* k, const float* v, float* k_cache, float* v_cache, long long n, int tokens_per_sequence, int start_position, int capacity, int kv_width)
+{
+    e3_kv_append(k, v, k_cache, v_cache, n, tokens_per_sequence, start_position, capacity, kv_width);
+}
+
+extern "C" __global__ void e3_kv_append_bf16(const e3_bf16* k, const e3_bf16* v, e3_bf16* k_cache, e3_bf16* v_cache, long long n, int tokens_per_sequence, int start_position, int capacity, int kv_width)
+{
+    e3_kv_append(k, v, k_cache, v_cache, n, tokens_per_sequence, start_position, capacity, kv_width);
+}
+
+#define E3_ATTN_PREFILL(chunks) e3_attn_prefill<chunks>(q, k_cache, v_cache, o, stats, tokens_per_sequence, start_position, capacity, heads, kv_heads, head_dim, scale, smem)
+
+extern "C" __global__ void e3_attention_prefill_f32(const float* q, const float* k_cache, const float* v_cache, float* o, float* stats, int tokens_per_sequence, int start_position, int capacity, int heads, int kv_heads, int head_dim, float scale)
+{
+    E3_DYNAMIC_SHARED(float, smem);
+    E3_ATTN_DISPATCH(E3_ATTN_PREFILL);
+}
+
+extern "C" __global__ void e3_attention_prefill_bf16(const e3_bf16* q, const e3_bf16* k_cache, const e3_bf16* v_cache, e3_bf16* o, float* stats, int tokens_per_sequence, int start_position, int capacity, int heads, int kv_heads, int head_dim, float scale)
+{
+    E3_DYNAMIC_SHARED(float, smem);
+    E3_ATTN_DISPATCH(E3_ATTN_PREFILL);
+}
+
+#define E3_ATTN_DECODE(chunks) e3_attn_decode<chunks>(q, k_cache, v_cache, partial_o, partial_ml, position, capacity, heads, kv_heads, head_dim, scale, keys_per_split, smem)
+
+extern "C" __global__ void e3_attention_decode_f32(const float* q, const float* k_cache, const float* v_cache, float* partial_o, float* partial_ml, int position, int capacity, int heads, int kv_heads, int head_dim, float scale, int keys_per_split)
+{
+    E3_DYNAMIC_SHARED(float, smem);
+    E3_ATTN_DISPATCH(E3_ATTN_DECODE);
+}
+
+extern "C" __global__ void e3_attention_decode_bf16(const e3_bf16* q, const e3_bf16* k_cache, const e3_bf16* v_cache, float* partial_o, float* partial_ml, int position, int capacity, int heads, int kv_heads, int head_dim, float scale, int keys_per_split)
+{
+    E3_DYNAMIC_SHARED(float, smem);
+    E3_ATTN_DISPATCH(E3_ATTN_DECODE);
+}
+
+extern "C" __global__ void e3_attention_decode_combine_f32(const float* partial_o, const float* partial_ml, float* o, float* stats, int heads, int head_dim, int splits)
+{
+    e3_attn_combine(partial_o, partial_ml, o, stats, heads, head_dim, splits);
+}
+
+extern "C" __global__ void e3_attention_decode_combine_bf16(const float* partial_o, const float* partial_ml, e3_bf16* o, float* stats, int heads, int head_dim, int splits)
+{
+    e3_attn_combine(partial_o, partial_ml, o, stats, heads, head_dim, splits);
+}

@@ -1,0 +1,72 @@
+using System.CommandLine;
+using System.Text.Json;
+using E3.Backends;
+using E3.Model;
+using E3.Model.Training;
+
+namespace E3.Cli.Commands;
+
+/// <summary><c>e3 plan</c>: the memory a forward+backward (and optimizer step) needs, from the config alone.</summary>
+public static class PlanCommand
+{
+    /// <summary>The <c>plan</c> command; the caller adds it to the root.</summary>
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Model folder or config.json (no weights are read)", Required = true };
+        var seq = new Option<int>("--seq") { Description = "Tokens per sequence", Required = true };
+        var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 1 };
+        var mode = new Option<string>("--mode") { Description = "frozen (gate gradients only) or train (weight gradients too)", DefaultValueFactory = _ => "frozen" };
+        var checkpointing = new Option<bool>("--checkpointing") { Description = "Keep only each layer's input and recompute it in the backward" };
+        var freeze = new Option<string?>("--freeze") { Description = "Comma-separated glob patterns of tensor names that get no gradient" };
+        var weights = new Option<string>("--weights") { Description = "Projection weights: stored (config torch_dtype), f32 or bf16", DefaultValueFactory = _ => "stored" };
+        var json = CommonOptions.Json();
+        var cmd = new Command("plan", "Print the memory each training stage needs: weights, activations, gradients, optimizer state")
+            { model, seq, batch, mode, checkpointing, freeze, weights, json };
+        cmd.SetAction(p => CliRunner.Guard(() =>
+        {
+            var config = ModelConfig.Load(p.GetValue(model)!);
+            var options = new TrainingOptions
+            {
+                Mode = p.GetValue(mode) switch
+                {
+                    "frozen" => TrainingMode.Frozen,
+                    "train" => TrainingMode.Train,
+                    var s => throw new ArgumentException($"--mode: '{s}' is not one of frozen, train"),
+                },
+                Checkpointing = p.GetValue(checkpointing),
+                Freeze = (p.GetValue(freeze) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            };
+            var weightType = p.GetValue(weights) switch
+            {
+                "stored" => config.TorchDtype is "bfloat16" or "float16" ? DType.BF16 : DType.F32,
+                "f32" => DType.F32,
+                "bf16" => DType.BF16,
+                var s => throw new ArgumentException($"--weights: '{s}' is not one of stored, f32, bf16"),
+            };
+            var plan = TrainingMemoryPlan.Create(config, p.GetValue(seq), p.GetValue(batch), options, weightType);
+            p.InvocationConfiguration.Output.Write(p.GetValue(json) ? Json(plan) : Text(plan));
+            return ExitCodes.Ok;
+        }));
+        return cmd;
+    }
+
+    static string Json(TrainingMemoryPlan plan) => JsonSerializer.Serialize(new Dictionary<string, long>
+    {
+        ["weights"] = plan.Weights, ["saved_activations"] = plan.SavedActivations, ["backward_scratch"] = plan.BackwardScratch,
+        ["gradients"] = plan.Gradients, ["optimizer_state"] = plan.OptimizerState, ["master_weights"] = plan.MasterWeights,
+        ["forward"] = plan.Forward, ["backward"] = plan.Backward, ["optimizer_step"] = plan.OptimizerStep, ["peak"] = plan.Peak,
+    }) + Environment.NewLine;
+
+    static string Text(TrainingMemoryPlan plan)
+    {
+        var lines = new (string, long)[]
+        {
+            ("weights", plan.Weights), ("saved activations", plan.SavedActivations), ("backward scratch", plan.BackwardScratch),
+            ("gradients (fp32)", plan.Gradients), ("optimizer state (AdamW)", plan.OptimizerState), ("master weights (fp32)", plan.MasterWeights),
+            ("stage: forward", plan.Forward), ("stage: backward", plan.Backward), ("stage: optimizer step", plan.OptimizerStep), ("peak", plan.Peak),
+        };
+        return string.Concat(lines.Select(l => $"{l.Item1,-26}{Size(l.Item2),14}{l.Item2,20:N0} B{Environment.NewLine}"));
+    }
+
+    static string Size(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F2} GiB" : $"{bytes / (double)(1L << 20):F2} MiB";
+}

@@ -1,0 +1,42 @@
+using E3.Interop.Emulator;
+using E3.Interop.Gpu;
+
+namespace E3.Tests.GpuBackend;
+
+/// <summary>
+/// The emulator as an <see cref="IGpuDevice"/>, on the test library that <see cref="E3.Tests.Emulator.EmuFixture"/>
+/// loads (one emulator library per process), with a stream. Tests using it join the emulator collection so that
+/// launches never interleave across threads.
+/// </summary>
+internal sealed class EmuDeviceScope : IDisposable
+{
+    public EmuDeviceScope()
+    {
+        Device = GpuDevices.OpenEmulator(EmuLibrary.TestFileName);
+        Stream = Device.CreateOwnedStream();
+    }
+
+    public IGpuDevice Device { get; }
+    public OwnedStream Stream { get; }
+
+    public DevicePointer<T> Upload<T>(List<DeviceBuffer> owned, ReadOnlySpan<T> values) where T : unmanaged
+    {
+        var buffer = Device.AllocateBuffer(Math.Max(1, values.Length) * (long)System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
+        owned.Add(buffer);
+        Device.CopyToDevice(buffer.As<T>(), values, Stream.Handle);
+        return buffer.As<T>();
+    }
+
+    public T[] Download<T>(DevicePointer<T> source, int count) where T : unmanaged
+    {
+        var result = new T[count];
+        Device.CopyToHost<T>(result, source, Stream.Handle);
+        return result;
+    }
+
+    public void Dispose()
+    {
+        Stream.Dispose();
+        Device.Dispose();
+    }
+}

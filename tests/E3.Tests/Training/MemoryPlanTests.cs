@@ -1,0 +1,111 @@
+using System.Text.Json.Nodes;
+using E3.Backends;
+using E3.Backends.Cpu;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Model.Training;
+using Xunit;
+
+namespace E3.Tests.Training;
+
+/// <summary><see cref="TrainingMemoryPlan"/> against bytes really allocated through the backend, and against a published model size.</summary>
+public sealed class MemoryPlanTests
+{
+    [Theory]
+    [InlineData("qwen3", TrainingMode.Frozen, false, false)]
+    [InlineData("qwen3", TrainingMode.Train, false, false)]
+    [InlineData("llama", TrainingMode.Train, true, true)]
+    [InlineData("qwen2", TrainingMode.Frozen, true, false)]
+    [InlineData("qwen2", TrainingMode.Train, true, true)]
+    public void PlannedBackwardPeakMatchesMeasuredAllocations(string modelType, TrainingMode mode, bool checkpointing, bool bf16)
+    {
+        using var c = new TrainingCase(modelType, false, false, [1f, 0.5f, 0f], batch: 3, positions: 11,
+            storage: bf16 ? E3.Tests.Reference.ReferenceStorage.BF16 : E3.Tests.Reference.ReferenceStorage.F32);
+        using var cpu = new CpuBackend(2);
+        using var tracking = new AllocationTrackingBackend(cpu);
+        using var model = DecoderModel.Load(c.Folder, tracking);
+        var options = new TrainingOptions { Mode = mode, Checkpointing = checkpointing, ComputeDroppedLayers = true };
+        long measured;
+        using (var trainer = new GatedDecoderTrainer(model, options))
+        {
+            trainer.Backward(c.LossGradient(trainer.Forward(c.Tokens, c.Batch, c.Gates)));
+            measured = tracking.PeakBytes;
+        }
+
+        var plan = TrainingMemoryPlan.Create(model.Config, c.Positions, c.Batch, options, bf16 ? DType.BF16 : DType.F32);
+        // The bound is 10%; the plan counts the same buffers the trainer allocates, so it is usually exact.
+        double error = Math.Abs(plan.Backward - measured) / (double)measured;
+        Assert.True(error <= 0.10, $"planned {plan.Backward} B, measured peak {measured} B ({error:P1} apart)");
+        Assert.Equal(mode == TrainingMode.Frozen ? 0 : plan.Gradients * 2, plan.OptimizerState);
+    }
+
+    [Fact]
+    public void CheckpointingShrinksWhatIsSaved()
+    {
+        var config = SmallConfig();
+        var full = TrainingMemoryPlan.Create(config, 12, 2, new TrainingOptions(), DType.F32);
+        var checkpointed = TrainingMemoryPlan.Create(config, 12, 2, new TrainingOptions { Checkpointing = true }, DType.F32);
+        Assert.True(checkpointed.SavedActivations < full.SavedActivations);
+        Assert.Equal(full.Weights, checkpointed.Weights);
+    }
+
+    [Fact]
+    public void A32BConfigPlansItsPublishedParameterCount()
+    {
+        // Qwen2.5-32B's published shape; the model card gives 32.5B parameters (bf16: ~65 GB of weights).
+        var json = new JsonObject
+        {
+            ["model_type"] = "qwen2", ["vocab_size"] = 152064, ["hidden_size"] = 5120, ["intermediate_size"] = 27648,
+            ["num_hidden_layers"] = 64, ["num_attention_heads"] = 40, ["num_key_value_heads"] = 8, ["rms_norm_eps"] = 1e-6,
+            ["rope_theta"] = 1000000.0, ["tie_word_embeddings"] = false, ["max_position_embeddings"] = 32768, ["torch_dtype"] = "bfloat16",
+        };
+        var config = ModelConfig.Parse(json);
+        var plan = TrainingMemoryPlan.Create(config, 2048, 1, new TrainingOptions { Checkpointing = true }, DType.BF16);
+        double parameters = plan.Weights / 2.0;
+        Assert.InRange(parameters, 32.4e9, 32.9e9);
+        Assert.Equal(0, plan.Gradients);
+    }
+
+    static ModelConfig SmallConfig() => ModelConfig.Parse(new JsonObject
+    {
+        ["model_type"] = "llama", ["vocab_size"] = 100, ["hidden_size"] = 32, ["intermediate_size"] = 64, ["num_hidden_layers"] = 3,
+        ["num_attention_heads"] = 4, ["num_key_value_heads"] = 2, ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 10000.0,
+        ["tie_word_embeddings"] = false, ["max_position_embeddings"] = 128,
+    });
+}
+
+/// <summary><c>e3 plan</c> prints the library's plan and rejects bad options with a non-zero exit.</summary>
+public sealed class PlanCommandTests
+{
+    static (int Exit, string Output) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var root = new System.CommandLine.RootCommand { E3.Cli.Commands.PlanCommand.Create() };
+        int exit = root.Parse(args).Invoke(new System.CommandLine.InvocationConfiguration { Output = output, Error = error });
+        return (exit, output.ToString());
+    }
+
+    [Fact]
+    public void JsonOutputIsTheLibraryPlan()
+    {
+        using var c = new TrainingCase("llama", false, false, [1f, 1f]);
+        var (exit, output) = Run("plan", "--model", c.Folder, "--seq", "16", "--batch", "2", "--mode", "train", "--checkpointing", "--json");
+        Assert.Equal(0, exit);
+        var json = JsonNode.Parse(output)!.AsObject();
+        var config = ModelConfig.Load(c.Folder);
+        var plan = TrainingMemoryPlan.Create(config, 16, 2, new TrainingOptions { Mode = TrainingMode.Train, Checkpointing = true }, DType.F32);
+        Assert.Equal(plan.Backward, (long)json["backward"]!);
+        Assert.Equal(plan.Gradients, (long)json["gradients"]!);
+        Assert.Equal(plan.OptimizerState, (long)json["optimizer_state"]!);
+    }
+
+    [Fact]
+    public void UnknownModeFails()
+    {
+        using var c = new TrainingCase("llama", false, false, [1f]);
+        var (exit, output) = Run("plan", "--model", c.Folder, "--seq", "16", "--mode", "finetune");
+        Assert.Equal(1, exit);
+        Assert.Equal("", output);
+    }
+}
