@@ -17,6 +17,7 @@ public static class CommandLineApp
         root.Subcommands.Add(BenchCommands.Create());
         root.Subcommands.Add(KernelCommands.Create());
         root.Subcommands.Add(PlanCommand.Create());
+        root.Subcommands.Add(TeacherCacheCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
         return root;
     }

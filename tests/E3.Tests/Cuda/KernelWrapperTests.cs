@@ -169,6 +169,7 @@ public sealed partial class KernelWrapperTests
         using (new RowKernels(device))
         using (new AttentionKernels(device))
         using (new GumbelTopKKernels(device))
+        using (new EntropyKdKernels(device))
         {
         }
         var catalog = KernelCatalog.Embedded;
