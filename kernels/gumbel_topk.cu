@@ -163,7 +163,7 @@ __device__ __forceinline__ float e3_gumbel_topk_sigmoid_backward(float s, float 
     if (keep >= layers)
         return 0.0f;
     const float y = e3_sigmoid((s - t) / tau);
-    const float gs = threadIdx.x < layers ? grad * y * (1.0f - y) / tau : 0.0f;
+    const float gs = (int)threadIdx.x < layers ? grad * y * (1.0f - y) / tau : 0.0f;
     const float through_t = -0.5f * e3_block_sum(gs, scratch);
     return gs + ((rank == keep - 1 || rank == keep) ? through_t : 0.0f);
 }

@@ -39,7 +39,8 @@ public sealed class CommonHeaderHostTests(Xunit.Abstractions.ITestOutputHelper o
         int atomicCAS(int*, int, int); unsigned int atomicCAS(unsigned int*, unsigned int, unsigned int);
         unsigned long long atomicCAS(unsigned long long*, unsigned long long, unsigned long long);
         void __threadfence();
-        extern "C" { float expf(float); float logf(float); float log1pf(float); float exp2f(float); float sqrtf(float);
+        // log(double): the Gumbel transform is done in fp64 so cpu, emu and cuda draw the same noise (gumbel_topk.cu).
+        extern "C" { double log(double); float expf(float); float logf(float); float log1pf(float); float exp2f(float); float sqrtf(float);
             float fmaxf(float, float); float fminf(float, float); float fabsf(float); float floorf(float); float tanhf(float); }
         float __expf(float); float __logf(float); float rsqrtf(float); float __fdividef(float, float);
         int __popc(unsigned int); int __ffs(int);
