@@ -52,7 +52,7 @@ internal static class BenchCommands
                     int h = p.GetValue(hidden), nh = p.GetValue(heads);
                     RandomModel.Write(new RandomModelSpec
                     {
-                        Architecture = ParseArch(a), Layers = p.GetValue(layers), Hidden = h, Heads = nh, KvHeads = p.GetValue(kvHeads),
+                        Architecture = CommonOptions.ParseArchitecture(a), Layers = p.GetValue(layers), Hidden = h, Heads = nh, KvHeads = p.GetValue(kvHeads),
                         HeadDim = h / nh, Intermediate = p.GetValue(inter), Vocab = p.GetValue(vocab), Dtype = p.GetValue(dtype)!, Seed = 1,
                     }, temp);
                     dir = temp;
@@ -77,14 +77,6 @@ internal static class BenchCommands
         }));
         return cmd;
     }
-
-    static Architecture ParseArch(string a) => a switch
-    {
-        "qwen3" => Architecture.Qwen3,
-        "llama" => Architecture.Llama,
-        "qwen2" => Architecture.Qwen2,
-        _ => throw new ArgumentException($"--arch: '{a}' is not one of qwen3, llama, qwen2"),
-    };
 
     public static JsonObject ToJson(SpeedupResult r)
     {

@@ -12,6 +12,15 @@ internal static class CommonOptions
     public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };
     public static Option<string> Precision() => new("--precision") { Description = "Projection weights: stored (as in the file), f32 or bf16", DefaultValueFactory = _ => "stored" };
 
+    /// <summary>--arch for the commands that make random models.</summary>
+    public static E3.Model.Architecture ParseArchitecture(string a) => a switch
+    {
+        "qwen3" => E3.Model.Architecture.Qwen3,
+        "llama" => E3.Model.Architecture.Llama,
+        "qwen2" => E3.Model.Architecture.Qwen2,
+        _ => throw new ArgumentException($"--arch: '{a}' is not one of qwen3, llama, qwen2"),
+    };
+
     public static E3.Model.Decoder.WeightPrecision ParsePrecision(string s) => s switch
     {
         "stored" => E3.Model.Decoder.WeightPrecision.AsStored,

@@ -25,13 +25,7 @@ internal static class ModelCommands
             { arch, layers, hidden, heads, kvHeads, headDim, inter, vocab, tie, dtype, seed, std, output };
         init.SetAction(p => CliRunner.Guard(() =>
         {
-            var a = p.GetValue(arch) switch
-            {
-                "qwen3" => Architecture.Qwen3,
-                "llama" => Architecture.Llama,
-                "qwen2" => Architecture.Qwen2,
-                var s => throw new ArgumentException($"--arch: '{s}' is not one of qwen3, llama, qwen2"),
-            };
+            var a = CommonOptions.ParseArchitecture(p.GetValue(arch)!);
             int h = p.GetValue(hidden), nh = p.GetValue(heads);
             int hd = p.GetValue(headDim) is > 0 and var d ? d : (h % nh == 0 ? h / nh : throw new ArgumentException($"--hidden {h} is not divisible by --heads {nh}; give --head-dim"));
             var spec = new RandomModelSpec
