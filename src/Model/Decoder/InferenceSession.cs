@@ -12,6 +12,7 @@ public sealed class InferenceSession : IDisposable
     readonly IBackend _b;
     readonly Tensor?[] _kCache, _vCache;
     Activations? _act;
+    HeadBuffers? _head;
 
     internal InferenceSession(DecoderModel model, LayerMask mask, int batch, int capacity)
     {
@@ -86,34 +87,32 @@ public sealed class InferenceSession : IDisposable
         if (mode == LogitsMode.None) return [];
 
         Tensor hidden = a.H;
-        Tensor? last = null;
-        try
+        int outRows = mode == LogitsMode.Last ? Batch : rows;
+        // Kept between calls like the activations, so a decode step allocates nothing on the device.
+        var head = _head is { Rows: var hr } && hr == outRows ? _head : ReplaceHead(outRows);
+        if (mode == LogitsMode.Last && T > 1)
         {
-            if (mode == LogitsMode.Last && T > 1)
-            {
-                var rowsWanted = new int[Batch];
-                for (int b = 0; b < Batch; b++) rowsWanted[b] = b * T + T - 1;
-                last = _b.Allocate(_b.ActivationType, Batch, c.HiddenSize);
-                _b.GatherRows(a.H, rowsWanted, last);
-                hidden = last;
-            }
-            int outRows = (int)hidden.Rows;
-            using var normed = _b.Allocate(_b.ActivationType, outRows, c.HiddenSize);
-            using var logits = _b.Allocate(_b.ActivationType, outRows, c.VocabSize);
-            _b.RmsNorm(hidden, w.FinalNorm, c.RmsNormEps, normed);
-            _b.MatMul(normed, w.LmHead, null, logits);
-            var result = new float[(long)outRows * c.VocabSize];
-            _b.Download(logits, result);
-            return result;
+            var rowsWanted = new int[Batch];
+            for (int b = 0; b < Batch; b++) rowsWanted[b] = b * T + T - 1;
+            _b.GatherRows(a.H, rowsWanted, head.Last);
+            hidden = head.Last;
         }
-        finally
-        {
-            last?.Dispose();
-        }
+        _b.RmsNorm(hidden, w.FinalNorm, c.RmsNormEps, head.Normed);
+        _b.MatMul(head.Normed, w.LmHead, null, head.Logits);
+        var result = new float[(long)outRows * c.VocabSize];
+        _b.Download(head.Logits, result);
+        return result;
     }
 
     /// <summary>Forgets every cached position (the caches are overwritten by the next call).</summary>
     public void Reset() => Position = 0;
+
+    HeadBuffers ReplaceHead(int rows)
+    {
+        _head?.Dispose();
+        _head = new HeadBuffers(_b, _model.Config, rows);
+        return _head;
+    }
 
     Activations ReplaceActivations(int rows)
     {
@@ -125,8 +124,25 @@ public sealed class InferenceSession : IDisposable
     public void Dispose()
     {
         _act?.Dispose();
+        _head?.Dispose();
         foreach (var t in _kCache) t?.Dispose();
         foreach (var t in _vCache) t?.Dispose();
+    }
+
+    /// <summary>Final norm and LM-head buffers for a given number of output rows.</summary>
+    sealed class HeadBuffers(IBackend b, ModelConfig c, int rows) : IDisposable
+    {
+        public readonly int Rows = rows;
+        public readonly Tensor Last = b.Allocate(b.ActivationType, rows, c.HiddenSize);
+        public readonly Tensor Normed = b.Allocate(b.ActivationType, rows, c.HiddenSize);
+        public readonly Tensor Logits = b.Allocate(b.ActivationType, rows, c.VocabSize);
+
+        public void Dispose()
+        {
+            Last.Dispose();
+            Normed.Dispose();
+            Logits.Dispose();
+        }
     }
 
     /// <summary>Per-call activation buffers for a given number of token rows.</summary>
