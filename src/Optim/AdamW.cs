@@ -1,0 +1,159 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace E3.Optim;
+
+/// <summary>A named, flat fp32 parameter the optimizer updates.</summary>
+/// <param name="Name">Stable name (an HF tensor name, or "alpha"): state files are matched by it.</param>
+/// <param name="Length">Element count.</param>
+public readonly record struct ParameterSlot(string Name, int Length);
+
+/// <summary>
+/// AdamW whose moments and step counts live in libtorch (torch.optim.AdamW), while the parameters and gradients stay
+/// in the engine's own buffers. Each <see cref="Step"/> copies the engine's values and gradients into torch's mirrors,
+/// lets torch update them, and copies the new values back, so the update is torch's exact arithmetic.
+/// </summary>
+public sealed class AdamW : IDisposable
+{
+    const int FileMagic = 0x57414533; // "3EAW"
+    const int FileVersion = 1;
+
+    readonly ParameterSlot[] _slots;
+    readonly Parameter[] _mirrors;
+    readonly Tensor[] _gradients;
+    readonly TorchSharp.Modules.AdamW _torch;
+    readonly AdamWOptions _options;
+
+    /// <param name="parameters">The parameters, in the order <see cref="Step"/> receives them.</param>
+    /// <param name="options">Betas, epsilon and weight decay; the learning rate is given per step.</param>
+    public AdamW(IReadOnlyList<ParameterSlot> parameters, AdamWOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (parameters.Count == 0) throw new ArgumentException("no parameters to optimise", nameof(parameters));
+        if (parameters.Select(p => p.Name).Distinct().Count() != parameters.Count) throw new ArgumentException("parameter names must be unique", nameof(parameters));
+        foreach (var p in parameters)
+            if (p.Length <= 0) throw new ArgumentException($"parameter '{p.Name}' has length {p.Length}", nameof(parameters));
+        _slots = parameters.ToArray();
+        _options = options;
+        // Parameter takes ownership of the tensor it wraps; the gradient tensors are ours to dispose.
+        _mirrors = _slots.Select(s => new Parameter(zeros(s.Length, ScalarType.Float32))).ToArray();
+        _gradients = _slots.Select(s => zeros(s.Length, ScalarType.Float32)).ToArray();
+        for (int i = 0; i < _mirrors.Length; i++) _mirrors[i].grad = _gradients[i];
+        _torch = optim.AdamW(_mirrors, lr: 1e-3, beta1: options.Beta1, beta2: options.Beta2, eps: options.Epsilon, weight_decay: options.WeightDecay);
+    }
+
+    /// <summary>The parameters, in order.</summary>
+    public IReadOnlyList<ParameterSlot> Parameters => _slots;
+
+    /// <summary>Number of updates applied so far (restored by <see cref="Load"/>).</summary>
+    public long Steps { get; private set; }
+
+    /// <summary>
+    /// One AdamW update with learning rate <paramref name="learningRate"/>: <paramref name="values"/>[i] is updated in
+    /// place from <paramref name="gradients"/>[i]. Gradients must be finite.
+    /// </summary>
+    public void Step(IReadOnlyList<Memory<float>> values, IReadOnlyList<ReadOnlyMemory<float>> gradients, double learningRate)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (values.Count != _slots.Length || gradients.Count != _slots.Length)
+            throw new ArgumentException($"{values.Count} values and {gradients.Count} gradients given for {_slots.Length} parameters");
+        if (!(learningRate >= 0) || !double.IsFinite(learningRate)) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "learning rate must be finite and ≥ 0");
+        for (int i = 0; i < _slots.Length; i++)
+        {
+            var s = _slots[i];
+            if (values[i].Length != s.Length || gradients[i].Length != s.Length)
+                throw new ArgumentException($"parameter '{s.Name}': {values[i].Length} values and {gradients[i].Length} gradients; expected {s.Length}");
+            var g = gradients[i].Span;
+            for (int j = 0; j < g.Length; j++)
+                if (!float.IsFinite(g[j])) throw new ArgumentException($"gradient of '{s.Name}'[{j}] = {g[j]} is not finite");
+        }
+        using (no_grad())
+            for (int i = 0; i < _slots.Length; i++)
+            {
+                Copy(values[i].Span, _mirrors[i]);
+                Copy(gradients[i].Span, _gradients[i]);
+            }
+        foreach (var group in _torch.ParamGroups) group.LearningRate = learningRate;
+        _torch.step();
+        for (int i = 0; i < _slots.Length; i++) _mirrors[i].data<float>().CopyTo(values[i].Span);
+        Steps++;
+    }
+
+    static void Copy(ReadOnlySpan<float> source, Tensor destination) => destination.data<float>().CopyFrom(source);
+
+    /// <summary>Writes the step count and torch's moment state, atomically (temp file, then rename).</summary>
+    public void Save(string path)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        string tmp = path + $".tmp-{Environment.ProcessId}";
+        try
+        {
+            using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+            using (var writer = new BinaryWriter(stream))
+            {
+                writer.Write(FileMagic);
+                writer.Write(FileVersion);
+                writer.Write(Steps);
+                writer.Write(_slots.Length);
+                foreach (var s in _slots) { writer.Write(s.Name); writer.Write(s.Length); }
+                _torch.save_state_dict(writer);
+                writer.Flush();
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+    }
+
+    /// <summary>Restores state written by <see cref="Save"/> for the same parameters (names and lengths are checked).</summary>
+    public void Load(string path)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!File.Exists(path)) throw new OptimizerStateException(path, "file", "not found");
+        try
+        {
+            using var stream = File.OpenRead(path);
+            using var reader = new BinaryReader(stream);
+            int magic = reader.ReadInt32();
+            if (magic != FileMagic) throw new OptimizerStateException(path, "magic", $"0x{magic:x8} is not an E3 AdamW state file");
+            int version = reader.ReadInt32();
+            if (version != FileVersion) throw new OptimizerStateException(path, "version", $"{version} is not supported (expected {FileVersion})");
+            long steps = reader.ReadInt64();
+            if (steps < 0) throw new OptimizerStateException(path, "steps", $"{steps} is negative");
+            int count = reader.ReadInt32();
+            if (count != _slots.Length) throw new OptimizerStateException(path, "parameters", $"holds {count} parameters; the optimizer has {_slots.Length}");
+            for (int i = 0; i < count; i++)
+            {
+                string name = reader.ReadString();
+                int length = reader.ReadInt32();
+                if (name != _slots[i].Name || length != _slots[i].Length)
+                    throw new OptimizerStateException(path, $"parameters[{i}]", $"'{name}' of length {length}; expected '{_slots[i].Name}' of length {_slots[i].Length}");
+            }
+            _torch.load_state_dict(reader);
+            if (stream.Position != stream.Length)
+                throw new OptimizerStateException(path, "length", $"{stream.Length - stream.Position} trailing bytes after the state");
+            Steps = steps;
+        }
+        catch (EndOfStreamException)
+        {
+            throw new OptimizerStateException(path, "length", "the file is truncated");
+        }
+    }
+
+    bool _disposed;
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _torch.Dispose();
+        foreach (var m in _mirrors) m.Dispose();
+        foreach (var g in _gradients) g.Dispose();
+    }
+}
