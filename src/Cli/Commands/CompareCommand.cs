@@ -19,11 +19,11 @@ internal static class CompareCommand
     public static Command Create()
     {
         var teacher = new Option<string>("--teacher") { Description = "Teacher (full) model folder; masks are applied to its weights", Required = true };
-        var data = new Option<string>("--data") { Description = "Text file, or token ids as uint32 .bin or .npy", Required = true };
+        var data = CommonOptions.Data();
         var masks = new Option<string[]>("--masks") { Description = "mask.json files to compare", AllowMultipleArgumentsPerToken = true };
         var students = new Option<string[]>("--student") { Description = "Student checkpoint folders (e.g. healed exports) to compare", AllowMultipleArgumentsPerToken = true };
-        var window = new Option<int>("--window") { Description = "Tokens per evaluation window", DefaultValueFactory = _ => 256 };
-        var maxTokens = new Option<long>("--max-tokens") { Description = "Stop after scoring this many tokens (0 = all)", DefaultValueFactory = _ => 0 };
+        var window = CommonOptions.Window();
+        var maxTokens = CommonOptions.MaxTokens();
         var output = new Option<string?>("--out") { Description = "Also write the markdown table to this file (atomically)" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
@@ -57,7 +57,7 @@ internal static class CompareCommand
                 foreach (var s in studentModels)
                     entries.Add((Path.GetFileName(Path.GetDirectoryName(s.Config.SourcePath))!, "student", s.Config.NumLayers, null, new StudentUnderTest(s, null)));
                 int windowSize = p.GetValue(window);
-                long limit = p.GetValue(maxTokens) is > 0 and var l ? l : long.MaxValue;
+                long limit = CommonOptions.TokenLimit(p.GetValue(maxTokens));
                 var results = EvaluationProgress.Run("compare", report => TeacherAgreement.EvaluateMany(t, null, entries.Select(e => e.Model).ToList(),
                     tokens, windowSize, limit, (done, total) => report(done, total, (long)done * windowSize)));
                 var rows = entries.Select((e, i) => new ComparisonRow(e.Name, e.Method, e.Layers, e.Dropped, results[i])).ToList();

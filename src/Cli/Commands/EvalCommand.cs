@@ -14,12 +14,12 @@ internal static class EvalCommand
     public static Command Create()
     {
         var model = CommonOptions.Model();
-        var data = new Option<string>("--data") { Description = "Text file, or token ids as uint32 .bin or .npy", Required = true };
+        var data = CommonOptions.Data();
         var drop = CommonOptions.Drop();
         var mask = new Option<string?>("--mask") { Description = "mask.json whose dropped layers to skip (instead of --drop); must match the model" };
         var teacher = new Option<string?>("--teacher") { Description = "Teacher model folder: also report KL(teacher‖model) and top-1 agreement (same vocabulary)" };
-        var window = new Option<int>("--window") { Description = "Tokens per evaluation window", DefaultValueFactory = _ => 256 };
-        var maxTokens = new Option<long>("--max-tokens") { Description = "Stop after scoring this many tokens (0 = all)", DefaultValueFactory = _ => 0 };
+        var window = CommonOptions.Window();
+        var maxTokens = CommonOptions.MaxTokens();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
@@ -38,7 +38,7 @@ internal static class EvalCommand
             using var m = DecoderModel.Load(dir, backend);
             var (layers, method) = MaskSelection.Resolve(m.Config, p.GetValue(mask), p.GetValue(drop));
             int[] tokens = LoadTokens(file, dir, m.Config.VocabSize);
-            long limit = p.GetValue(maxTokens) is > 0 and var l ? l : long.MaxValue;
+            long limit = CommonOptions.TokenLimit(p.GetValue(maxTokens));
             int windowSize = p.GetValue(window);
             string? teacherDir = p.GetValue(teacher);
             AgreementResult? agreement = null;

@@ -67,19 +67,28 @@ public static class SafeTensorsWriter
         return indexPath;
     }
 
-    static List<List<TensorToWrite>> Pack(List<TensorToWrite> tensors, long maxShardBytes)
+    static List<List<TensorToWrite>> Pack(List<TensorToWrite> tensors, long maxShardBytes) =>
+        PackShards(tensors, t => t.Data.Length, maxShardBytes);
+
+    /// <summary>
+    /// The sharding policy of <see cref="WriteSharded"/>, for writers that stream tensors themselves: items in order,
+    /// a new shard whenever the next one would take the current shard past <paramref name="maxShardBytes"/> (an item
+    /// larger than that gets a shard of its own, as transformers does).
+    /// </summary>
+    public static List<List<T>> PackShards<T>(IEnumerable<T> items, Func<T, long> byteLength, long maxShardBytes)
     {
-        var shards = new List<List<TensorToWrite>> { new() };
+        var shards = new List<List<T>> { new() };
         long used = 0;
-        foreach (TensorToWrite tensor in tensors)
+        foreach (T item in items)
         {
-            if (shards[^1].Count > 0 && used + tensor.Data.Length > maxShardBytes)
+            long length = byteLength(item);
+            if (shards[^1].Count > 0 && used + length > maxShardBytes)
             {
                 shards.Add([]);
                 used = 0;
             }
-            shards[^1].Add(tensor);
-            used += tensor.Data.Length;
+            shards[^1].Add(item);
+            used += length;
         }
         return shards;
     }

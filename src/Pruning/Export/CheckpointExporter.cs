@@ -120,19 +120,7 @@ public sealed class CheckpointExporter
         IReadOnlyDictionary<string, string> metadata)
     {
         long maxShardBytes = source.Names.Select(source.Get).GroupBy(e => e.File).Max(g => g.Sum(e => e.ByteLength));
-        List<List<(string Name, TensorEntry Entry)>> shards = [[]];
-        long used = 0;
-        foreach (var tensor in plan)
-        {
-            // A tensor larger than the cap gets a shard of its own, as transformers does.
-            if (shards[^1].Count > 0 && used + tensor.Entry.ByteLength > maxShardBytes)
-            {
-                shards.Add([]);
-                used = 0;
-            }
-            shards[^1].Add(tensor);
-            used += tensor.Entry.ByteLength;
-        }
+        var shards = SafeTensorsWriter.PackShards(plan, t => t.Entry.ByteLength, maxShardBytes);
         var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
         for (int i = 0; i < shards.Count; i++)
         {
