@@ -63,8 +63,9 @@ public sealed class CheckpointExporter
     {
         ModelConfig config = ModelConfig.Load(modelDir);
         mask.EnsureMatches(config, maskSource);
-        string output = Path.GetFullPath(outDir);
-        if (output.TrimEnd('/') == Path.GetFullPath(modelDir).TrimEnd('/'))
+        // Without the trailing separator, "out/" names the folder itself, not an empty entry inside it.
+        string output = Path.TrimEndingDirectorySeparator(Path.GetFullPath(outDir));
+        if (output == Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir)))
             throw new ExportException(output, "is the source model folder; export to a different folder");
         if (!overwrite && (Directory.Exists(output) || File.Exists(output)))
             throw new ExportException(output, "already exists; choose another --out or pass --force to replace it");

@@ -104,7 +104,8 @@ public class ExportBadInputTests
         Assert.Equal(["keep-me.txt"], Entries(dir["outputs/pruned"]));
         Assert.Equal(["pruned"], Entries(dir["outputs"]));
 
-        new CheckpointExporter().Export(dir["model"], mask, dir["outputs/pruned"], overwrite: true);
+        // A trailing slash names the same folder.
+        new CheckpointExporter().Export(dir["model"], mask, dir["outputs/pruned"] + "/", overwrite: true);
         Assert.False(File.Exists(dir["outputs/pruned/keep-me.txt"]));
         Assert.True(File.Exists(dir["outputs/pruned/model.safetensors"]));
         Assert.Equal(["pruned"], Entries(dir["outputs"]));
@@ -117,7 +118,7 @@ public class ExportBadInputTests
         var config = ExportTestModels.Write(dir["model"], ExportTestModels.Spec(Architecture.Qwen3, true));
         string mask = ExportTestModels.WriteMask(dir["mask.json"], config);
         var before = Entries(dir["model"]);
-        Assert.Throws<ExportException>(() => new CheckpointExporter().Export(dir["model"], mask, dir["model"], overwrite: true));
+        Assert.Throws<ExportException>(() => new CheckpointExporter().Export(dir["model"], mask, dir["model"] + "/", overwrite: true));
         Assert.Equal(before, Entries(dir["model"]));
     }
 
