@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using E3.Model;
@@ -161,7 +162,8 @@ public sealed class CheckpointExporter
 
     static void WriteJson(Stream stream, JsonObject json)
     {
-        using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        // Relaxed escaping keeps strings readable ('+', '<', non-ASCII are not turned into \uXXXX); the values are the same to any JSON reader.
+        using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         json.WriteTo(writer);
     }
 

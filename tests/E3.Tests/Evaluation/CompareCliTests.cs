@@ -48,6 +48,8 @@ public class CompareCliTests
             Assert.Equal(eval.GetProperty("tokens").GetInt64(), row.GetProperty("tokens").GetInt64());
             Assert.Equal(eval.GetProperty("dropped").EnumerateArray().Select(e => e.GetInt32()), row.GetProperty("dropped").EnumerateArray().Select(e => e.GetInt32()));
             Assert.True(eval.GetProperty("kl").GetDouble() > 0);
+            var withoutTeacher = Json(CliProcess.Run(["eval", "--model", dir["model"], "--mask", mask, "--json", .. common]));
+            Assert.Equal(withoutTeacher.GetProperty("perplexity").GetDouble(), row.GetProperty("perplexity").GetDouble());
             var expectedLine = ComparisonTable.MarkdownRow(new ComparisonRow(Path.GetFileName(mask), "test", 4,
                 eval.GetProperty("dropped").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
                 new AgreementResult(new PerplexityResult(eval.GetProperty("mean_nll").GetDouble(), eval.GetProperty("perplexity").GetDouble(), 0, 0),
