@@ -58,8 +58,8 @@ internal static class CompareCommand
                     entries.Add((Path.GetFileName(Path.GetDirectoryName(s.Config.SourcePath))!, "student", s.Config.NumLayers, null, new StudentUnderTest(s, null)));
                 int windowSize = p.GetValue(window);
                 long limit = CommonOptions.TokenLimit(p.GetValue(maxTokens));
-                var results = EvaluationProgress.Run("compare", report => TeacherAgreement.EvaluateMany(t, null, entries.Select(e => e.Model).ToList(),
-                    tokens, windowSize, limit, (done, total) => report(done, total, (long)done * windowSize)));
+                var results = ConsoleProgress.Run("compare windows", "tokens", report => TeacherAgreement.EvaluateMany(t, null, entries.Select(e => e.Model).ToList(),
+                    tokens, windowSize, limit, (done, total) => report(done, total, (double)done * windowSize)));
                 var rows = entries.Select((e, i) => new ComparisonRow(e.Name, e.Method, e.Layers, e.Dropped, results[i])).ToList();
                 string markdown = ComparisonTable.Markdown(rows);
                 if (p.GetValue(output) is { } reportPath)

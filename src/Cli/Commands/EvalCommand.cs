@@ -46,8 +46,8 @@ internal static class EvalCommand
             if (teacherDir != null)
             {
                 using var t = DecoderModel.Load(teacherDir, backend);
-                agreement = EvaluationProgress.Run("eval", report => TeacherAgreement.EvaluateMany(t, null, [new StudentUnderTest(m, layers)], tokens,
-                    windowSize, limit, (done, total) => report(done, total, (long)done * windowSize))[0]);
+                agreement = ConsoleProgress.Run("eval windows", "tokens", report => TeacherAgreement.EvaluateMany(t, null, [new StudentUnderTest(m, layers)], tokens,
+                    windowSize, limit, (done, total) => report(done, total, (double)done * windowSize))[0]);
                 r = agreement.Perplexity;
             }
             else r = Perplexity.Evaluate(m, tokens, layers, windowSize, limit);

@@ -24,7 +24,9 @@ internal static class ExportCommand
         {
             if (p.GetValue(format) == "gguf")
                 throw new NotSupportedException("--format gguf: GGUF export is not implemented in this build; use --format hf");
-            var r = new CheckpointExporter().Export(p.GetValue(model)!, p.GetValue(mask)!, p.GetValue(output)!, p.GetValue(force));
+            var r = ConsoleProgress.Run("export tensors", "MB", report =>
+                new CheckpointExporter { Progress = (done, total, bytes) => report(done, total, bytes / 1e6) }
+                    .Export(p.GetValue(model)!, p.GetValue(mask)!, p.GetValue(output)!, p.GetValue(force)));
             if (p.GetValue(json))
                 CliRunner.WriteJson(new JsonObject
                 {

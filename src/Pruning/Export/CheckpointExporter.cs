@@ -49,6 +49,9 @@ public sealed class CheckpointExporter
     internal Func<string, Stream> CreateFile { get; init; } =
         path => new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
 
+    /// <summary>Called after each tensor is written with (tensors written, tensors in all, tensor bytes written).</summary>
+    public Action<int, int, long>? Progress { get; init; }
+
     /// <summary>Exports <paramref name="modelDir"/> pruned by the mask file at <paramref name="maskPath"/>.</summary>
     public ExportResult Export(string modelDir, string maskPath, string outDir, bool overwrite = false) =>
         Export(modelDir, MaskFile.Load(maskPath), maskPath, outDir, overwrite);
@@ -85,8 +88,11 @@ public sealed class CheckpointExporter
         var metadata = new Dictionary<string, string>(source.Metadata, StringComparer.Ordinal);
         // transformers refuses safetensors files whose metadata lacks a known format; the source may have omitted it.
         metadata.TryAdd("format", "pt");
-        if (sharded) WriteShards(writer, source, plan, metadata);
-        else writer.Write(SafeTensorsCheckpoint.SingleFileName, s => WriteSafeTensors(s, source, plan, metadata));
+        int tensorsDone = 0;
+        long bytesDone = 0;
+        void Copied(TensorEntry entry) => Progress?.Invoke(++tensorsDone, plan.Count, bytesDone += entry.ByteLength);
+        if (sharded) WriteShards(writer, source, plan, metadata, Copied);
+        else writer.Write(SafeTensorsCheckpoint.SingleFileName, s => WriteSafeTensors(s, source, plan, metadata, Copied));
 
         JsonObject prunedConfig = PrunedConfig.Rewrite(config.Json, mask.Kept);
         writer.Write("config.json", s => WriteJson(s, prunedConfig));
@@ -119,7 +125,7 @@ public sealed class CheckpointExporter
     }
 
     static void WriteShards(FolderWriter writer, SafeTensorsCheckpoint source, List<(string Name, TensorEntry Entry)> plan,
-        IReadOnlyDictionary<string, string> metadata)
+        IReadOnlyDictionary<string, string> metadata, Action<TensorEntry> copied)
     {
         long maxShardBytes = source.Names.Select(source.Get).GroupBy(e => e.File).Max(g => g.Sum(e => e.ByteLength));
         var shards = SafeTensorsWriter.PackShards(plan, t => t.Entry.ByteLength, maxShardBytes);
@@ -128,7 +134,7 @@ public sealed class CheckpointExporter
         {
             string shardName = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
             var shard = shards[i];
-            writer.Write(shardName, s => WriteSafeTensors(s, source, shard, metadata));
+            writer.Write(shardName, s => WriteSafeTensors(s, source, shard, metadata, copied));
             foreach (var (name, _) in shard) weightMap[name] = shardName;
         }
         JsonObject index = RewriteIndex(source.Path, plan, weightMap);
@@ -149,7 +155,7 @@ public sealed class CheckpointExporter
     }
 
     static void WriteSafeTensors(Stream stream, SafeTensorsCheckpoint source, List<(string Name, TensorEntry Entry)> tensors,
-        IReadOnlyDictionary<string, string> metadata)
+        IReadOnlyDictionary<string, string> metadata, Action<TensorEntry> copied)
     {
         byte[] header = SafeTensorsWriter.HeaderBytes(
             tensors.Select(t => new TensorLayout(t.Name, t.Entry.DType, t.Entry.Shape, t.Entry.ByteLength)), metadata);
@@ -157,7 +163,11 @@ public sealed class CheckpointExporter
         BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
         stream.Write(length);
         stream.Write(header);
-        foreach (var (_, entry) in tensors) stream.Write(source.GetBytes(entry.Name));
+        foreach (var (_, entry) in tensors)
+        {
+            stream.Write(source.GetBytes(entry.Name));
+            copied(entry);
+        }
     }
 
     static void WriteJson(Stream stream, JsonObject json)

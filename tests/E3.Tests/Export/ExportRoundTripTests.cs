@@ -61,10 +61,16 @@ public class ExportRoundTripTests
     {
         using var dir = new TempDir();
         var config = ExportTestModels.Write(dir["model"], ExportTestModels.Spec(architecture, tied, dtype), layout == Layout.Sharded ? ShardBytes : null);
-        new CheckpointExporter().Export(dir["model"], ExportTestModels.WriteMask(dir["mask.json"], config), dir["out"]);
+        var progress = new List<(int Done, int Total, long Bytes)>();
+        new CheckpointExporter { Progress = (done, total, bytes) => progress.Add((done, total, bytes)) }
+            .Export(dir["model"], ExportTestModels.WriteMask(dir["mask.json"], config), dir["out"]);
 
         var source = ExportTestModels.ReadAll(dir["model"]);
         var output = ExportTestModels.ReadAll(dir["out"]);
+        // One report per tensor, ending at every tensor and every data byte the independent reader finds.
+        Assert.Equal(Enumerable.Range(1, output.Count), progress.Select(p => p.Done));
+        Assert.All(progress, p => Assert.Equal(output.Count, p.Total));
+        Assert.Equal(output.Values.Sum(t => (long)t.Bytes.Length), progress[^1].Bytes);
         // The expected names, derived here from the source names alone: dropped layers 1 and 4 vanish, 2→1, 3→2, 5→3.
         int[] newIndex = [0, -1, 1, 2, -1, 3];
         var expected = new Dictionary<string, string>(StringComparer.Ordinal);
