@@ -112,6 +112,26 @@ public class ExportBadInputTests
     }
 
     [Fact]
+    public void ACheckpointMissingATensorItsConfigImpliesIsRefusedBeforeAnythingIsWritten()
+    {
+        using var dir = new TempDir();
+        ExportTestModels.Write(dir["model"], ExportTestModels.Spec(Architecture.Qwen3, true));
+        // The config now claims a seventh layer the weights do not hold.
+        var json = JsonNode.Parse(File.ReadAllText(dir["model/config.json"]))!.AsObject();
+        json["num_hidden_layers"] = 7;
+        json["max_window_layers"] = 7;
+        json["layer_types"]!.AsArray().Add("full_attention");
+        File.WriteAllText(dir["model/config.json"], json.ToJsonString());
+        string mask = ExportTestModels.WriteMask(dir["mask.json"], ModelConfig.Load(dir["model"]));
+        Directory.CreateDirectory(dir["outputs"]);
+
+        var e = Assert.Throws<ExportException>(() => new CheckpointExporter().Export(dir["model"], mask, dir["outputs/pruned"]));
+        Assert.Contains("model.layers.6.input_layernorm.weight", e.Message);
+        Assert.Contains("model.safetensors", e.Path);
+        Assert.Empty(Entries(dir["outputs"]));
+    }
+
+    [Fact]
     public void ExportingOntoTheSourceFolderIsRefused()
     {
         using var dir = new TempDir();
