@@ -10,6 +10,13 @@ internal static class CommonOptions
     public static Option<string> Device() => new("--device") { Description = "cpu (C# SIMD), cuda or emu", DefaultValueFactory = _ => "cpu" };
     public static Option<int> Threads() => new("--threads") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0 };
     public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };
+    public static Option<string> Data() => new("--data") { Description = "Text file, or token ids as uint32 .bin or .npy", Required = true };
+    public static Option<int> Window() => new("--window") { Description = "Tokens per evaluation window", DefaultValueFactory = _ => 256 };
+    public static Option<long> MaxTokens() => new("--max-tokens") { Description = "Stop after scoring this many tokens (0 = all)", DefaultValueFactory = _ => 0 };
+
+    /// <summary>--max-tokens as a limit: 0 (or less) means no limit.</summary>
+    public static long TokenLimit(long maxTokens) => maxTokens > 0 ? maxTokens : long.MaxValue;
+
     public static Option<string> Precision() => new("--precision") { Description = "Projection weights: stored (as in the file), f32 or bf16", DefaultValueFactory = _ => "stored" };
 
     /// <summary>--arch for the commands that make random models.</summary>

@@ -19,21 +19,38 @@ public static class Perplexity
         int vocab = model.Config.VocabSize;
         double nll = 0;
         long scored = 0;
-        int windows = 0;
-        for (int start = 0; start + 1 < tokens.Length && scored < maxTokens; start += window)
+        var windows = Windows(tokens.Length, window, maxTokens);
+        foreach (var (start, length) in windows)
         {
-            var w = tokens.Slice(start, Math.Min(window, tokens.Length - start));
-            if (w.Length < 2) break;
+            var w = tokens.Slice(start, length);
             float[] logits = model.Forward(w, mask);
             for (int t = 0; t + 1 < w.Length; t++)
             {
                 nll -= LogSoftmaxAt(logits.AsSpan(t * vocab, vocab), w[t + 1]);
                 scored++;
             }
-            windows++;
         }
         double mean = nll / scored;
-        return new PerplexityResult(mean, Math.Exp(mean), scored, windows);
+        return new PerplexityResult(mean, Math.Exp(mean), scored, windows.Count);
+    }
+
+    /// <summary>
+    /// The windows an evaluation reads: consecutive, non-overlapping, <paramref name="window"/> tokens each (the last
+    /// may be shorter but holds at least 2), stopping once <paramref name="maxTokens"/> positions are scored (a window
+    /// scores its length − 1). Every evaluation over the same stream and settings reads the same windows.
+    /// </summary>
+    public static IReadOnlyList<(int Start, int Length)> Windows(int tokenCount, int window, long maxTokens)
+    {
+        var windows = new List<(int, int)>();
+        long scored = 0;
+        for (int start = 0; start + 1 < tokenCount && scored < maxTokens; start += window)
+        {
+            int length = Math.Min(window, tokenCount - start);
+            if (length < 2) break;
+            windows.Add((start, length));
+            scored += length - 1;
+        }
+        return windows;
     }
 
     /// <summary>log softmax(z)[target], in double for a stable sum.</summary>

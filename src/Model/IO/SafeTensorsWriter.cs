@@ -6,6 +6,9 @@ namespace E3.Model.IO;
 /// <summary>A tensor to be written.</summary>
 public readonly record struct TensorToWrite(string Name, SafeTensorsDType DType, long[] Shape, ReadOnlyMemory<byte> Data);
 
+/// <summary>Where one tensor sits in a file's data area: its header entry without the bytes.</summary>
+public readonly record struct TensorLayout(string Name, SafeTensorsDType DType, long[] Shape, long ByteLength);
+
 /// <summary>Writes safetensors files atomically (temp file, then rename).</summary>
 public static class SafeTensorsWriter
 {
@@ -64,19 +67,28 @@ public static class SafeTensorsWriter
         return indexPath;
     }
 
-    static List<List<TensorToWrite>> Pack(List<TensorToWrite> tensors, long maxShardBytes)
+    static List<List<TensorToWrite>> Pack(List<TensorToWrite> tensors, long maxShardBytes) =>
+        PackShards(tensors, t => t.Data.Length, maxShardBytes);
+
+    /// <summary>
+    /// The sharding policy of <see cref="WriteSharded"/>, for writers that stream tensors themselves: items in order,
+    /// a new shard whenever the next one would take the current shard past <paramref name="maxShardBytes"/> (an item
+    /// larger than that gets a shard of its own, as transformers does).
+    /// </summary>
+    public static List<List<T>> PackShards<T>(IEnumerable<T> items, Func<T, long> byteLength, long maxShardBytes)
     {
-        var shards = new List<List<TensorToWrite>> { new() };
+        var shards = new List<List<T>> { new() };
         long used = 0;
-        foreach (TensorToWrite tensor in tensors)
+        foreach (T item in items)
         {
-            if (shards[^1].Count > 0 && used + tensor.Data.Length > maxShardBytes)
+            long length = byteLength(item);
+            if (shards[^1].Count > 0 && used + length > maxShardBytes)
             {
                 shards.Add([]);
                 used = 0;
             }
-            shards[^1].Add(tensor);
-            used += tensor.Data.Length;
+            shards[^1].Add(item);
+            used += length;
         }
         return shards;
     }
@@ -110,8 +122,16 @@ public static class SafeTensorsWriter
         file.Commit();
     }
 
-    /// <summary>The header JSON, padded with spaces so that the data area starts at a multiple of 8 bytes.</summary>
-    static byte[] Header(List<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata)
+    static byte[] Header(List<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata) =>
+        HeaderBytes(tensors.Select(t => new TensorLayout(t.Name, t.DType, t.Shape, t.Data.Length)), metadata);
+
+    /// <summary>
+    /// The header JSON for tensors laid out back to back in the given order, padded with spaces so that the data
+    /// area starts at a multiple of 8 bytes. For callers that stream tensor bytes themselves (e.g. an export
+    /// copying from a mapped checkpoint) and so cannot hand every tensor over as one <see cref="TensorToWrite"/> list.
+    /// The caller writes the u64 little-endian length of the returned bytes, the bytes, then the data.
+    /// </summary>
+    public static byte[] HeaderBytes(IEnumerable<TensorLayout> tensors, IReadOnlyDictionary<string, string>? metadata)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -124,7 +144,7 @@ public static class SafeTensorsWriter
                 json.WriteEndObject();
             }
             long offset = 0;
-            foreach (TensorToWrite t in tensors)
+            foreach (TensorLayout t in tensors)
             {
                 json.WriteStartObject(t.Name);
                 json.WriteString("dtype", t.DType.ToString());
@@ -133,10 +153,10 @@ public static class SafeTensorsWriter
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
-                json.WriteNumberValue(offset + t.Data.Length);
+                json.WriteNumberValue(offset + t.ByteLength);
                 json.WriteEndArray();
                 json.WriteEndObject();
-                offset += t.Data.Length;
+                offset += t.ByteLength;
             }
             json.WriteEndObject();
         }
