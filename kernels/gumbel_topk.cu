@@ -14,6 +14,7 @@
 //            samples by atomicAdd (so the fp32 summation order across samples is not deterministic).
 //   Philox layout: key = (seed low 32 bits, seed high 32 bits); counter = (i / 2, r, step low, step high);
 //   layer i takes output words 2*(i%2) and 2*(i%2)+1, high word first.
+//   The generator and the noise (e3_philox4x32_10, e3_gumbel_noise) live in common.cuh, shared with sampling.cu.
 // Memory traffic per call: forward reads alpha (L floats, from L2), writes hard + soft (2*S*L floats) and, for
 //   softtopk, the step values p and 1 - p (2*S*k*L floats) the backward reads back; backward reads dL/dm (S*L)
 //   and those.

@@ -21,6 +21,15 @@
 #define E3_SAMPLING_THREADS 256
 #define E3_SAMPLING_MAX_K 64
 
+// A block's shared memory: the tree reduction's (value, index) slots and the top-k candidates (thread 0's list).
+struct e3_sampling_shared
+{
+    double values[E3_SAMPLING_THREADS];
+    int indices[E3_SAMPLING_THREADS];
+    float cand_z[E3_SAMPLING_MAX_K];
+    int cand_i[E3_SAMPLING_MAX_K];
+};
+
 __device__ __forceinline__ float e3_sampling_load(const float* p) { return *p; }
 __device__ __forceinline__ float e3_sampling_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
 
@@ -77,18 +86,16 @@ __device__ __forceinline__ void e3_argmax_row(const T* x, int* out, int vocab, d
 
 extern "C" __global__ void e3_argmax_f32(const float* x, int* out, int rows, int vocab, int ld)
 {
-    __shared__ double values[E3_SAMPLING_THREADS];
-    __shared__ int indices[E3_SAMPLING_THREADS];
+    __shared__ e3_sampling_shared shared;
     if ((int)blockIdx.x < rows)
-        e3_argmax_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, vocab, values, indices);
+        e3_argmax_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, vocab, shared.values, shared.indices);
 }
 
 extern "C" __global__ void e3_argmax_bf16(const e3_bf16* x, int* out, int rows, int vocab, int ld)
 {
-    __shared__ double values[E3_SAMPLING_THREADS];
-    __shared__ int indices[E3_SAMPLING_THREADS];
+    __shared__ e3_sampling_shared shared;
     if ((int)blockIdx.x < rows)
-        e3_argmax_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, vocab, values, indices);
+        e3_argmax_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, vocab, shared.values, shared.indices);
 }
 
 // Gumbel-max over the whole row.
@@ -163,8 +170,12 @@ __device__ __forceinline__ int e3_sample_top_p_count(const float* cand_z, int k,
 
 template <typename T>
 __device__ __forceinline__ void e3_sample_row(const T* x, int* out, int row, int vocab, float inv_temperature, int top_k, float top_p,
-    long long seed, long long step, double* values, int* indices, float* cand_z, int* cand_i)
+    long long seed, long long step, e3_sampling_shared& shared)
 {
+    double* values = shared.values;
+    int* indices = shared.indices;
+    float* cand_z = shared.cand_z;
+    int* cand_i = shared.cand_i;
     if (top_k == 0 && !(top_p < 1.0f))
     {
         const int token = e3_sample_full_row(x, row, vocab, inv_temperature, seed, step, values, indices);
@@ -193,22 +204,14 @@ __device__ __forceinline__ void e3_sample_row(const T* x, int* out, int row, int
 
 extern "C" __global__ void e3_sample_f32(const float* x, int* out, int rows, int vocab, int ld, float inv_temperature, int top_k, float top_p, long long seed, long long step)
 {
-    __shared__ double values[E3_SAMPLING_THREADS];
-    __shared__ int indices[E3_SAMPLING_THREADS];
-    __shared__ float cand_z[E3_SAMPLING_MAX_K];
-    __shared__ int cand_i[E3_SAMPLING_MAX_K];
-    const int row = blockIdx.x;
-    if (row < rows)
-        e3_sample_row(x + (long long)row * ld, out + row, row, vocab, inv_temperature, top_k, top_p, seed, step, values, indices, cand_z, cand_i);
+    __shared__ e3_sampling_shared shared;
+    if ((int)blockIdx.x < rows)
+        e3_sample_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, blockIdx.x, vocab, inv_temperature, top_k, top_p, seed, step, shared);
 }
 
 extern "C" __global__ void e3_sample_bf16(const e3_bf16* x, int* out, int rows, int vocab, int ld, float inv_temperature, int top_k, float top_p, long long seed, long long step)
 {
-    __shared__ double values[E3_SAMPLING_THREADS];
-    __shared__ int indices[E3_SAMPLING_THREADS];
-    __shared__ float cand_z[E3_SAMPLING_MAX_K];
-    __shared__ int cand_i[E3_SAMPLING_MAX_K];
-    const int row = blockIdx.x;
-    if (row < rows)
-        e3_sample_row(x + (long long)row * ld, out + row, row, vocab, inv_temperature, top_k, top_p, seed, step, values, indices, cand_z, cand_i);
+    __shared__ e3_sampling_shared shared;
+    if ((int)blockIdx.x < rows)
+        e3_sample_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, blockIdx.x, vocab, inv_temperature, top_k, top_p, seed, step, shared);
 }

@@ -67,27 +67,17 @@ public sealed class SamplingKernels : KernelFamily
 
     private void LaunchArgMax(GpuFunction function, DevicePtr logits, int ld, DevicePointer<int> ids, int rows, int vocab, GpuStream stream)
     {
-        Validate(ld, rows, vocab);
         var args = new KernelArgs();
-        args.Add(logits);
-        args.Add(ids);
-        args.Add(rows);
-        args.Add(vocab);
-        args.Add(ld);
+        AddRows(ref args, logits, ld, ids, rows, vocab);
         Launch(function, LaunchShapes.RowPerBlock(rows), stream, args);
     }
 
     private void LaunchSample(GpuFunction function, DevicePtr logits, int ld, DevicePointer<int> ids, int rows, int vocab, in SamplingSettings settings,
         GpuStream stream)
     {
-        Validate(ld, rows, vocab);
         settings.Validate();
         var args = new KernelArgs();
-        args.Add(logits);
-        args.Add(ids);
-        args.Add(rows);
-        args.Add(vocab);
-        args.Add(ld);
+        AddRows(ref args, logits, ld, ids, rows, vocab);
         args.Add(1f / settings.Temperature);
         args.Add(settings.TopK);
         args.Add(settings.TopP);
@@ -96,10 +86,16 @@ public sealed class SamplingKernels : KernelFamily
         Launch(function, LaunchShapes.RowPerBlock(rows), stream, args);
     }
 
-    private static void Validate(int ld, int rows, int vocab)
+    // Both entry points start with (logits, ids, rows, vocab, ld).
+    private static void AddRows(ref KernelArgs args, DevicePtr logits, int ld, DevicePointer<int> ids, int rows, int vocab)
     {
         AtLeast(rows, 0, nameof(rows));
         AtLeast(vocab, 1, nameof(vocab));
         AtLeast(ld, vocab, nameof(ld));
+        args.Add(logits);
+        args.Add(ids);
+        args.Add(rows);
+        args.Add(vocab);
+        args.Add(ld);
     }
 }

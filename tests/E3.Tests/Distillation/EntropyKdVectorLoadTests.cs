@@ -38,33 +38,8 @@ public sealed class EntropyKdVectorLoadTests(EmuFixture fixture) : IDisposable
         var labels = KdTestData.Labels(rows, vocab, 62, 4);
         var want = TorchKdReference.Dense(student, vocab, teacher, vocab, rows, labels, options);
         var plan = KdPlan.Create(new DenseTeacher(teacher, rows, vocab), labels, vocab, options);
-        GpuStream stream = emu.Stream.Handle;
-        using var kernels = new EntropyKdKernels(emu.Device);
-
         // Rows ld apart; the padding columns hold values that would dominate any softmax they leaked into.
-        var zs = emu.Upload<float>(buffers, Strided(student, rows, vocab, ld));
-        var zt = emu.Upload<float>(buffers, Strided(teacher, rows, vocab, ld));
-        var stats = new KdTeacherStatistics(Zeros(rows), Zeros(rows), Zeros(rows));
-        kernels.TeacherPass(zt, ld, rows, vocab, 0.5f, stats, stream);
-        var entropy = emu.Download(stats.Entropy, rows).Select(h => (double)h).ToArray();
-        var weights = TokenWeights.Compute(entropy, plan.Valid, options);
-        var coefficients = new float[rows];
-        var codes = new int[rows];
-        for (int t = 0; t < rows; t++)
-        {
-            coefficients[t] = plan.Valid[t] ? (float)(0.7 * 4 * weights[t] / plan.ValidCount) : 0f;
-            codes[t] = plan.Valid[t] ? plan.Labels[t] : -2;
-        }
-        var settings = new KdStudentRows(emu.Upload<float>(buffers, coefficients), emu.Upload<int>(buffers, codes), (float)plan.CeCoefficient, 0.5f,
-            false, Zeros(rows), Zeros(rows));
-        kernels.Dense(zs, ld, zt, ld, rows, vocab, stats, settings, stream);
-
-        var strided = emu.Download(zs, rows * ld);
-        var kl = emu.Download(settings.RowKl, rows);
-        var ce = emu.Download(settings.RowCe, rows);
-        double loss = 0;
-        for (int t = 0; t < rows; t++)
-            if (codes[t] != -2) loss += coefficients[t] * (double)kl[t] + (codes[t] >= 0 ? plan.CeCoefficient * ce[t] : 0);
+        var (loss, strided) = EmuDenseKd.Run(emu, buffers, Strided(student, rows, vocab, ld), Strided(teacher, rows, vocab, ld), ld, rows, vocab, plan, options);
         var grad = new float[rows * vocab];
         for (int t = 0; t < rows; t++)
         {

@@ -34,7 +34,7 @@ public sealed record BenchShape(string Name, int Hidden, int Heads, int KvHeads,
 
     /// <summary>A scaled-down shape for the emulator and the CPU backend: the whole bench finishes in seconds.</summary>
     public static BenchShape Small { get; } = new("small", 256, 4, 2, 64, 768, 2048,
-        PrefillTokens: 64, DecodeBatch: 2, DecodeContext: 128, KdRows: 8, KdTopK: 16, GumbelSamples: 64, GumbelLayers: 64, GumbelKeep: 48,
+        PrefillTokens: 64, DecodeBatch: 2, DecodeContext: 128, KdRows: 8, KdTopK: 16, GumbelSamples: 16, GumbelLayers: 64, GumbelKeep: 48,
         CopyBytes: 16L << 20, GemmSize: 256);
 
     /// <summary>The preset names <see cref="Parse"/> accepts.</summary>
