@@ -39,7 +39,7 @@ public sealed class MonotonicBenchTimer(Action? synchronize = null) : IBenchTime
     }
 }
 
-/// <summary>Device time between two events recorded around each run on <paramref name="stream"/> (cuEventRecord / cuEventElapsedTime).</summary>
+/// <summary>Device time between two events recorded around each run on the stream (cuEventRecord / cuEventElapsedTime).</summary>
 public sealed class EventBenchTimer : IBenchTimer, IDisposable
 {
     private readonly IGpuDevice device;

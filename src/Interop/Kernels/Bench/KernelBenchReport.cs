@@ -40,7 +40,7 @@ public sealed record KernelBenchReport(string Device, string DeviceName, string 
     public JsonObject ToJson()
     {
         var kernels = new JsonArray();
-        foreach (var k in Kernels) kernels.Add(Entry(k));
+        foreach (var k in Kernels) kernels.Add((JsonNode)Entry(k));
         return new JsonObject
         {
             ["device"] = Device,
