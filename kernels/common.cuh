@@ -138,6 +138,22 @@ __device__ __forceinline__ void e3_load_bf16x8(const e3_bf16* address, float out
     }
 }
 
+// Four bf16 values (as fp32) from one 8-byte load; the address must be 8-byte aligned.
+struct alignas(8) e3_vec8
+{
+    unsigned int word[2];
+};
+
+__device__ __forceinline__ void e3_load_bf16x4(const e3_bf16* address, float out[4])
+{
+    const e3_vec8 v = *reinterpret_cast<const e3_vec8*>(address);
+    for (int i = 0; i < 2; ++i)
+    {
+        out[2 * i] = __uint_as_float(v.word[i] << 16);
+        out[2 * i + 1] = __uint_as_float(v.word[i] & 0xffff0000u);
+    }
+}
+
 // ---- scalar math helpers -------------------------------------------------------------------------------
 
 __device__ __forceinline__ float e3_sigmoid(float x)
@@ -169,4 +185,39 @@ __device__ __forceinline__ void e3_sincos(float angle, float* sin_out, float* co
     case 2: *sin_out = -s; *cos_out = -c; break;
     default: *sin_out = -c; *cos_out = s; break;
     }
+}
+
+// ---- counter-based random numbers ----------------------------------------------------------------------
+// Philox-4x32-10 (Salmon et al., SC'11) with the Random123 constants; gumbel_topk.cu and sampling.cu draw from
+// it, and the C# Philox4x32 / GumbelNoise compute the very same values.
+__device__ __forceinline__ void e3_philox4x32_10(unsigned int ctr[4], unsigned int key0, unsigned int key1)
+{
+    for (int round = 0; round < 10; ++round)
+    {
+        if (round > 0)
+        {
+            key0 += 0x9E3779B9u;
+            key1 += 0xBB67AE85u;
+        }
+        const unsigned long long p0 = (unsigned long long)0xD2511F53u * ctr[0];
+        const unsigned long long p1 = (unsigned long long)0xCD9E8D57u * ctr[2];
+        const unsigned int c1 = ctr[1], c3 = ctr[3];
+        ctr[0] = (unsigned int)(p1 >> 32) ^ c1 ^ key0;
+        ctr[1] = (unsigned int)p1;
+        ctr[2] = (unsigned int)(p0 >> 32) ^ c3 ^ key1;
+        ctr[3] = (unsigned int)p0;
+    }
+}
+
+// The fp64 Gumbel noise of (seed, step, row, index): key = (seed low, seed high), counter = (index / 2, row,
+// step low, step high); index takes output words 2*(index%2) (high) and 2*(index%2)+1, whose top 52 bits give
+// u = (x + 0.5) * 2^-52 in (0, 1), and g = -log(-log u) in fp64. C#: E3.Pruning.Masking.GumbelNoise.Sample.
+__device__ __forceinline__ double e3_gumbel_noise(long long seed, long long step, int row, int index)
+{
+    unsigned int ctr[4] = {(unsigned int)(index >> 1), (unsigned int)row, (unsigned int)step, (unsigned int)((unsigned long long)step >> 32)};
+    e3_philox4x32_10(ctr, (unsigned int)seed, (unsigned int)((unsigned long long)seed >> 32));
+    const int w = 2 * (index & 1);
+    const unsigned long long bits = (((unsigned long long)ctr[w] << 32) | ctr[w + 1]) >> 12;
+    const double u = ((double)bits + 0.5) * 2.220446049250313080847e-16; // 2^-52
+    return -log(-log(u));
 }

@@ -14,6 +14,9 @@
 // Memory traffic per row (E bytes per logit): teacher pass reads z_t once (V*E); the dense student pass reads
 //   z_s and z_t twice each and writes the gradient once over z_s: 5*V*E. Sparse: z_s twice, one write: 3*V*E.
 //   Reductions are fp32 in registers (each thread's online max/sums) and shared memory (block merge).
+//   Loads are 4 wide (one 16-byte load of fp32, one 8-byte load of bf16) when every row involved starts on that
+//   alignment: thread t takes groups t, t + 256, ... of 4 columns, then the last vocab % 4 columns one by one; a
+//   misaligned row (odd ld) is read one column at a time. Either way each column is visited by exactly one thread.
 // Launch shape: grid = (rows), block = (256): one block per row, threads stride the row. No dynamic shared
 //   memory; sparse K <= 64.
 #include "common.cuh"
@@ -24,6 +27,43 @@ __device__ __forceinline__ float e3_kd_load(const float* p) { return *p; }
 __device__ __forceinline__ float e3_kd_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
 __device__ __forceinline__ void e3_kd_store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void e3_kd_store(e3_bf16* p, float v) { *p = e3_float_to_bf16(v); }
+__device__ __forceinline__ void e3_kd_load4(const float* p, float out[4]) { e3_load_f32x4(p, out); }
+__device__ __forceinline__ void e3_kd_load4(const e3_bf16* p, float out[4]) { e3_load_bf16x4(p, out); }
+__device__ __forceinline__ bool e3_kd_aligned4(const float* p) { return ((unsigned long long)p & 15u) == 0; }
+__device__ __forceinline__ bool e3_kd_aligned4(const e3_bf16* p) { return ((unsigned long long)p & 7u) == 0; }
+
+// Calls visit(c, row[c]) for this thread's columns c < count (see the header for which columns those are).
+template <typename T, typename F>
+__device__ __forceinline__ void e3_kd_walk(const T* row, int count, F visit)
+{
+    const int vectors = e3_kd_aligned4(row) ? count >> 2 : 0;
+    for (int v = threadIdx.x; v < vectors; v += blockDim.x)
+    {
+        float x[4];
+        e3_kd_load4(row + 4 * v, x);
+        for (int j = 0; j < 4; ++j)
+            visit(4 * v + j, x[j]);
+    }
+    for (int c = 4 * vectors + threadIdx.x; c < count; c += blockDim.x)
+        visit(c, e3_kd_load(row + c));
+}
+
+// Calls visit(c, a[c], b[c]) for this thread's columns c < count; vector loads only when both rows are aligned.
+template <typename T, typename F>
+__device__ __forceinline__ void e3_kd_walk2(const T* a, const T* b, int count, F visit)
+{
+    const int vectors = e3_kd_aligned4(a) && e3_kd_aligned4(b) ? count >> 2 : 0;
+    for (int v = threadIdx.x; v < vectors; v += blockDim.x)
+    {
+        float x[4], y[4];
+        e3_kd_load4(a + 4 * v, x);
+        e3_kd_load4(b + 4 * v, y);
+        for (int j = 0; j < 4; ++j)
+            visit(4 * v + j, x[j], y[j]);
+    }
+    for (int c = 4 * vectors + threadIdx.x; c < count; c += blockDim.x)
+        visit(c, e3_kd_load(a + c), e3_kd_load(b + c));
+}
 
 // Folds a thread's online state (max m, sum s = sum e^{(z-m)k}, shifted sum r = sum e^u (u - x)) into the block's
 // max: every thread ends with sums relative to the same max.
@@ -49,9 +89,8 @@ __device__ __forceinline__ void e3_kd_teacher_row(const T* zt, int vocab, float 
 {
     __shared__ float scratch[32];
     float m = E3_NEG_INF, s = 0.0f, u = 0.0f;
-    for (int c = threadIdx.x; c < vocab; c += blockDim.x)
+    e3_kd_walk(zt, vocab, [&](int, float z)
     {
-        const float z = e3_kd_load(zt + c);
         if (z > m)
         {
             // New running max: rescale (S' = e^{-d}S, U' = e^{-d}(U - dS)).
@@ -68,7 +107,7 @@ __device__ __forceinline__ void e3_kd_teacher_row(const T* zt, int vocab, float 
         const float e = __expf(x);
         s += e;
         u += e * x;
-    }
+    });
     float unused1 = 0.0f, unused2 = 0.0f;
     const float block_max = e3_kd_rebase(m, k, &s, &u, &unused1, &unused2, 0.0f, scratch);
     s = e3_block_sum(s, scratch);
@@ -97,10 +136,9 @@ __device__ __forceinline__ void e3_kd_dense_row(T* zs, int student_vocab, const 
     // Pass 1 (online): s = sum e^{(z-m)k}, s1 = sum e^{z-m}; forward: p = sum p_j, pz = sum p_j (z_j - m);
     // reverse: r = sum e^u (u - v), u = (z-m)k, v = (z_t - tMax)k.
     float m = E3_NEG_INF, s = 0.0f, s1 = 0.0f, r = 0.0f, p = 0.0f, pz = 0.0f;
-    for (int c = threadIdx.x; c < vocab; c += blockDim.x)
+    e3_kd_walk2((const T*)zs, zt, vocab, [&](int, float z, float z_teacher)
     {
-        const float z = e3_kd_load(zs + c);
-        const float v = (e3_kd_load(zt + c) - t_max) * k;
+        const float v = (z_teacher - t_max) * k;
         if (z > m)
         {
             if (m != E3_NEG_INF)
@@ -126,7 +164,7 @@ __device__ __forceinline__ void e3_kd_dense_row(T* zs, int student_vocab, const 
             p += pj;
             pz += pj * (z - m);
         }
-    }
+    });
     const float block_max = e3_kd_rebase(m, k, &s, &r, &s1, &pz, p, scratch);
     s = e3_block_sum(s, scratch);
     s1 = e3_block_sum(s1, scratch);
@@ -139,16 +177,17 @@ __device__ __forceinline__ void e3_kd_dense_row(T* zs, int student_vocab, const 
     // Pass 2: the gradient, written once.
     const float c0 = kd_coef * k;
     const float ce = label >= 0 ? ce_coef : 0.0f;
-    for (int c = threadIdx.x; c < vocab; c += blockDim.x)
+    // Each column is loaded and stored by the same thread, so overwriting zs in place is safe.
+    e3_kd_walk2((const T*)zs, zt, vocab, [&](int c, float z, float z_teacher)
     {
-        const float d = e3_kd_load(zs + c) - block_max;
+        const float d = z - block_max;
         const float u = d * k - log_s;
-        const float v = (e3_kd_load(zt + c) - t_max) * k - t_log_sum;
+        const float v = (z_teacher - t_max) * k - t_log_sum;
         const float q = __expf(u);
         float g = reverse ? c0 * q * (u - v - kl) : c0 * (q - __expf(v));
         g += ce * (__expf(d - log_s1) - (c == label ? 1.0f : 0.0f));
         e3_kd_store(zs + c, g);
-    }
+    });
     for (int c = vocab + threadIdx.x; c < student_vocab; c += blockDim.x) e3_kd_store(zs + c, 0.0f);
     if (threadIdx.x == 0)
     {
@@ -179,12 +218,11 @@ __device__ __forceinline__ void e3_kd_sparse_row(T* zs, int student_vocab, int v
     __syncthreads();
     // Pass 1 over the tail columns only.
     float m = E3_NEG_INF, s = 0.0f, s1 = 0.0f;
-    for (int c = threadIdx.x; c < vocab; c += blockDim.x)
+    e3_kd_walk((const T*)zs, vocab, [&](int c, float z)
     {
         bool top = false;
         for (int i = 0; i < top_k; ++i) top |= top_index[i] == c;
-        if (top) continue;
-        const float z = e3_kd_load(zs + c);
+        if (top) return;
         if (z > m)
         {
             if (m != E3_NEG_INF)
@@ -196,7 +234,7 @@ __device__ __forceinline__ void e3_kd_sparse_row(T* zs, int student_vocab, int v
         }
         s += __expf((z - m) * k);
         s1 += __expf(z - m);
-    }
+    });
     float unused_r = 0.0f, unused_pz = 0.0f;
     float row_max = e3_kd_rebase(m, k, &s, &unused_r, &s1, &unused_pz, 0.0f, scratch);
     float tail = e3_block_sum(s, scratch);
@@ -234,11 +272,11 @@ __device__ __forceinline__ void e3_kd_sparse_row(T* zs, int student_vocab, int v
     const float c0 = kd_coef * k;
     const float f = reverse ? log_q_tail - log_p_tail - kl : 1.0f - p_tail / fmaxf(q_tail, floor_);
     const float ce = label >= 0 ? ce_coef : 0.0f;
-    for (int c = threadIdx.x; c < vocab; c += blockDim.x)
+    e3_kd_walk((const T*)zs, vocab, [&](int c, float z)
     {
         int slot = -1;
         for (int i = 0; i < top_k; ++i) slot = top_index[i] == c ? i : slot;
-        const float d = (slot >= 0 ? top_z[slot] : e3_kd_load(zs + c)) - mx;
+        const float d = (slot >= 0 ? top_z[slot] : z) - mx;
         const float log_q = d * k - log_s;
         const float q = __expf(log_q);
         float g;
@@ -246,7 +284,7 @@ __device__ __forceinline__ void e3_kd_sparse_row(T* zs, int student_vocab, int v
         else g = reverse ? c0 * q * (log_q - logp[slot] - kl) : c0 * (q - __expf(logp[slot]));
         g += ce * (__expf(d - log_s1) - (c == label ? 1.0f : 0.0f));
         e3_kd_store(zs + c, g);
-    }
+    });
     for (int c = vocab + threadIdx.x; c < student_vocab; c += blockDim.x) e3_kd_store(zs + c, 0.0f);
     if (threadIdx.x == 0)
     {

@@ -14,6 +14,7 @@
 //            samples by atomicAdd (so the fp32 summation order across samples is not deterministic).
 //   Philox layout: key = (seed low 32 bits, seed high 32 bits); counter = (i / 2, r, step low, step high);
 //   layer i takes output words 2*(i%2) and 2*(i%2)+1, high word first.
+//   The generator and the noise (e3_philox4x32_10, e3_gumbel_noise) live in common.cuh, shared with sampling.cu.
 // Memory traffic per call: forward reads alpha (L floats, from L2), writes hard + soft (2*S*L floats) and, for
 //   softtopk, the step values p and 1 - p (2*S*k*L floats) the backward reads back; backward reads dL/dm (S*L)
 //   and those.
@@ -28,37 +29,6 @@
 // log's gradient is 0, as for torch.clamp.
 #define E3_GUMBEL_ONE_MINUS_P_FLOOR 1e-20f
 
-// Philox-4x32-10 (Salmon et al., SC'11) with the Random123 constants.
-__device__ __forceinline__ void e3_gumbel_topk_philox(unsigned int ctr[4], unsigned int key0, unsigned int key1)
-{
-    for (int round = 0; round < 10; ++round)
-    {
-        if (round > 0)
-        {
-            key0 += 0x9E3779B9u;
-            key1 += 0xBB67AE85u;
-        }
-        const unsigned long long p0 = (unsigned long long)0xD2511F53u * ctr[0];
-        const unsigned long long p1 = (unsigned long long)0xCD9E8D57u * ctr[2];
-        const unsigned int c1 = ctr[1], c3 = ctr[3];
-        ctr[0] = (unsigned int)(p1 >> 32) ^ c1 ^ key0;
-        ctr[1] = (unsigned int)p1;
-        ctr[2] = (unsigned int)(p0 >> 32) ^ c3 ^ key1;
-        ctr[3] = (unsigned int)p0;
-    }
-}
-
-// The fp64 Gumbel noise of (seed, step, sample, layer); the C# GumbelNoise computes the same double.
-__device__ __forceinline__ double e3_gumbel_topk_noise(long long seed, long long step, int sample, int layer)
-{
-    unsigned int ctr[4] = {(unsigned int)(layer >> 1), (unsigned int)sample, (unsigned int)step, (unsigned int)((unsigned long long)step >> 32)};
-    e3_gumbel_topk_philox(ctr, (unsigned int)seed, (unsigned int)((unsigned long long)seed >> 32));
-    const int w = 2 * (layer & 1);
-    const unsigned long long bits = (((unsigned long long)ctr[w] << 32) | ctr[w + 1]) >> 12;
-    const double u = ((double)bits + 0.5) * 2.220446049250313080847e-16; // 2^-52
-    return -log(-log(u));
-}
-
 // Noise, fp32 score and stable descending rank of this thread's layer. score64 is the kernel's 256-double
 // __shared__ array. Inactive threads (i >= layers) get rank = layers and score 0.
 __device__ __forceinline__ int e3_gumbel_topk_score_and_rank(const float* logits, int layers, long long seed, long long step, int sample,
@@ -70,7 +40,7 @@ __device__ __forceinline__ int e3_gumbel_topk_score_and_rank(const float* logits
     if (i < layers)
     {
         const float a = logits[i];
-        const double g = e3_gumbel_topk_noise(seed, step, sample, i);
+        const double g = e3_gumbel_noise(seed, step, sample, i);
         d = (double)a + g;
         score64[i] = d;
         *score = a + (float)g;
@@ -252,7 +222,7 @@ extern "C" __global__ void e3_gumbel_noise_bits(unsigned int* bits, int layers, 
     // A union reads the bits without toolkit intrinsics (__double_as_longlong is not in the emulator's list);
     // NVRTC and g++ both define this punning.
     union { double value; unsigned long long word; } noise;
-    noise.value = e3_gumbel_topk_noise(seed, step, sample, i);
+    noise.value = e3_gumbel_noise(seed, step, sample, i);
     const unsigned long long word = noise.word;
     bits[2 * ((long long)sample * layers + i)] = (unsigned int)(word >> 32);
     bits[2 * ((long long)sample * layers + i) + 1] = (unsigned int)word;

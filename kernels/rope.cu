@@ -3,7 +3,7 @@
 // Math, for each row r (token) and head of x[tokens, heads * head_dim], with half = head_dim / 2:
 //   optional norm:  v = w * (v * rsqrt(mean(v^2) + eps)) over the head_dim values (skipped when norm_weight is null)
 //   position:       p = start_position + r % tokens_per_sequence
-//   frequency:      inv_i = theta^(-2i / head_dim) for i < half;  angle_i = p * inv_i  (fp32, like Hugging Face)
+//   frequency:      inv_i = 1 / fp32(theta^(fp32(2i) / head_dim)) for i < half;  angle_i = p * inv_i  (fp32, as transformers)
 //   rotate_half:    out_i = v_i cos_i - v_{i+half} sin_i;   out_{i+half} = v_{i+half} cos_i + v_i sin_i
 //   bf16 rows round where the Hugging Face modules do: after the norm, after w *, cos/sin themselves, each
 //   product, and the sum.
@@ -15,9 +15,33 @@
 
 #define E3_ROPE_WARPS_PER_BLOCK 4
 
-__device__ __forceinline__ float e3_rope_inverse_frequency(int i, int head_dim, float log_theta)
+// e^x in fp64 from multiplies and adds only (exp(double) is not among the emulator's builtins): x = k ln2 + r with
+// |r| <= ln2/2, a degree-13 Taylor polynomial for e^r (truncation below 1e-17 relative), and 2^k from its bits.
+// Accurate to a few fp64 ulp for |x| < 700.
+__device__ __forceinline__ double e3_rope_exp_f64(double x)
 {
-    return expf(-((float)(2 * i) / (float)head_dim) * log_theta);
+    const double ln2_hi = 6.93147180369123816490e-01; // ln 2 split so that k * ln2_hi is exact for |k| < 2^20
+    const double ln2_lo = 1.90821492927058770002e-10;
+    const double t = x * 1.44269504088896338700;
+    const long long k = (long long)(t >= 0.0 ? t + 0.5 : t - 0.5);
+    const double r = (x - (double)k * ln2_hi) - (double)k * ln2_lo;
+    double p = 1.0;
+    for (int n = 13; n >= 1; --n) // Horner form of sum r^n / n!: 1 + r(1 + r/2(1 + r/3(...)))
+        p = 1.0 + p * r / (double)n;
+    union { unsigned long long word; double value; } scale;
+    scale.word = (unsigned long long)(k + 1023) << 52;
+    return p * scale.value;
+}
+
+// inv_freq_i exactly as transformers builds it in fp32: exponent = fp32(2i) / fp32(head_dim) (one fp32 division),
+// theta^exponent correctly rounded to fp32 (evaluated in fp64, then rounded once), then 1 / that in fp32. The
+// former expf(-e * logf(theta)) was up to ~1e-6 off in relative terms, ~3e-4 rad at position 4000; with the
+// angle then formed as one fp32 product p * inv_freq_i, CPU backend, emulator and torch agree bit for bit on it.
+__device__ __forceinline__ float e3_rope_inverse_frequency(int i, int head_dim, float theta)
+{
+    const float exponent = (float)(2 * i) / (float)head_dim;
+    const double power = e3_rope_exp_f64((double)exponent * log((double)theta));
+    return 1.0f / (float)power;
 }
 
 extern "C" __global__ void e3_head_norm_rope_f32(float* x, const float* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
@@ -38,7 +62,6 @@ extern "C" __global__ void e3_head_norm_rope_f32(float* x, const float* norm_wei
         inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
     }
     const float position = (float)(start_position + row % tokens_per_sequence);
-    const float log_theta = logf(theta);
     for (int i = lane; i < half; i += 32)
     {
         float a = v[i];
@@ -49,7 +72,7 @@ extern "C" __global__ void e3_head_norm_rope_f32(float* x, const float* norm_wei
             b = norm_weight[i + half] * (b * inv);
         }
         float s, c;
-        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, log_theta), &s, &c);
+        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, theta), &s, &c);
         v[i] = a * c - b * s;
         v[i + half] = b * c + a * s;
     }
@@ -76,7 +99,6 @@ extern "C" __global__ void e3_head_norm_rope_bf16(e3_bf16* x, const e3_bf16* nor
         inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
     }
     const float position = (float)(start_position + row % tokens_per_sequence);
-    const float log_theta = logf(theta);
     for (int i = lane; i < half; i += 32)
     {
         float a = e3_bf16_to_float(v[i]);
@@ -87,7 +109,7 @@ extern "C" __global__ void e3_head_norm_rope_bf16(e3_bf16* x, const e3_bf16* nor
             b = e3_round_bf16(e3_bf16_to_float(norm_weight[i + half]) * e3_round_bf16(b * inv));
         }
         float s, c;
-        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, log_theta), &s, &c);
+        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, theta), &s, &c);
         s = e3_round_bf16(s);
         c = e3_round_bf16(c);
         v[i] = e3_float_to_bf16(e3_round_bf16(a * c) + e3_round_bf16(-b * s));
@@ -108,13 +130,12 @@ extern "C" __global__ void e3_rope_backward_f32(float* dx, const float* dy, int 
     const float* g = dy + (long long)item * head_dim;
     float* out = dx + (long long)item * head_dim;
     const float position = (float)(start_position + row % tokens_per_sequence);
-    const float log_theta = logf(theta);
     for (int i = lane; i < half; i += 32)
     {
         const float a = g[i];
         const float b = g[i + half];
         float s, c;
-        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, log_theta), &s, &c);
+        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, theta), &s, &c);
         out[i] = a * c + b * s;
         out[i + half] = b * c - a * s;
     }

@@ -30,7 +30,8 @@ internal sealed class RopeTables
             _half = headDim / 2;
             Positions = positions;
             var invFreq = new float[_half];
-            for (int i = 0; i < _half; i++) invFreq[i] = 1f / MathF.Pow(theta, (2 * i) / (float)headDim);
+            // theta^e in fp64 rounded once to fp32 (as kernels/rope.cu): the correctly rounded value torch's fp32 pow gives.
+            for (int i = 0; i < _half; i++) invFreq[i] = 1f / (float)Math.Pow(theta, (2 * i) / (float)headDim);
             _cos = new float[positions * _half];
             _sin = new float[positions * _half];
             for (int p = 0; p < positions; p++)

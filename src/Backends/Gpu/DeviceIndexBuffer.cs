@@ -13,16 +13,22 @@ internal sealed class DeviceIndexBuffer(IGpuDevice device, GpuStream stream) : I
     /// <summary>Queues the copy of <paramref name="values"/> and returns where the kernels will find them.</summary>
     public DevicePointer<int> Upload(ReadOnlySpan<int> values)
     {
-        long bytes = Math.Max(1, values.Length) * (long)sizeof(int);
+        var pointer = Reserve(values.Length);
+        device.CopyToDevice(pointer, values, stream);
+        return pointer;
+    }
+
+    /// <summary>Room for <paramref name="count"/> indices (kernel outputs); earlier contents are not kept when it grows.</summary>
+    public DevicePointer<int> Reserve(int count)
+    {
+        long bytes = Math.Max(1, count) * (long)sizeof(int);
         if (_buffer is null || _buffer.Bytes < bytes)
         {
             _buffer?.Dispose();
             // Doubling keeps the number of reallocations logarithmic in the longest batch seen.
             _buffer = device.AllocateBuffer(Math.Max(bytes, 2 * (_buffer?.Bytes ?? 0)));
         }
-        var pointer = _buffer.As<int>();
-        device.CopyToDevice(pointer, values, stream);
-        return pointer;
+        return _buffer.As<int>();
     }
 
     public void Dispose() => _buffer?.Dispose();

@@ -14,13 +14,14 @@ namespace E3.Backends.Gpu;
 /// with both operands in one dtype. Projections go through <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics),
 /// attention through an <see cref="IAttentionOp"/>.
 /// </summary>
-public sealed class GpuBackend : IBackend
+public sealed class GpuBackend : IBackend, IArgMaxBackend
 {
     readonly IGpuDevice _device;
     readonly bool _ownsDevice;
     readonly OwnedStream _stream;
     readonly GpuKernelSet _kernels;
     readonly DeviceIndexBuffer _indices;
+    readonly DeviceIndexBuffer _argMaxIds;
     readonly IAttentionOp _attention;
 
     /// <summary>Creates a backend on <paramref name="device"/>.</summary>
@@ -46,6 +47,7 @@ public sealed class GpuBackend : IBackend
         {
             _kernels = new GpuKernelSet(device);
             _indices = new DeviceIndexBuffer(device, _stream.Handle);
+            _argMaxIds = new DeviceIndexBuffer(device, _stream.Handle);
             _attention = attention?.Invoke(this) ?? new KernelAttention(this);
         }
         catch
@@ -298,12 +300,29 @@ public sealed class GpuBackend : IBackend
         else _kernels.Rows.Gather(s.BF16, indices, d.BF16, rows.Length, w, Stream);
     }
 
+    /// <summary>
+    /// ids[r] = argmax of logits row r, computed on the device (kernels/sampling.cu) so only one int per row is
+    /// downloaded. Ties go to the lowest index; NaN counts as the largest value (as torch.argmax).
+    /// </summary>
+    public void ArgMaxRows(Tensor logits, Span<int> ids)
+    {
+        var ls = Act(logits);
+        int rows = checked((int)ls.Rows), vocab = ls.Columns;
+        if (ids.Length != rows) throw new ArgumentException($"{ids.Length} ids for the {rows} rows of {logits}", nameof(ids));
+        if (rows == 0) return;
+        var d = _argMaxIds.Reserve(rows);
+        if (ActivationType == DType.F32) _kernels.Sampling.ArgMax(ls.F32, vocab, d, rows, vocab, Stream);
+        else _kernels.Sampling.ArgMax(ls.BF16, vocab, d, rows, vocab, Stream);
+        _device.CopyToHost(ids, d, Stream);
+    }
+
     /// <summary>Waits for queued work, then releases the attention step, kernels, buffers, the stream and (if owned) the device.</summary>
     public void Dispose()
     {
         _stream.Synchronize();
         _attention.Dispose();
         _indices.Dispose();
+        _argMaxIds.Dispose();
         _kernels.Dispose();
         _stream.Dispose();
         if (_ownsDevice) _device.Dispose();

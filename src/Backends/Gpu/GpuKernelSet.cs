@@ -23,6 +23,7 @@ internal sealed class GpuKernelSet : IDisposable
             Embedding = Load(d => new EmbeddingKernels(d));
             Residual = Load(d => new ResidualKernels(d));
             Rows = Load(d => new RowKernels(d));
+            Sampling = Load(d => new SamplingKernels(d));
         }
         catch
         {
@@ -41,6 +42,7 @@ internal sealed class GpuKernelSet : IDisposable
     public EmbeddingKernels Embedding { get; }
     public ResidualKernels Residual { get; }
     public RowKernels Rows { get; }
+    public SamplingKernels Sampling { get; }
 
     public void Dispose()
     {

@@ -6,13 +6,14 @@ using E3.Model.Evaluation;
 
 namespace E3.Cli.Commands;
 
-/// <summary><c>e3 bench speedup</c>: full vs layer-skipped model, side by side in one process.</summary>
+/// <summary><c>e3 bench speedup</c>: full vs layer-skipped model, side by side in one process; <c>e3 bench kernels</c> is <see cref="BenchKernelsCommand"/>.</summary>
 internal static class BenchCommands
 {
     public static Command Create()
     {
         var bench = new Command("bench", "Benchmarks");
         bench.Subcommands.Add(Speedup());
+        bench.Subcommands.Add(BenchKernelsCommand.Create());
         return bench;
     }
 

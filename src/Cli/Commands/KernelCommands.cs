@@ -191,7 +191,8 @@ public static class KernelCommands
         return Encoding.UTF8.GetString(buffer.ToArray()) + Environment.NewLine;
     }
 
-    private static void WriteAtomically(string path, string text)
+    /// <summary>Writes <paramref name="text"/> to a temp file next to <paramref name="path"/>, then renames it over the target.</summary>
+    internal static void WriteAtomically(string path, string text)
     {
         var folder = Path.GetDirectoryName(path) ?? ".";
         var temp = Path.Combine(folder, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");

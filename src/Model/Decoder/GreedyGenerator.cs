@@ -11,13 +11,13 @@ public static class GreedyGenerator
         var output = new List<int>(maxNew);
         if (maxNew == 0) return [];
         using var session = model.StartSession(mask ?? LayerMask.All(model.Config.NumLayers), 1, prompt.Length + maxNew);
-        float[] logits = session.Forward(prompt, LogitsMode.Last);
+        // ForwardArgMax reduces on the device where the backend can, so a GPU step downloads one int, not a vocabulary row.
+        int next = session.ForwardArgMax(prompt)[0];
         while (true)
         {
-            int next = ArgMax(logits);
             output.Add(next);
             if (output.Count == maxNew || next == eos) break;
-            logits = session.Forward([next], LogitsMode.Last);
+            next = session.ForwardArgMax([next])[0];
         }
         return output.ToArray();
     }

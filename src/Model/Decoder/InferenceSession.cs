@@ -48,6 +48,37 @@ public sealed class InferenceSession : IDisposable
     /// </summary>
     public float[] Forward(ReadOnlySpan<int> tokens, LogitsMode mode = LogitsMode.All)
     {
+        var logits = Run(tokens, mode);
+        if (logits is null) return [];
+        var result = new float[logits.ElementCount];
+        _b.Download(logits, result);
+        return result;
+    }
+
+    /// <summary>
+    /// Runs the next positions like <see cref="Forward"/> and returns, per sequence, the index of the largest logit
+    /// of its last position (ties to the lowest index). A backend with <see cref="IArgMaxBackend"/> reduces on the
+    /// device and transfers one int per sequence; any other downloads the logits and uses <see cref="GreedyGenerator.ArgMax"/>.
+    /// </summary>
+    public int[] ForwardArgMax(ReadOnlySpan<int> tokens)
+    {
+        var logits = Run(tokens, LogitsMode.Last)!;
+        var ids = new int[Batch];
+        if (_b is IArgMaxBackend device)
+        {
+            device.ArgMaxRows(logits, ids);
+            return ids;
+        }
+        var values = new float[logits.ElementCount];
+        _b.Download(logits, values);
+        int vocab = logits.Columns;
+        for (int b = 0; b < Batch; b++) ids[b] = GreedyGenerator.ArgMax(values.AsSpan(b * vocab, vocab));
+        return ids;
+    }
+
+    /// <summary>The layers, then the LM head as <paramref name="mode"/> asks: the logits tensor, or null for <see cref="LogitsMode.None"/>.</summary>
+    Tensor? Run(ReadOnlySpan<int> tokens, LogitsMode mode)
+    {
         var c = _model.Config;
         if (tokens.Length == 0 || tokens.Length % Batch != 0)
             throw new ArgumentException($"{tokens.Length} tokens cannot be split into {Batch} equal sequences", nameof(tokens));
@@ -84,7 +115,7 @@ public sealed class InferenceSession : IDisposable
             _b.GatedResidual(a.H, a.A, a.O, gate);
         }
         Position += T;
-        if (mode == LogitsMode.None) return [];
+        if (mode == LogitsMode.None) return null;
 
         Tensor hidden = a.H;
         int outRows = mode == LogitsMode.Last ? Batch : rows;
@@ -99,9 +130,7 @@ public sealed class InferenceSession : IDisposable
         }
         _b.RmsNorm(hidden, w.FinalNorm, c.RmsNormEps, head.Normed);
         _b.MatMul(head.Normed, w.LmHead, null, head.Logits);
-        var result = new float[(long)outRows * c.VocabSize];
-        _b.Download(head.Logits, result);
-        return result;
+        return head.Logits;
     }
 
     /// <summary>Forgets every cached position (the caches are overwritten by the next call).</summary>

@@ -157,6 +157,22 @@ public sealed partial class KernelWrapperTests
     }
 
     [Fact]
+    public void SamplingWrappersMatchTheirSignatures()
+    {
+        using var device = new RecordingGpuDevice();
+        using var kernels = new SamplingKernels(device);
+        kernels.ArgMax(F1, 1000, Ids, 3, 999, Stream);
+        kernels.ArgMax(B1, 64, Ids, 2, 64, Stream);
+        kernels.Sample(F1, 512, Ids, 4, 500, new SamplingSettings(0.5f, 40, 0.9f, 0x1_0000_0002UL, 7), Stream);
+        kernels.Sample(B1, 32, Ids, 1, 32, new SamplingSettings(2f, 0, 1f, 5, -3), Stream);
+        var l = device.Launches;
+        Check(l[0], "e3_argmax_f32", RowShape(3), F1.Address, Ids.Address, 3, 999, 1000);
+        Check(l[1], "e3_argmax_bf16", RowShape(2), B1.Address, Ids.Address, 2, 64, 64);
+        Check(l[2], "e3_sample_f32", RowShape(4), F1.Address, Ids.Address, 4, 500, 512, 2f, 40, 0.9f, 0x1_0000_0002L, 7L);
+        Check(l[3], "e3_sample_bf16", RowShape(1), B1.Address, Ids.Address, 1, 32, 32, 0.5f, 0, 1f, 5L, -3L);
+    }
+
+    [Fact]
     public void EveryCatalogEntryPointHasAWrapper()
     {
         using var device = new RecordingGpuDevice();
@@ -170,6 +186,7 @@ public sealed partial class KernelWrapperTests
         using (new AttentionKernels(device))
         using (new GumbelTopKKernels(device))
         using (new EntropyKdKernels(device))
+        using (new SamplingKernels(device))
         {
         }
         var catalog = KernelCatalog.Embedded;

@@ -31,33 +31,7 @@ public sealed class EntropyKdGpuDeviceTests(EmuFixture fixture) : IDisposable
         var labels = KdTestData.Labels(rows, vocab, 52, 4);
         var want = TorchKdReference.Dense(student, vocab, teacher, vocab, rows, labels, options);
         var plan = KdPlan.Create(new DenseTeacher(teacher, rows, vocab), labels, vocab, options);
-        GpuStream stream = emu.Stream.Handle;
-        using var kernels = new EntropyKdKernels(emu.Device);
-
-        var zs = emu.Upload<float>(buffers, student);
-        var zt = emu.Upload<float>(buffers, teacher);
-        var stats = new KdTeacherStatistics(emu.Upload<float>(buffers, new float[rows]), emu.Upload<float>(buffers, new float[rows]),
-            emu.Upload<float>(buffers, new float[rows]));
-        kernels.TeacherPass(zt, vocab, rows, vocab, 0.5f, stats, stream);
-        var entropy = emu.Download(stats.Entropy, rows).Select(h => (double)h).ToArray();
-        var weights = TokenWeights.Compute(entropy, plan.Valid, options);
-        var coefficients = new float[rows];
-        var codes = new int[rows];
-        for (int t = 0; t < rows; t++)
-        {
-            coefficients[t] = plan.Valid[t] ? (float)(0.6 * 4 * weights[t] / plan.ValidCount) : 0f;
-            codes[t] = plan.Valid[t] ? plan.Labels[t] : -2;
-        }
-        var settings = new KdStudentRows(emu.Upload<float>(buffers, coefficients), emu.Upload<int>(buffers, codes), (float)plan.CeCoefficient, 0.5f,
-            direction == KlDirection.Reverse, emu.Upload<float>(buffers, new float[rows]), emu.Upload<float>(buffers, new float[rows]));
-        kernels.Dense(zs, vocab, zt, vocab, rows, vocab, stats, settings, stream);
-
-        var grad = emu.Download(zs, rows * vocab);
-        var kl = emu.Download(settings.RowKl, rows);
-        var ce = emu.Download(settings.RowCe, rows);
-        double loss = 0;
-        for (int t = 0; t < rows; t++)
-            if (codes[t] != -2) loss += coefficients[t] * (double)kl[t] + (codes[t] >= 0 ? plan.CeCoefficient * ce[t] : 0);
+        var (loss, grad) = EmuDenseKd.Run(emu, buffers, student, teacher, vocab, rows, vocab, plan, options);
         Assert.True(KdTestData.RelativeError(loss, want.Loss) <= 3e-5, $"loss {loss} vs {want.Loss}");
         Assert.True(KdTestData.RelativeError(grad, want.Gradient) <= 3e-5, $"gradient {KdTestData.RelativeError(grad, want.Gradient)}");
     }

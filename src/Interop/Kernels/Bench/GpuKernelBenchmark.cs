@@ -1,0 +1,244 @@
+using E3.Interop.Emulator;
+using E3.Interop.Gpu;
+
+namespace E3.Interop.Kernels.Bench;
+
+/// <summary>
+/// Times every forward kernel family and the projection GEMMs of one layer shape on an <see cref="IGpuDevice"/>,
+/// together with the two roofs it compares them to: a device-to-device copy (bandwidth) and a large bf16 GEMM
+/// (compute), both measured in the same run. Activations are bf16 as in inference; the Gumbel-TopK mask kernels are
+/// fp32. Inputs are filled with small constants: the kernels' work does not depend on the values.
+/// </summary>
+public sealed class GpuKernelBenchmark : IDisposable
+{
+    private const int Bf16Bytes = 2;
+    private const uint Bf16Pair = 0x3C003C00u;   // two bf16 of 2^-7
+    private const uint F32Small = 0x3C000000u;   // fp32 2^-7
+
+    private readonly IGpuDevice device;
+    private readonly OwnedStream stream;
+    private readonly IBenchTimer timer;
+    private readonly List<KernelMeasurement> results = [];
+    private readonly int warmup, repeats;
+    private readonly Action<string>? progress;
+
+    private GpuKernelBenchmark(IGpuDevice device, int warmup, int repeats, Action<string>? progress)
+    {
+        this.device = device;
+        this.warmup = warmup;
+        this.repeats = repeats;
+        this.progress = progress;
+        stream = device.CreateOwnedStream();
+        // Events time what the GPU did; the emulator runs launches on the host, so the host clock is its truth.
+        timer = device is EmuGpuDevice ? new MonotonicBenchTimer(stream.Synchronize) : new EventBenchTimer(device, stream.Handle);
+    }
+
+    /// <summary>Runs the whole bench; <paramref name="deviceLabel"/> is the report's device name (cuda or emu).</summary>
+    /// <param name="device">Where to run.</param>
+    /// <param name="deviceLabel">"cuda" or "emu".</param>
+    /// <param name="shape">Layer and workload sizes.</param>
+    /// <param name="repeats">Timed runs per kernel (the median is reported); at least 1.</param>
+    /// <param name="progress">Told the name of each kernel before it runs; may be null.</param>
+    public static KernelBenchReport Run(IGpuDevice device, string deviceLabel, BenchShape shape, int repeats, Action<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(shape);
+        if (repeats < 1) throw new ArgumentOutOfRangeException(nameof(repeats), repeats, "--repeats must be >= 1");
+        using var bench = new GpuKernelBenchmark(device, warmup: Math.Min(2, repeats), repeats, progress);
+        var copy = bench.MeasureCopy(shape.CopyBytes);
+        var gemm = bench.MeasureGemm("gemm", shape.GemmSize, shape.GemmSize, shape.GemmSize);
+        bench.RowKernels(shape);
+        bench.Attention(shape);
+        bench.Projections(shape);
+        bench.Distillation(shape);
+        bench.Masks(shape);
+        bench.Sampling(shape);
+        return new KernelBenchReport(deviceLabel, device.Info.Name, shape.Name, repeats, bench.timer.Kind, copy, gemm, bench.results);
+    }
+
+    private KernelMeasurement MeasureCopy(long bytes)
+    {
+        using var a = Buffer(bytes, F32Small);
+        using var b = Buffer(bytes, 0);
+        return Time("copy", "u8", new() { ["bytes"] = bytes }, KernelWork.Copy(bytes),
+            () => device.CopyAsync(b.Pointer, a.Pointer, bytes, stream.Handle));
+    }
+
+    private KernelMeasurement MeasureGemm(string name, int m, int n, int k)
+    {
+        using var x = Buffer((long)m * k * Bf16Bytes, Bf16Pair);
+        using var w = Buffer((long)n * k * Bf16Bytes, Bf16Pair);
+        using var y = Buffer((long)m * n * Bf16Bytes, 0);
+        var gemm = RowMajorGemm.Linear(x.Pointer, w.Pointer, y.Pointer, m, n, k, GemmDataType.BF16, GemmDataType.BF16);
+        return Time(name, "bf16", new() { ["m"] = m, ["n"] = n, ["k"] = k }, KernelWork.Gemm(m, n, k, Bf16Bytes),
+            () => device.Gemm(gemm, stream.Handle));
+    }
+
+    private void RowKernels(BenchShape s)
+    {
+        int t = s.PrefillTokens, h = s.Hidden;
+        using var x = Buffer((long)t * h * Bf16Bytes, Bf16Pair);
+        using var delta = Buffer((long)t * h * Bf16Bytes, Bf16Pair);
+        using var sum = Buffer((long)t * h * Bf16Bytes, 0);
+        using var y = Buffer((long)t * h * Bf16Bytes, 0);
+        using var weight = Buffer((long)h * Bf16Bytes, Bf16Pair);
+        using (var table = Buffer((long)s.Vocab * h * Bf16Bytes, Bf16Pair))
+        using (var ids = Upload(Enumerable.Range(0, t).Select(i => (int)((long)i * 7919 % s.Vocab)).ToArray()))
+        using (var embedding = new EmbeddingKernels(device))
+            Add("embedding", new() { ["tokens"] = t, ["dim"] = h }, KernelWork.Embedding(t, h, Bf16Bytes),
+                () => embedding.Forward(table.As<Bf16>(), ids.As<int>(), y.As<Bf16>(), t, h, stream.Handle));
+        using (var norm = new RmsNormKernels(device))
+        {
+            Add("rmsnorm", new() { ["rows"] = t, ["cols"] = h }, KernelWork.RmsNorm(t, h, Bf16Bytes),
+                () => norm.Forward(x.As<Bf16>(), weight.As<Bf16>(), y.As<Bf16>(), t, h, 1e-6f, stream.Handle));
+            Add("add_rmsnorm", new() { ["rows"] = t, ["cols"] = h }, KernelWork.AddRmsNorm(t, h, Bf16Bytes),
+                () => norm.AddForward(x.As<Bf16>(), delta.As<Bf16>(), sum.As<Bf16>(), weight.As<Bf16>(), y.As<Bf16>(), t, h, 1e-6f, stream.Handle));
+        }
+        using (var residual = new ResidualKernels(device))
+            Add("gated_residual", new() { ["count"] = (long)t * h }, KernelWork.GatedResidual((long)t * h, Bf16Bytes),
+                () => residual.Gated(sum.As<Bf16>(), x.As<Bf16>(), delta.As<Bf16>(), 0.5f, (long)t * h, stream.Handle));
+        using (var q = Buffer((long)t * s.Heads * s.HeadDim * Bf16Bytes, Bf16Pair))
+        using (var qNorm = Buffer((long)s.HeadDim * Bf16Bytes, Bf16Pair))
+        using (var rope = new RopeKernels(device))
+            Add("head_norm_rope", new() { ["tokens"] = t, ["heads"] = s.Heads, ["head_dim"] = s.HeadDim },
+                KernelWork.HeadNormRope(t, s.Heads, s.HeadDim, Bf16Bytes),
+                () => rope.HeadNormRope(q.As<Bf16>(), qNorm.As<Bf16>(), 1e-6f, new RopeLayout(t, s.Heads, s.HeadDim, 1e6f, t, 0), stream.Handle));
+        long mlp = (long)t * s.Intermediate;
+        using (var gate = Buffer(mlp * Bf16Bytes, Bf16Pair))
+        using (var up = Buffer(mlp * Bf16Bytes, Bf16Pair))
+        using (var act = Buffer(mlp * Bf16Bytes, 0))
+        using (var swiglu = new SwiGluKernels(device))
+            Add("swiglu", new() { ["count"] = mlp }, KernelWork.SwiGlu(mlp, Bf16Bytes),
+                () => swiglu.Forward(gate.As<Bf16>(), up.As<Bf16>(), act.As<Bf16>(), mlp, stream.Handle));
+    }
+
+    private void Attention(BenchShape s)
+    {
+        using var kernels = new AttentionKernels(device);
+        int qWidth = s.Heads * s.HeadDim, kvWidth = s.KvHeads * s.HeadDim;
+        float scale = 1f / MathF.Sqrt(s.HeadDim);
+        {
+            int t = s.PrefillTokens;
+            var layout = new AttentionLayout(1, t, 0, t, s.Heads, s.KvHeads, s.HeadDim, scale);
+            using var q = Buffer((long)t * qWidth * Bf16Bytes, Bf16Pair);
+            using var k = Buffer((long)t * kvWidth * Bf16Bytes, Bf16Pair);
+            using var v = Buffer((long)t * kvWidth * Bf16Bytes, Bf16Pair);
+            using var kc = Buffer((long)t * kvWidth * Bf16Bytes, 0);
+            using var vc = Buffer((long)t * kvWidth * Bf16Bytes, 0);
+            using var o = Buffer((long)t * qWidth * Bf16Bytes, 0);
+            Add("attention_prefill", new() { ["batch"] = 1, ["tokens"] = t, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads, ["head_dim"] = s.HeadDim },
+                KernelWork.AttentionPrefill(1, t, s.Heads, s.KvHeads, s.HeadDim, Bf16Bytes),
+                () => kernels.Forward(q.As<Bf16>(), k.As<Bf16>(), v.As<Bf16>(), kc.As<Bf16>(), vc.As<Bf16>(), o.As<Bf16>(), default, default, layout, stream.Handle));
+        }
+        {
+            int b = s.DecodeBatch, context = s.DecodeContext;
+            var layout = new AttentionLayout(b, 1, context - 1, context, s.Heads, s.KvHeads, s.HeadDim, scale);
+            int splits = LaunchShapes.AttentionDecode(b, s.Heads, s.KvHeads, s.HeadDim, context, device.Info.MultiprocessorCount).Splits;
+            using var q = Buffer((long)b * qWidth * Bf16Bytes, Bf16Pair);
+            using var k = Buffer((long)b * kvWidth * Bf16Bytes, Bf16Pair);
+            using var v = Buffer((long)b * kvWidth * Bf16Bytes, Bf16Pair);
+            using var kc = Buffer((long)b * context * kvWidth * Bf16Bytes, Bf16Pair);
+            using var vc = Buffer((long)b * context * kvWidth * Bf16Bytes, Bf16Pair);
+            using var o = Buffer((long)b * qWidth * Bf16Bytes, 0);
+            using var work = Buffer(AttentionKernels.WorkspaceFloats(layout) * sizeof(float), 0);
+            Add("attention_decode", new() { ["batch"] = b, ["context"] = context, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads, ["head_dim"] = s.HeadDim, ["splits"] = splits },
+                KernelWork.AttentionDecode(b, context, s.Heads, s.KvHeads, s.HeadDim, splits, Bf16Bytes),
+                () => kernels.Forward(q.As<Bf16>(), k.As<Bf16>(), v.As<Bf16>(), kc.As<Bf16>(), vc.As<Bf16>(), o.As<Bf16>(), default, work.As<float>(), layout, stream.Handle));
+        }
+    }
+
+    private void Projections(BenchShape s)
+    {
+        int t = s.PrefillTokens, h = s.Hidden, q = s.Heads * s.HeadDim, kv = s.KvHeads * s.HeadDim;
+        results.Add(MeasureGemm("gemm_q_proj", t, q, h));
+        results.Add(MeasureGemm("gemm_kv_proj", t, kv, h));
+        results.Add(MeasureGemm("gemm_o_proj", t, h, q));
+        results.Add(MeasureGemm("gemm_gate_up_proj", t, s.Intermediate, h));
+        results.Add(MeasureGemm("gemm_down_proj", t, h, s.Intermediate));
+        results.Add(MeasureGemm("gemm_lm_head", t, s.Vocab, h));
+        results.Add(MeasureGemm("gemm_lm_head_decode", s.DecodeBatch, s.Vocab, h));
+    }
+
+    private void Distillation(BenchShape s)
+    {
+        int rows = s.KdRows, vocab = s.Vocab, k = s.KdTopK;
+        using var kd = new EntropyKdKernels(device);
+        using var student = Buffer((long)rows * vocab * Bf16Bytes, Bf16Pair);
+        using var teacher = Buffer((long)rows * vocab * Bf16Bytes, Bf16Pair);
+        using var perRow = Buffer(7L * rows * sizeof(float), F32Small);
+        using var labels = Buffer((long)rows * sizeof(int), uint.MaxValue); // -1: a valid row without a CE target
+        var rowVector = perRow.As<float>();
+        var stats = new KdTeacherStatistics(rowVector, rowVector.Offset(rows), rowVector.Offset(2L * rows));
+        var settings = new KdStudentRows(rowVector.Offset(3L * rows), labels.As<int>(), 0f, 1f, false, rowVector.Offset(4L * rows), rowVector.Offset(5L * rows));
+        var shape = new Dictionary<string, long> { ["rows"] = rows, ["vocab"] = vocab };
+        Add("kd_teacher", shape, KernelWork.KdTeacher(rows, vocab, Bf16Bytes),
+            () => kd.TeacherPass(teacher.As<Bf16>(), vocab, rows, vocab, 1f, stats, stream.Handle));
+        // The student pass overwrites its logits with the gradient; later repeats run on those values, same work.
+        Add("kd_dense", shape, KernelWork.KdDense(rows, vocab, Bf16Bytes),
+            () => kd.Dense(student.As<Bf16>(), vocab, teacher.As<Bf16>(), vocab, rows, vocab, stats, settings, stream.Handle));
+        using var indices = Upload(Enumerable.Range(0, rows * k).Select(i => i % k * 37 % vocab).ToArray());
+        using var logp = Buffer((long)rows * (k + 1) * sizeof(float), BitConverter.SingleToUInt32Bits(-MathF.Log(k + 1)));
+        Add("kd_sparse", new() { ["rows"] = rows, ["vocab"] = vocab, ["top_k"] = k }, KernelWork.KdSparse(rows, vocab, k, Bf16Bytes),
+            () => kd.Sparse(student.As<Bf16>(), vocab, rows, vocab, indices.As<int>(), logp.As<float>(), k, settings, stream.Handle));
+    }
+
+    private void Masks(BenchShape s)
+    {
+        int samples = s.GumbelSamples, layers = s.GumbelLayers, keep = s.GumbelKeep;
+        long mask = (long)samples * layers;
+        using var gumbel = new GumbelTopKKernels(device);
+        using var logits = Buffer(layers * sizeof(float), F32Small);
+        using var gradMask = Buffer(mask * sizeof(float), F32Small);
+        using var hard = Buffer(mask * sizeof(float), 0);
+        using var soft = Buffer(mask * sizeof(float), 0);
+        using var work = Buffer(GumbelTopKKernels.WorkspaceElements(samples, layers, keep) * sizeof(float), 0);
+        using var grad = Buffer(layers * sizeof(float), 0);
+        Add("gumbel_topk_fwd_bwd", new() { ["samples"] = samples, ["layers"] = layers, ["keep"] = keep }, KernelWork.GumbelTopK(samples, layers, keep),
+            () => gumbel.ForwardBackward(logits.As<float>(), gradMask.As<float>(), hard.As<float>(), soft.As<float>(), work.As<float>(), grad.As<float>(),
+                layers, keep, samples, 1, 0, 0.5f, GumbelRelaxation.SoftTopK, stream.Handle), dtype: "f32");
+    }
+
+    private void Sampling(BenchShape s)
+    {
+        int rows = s.DecodeBatch, vocab = s.Vocab;
+        using var sampling = new SamplingKernels(device);
+        using var logits = Buffer((long)rows * vocab * Bf16Bytes, Bf16Pair);
+        using var ids = Buffer((long)rows * sizeof(int), 0);
+        Add("argmax", new() { ["rows"] = rows, ["vocab"] = vocab }, KernelWork.ArgMax(rows, vocab, Bf16Bytes),
+            () => sampling.ArgMax(logits.As<Bf16>(), vocab, ids.As<int>(), rows, vocab, stream.Handle));
+    }
+
+    private void Add(string name, Dictionary<string, long> shape, KernelWork work, Action launch, string dtype = "bf16") =>
+        results.Add(Time(name, dtype, shape, work, launch));
+
+    private KernelMeasurement Time(string name, string dtype, Dictionary<string, long> shape, KernelWork work, Action launch)
+    {
+        progress?.Invoke(name);
+        double ms = timer.MedianMilliseconds(launch, warmup, repeats);
+        return new KernelMeasurement(name, dtype, shape, work, ms);
+    }
+
+    // Sizes are rounded up to whole 32-bit words so that one word pattern fills them.
+    private DeviceBuffer Buffer(long bytes, uint fillWord)
+    {
+        long words = (bytes + 3) / 4;
+        var buffer = device.AllocateBuffer(words * 4);
+        device.FillWordsAsync(buffer.Pointer, fillWord, words, stream.Handle);
+        return buffer;
+    }
+
+    private DeviceBuffer Upload(int[] values)
+    {
+        var buffer = device.AllocateBuffer((long)values.Length * sizeof(int));
+        device.CopyToDevice(buffer.As<int>(), values, stream.Handle);
+        return buffer;
+    }
+
+    /// <summary>Waits for the stream, then releases the timer's events and the stream.</summary>
+    public void Dispose()
+    {
+        stream.Synchronize();
+        (timer as IDisposable)?.Dispose();
+        stream.Dispose();
+    }
+}

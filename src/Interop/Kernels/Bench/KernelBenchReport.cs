@@ -1,0 +1,92 @@
+using System.Text.Json.Nodes;
+
+namespace E3.Interop.Kernels.Bench;
+
+/// <summary>One timed kernel (or copy, or GEMM): what ran, on what sizes, its analytic work and its median time.</summary>
+/// <param name="Name">Kernel name, e.g. <c>rmsnorm</c> or <c>gemm_q_proj</c>.</param>
+/// <param name="DType">Element type of its activations (bf16, f32).</param>
+/// <param name="Shape">Named sizes the work formula takes (rows, cols, tokens, ...).</param>
+/// <param name="Work">Bytes and FLOPs per call (<see cref="KernelWork"/>).</param>
+/// <param name="MedianMilliseconds">Median over the timed repeats of one call's time.</param>
+public sealed record KernelMeasurement(string Name, string DType, IReadOnlyDictionary<string, long> Shape, KernelWork Work, double MedianMilliseconds)
+{
+    /// <summary>Bytes per second, in GB/s (1e9).</summary>
+    public double GigabytesPerSecond => Work.Bytes / (MedianMilliseconds * 1e6);
+
+    /// <summary>FLOPs per second, in TFLOP/s (1e12).</summary>
+    public double TeraflopsPerSecond => Work.Flops / (MedianMilliseconds * 1e9);
+}
+
+/// <summary>
+/// The result of one <c>e3 bench kernels</c> run. <see cref="ToJson"/> writes this schema:
+/// <code>
+/// {
+///   "device": "cuda" | "emu" | "cpu",   "device_name": string,   "shape": "qwen3-8b" | "qwen3-32b" | "small",
+///   "repeats": int,   "timer": "cuda-events" | "monotonic-clock",
+///   "copy": MEASUREMENT,   // the device-to-device copy that defines the bandwidth roof
+///   "gemm": MEASUREMENT,   // the large bf16 GEMM that defines the compute roof
+///   "kernels": [ MEASUREMENT, ... ]
+/// }
+/// MEASUREMENT = { "name": string, "dtype": string, "shape": { dim: int, ... }, "bytes": int, "flops": int,
+///   "median_ms": number, "gbps": bytes / median / 1e9 * 1e3, "tflops": flops / median / 1e12 * 1e3,
+///   "copy_fraction": gbps / copy.gbps, "gemm_fraction": tflops / gemm.tflops }
+/// </code>
+/// bytes and flops follow the <see cref="KernelWork"/> formula named after the kernel, over the listed shape.
+/// </summary>
+public sealed record KernelBenchReport(string Device, string DeviceName, string ShapeName, int Repeats, string Timer,
+    KernelMeasurement Copy, KernelMeasurement Gemm, IReadOnlyList<KernelMeasurement> Kernels)
+{
+    /// <summary>The report as the JSON document described above.</summary>
+    public JsonObject ToJson()
+    {
+        var kernels = new JsonArray();
+        foreach (var k in Kernels) kernels.Add((JsonNode)Entry(k));
+        return new JsonObject
+        {
+            ["device"] = Device,
+            ["device_name"] = DeviceName,
+            ["shape"] = ShapeName,
+            ["repeats"] = Repeats,
+            ["timer"] = Timer,
+            ["copy"] = Entry(Copy),
+            ["gemm"] = Entry(Gemm),
+            ["kernels"] = kernels,
+        };
+    }
+
+    /// <summary>A fixed-width table of the same figures, one kernel a line.</summary>
+    public string ToTable()
+    {
+        var text = new System.Text.StringBuilder();
+        text.AppendLine($"device {Device} ({DeviceName}), shape {ShapeName}, median of {Repeats}, timer {Timer}");
+        text.AppendLine($"copy roof {Copy.GigabytesPerSecond:F1} GB/s, GEMM roof {Gemm.TeraflopsPerSecond:F3} TFLOP/s");
+        text.AppendLine($"{"kernel",-22} {"dtype",-5} {"ms",10} {"GB/s",9} {"TFLOP/s",8} {"%copy",6} {"%gemm",6}  shape");
+        foreach (var k in Kernels)
+            text.AppendLine($"{k.Name,-22} {k.DType,-5} {k.MedianMilliseconds,10:F4} {k.GigabytesPerSecond,9:F1} {k.TeraflopsPerSecond,8:F3} " +
+                $"{100 * CopyFraction(k),6:F1} {100 * GemmFraction(k),6:F1}  {string.Join(" ", k.Shape.Select(d => $"{d.Key}={d.Value}"))}");
+        return text.ToString();
+    }
+
+    private double CopyFraction(KernelMeasurement k) => k.GigabytesPerSecond / Copy.GigabytesPerSecond;
+
+    private double GemmFraction(KernelMeasurement k) => k.TeraflopsPerSecond / Gemm.TeraflopsPerSecond;
+
+    private JsonObject Entry(KernelMeasurement k)
+    {
+        var shape = new JsonObject();
+        foreach (var (dim, size) in k.Shape) shape[dim] = size;
+        return new JsonObject
+        {
+            ["name"] = k.Name,
+            ["dtype"] = k.DType,
+            ["shape"] = shape,
+            ["bytes"] = k.Work.Bytes,
+            ["flops"] = k.Work.Flops,
+            ["median_ms"] = k.MedianMilliseconds,
+            ["gbps"] = k.GigabytesPerSecond,
+            ["tflops"] = k.TeraflopsPerSecond,
+            ["copy_fraction"] = CopyFraction(k),
+            ["gemm_fraction"] = GemmFraction(k),
+        };
+    }
+}

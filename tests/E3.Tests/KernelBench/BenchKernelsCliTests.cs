@@ -1,0 +1,112 @@
+using System.Text.Json;
+using E3.Tests.Support;
+using Xunit;
+
+namespace E3.Tests.KernelBench;
+
+/// <summary>
+/// <c>e3 bench kernels</c> through the real executable: the emulator run on the small shape (what CI can afford) and
+/// the CPU backend run, checked against the documented JSON schema, with bytes and FLOPs recomputed here from each
+/// kernel's reported shape by the formulas the schema documents.
+/// </summary>
+public sealed class BenchKernelsCliTests
+{
+    static readonly string[] GpuKernels =
+    [
+        "embedding", "rmsnorm", "add_rmsnorm", "gated_residual", "head_norm_rope", "swiglu", "attention_prefill", "attention_decode",
+        "gemm_q_proj", "gemm_kv_proj", "gemm_o_proj", "gemm_gate_up_proj", "gemm_down_proj", "gemm_lm_head", "gemm_lm_head_decode",
+        "kd_teacher", "kd_dense", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax",
+    ];
+
+    [Fact]
+    public void EmulatorRunReportsEveryKernelWithItsFormulas()
+    {
+        using var dir = new TempDir("e3-kbench");
+        string output = dir["bench.json"];
+        var r = CliProcess.Run("bench", "kernels", "--device", "emu", "--json", "--repeats", "1", "--out", output);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal("", r.Stdout); // --out takes the report
+        Assert.Equal([output], Directory.GetFiles(dir.Path)); // written by rename: no temp file left behind
+        using var json = JsonDocument.Parse(File.ReadAllText(output));
+        var root = json.RootElement;
+        Assert.Equal("emu", root.GetProperty("device").GetString());
+        Assert.Equal("small", root.GetProperty("shape").GetString()); // the emulator's default shape
+        Assert.Equal("monotonic-clock", root.GetProperty("timer").GetString());
+        Assert.Equal(1, root.GetProperty("repeats").GetInt32());
+        var kernels = CheckSchema(root);
+        Assert.Equal(GpuKernels, kernels.Keys);
+
+        // rmsnorm over bf16 rows: x read and y written (2·rows·cols), the weight once (cols), 2 bytes each; 4 FLOPs per element.
+        var norm = kernels["rmsnorm"];
+        long rows = Dim(norm, "rows"), cols = Dim(norm, "cols");
+        Assert.Equal((rows, cols), (64L, 256L));
+        Assert.Equal((2 * rows * cols + cols) * 2, norm.GetProperty("bytes").GetInt64());
+        Assert.Equal(4 * rows * cols, norm.GetProperty("flops").GetInt64());
+        // A projection: x [m,k] and w [n,k] read, y [m,n] written in bf16; 2mnk FLOPs.
+        var q = kernels["gemm_q_proj"];
+        long m = Dim(q, "m"), n = Dim(q, "n"), k = Dim(q, "k");
+        Assert.Equal((m * k + n * k + m * n) * 2, q.GetProperty("bytes").GetInt64());
+        Assert.Equal(2 * m * n * k, q.GetProperty("flops").GetInt64());
+        // Causal prefill: 4·D FLOPs for each of the T(T+1)/2 query-key pairs of each head.
+        var prefill = kernels["attention_prefill"];
+        long t = Dim(prefill, "tokens");
+        Assert.Equal(4 * Dim(prefill, "head_dim") * Dim(prefill, "heads") * t * (t + 1) / 2, prefill.GetProperty("flops").GetInt64());
+        var gumbel = kernels["gumbel_topk_fwd_bwd"];
+        Assert.Equal((64L, 48L), (Dim(gumbel, "layers"), Dim(gumbel, "keep")));
+    }
+
+    [Fact]
+    public void CpuRunUsesTheSameSchema()
+    {
+        var r = CliProcess.Run("bench", "kernels", "--device", "cpu", "--json", "--repeats", "1", "--threads", "1");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var json = JsonDocument.Parse(r.Stdout);
+        Assert.Equal("cpu", json.RootElement.GetProperty("device").GetString());
+        var kernels = CheckSchema(json.RootElement);
+        foreach (var name in new[] { "rmsnorm", "swiglu", "attention_prefill", "attention_decode", "gemm_lm_head", "kd_loss_dense", "gumbel_topk_fwd_bwd" })
+            Assert.Contains(name, kernels.Keys);
+        var swiglu = kernels["swiglu"];
+        // fp32 on the CPU: gate and up read, y written, 4 bytes each.
+        Assert.Equal(3 * Dim(swiglu, "count") * 4, swiglu.GetProperty("bytes").GetInt64());
+    }
+
+    [Fact]
+    public void UnknownShapeOrDeviceIsOneClearError()
+    {
+        var shape = CliProcess.Run("bench", "kernels", "--device", "cpu", "--shape", "qwen3-9b");
+        Assert.Equal(1, shape.ExitCode);
+        Assert.Contains("--shape: 'qwen3-9b' is not one of qwen3-8b, qwen3-32b, small", shape.Stderr);
+        var device = CliProcess.Run("bench", "kernels", "--device", "tpu");
+        Assert.Equal(1, device.ExitCode);
+        Assert.Contains("--device: 'tpu'", device.Stderr);
+    }
+
+    // Every entry's derived figures follow from its bytes, FLOPs and time exactly as the schema says.
+    static Dictionary<string, JsonElement> CheckSchema(JsonElement root)
+    {
+        var copy = root.GetProperty("copy");
+        var gemm = root.GetProperty("gemm");
+        double copyRate = copy.GetProperty("gbps").GetDouble(), gemmRate = gemm.GetProperty("tflops").GetDouble();
+        Assert.True(copyRate > 0 && gemmRate > 0);
+        Assert.Equal(2 * Dim(copy, "bytes"), copy.GetProperty("bytes").GetInt64()); // read + write
+        long g = Dim(gemm, "m");
+        Assert.Equal(2 * g * g * g, gemm.GetProperty("flops").GetInt64());
+        var kernels = new Dictionary<string, JsonElement>();
+        foreach (var e in root.GetProperty("kernels").EnumerateArray())
+        {
+            string name = e.GetProperty("name").GetString()!;
+            double ms = e.GetProperty("median_ms").GetDouble();
+            Assert.True(ms > 0, name);
+            double gbps = e.GetProperty("bytes").GetInt64() / (ms * 1e6), tflops = e.GetProperty("flops").GetInt64() / (ms * 1e9);
+            Assert.Equal(gbps, e.GetProperty("gbps").GetDouble(), 1e-9 * gbps);
+            Assert.Equal(tflops, e.GetProperty("tflops").GetDouble(), 1e-9 * tflops + 1e-300);
+            Assert.Equal(gbps / copyRate, e.GetProperty("copy_fraction").GetDouble(), 1e-9 * gbps / copyRate);
+            Assert.Equal(tflops / gemmRate, e.GetProperty("gemm_fraction").GetDouble(), 1e-9 * tflops / gemmRate + 1e-300);
+            Assert.True(e.GetProperty("bytes").GetInt64() > 0, name);
+            kernels.Add(name, e);
+        }
+        return kernels;
+    }
+
+    static long Dim(JsonElement entry, string name) => entry.GetProperty("shape").GetProperty(name).GetInt64();
+}
