@@ -40,3 +40,24 @@ extern "C" __global__ void e3_embedding_backward_f32(const float* dy, const int*
     for (int c = threadIdx.x; c < dim; c += blockDim.x)
         atomicAdd(&dst[c], src[c]);
 }
+
+// Deterministic backward (no atomics): the host groups the tokens by id. plan holds, as ints, the unique ids
+// [unique], then offsets [unique + 1] into, then the token indices [tokens] sorted by id and, within an id, in
+// token order. One block per unique id adds that id's rows to dtable in token order, so the result does not depend
+// on scheduling (and equals a sequential loop over tokens). Launch: grid = (unique), block = (256).
+extern "C" __global__ void e3_embedding_backward_grouped_f32(const float* dy, const int* plan, float* dtable, int unique, int dim)
+{
+    const int u = blockIdx.x;
+    if (u >= unique)
+        return;
+    const int* offsets = plan + unique;
+    const int* order = offsets + unique + 1;
+    float* dst = dtable + (long long)plan[u] * dim;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x)
+    {
+        float acc = dst[c];
+        for (int at = offsets[u]; at < offsets[u + 1]; ++at)
+            acc += dy[(long long)order[at] * dim + c];
+        dst[c] = acc;
+    }
+}

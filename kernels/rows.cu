@@ -46,3 +46,18 @@ extern "C" __global__ void e3_broadcast_row_bf16(const e3_bf16* bias, e3_bf16* y
         return;
     e3_rows_copy(bias, y + (long long)r * width, width);
 }
+
+// sum[c] += sum over r < rows of x[r, c], rows added in order by one thread per column: the deterministic reduction
+// behind bias gradients and the norm-weight gradients (whose per-row terms the backward kernels write to x).
+// Launch: grid-stride over columns, block 256 (consecutive threads read consecutive columns of a row).
+extern "C" __global__ void e3_column_sum_f32(const float* x, float* sum, int rows, int width)
+{
+    const int stride = gridDim.x * blockDim.x;
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < width; c += stride)
+    {
+        float acc = sum[c];
+        for (int r = 0; r < rows; ++r)
+            acc += x[(long long)r * width + c];
+        sum[c] = acc;
+    }
+}

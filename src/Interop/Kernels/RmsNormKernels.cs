@@ -5,7 +5,7 @@ namespace E3.Interop.Kernels;
 /// <summary>Typed launches of kernels/rmsnorm.cu (one block of 256 threads per row).</summary>
 public sealed class RmsNormKernels : KernelFamily
 {
-    private readonly GpuFunction forwardF32, forwardBf16, fusedF32, fusedBf16, addF32, addBf16, backwardF32;
+    private readonly GpuFunction forwardF32, forwardBf16, fusedF32, fusedBf16, addF32, addBf16, backwardF32, backwardRowsF32;
 
     /// <summary>Loads rmsnorm.cu on <paramref name="device"/>.</summary>
     public RmsNormKernels(IGpuDevice device) : base(device, "rmsnorm")
@@ -17,6 +17,29 @@ public sealed class RmsNormKernels : KernelFamily
         addF32 = Function("e3_add_rmsnorm_f32");
         addBf16 = Function("e3_add_rmsnorm_bf16");
         backwardF32 = Function("e3_rmsnorm_backward_f32");
+        backwardRowsF32 = Function("e3_rmsnorm_backward_rows_f32");
+    }
+
+    /// <summary>
+    /// Deterministic backward: dx overwritten (or added to when <paramref name="accumulate"/>), and, unless
+    /// <paramref name="dyXHat"/> is null, each row's weight-gradient terms dy·x̂ written to it [rows, cols] for
+    /// <see cref="RowKernels.ColumnSum"/>.
+    /// </summary>
+    public void BackwardRows(DevicePointer<float> x, DevicePointer<float> weight, DevicePointer<float> dy, DevicePointer<float> dx, DevicePointer<float> dyXHat,
+        int rows, int cols, float eps, bool accumulate, GpuStream stream)
+    {
+        Validate(rows, cols);
+        var args = new KernelArgs();
+        args.Add(x);
+        args.Add(weight);
+        args.Add(dy);
+        args.Add(dx);
+        args.Add(dyXHat);
+        args.Add(rows);
+        args.Add(cols);
+        args.Add(eps);
+        args.Add(accumulate ? 1 : 0);
+        Launch(backwardRowsF32, LaunchShapes.RowPerBlock(rows), stream, args);
     }
 
     /// <summary>y[r,:] = w * x[r,:] * rsqrt(mean(x[r,:]^2) + eps) for r &lt; rows.</summary>
