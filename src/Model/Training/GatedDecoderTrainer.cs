@@ -31,9 +31,10 @@ public sealed class GatedDecoderTrainer : IDisposable
         _b = model.Backend as ITrainingBackend
             ?? throw new NotSupportedException($"backend '{model.Backend.Name}' has no backward pass (it does not implement ITrainingBackend)");
         Options = options;
+        var filter = options.Parameters();
+        filter.RequireLayers(model.Config);
         if (options.Mode == TrainingMode.Train)
         {
-            var filter = new ParameterFilter(options.Freeze);
             foreach (var (name, shape) in WeightNames.Expected(model.Config))
                 if (filter.IsTrainable(name)) _grads[name] = _b.Allocate(DType.F32, shape.Select(d => checked((int)d)).ToArray());
         }
