@@ -1,4 +1,5 @@
-// attention.cu: causal grouped-query attention over a KV cache (prefill and decode), and the cache append.
+// attention.cu: causal grouped-query attention over a KV cache (prefill and decode), the cache append, and the
+// training forward (log-sum-exp saved) and flash-style backward.
 //
 // Math, for sequence b, head h (kv head g = h / (heads / kv_heads)), query row t at absolute position
 // p = start + t, with q [B*T, heads*D], caches [B, capacity, kv_heads*D]:
@@ -37,8 +38,24 @@
 //   not written: a tensor-core prefill (mma.sync, sm_80+) would go under
 //                #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 next to the portable loop, behind an
 //                opt-out, and would be the first path here the emulator cannot run.
-// Backward: not written yet; the saved (m, lse) statistics and the tile loop above are laid out for a
-// flash-style backward (recompute P per tile from lse, then dV += P^T dO, dS = P * (dP - rowsum(dO * O))).
+// Training (fp32 only, no cache, positions 0..T-1; q [B*T, heads*D], k, v [B*T, kv_heads*D]):
+//   e3_attention_train_forward_f32: the prefill body with k, v read as a cache of capacity T; writes o and
+//     lse[(b*T + t)*heads + h] = m + log l. Same grid, block and shared memory as the prefill.
+//   Backward, three launches, recomputing P_tj = exp(scale*q_t.k_j - lse_t) tile by tile (no [T x T] in global memory):
+//     e3_attention_backward_delta_f32: delta_t = dO_t . O_t per (row, head); one warp per item, 4 per block.
+//     e3_attention_backward_dq_f32: grid (ceil(T/16), heads, B), block 128. A block holds 16 query rows (Q, dO, lse,
+//       delta) and walks the key tiles of 16 up to the diagonal: dS = P * (dO.V^T - delta), dQ += scale * dS K.
+//     e3_attention_backward_dkdv_f32: grid (ceil(T/16), kv_heads, B), block 128. A block holds 16 keys (K, V) and walks
+//       its group's query heads, then the query tiles from its own to the last: dV += P^T dO, dK += scale * dS^T Q.
+//       The GQA sum over query heads happens inside the block in a fixed order.
+//     Shared memory (fp32): Q, dO [16][D], K, V [16][D+1], P, dS [16][16], lse, delta [16]:
+//       (64*D + 576) * 4 bytes, 35,072 for D = 128; D > 128 needs the opt-in above 48 KiB.
+//     Each thread accumulates fixed elements of its block's [16][D] output tile(s) in registers, so the backward uses
+//     no atomics and is bit-deterministic; the price is computing P and dS twice (once per kernel), the trade
+//     FlashAttention-2 makes for its separate dQ pass.
+//   Traffic (fp32): forward as the prefill. Backward: delta reads O and dO (8*B*T*heads*D bytes); dq reads Q, dO once and
+//     K, V once per query tile up to the diagonal; dk/dv reads K, V once and Q, dO once per key tile from the diagonal
+//     on: about 4*B*D*(4*heads*T + 2*kv_heads*T + heads*T*T/8) bytes read, 4*B*T*D*(heads + 2*kv_heads) written.
 #include "common.cuh"
 
 #define E3_ATTN_WARPS 4

@@ -1,7 +1,9 @@
 // embedding.cu: token embedding lookup and its gradient.
 //
-// Math: y[t, :] = table[ids[t], :] for t < tokens.  Backward: dtable[ids[t], :] += dy[t, :] (atomicAdd, since
-//   a token id may repeat). Ids are validated against the table's rows on the host before launch.
+// Math: y[t, :] = table[ids[t], :] for t < tokens.  Backward: dtable[ids[t], :] += dy[t, :]. e3_embedding_backward_f32
+//   uses atomicAdd, since a token id may repeat (not bit-deterministic); e3_embedding_backward_grouped_f32 (the training
+//   backend's) gets the tokens grouped by id from the host and adds each id's rows in token order, one block per
+//   unique id (deterministic). Ids are validated against the table's rows on the host before launch.
 // Memory traffic per call: forward reads tokens rows of the table and writes tokens rows: 2*tokens*dim*E bytes
 //   (+4*tokens for ids); backward reads dy and atomically adds into dtable: 2*tokens*dim*4 bytes.
 // Launch shape: grid = (tokens), block = (256); one block per token, threads stride the row. dtable must be

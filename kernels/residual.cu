@@ -4,7 +4,11 @@
 //   gate == 1 stores s itself, bit for bit what an ungated layer computes (h + 1*(s - h) could differ from s in
 //   the last bit). The host skips gate == 0 layers entirely, but the kernel is correct for it too.
 //   bf16: s is rounded to bf16 first (torch adds two bf16 tensors), the blend is computed in fp32 and rounded once.
-// Memory traffic per call: reads h, a, m and writes h: 4*n*E bytes (3*n*E when gate == 1: h is not read).
+//   Backward (fp32): d_layer = gate * dOut, dh = (1 - gate) * dOut, dL/dgate = sum dOut * (a + m - h), reduced in double
+//   in two stages (per-thread, a fixed per-block tree, then the host adds the blocks in order): deterministic.
+//   add_inplace: y += x (gradient accumulation).
+// Memory traffic per call: reads h, a, m and writes h: 4*n*E bytes (3*n*E when gate == 1: h is not read);
+//   backward reads h, a, m, dOut and writes dh, d_layer: 6*n*4 bytes (+8 per block); add_inplace 3*n*4.
 // Launch shape: grid = (min(ceil(n / 256), 65536)), block = (256); grid-stride loop, so any grid is correct.
 //   h may alias a or m (each element is read before it is written by the same thread).
 #include "common.cuh"

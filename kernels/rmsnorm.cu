@@ -4,7 +4,10 @@
 //   bf16 rows round like the Hugging Face modules: y = bf16(w * bf16(x * r)), all sums in fp32.
 //   Fused:   h = h + gate * delta (h rounded to its own dtype first);   y = rmsnorm(h) * w.
 //   Add:     sum = x + delta (rounded to the dtype);   y = rmsnorm(sum) * w   (sum may be x).
-//   Backward (fp32): dx = r * (w*dy) - x * r^3 / n * sum(w*dy*x);   dw += dy * x * r  (atomic across rows).
+//   Backward (fp32): dx = r * (w*dy) - x * r^3 / n * sum(w*dy*x);   dw += dy * x * r.
+//     e3_rmsnorm_backward_f32 adds dw with atomicAdd across rows (not bit-deterministic; kept for the kernel tests);
+//     e3_rmsnorm_backward_rows_f32 (the training backend's) can add into dx, and stores each row's dw terms in a
+//     [rows, n] buffer that rows.cu's e3_column_sum_f32 adds up in row order (deterministic, no atomics).
 // Memory traffic per call (elements, E bytes each): forward reads x + w per row and writes y: 3*rows*n*E
 //   (w is re-read per row from L2); fused and add read delta and write h/sum too: 5*rows*n*E; backward reads x, w, dy
 //   and writes dx, atomically adds dw: ~5*rows*n*4.

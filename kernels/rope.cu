@@ -8,6 +8,8 @@
 //   bf16 rows round where the Hugging Face modules do: after the norm, after w *, cos/sin themselves, each
 //   product, and the sum.
 // Memory traffic per call: reads and writes x once: 2*tokens*heads*head_dim*E bytes (+ head_dim*E for w).
+// Backward (fp32, e3_head_norm_rope_backward_f32, at the end of the file): rotate dy by -angle, then the per-head RMSNorm
+//   backward; the norm weight's gradient terms go to a [tokens*heads, head_dim] buffer for a column sum (no atomics).
 // Launch shape: block = (128) = 4 warps, one warp per (row, head); grid = (ceil(tokens * heads / 4)).
 //   head_dim must be even; each lane owns pairs (i, i + half) for i = lane, lane + 32, ... so the in-place
 //   update has no cross-lane hazards; the norm needs only a warp reduction.

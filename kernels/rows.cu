@@ -3,7 +3,9 @@
 // Math:  gather:     dst[i, :] = src[rows[i], :]   for i < count (rows already checked against src on the host).
 //        broadcast:  y[r, :] = bias[:]               for r < rows (seeds a GEMM's C so that beta = 1 adds the bias
 //                                                    in the GEMM epilogue, rounding once as torch's addmm does).
-// Memory traffic per call: gather reads and writes count*width*E bytes (+4*count for the indices); broadcast
+//        column sum: sum[c] += sum_r x[r, c] in row order, one thread per column (bias and norm-weight gradients,
+//                    deterministic).
+// Memory traffic per call: column sum reads rows*width*4 bytes and updates width*4; gather reads and writes count*width*E bytes (+4*count for the indices); broadcast
 //   writes rows*width*E bytes and re-reads the width*E bias per row (from L2).
 // Launch shape: grid = (count or rows), block = (256); one block per row, threads stride the row.
 #include "common.cuh"
