@@ -50,13 +50,7 @@ public sealed class RopeKernels : KernelFamily
         args.Add(normWeight);
         args.Add(grad);
         args.Add(dyXHat);
-        args.Add(layout.Tokens);
-        args.Add(layout.Heads);
-        args.Add(layout.HeadDim);
-        args.Add(eps);
-        args.Add(layout.Theta);
-        args.Add(layout.TokensPerSequence);
-        args.Add(layout.StartPosition);
+        AddNormLayout(ref args, eps, layout);
         Launch(normBackwardF32, LaunchShapes.WarpPerItem((long)layout.Tokens * layout.Heads), stream, args);
     }
 
@@ -90,6 +84,13 @@ public sealed class RopeKernels : KernelFamily
         var args = new KernelArgs();
         args.Add(x);
         args.Add(normWeight);
+        AddNormLayout(ref args, eps, layout);
+        Launch(function, LaunchShapes.WarpPerItem((long)layout.Tokens * layout.Heads), stream, args);
+    }
+
+    // The scalar tail shared by the forward and its backward: tokens, heads, head_dim, eps, theta, T, start.
+    private static void AddNormLayout(ref KernelArgs args, float eps, in RopeLayout layout)
+    {
         args.Add(layout.Tokens);
         args.Add(layout.Heads);
         args.Add(layout.HeadDim);
@@ -97,6 +98,5 @@ public sealed class RopeKernels : KernelFamily
         args.Add(layout.Theta);
         args.Add(layout.TokensPerSequence);
         args.Add(layout.StartPosition);
-        Launch(function, LaunchShapes.WarpPerItem((long)layout.Tokens * layout.Heads), stream, args);
     }
 }
