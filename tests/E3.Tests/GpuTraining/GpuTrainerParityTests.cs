@@ -87,6 +87,9 @@ public sealed class GpuTrainerParityTests(EmuFixture fixture, ITestOutputHelper 
         using var model = DecoderModel.Load(c.Folder, backend);
         var wrong = Assert.Throws<ArgumentException>(() => new GatedDecoderTrainer(model, pruned with { RetainedLayers = LayerMask.All(2) }));
         Assert.Contains("RetainedLayers has 2 gates; the model has 3 layers", wrong.Message);
+        using var trainer = new GatedDecoderTrainer(model, pruned);
+        var revived = Assert.Throws<ArgumentException>(() => trainer.Forward(c.Tokens, c.Batch, [1f, 0.5f, 1f]));
+        Assert.Contains("gates[1] = 0.5, but layer 1 is dropped", revived.Message);
     }
 
     sealed record Result(double[] Gates, float[] Embeddings, Dictionary<string, float[]> Weights);
