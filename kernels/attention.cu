@@ -503,6 +503,16 @@ __device__ __forceinline__ void e3_attn_bwd_scores(const e3_attn_bwd_smem& s, in
     __syncthreads();
 }
 
+// sum over t < 16 of coefficient[t * coefficient_stride] * column[t * column_stride]: one element of a product of a
+// 16 x 16 tile (P or dS, read by row with stride 1 or by column with stride 16) and a 16-row tile column.
+__device__ __forceinline__ float e3_attn_bwd_contract(const float* coefficient, int coefficient_stride, const float* column, int column_stride)
+{
+    float sum = 0.0f;
+    for (int t = 0; t < E3_ATTN_BWD_TILE; ++t)
+        sum += coefficient[t * coefficient_stride] * column[t * column_stride];
+    return sum;
+}
+
 // dQ for 16 query rows of one head: loops over the key tiles up to the diagonal. Thread t owns elements
 // e = t + c*blockDim.x of the [16][D] tile (CHUNKS = 16*D / 128 covers it), so no two threads write one element.
 template <int CHUNKS>
@@ -539,11 +549,7 @@ __device__ __forceinline__ void e3_attn_bwd_dq(const float* q, const float* k, c
             if (e >= E3_ATTN_BWD_TILE * head_dim)
                 continue;
             const int i = e / head_dim;
-            const int d = e - i * head_dim;
-            float sum = 0.0f;
-            for (int j = 0; j < E3_ATTN_BWD_TILE; ++j)
-                sum += s.ds[i * E3_ATTN_BWD_TILE + j] * s.k[j * (head_dim + 1) + d];
-            acc[c] += sum;
+            acc[c] += e3_attn_bwd_contract(s.ds + i * E3_ATTN_BWD_TILE, 1, s.k + (e - i * head_dim), head_dim + 1); // dS_i: K
         }
     }
     const long long q_stride = (long long)heads * head_dim;
@@ -599,15 +605,8 @@ __device__ __forceinline__ void e3_attn_bwd_dkdv(const float* q, const float* k,
                     continue;
                 const int j = e / head_dim;
                 const int d = e - j * head_dim;
-                float sum_k = 0.0f;
-                float sum_v = 0.0f;
-                for (int i = 0; i < E3_ATTN_BWD_TILE; ++i)
-                {
-                    sum_k += s.ds[i * E3_ATTN_BWD_TILE + j] * s.q[i * head_dim + d];
-                    sum_v += s.p[i * E3_ATTN_BWD_TILE + j] * s.d_o[i * head_dim + d];
-                }
-                acc_k[c] += sum_k;
-                acc_v[c] += sum_v;
+                acc_k[c] += e3_attn_bwd_contract(s.ds + j, E3_ATTN_BWD_TILE, s.q + d, head_dim);  // dS^T_j: Q
+                acc_v[c] += e3_attn_bwd_contract(s.p + j, E3_ATTN_BWD_TILE, s.d_o + d, head_dim); // P^T_j: dO
             }
         }
     }
