@@ -123,6 +123,7 @@ public sealed class GpuTrainingOpTests : IDisposable
     [InlineData(2, 17, 4, 2, 8)]   // T crosses a 16-row tile; two query heads per kv head
     [InlineData(1, 33, 2, 1, 72)]  // three tiles; head dim above 64 (the next register footprint); one kv head for all
     [InlineData(3, 1, 2, 2, 16)]   // a single position: each row attends only to itself
+    [InlineData(1, 5, 2, 1, 200)]  // head dim above 128: the largest register footprint, shared memory above 48 KiB (opt-in)
     public void AttentionForwardAndBackwardMatchTheCpu(int batch, int T, int heads, int kvHeads, int headDim)
     {
         int rows = batch * T;
