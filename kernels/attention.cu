@@ -1,4 +1,5 @@
-// attention.cu: causal grouped-query attention over a KV cache (prefill and decode), and the cache append.
+// attention.cu: causal grouped-query attention over a KV cache (prefill and decode), the cache append, and the
+// training forward (log-sum-exp saved) and flash-style backward.
 //
 // Math, for sequence b, head h (kv head g = h / (heads / kv_heads)), query row t at absolute position
 // p = start + t, with q [B*T, heads*D], caches [B, capacity, kv_heads*D]:
@@ -37,8 +38,24 @@
 //   not written: a tensor-core prefill (mma.sync, sm_80+) would go under
 //                #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 next to the portable loop, behind an
 //                opt-out, and would be the first path here the emulator cannot run.
-// Backward: not written yet; the saved (m, lse) statistics and the tile loop above are laid out for a
-// flash-style backward (recompute P per tile from lse, then dV += P^T dO, dS = P * (dP - rowsum(dO * O))).
+// Training (fp32 only, no cache, positions 0..T-1; q [B*T, heads*D], k, v [B*T, kv_heads*D]):
+//   e3_attention_train_forward_f32: the prefill body with k, v read as a cache of capacity T; writes o and
+//     lse[(b*T + t)*heads + h] = m + log l. Same grid, block and shared memory as the prefill.
+//   Backward, three launches, recomputing P_tj = exp(scale*q_t.k_j - lse_t) tile by tile (no [T x T] in global memory):
+//     e3_attention_backward_delta_f32: delta_t = dO_t . O_t per (row, head); one warp per item, 4 per block.
+//     e3_attention_backward_dq_f32: grid (ceil(T/16), heads, B), block 128. A block holds 16 query rows (Q, dO, lse,
+//       delta) and walks the key tiles of 16 up to the diagonal: dS = P * (dO.V^T - delta), dQ += scale * dS K.
+//     e3_attention_backward_dkdv_f32: grid (ceil(T/16), kv_heads, B), block 128. A block holds 16 keys (K, V) and walks
+//       its group's query heads, then the query tiles from its own to the last: dV += P^T dO, dK += scale * dS^T Q.
+//       The GQA sum over query heads happens inside the block in a fixed order.
+//     Shared memory (fp32): Q, dO [16][D], K, V [16][D+1], P, dS [16][16], lse, delta [16]:
+//       (64*D + 576) * 4 bytes, 35,072 for D = 128; D > 128 needs the opt-in above 48 KiB.
+//     Each thread accumulates fixed elements of its block's [16][D] output tile(s) in registers, so the backward uses
+//     no atomics and is bit-deterministic; the price is computing P and dS twice (once per kernel), the trade
+//     FlashAttention-2 makes for its separate dQ pass.
+//   Traffic (fp32): forward as the prefill. Backward: delta reads O and dO (8*B*T*heads*D bytes); dq reads Q, dO once and
+//     K, V once per query tile up to the diagonal; dk/dv reads K, V once and Q, dO once per key tile from the diagonal
+//     on: about 4*B*D*(4*heads*T + 2*kv_heads*T + heads*T*T/8) bytes read, 4*B*T*D*(heads + 2*kv_heads) written.
 #include "common.cuh"
 
 #define E3_ATTN_WARPS 4
@@ -180,9 +197,10 @@ __device__ __forceinline__ void e3_attn_block(const T* q, long long q_stride, in
     }
 }
 
+// lse_only: stats holds one float per (row, head), the log-sum-exp (the training forward), instead of (m, lse) pairs.
 template <int CHUNKS, typename T>
 __device__ __forceinline__ void e3_attn_prefill(const T* q, const T* k_cache, const T* v_cache, T* o, float* stats,
-    int tokens, int start, int capacity, int heads, int kv_heads, int head_dim, float scale, float* smem)
+    int tokens, int start, int capacity, int heads, int kv_heads, int head_dim, float scale, float* smem, int lse_only)
 {
     const int h = blockIdx.y;
     const int b = blockIdx.z;
@@ -217,9 +235,17 @@ __device__ __forceinline__ void e3_attn_prefill(const T* q, const T* k_cache, co
         }
         if (stats != 0 && lane == 0)
         {
-            float* st = stats + ((row0 + r) * heads + h) * 2;
-            st[0] = state.m[i];
-            st[1] = state.m[i] + logf(state.l[i]);
+            const long long slot = (row0 + r) * heads + h;
+            const float lse = state.m[i] + logf(state.l[i]);
+            if (lse_only)
+            {
+                stats[slot] = lse;
+            }
+            else
+            {
+                stats[slot * 2] = state.m[i];
+                stats[slot * 2 + 1] = lse;
+            }
         }
     }
 }
@@ -325,7 +351,7 @@ extern "C" __global__ void e3_kv_append_bf16(const e3_bf16* k, const e3_bf16* v,
     e3_kv_append(k, v, k_cache, v_cache, n, tokens_per_sequence, start_position, capacity, kv_width);
 }
 
-#define E3_ATTN_PREFILL(chunks) e3_attn_prefill<chunks>(q, k_cache, v_cache, o, stats, tokens_per_sequence, start_position, capacity, heads, kv_heads, head_dim, scale, smem)
+#define E3_ATTN_PREFILL(chunks) e3_attn_prefill<chunks>(q, k_cache, v_cache, o, stats, tokens_per_sequence, start_position, capacity, heads, kv_heads, head_dim, scale, smem, 0)
 
 extern "C" __global__ void e3_attention_prefill_f32(const float* q, const float* k_cache, const float* v_cache, float* o, float* stats, int tokens_per_sequence, int start_position, int capacity, int heads, int kv_heads, int head_dim, float scale)
 {
@@ -361,4 +387,258 @@ extern "C" __global__ void e3_attention_decode_combine_f32(const float* partial_
 extern "C" __global__ void e3_attention_decode_combine_bf16(const float* partial_o, const float* partial_ml, e3_bf16* o, float* stats, int heads, int head_dim, int splits)
 {
     e3_attn_combine(partial_o, partial_ml, o, stats, heads, head_dim, splits);
+}
+
+// ---- training: forward with the log-sum-exp, flash-style backward (fp32) ---------------------------------
+// The training forward runs the prefill body at start 0 with k and v themselves as a cache of capacity T (the
+// layouts coincide), writing lse[(b*T + t)*heads + h] instead of (m, lse) pairs.
+
+#define E3_ATTN_TRAIN_FORWARD(chunks) e3_attn_prefill<chunks>(q, k, v, o, lse, tokens_per_sequence, 0, tokens_per_sequence, heads, kv_heads, head_dim, scale, smem, 1)
+
+extern "C" __global__ void e3_attention_train_forward_f32(const float* q, const float* k, const float* v, float* o, float* lse, int tokens_per_sequence, int heads, int kv_heads, int head_dim, float scale)
+{
+    E3_DYNAMIC_SHARED(float, smem);
+    E3_ATTN_DISPATCH(E3_ATTN_TRAIN_FORWARD);
+}
+
+#define E3_ATTN_BWD_TILE 16 // query rows and keys per backward tile
+
+// delta[i] = dO_i . O_i for every (row, head) item i: one warp per item, 4 warps per block.
+extern "C" __global__ void e3_attention_backward_delta_f32(const float* o, const float* d_o, float* delta, long long items, int head_dim)
+{
+    const long long item = (long long)blockIdx.x * E3_ATTN_WARPS + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (item >= items)
+        return; // whole warps leave together
+    const float* a = o + item * head_dim;
+    const float* g = d_o + item * head_dim;
+    float sum = 0.0f;
+    for (int d = lane; d < head_dim; d += 32)
+        sum += a[d] * g[d];
+    sum = e3_warp_sum(sum);
+    if (lane == 0)
+        delta[item] = sum;
+}
+
+// Shared memory of a backward block (floats): Q and dO tiles [16][D], K and V tiles [16][D+1] (odd stride, so the
+// threads of a warp reading 16 different keys at one column hit different banks), P and dS [16][16], lse and delta [16].
+struct e3_attn_bwd_smem
+{
+    float* q;
+    float* d_o;
+    float* k;
+    float* v;
+    float* p;
+    float* ds;
+    float* lse;
+    float* delta;
+};
+
+__device__ __forceinline__ e3_attn_bwd_smem e3_attn_bwd_layout(float* smem, int head_dim)
+{
+    e3_attn_bwd_smem s;
+    s.q = smem;
+    s.d_o = s.q + E3_ATTN_BWD_TILE * head_dim;
+    s.k = s.d_o + E3_ATTN_BWD_TILE * head_dim;
+    s.v = s.k + E3_ATTN_BWD_TILE * (head_dim + 1);
+    s.p = s.v + E3_ATTN_BWD_TILE * (head_dim + 1);
+    s.ds = s.p + E3_ATTN_BWD_TILE * E3_ATTN_BWD_TILE;
+    s.lse = s.ds + E3_ATTN_BWD_TILE * E3_ATTN_BWD_TILE;
+    s.delta = s.lse + E3_ATTN_BWD_TILE;
+    return s;
+}
+
+// dst[r*dst_stride + d] = src[r*src_stride + d] for r < present, 0 for the tile's missing rows.
+__device__ __forceinline__ void e3_attn_bwd_load(float* dst, int dst_stride, const float* src, long long src_stride, int present, int head_dim)
+{
+    for (int i = threadIdx.x; i < E3_ATTN_BWD_TILE * head_dim; i += blockDim.x)
+    {
+        const int r = i / head_dim;
+        const int d = i - r * head_dim;
+        dst[r * dst_stride + d] = r < present ? src[r * src_stride + d] : 0.0f;
+    }
+}
+
+// Query rows q0.. (q_rows of them, head h) into the Q/dO tiles with their lse and delta.
+__device__ __forceinline__ void e3_attn_bwd_load_queries(const e3_attn_bwd_smem& s, const float* q, const float* d_o, const float* lse,
+    const float* delta, long long row0, int q_rows, int h, int heads, int head_dim)
+{
+    const long long q_stride = (long long)heads * head_dim;
+    e3_attn_bwd_load(s.q, head_dim, q + row0 * q_stride + (long long)h * head_dim, q_stride, q_rows, head_dim);
+    e3_attn_bwd_load(s.d_o, head_dim, d_o + row0 * q_stride + (long long)h * head_dim, q_stride, q_rows, head_dim);
+    if (threadIdx.x < E3_ATTN_BWD_TILE)
+    {
+        const int i = threadIdx.x;
+        s.lse[i] = i < q_rows ? lse[(row0 + i) * heads + h] : 0.0f;
+        s.delta[i] = i < q_rows ? delta[(row0 + i) * heads + h] : 0.0f;
+    }
+}
+
+// P_ij = exp(scale*q_i.k_j - lse_i) and dS_ij = P_ij * (dO_i.v_j - delta_i) for the tiles in shared memory: query i at
+// position q0 + i, key j at k0 + j; 0 outside the causal triangle and for missing rows. Syncs before returning.
+__device__ __forceinline__ void e3_attn_bwd_scores(const e3_attn_bwd_smem& s, int q0, int q_rows, int k0, int k_rows, int head_dim, float scale)
+{
+    const int k_stride = head_dim + 1;
+    for (int e = threadIdx.x; e < E3_ATTN_BWD_TILE * E3_ATTN_BWD_TILE; e += blockDim.x)
+    {
+        const int i = e / E3_ATTN_BWD_TILE;
+        const int j = e - i * E3_ATTN_BWD_TILE;
+        float p = 0.0f;
+        float ds = 0.0f;
+        if (i < q_rows && j < k_rows && k0 + j <= q0 + i)
+        {
+            float score = 0.0f;
+            float dp = 0.0f;
+            for (int d = 0; d < head_dim; ++d)
+            {
+                score += s.q[i * head_dim + d] * s.k[j * k_stride + d];
+                dp += s.d_o[i * head_dim + d] * s.v[j * k_stride + d];
+            }
+            p = expf(score * scale - s.lse[i]);
+            ds = p * (dp - s.delta[i]);
+        }
+        s.p[e] = p;
+        s.ds[e] = ds;
+    }
+    __syncthreads();
+}
+
+// sum over t < 16 of coefficient[t * coefficient_stride] * column[t * column_stride]: one element of a product of a
+// 16 x 16 tile (P or dS, read by row with stride 1 or by column with stride 16) and a 16-row tile column.
+__device__ __forceinline__ float e3_attn_bwd_contract(const float* coefficient, int coefficient_stride, const float* column, int column_stride)
+{
+    float sum = 0.0f;
+    for (int t = 0; t < E3_ATTN_BWD_TILE; ++t)
+        sum += coefficient[t * coefficient_stride] * column[t * column_stride];
+    return sum;
+}
+
+// dQ for 16 query rows of one head: loops over the key tiles up to the diagonal. Thread t owns elements
+// e = t + c*blockDim.x of the [16][D] tile (CHUNKS = 16*D / 128 covers it), so no two threads write one element.
+template <int CHUNKS>
+__device__ __forceinline__ void e3_attn_bwd_dq(const float* q, const float* k, const float* v, const float* d_o, const float* lse,
+    const float* delta, float* dq, int tokens, int heads, int kv_heads, int head_dim, float scale, float* smem)
+{
+    const int h = blockIdx.y;
+    const int b = blockIdx.z;
+    const int q0 = blockIdx.x * E3_ATTN_BWD_TILE;
+    const int q_rows = min(E3_ATTN_BWD_TILE, tokens - q0);
+    const long long kv_stride = (long long)kv_heads * head_dim;
+    const long long kv_offset = (long long)b * tokens * kv_stride + (long long)(h / (heads / kv_heads)) * head_dim;
+    const long long row0 = (long long)b * tokens + q0;
+    const e3_attn_bwd_smem s = e3_attn_bwd_layout(smem, head_dim);
+    e3_attn_bwd_load_queries(s, q, d_o, lse, delta, row0, q_rows, h, heads, head_dim);
+
+    float acc[CHUNKS];
+    E3_ATTN_UNROLL
+    for (int c = 0; c < CHUNKS; ++c)
+        acc[c] = 0.0f;
+    const int last_key = q0 + q_rows - 1;
+    for (int k0 = 0; k0 <= last_key; k0 += E3_ATTN_BWD_TILE)
+    {
+        const int k_rows = min(E3_ATTN_BWD_TILE, tokens - k0);
+        __syncthreads(); // the previous tile's P, dS and K are no longer read
+        e3_attn_bwd_load(s.k, head_dim + 1, k + kv_offset + k0 * kv_stride, kv_stride, k_rows, head_dim);
+        e3_attn_bwd_load(s.v, head_dim + 1, v + kv_offset + k0 * kv_stride, kv_stride, k_rows, head_dim);
+        __syncthreads();
+        e3_attn_bwd_scores(s, q0, q_rows, k0, k_rows, head_dim, scale);
+        E3_ATTN_UNROLL
+        for (int c = 0; c < CHUNKS; ++c)
+        {
+            const int e = threadIdx.x + c * blockDim.x;
+            if (e >= E3_ATTN_BWD_TILE * head_dim)
+                continue;
+            const int i = e / head_dim;
+            acc[c] += e3_attn_bwd_contract(s.ds + i * E3_ATTN_BWD_TILE, 1, s.k + (e - i * head_dim), head_dim + 1); // dS_i: K
+        }
+    }
+    const long long q_stride = (long long)heads * head_dim;
+    E3_ATTN_UNROLL
+    for (int c = 0; c < CHUNKS; ++c)
+    {
+        const int e = threadIdx.x + c * blockDim.x;
+        const int i = e / head_dim;
+        if (e < E3_ATTN_BWD_TILE * head_dim && i < q_rows)
+            dq[(row0 + i) * q_stride + (long long)h * head_dim + (e - i * head_dim)] = acc[c] * scale;
+    }
+}
+
+// dK and dV for 16 keys of one kv head: loops over the group's query heads, then over the query tiles from the
+// keys' own tile to the end, in a fixed order, so the GQA sum is deterministic and needs no atomics.
+template <int CHUNKS>
+__device__ __forceinline__ void e3_attn_bwd_dkdv(const float* q, const float* k, const float* v, const float* d_o, const float* lse,
+    const float* delta, float* dk, float* dv, int tokens, int heads, int kv_heads, int head_dim, float scale, float* smem)
+{
+    const int g = blockIdx.y;
+    const int b = blockIdx.z;
+    const int k0 = blockIdx.x * E3_ATTN_BWD_TILE;
+    const int k_rows = min(E3_ATTN_BWD_TILE, tokens - k0);
+    const int group = heads / kv_heads;
+    const long long kv_stride = (long long)kv_heads * head_dim;
+    const long long kv_row0 = (long long)b * tokens + k0;
+    const e3_attn_bwd_smem s = e3_attn_bwd_layout(smem, head_dim);
+    e3_attn_bwd_load(s.k, head_dim + 1, k + kv_row0 * kv_stride + (long long)g * head_dim, kv_stride, k_rows, head_dim);
+    e3_attn_bwd_load(s.v, head_dim + 1, v + kv_row0 * kv_stride + (long long)g * head_dim, kv_stride, k_rows, head_dim);
+
+    float acc_k[CHUNKS];
+    float acc_v[CHUNKS];
+    E3_ATTN_UNROLL
+    for (int c = 0; c < CHUNKS; ++c)
+    {
+        acc_k[c] = 0.0f;
+        acc_v[c] = 0.0f;
+    }
+    for (int h = g * group; h < (g + 1) * group; ++h)
+    {
+        for (int q0 = k0; q0 < tokens; q0 += E3_ATTN_BWD_TILE) // earlier query tiles see none of these keys
+        {
+            const int q_rows = min(E3_ATTN_BWD_TILE, tokens - q0);
+            __syncthreads(); // the previous tile's Q, dO, P and dS are no longer read
+            e3_attn_bwd_load_queries(s, q, d_o, lse, delta, (long long)b * tokens + q0, q_rows, h, heads, head_dim);
+            __syncthreads();
+            e3_attn_bwd_scores(s, q0, q_rows, k0, k_rows, head_dim, scale);
+            E3_ATTN_UNROLL
+            for (int c = 0; c < CHUNKS; ++c)
+            {
+                const int e = threadIdx.x + c * blockDim.x;
+                if (e >= E3_ATTN_BWD_TILE * head_dim)
+                    continue;
+                const int j = e / head_dim;
+                const int d = e - j * head_dim;
+                acc_k[c] += e3_attn_bwd_contract(s.ds + j, E3_ATTN_BWD_TILE, s.q + d, head_dim);  // dS^T_j: Q
+                acc_v[c] += e3_attn_bwd_contract(s.p + j, E3_ATTN_BWD_TILE, s.d_o + d, head_dim); // P^T_j: dO
+            }
+        }
+    }
+    E3_ATTN_UNROLL
+    for (int c = 0; c < CHUNKS; ++c)
+    {
+        const int e = threadIdx.x + c * blockDim.x;
+        const int j = e / head_dim;
+        if (e < E3_ATTN_BWD_TILE * head_dim && j < k_rows)
+        {
+            const long long at = (kv_row0 + j) * kv_stride + (long long)g * head_dim + (e - j * head_dim);
+            dk[at] = acc_k[c] * scale;
+            dv[at] = acc_v[c];
+        }
+    }
+}
+
+// 16 * D / 128 elements per thread: head dims up to 64, 128 and 256.
+#define E3_ATTN_BWD_DISPATCH(call) \
+    do { if (head_dim <= 64) call(8); else if (head_dim <= 128) call(16); else call(32); } while (0)
+
+#define E3_ATTN_BWD_DQ(chunks) e3_attn_bwd_dq<chunks>(q, k, v, d_o, lse, delta, dq, tokens_per_sequence, heads, kv_heads, head_dim, scale, smem)
+#define E3_ATTN_BWD_DKDV(chunks) e3_attn_bwd_dkdv<chunks>(q, k, v, d_o, lse, delta, dk, dv, tokens_per_sequence, heads, kv_heads, head_dim, scale, smem)
+
+extern "C" __global__ void e3_attention_backward_dq_f32(const float* q, const float* k, const float* v, const float* d_o, const float* lse, const float* delta, float* dq, int tokens_per_sequence, int heads, int kv_heads, int head_dim, float scale)
+{
+    E3_DYNAMIC_SHARED(float, smem);
+    E3_ATTN_BWD_DISPATCH(E3_ATTN_BWD_DQ);
+}
+
+extern "C" __global__ void e3_attention_backward_dkdv_f32(const float* q, const float* k, const float* v, const float* d_o, const float* lse, const float* delta, float* dk, float* dv, int tokens_per_sequence, int heads, int kv_heads, int head_dim, float scale)
+{
+    E3_DYNAMIC_SHARED(float, smem);
+    E3_ATTN_BWD_DISPATCH(E3_ATTN_BWD_DKDV);
 }

@@ -1,7 +1,9 @@
 // embedding.cu: token embedding lookup and its gradient.
 //
-// Math: y[t, :] = table[ids[t], :] for t < tokens.  Backward: dtable[ids[t], :] += dy[t, :] (atomicAdd, since
-//   a token id may repeat). Ids are validated against the table's rows on the host before launch.
+// Math: y[t, :] = table[ids[t], :] for t < tokens.  Backward: dtable[ids[t], :] += dy[t, :]. e3_embedding_backward_f32
+//   uses atomicAdd, since a token id may repeat (not bit-deterministic); e3_embedding_backward_grouped_f32 (the training
+//   backend's) gets the tokens grouped by id from the host and adds each id's rows in token order, one block per
+//   unique id (deterministic). Ids are validated against the table's rows on the host before launch.
 // Memory traffic per call: forward reads tokens rows of the table and writes tokens rows: 2*tokens*dim*E bytes
 //   (+4*tokens for ids); backward reads dy and atomically adds into dtable: 2*tokens*dim*4 bytes.
 // Launch shape: grid = (tokens), block = (256); one block per token, threads stride the row. dtable must be
@@ -39,4 +41,25 @@ extern "C" __global__ void e3_embedding_backward_f32(const float* dy, const int*
     float* dst = dtable + (long long)ids[t] * dim;
     for (int c = threadIdx.x; c < dim; c += blockDim.x)
         atomicAdd(&dst[c], src[c]);
+}
+
+// Deterministic backward (no atomics): the host groups the tokens by id. plan holds, as ints, the unique ids
+// [unique], then offsets [unique + 1] into, then the token indices [tokens] sorted by id and, within an id, in
+// token order. One block per unique id adds that id's rows to dtable in token order, so the result does not depend
+// on scheduling (and equals a sequential loop over tokens). Launch: grid = (unique), block = (256).
+extern "C" __global__ void e3_embedding_backward_grouped_f32(const float* dy, const int* plan, float* dtable, int unique, int dim)
+{
+    const int u = blockIdx.x;
+    if (u >= unique)
+        return;
+    const int* offsets = plan + unique;
+    const int* order = offsets + unique + 1;
+    float* dst = dtable + (long long)plan[u] * dim;
+    for (int c = threadIdx.x; c < dim; c += blockDim.x)
+    {
+        float acc = dst[c];
+        for (int at = offsets[u]; at < offsets[u + 1]; ++at)
+            acc += dy[(long long)order[at] * dim + c];
+        dst[c] = acc;
+    }
 }

@@ -4,7 +4,10 @@
 //   bf16 rows round like the Hugging Face modules: y = bf16(w * bf16(x * r)), all sums in fp32.
 //   Fused:   h = h + gate * delta (h rounded to its own dtype first);   y = rmsnorm(h) * w.
 //   Add:     sum = x + delta (rounded to the dtype);   y = rmsnorm(sum) * w   (sum may be x).
-//   Backward (fp32): dx = r * (w*dy) - x * r^3 / n * sum(w*dy*x);   dw += dy * x * r  (atomic across rows).
+//   Backward (fp32): dx = r * (w*dy) - x * r^3 / n * sum(w*dy*x);   dw += dy * x * r.
+//     e3_rmsnorm_backward_f32 adds dw with atomicAdd across rows (not bit-deterministic; kept for the kernel tests);
+//     e3_rmsnorm_backward_rows_f32 (the training backend's) can add into dx, and stores each row's dw terms in a
+//     [rows, n] buffer that rows.cu's e3_column_sum_f32 adds up in row order (deterministic, no atomics).
 // Memory traffic per call (elements, E bytes each): forward reads x + w per row and writes y: 3*rows*n*E
 //   (w is re-read per row from L2); fused and add read delta and write h/sum too: 5*rows*n*E; backward reads x, w, dy
 //   and writes dx, atomically adds dw: ~5*rows*n*4.
@@ -159,16 +162,11 @@ extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* 
     e3_add_rmsnorm_row(x + base, delta + base, sum + base, weight, y + base, cols, eps, scratch);
 }
 
-// dx and dw for y = w * x * r. dweight accumulates over rows with atomicAdd and must start at zero.
-extern "C" __global__ void e3_rmsnorm_backward_f32(const float* x, const float* weight, const float* dy, float* dx, float* dweight, int rows, int cols, float eps)
+// One row of the backward: dx = r*w*dy - x*r^3/n*sum(w*dy*x), overwriting or adding to dx; each column's dy*x*r term
+// goes to dw_atomic (atomicAdd) and/or dy_xhat (a plain store into this row's slot) when they are not null.
+__device__ __forceinline__ void e3_rmsnorm_backward_row(const float* xr, const float* weight, const float* dyr, float* dxr, int accumulate,
+    float* dw_atomic, float* dy_xhat, int cols, float eps, float* scratch)
 {
-    __shared__ float scratch[32];
-    const int row = blockIdx.x;
-    if (row >= rows)
-        return;
-    const float* xr = x + (long long)row * cols;
-    const float* dyr = dy + (long long)row * cols;
-    float* dxr = dx + (long long)row * cols;
     const float inv = e3_row_inverse_rms(xr, cols, eps, scratch);
     float dot = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
@@ -177,7 +175,36 @@ extern "C" __global__ void e3_rmsnorm_backward_f32(const float* x, const float* 
     const float coefficient = inv * inv * inv * dot / (float)cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
     {
-        dxr[c] = inv * weight[c] * dyr[c] - coefficient * xr[c];
-        atomicAdd(&dweight[c], dyr[c] * xr[c] * inv);
+        const float g = inv * weight[c] * dyr[c] - coefficient * xr[c];
+        dxr[c] = accumulate ? dxr[c] + g : g;
+        const float term = dyr[c] * xr[c] * inv;
+        if (dw_atomic != 0)
+            atomicAdd(&dw_atomic[c], term);
+        if (dy_xhat != 0)
+            dy_xhat[c] = term;
     }
+}
+
+// dx and dw for y = w * x * r. dweight accumulates over rows with atomicAdd and must start at zero.
+extern "C" __global__ void e3_rmsnorm_backward_f32(const float* x, const float* weight, const float* dy, float* dx, float* dweight, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const long long base = (long long)row * cols;
+    e3_rmsnorm_backward_row(x + base, weight, dy + base, dx + base, 0, dweight, 0, cols, eps, scratch);
+}
+
+// The deterministic form the training backend uses: dx overwritten or accumulated (accumulate != 0), and, when
+// dy_xhat is not null, each row's weight-gradient terms stored in dy_xhat [rows, cols] for e3_column_sum_f32 to add
+// up in row order (no atomics).
+extern "C" __global__ void e3_rmsnorm_backward_rows_f32(const float* x, const float* weight, const float* dy, float* dx, float* dy_xhat, int rows, int cols, float eps, int accumulate)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const long long base = (long long)row * cols;
+    e3_rmsnorm_backward_row(x + base, weight, dy + base, dx + base, accumulate, 0, dy_xhat == 0 ? 0 : dy_xhat + base, cols, eps, scratch);
 }

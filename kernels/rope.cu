@@ -8,6 +8,8 @@
 //   bf16 rows round where the Hugging Face modules do: after the norm, after w *, cos/sin themselves, each
 //   product, and the sum.
 // Memory traffic per call: reads and writes x once: 2*tokens*heads*head_dim*E bytes (+ head_dim*E for w).
+// Backward (fp32, e3_head_norm_rope_backward_f32, at the end of the file): rotate dy by -angle, then the per-head RMSNorm
+//   backward; the norm weight's gradient terms go to a [tokens*heads, head_dim] buffer for a column sum (no atomics).
 // Launch shape: block = (128) = 4 warps, one warp per (row, head); grid = (ceil(tokens * heads / 4)).
 //   head_dim must be even; each lane owns pairs (i, i + half) for i = lane, lane + 32, ... so the in-place
 //   update has no cross-lane hazards; the norm needs only a warp reduction.
@@ -138,5 +140,55 @@ extern "C" __global__ void e3_rope_backward_f32(float* dx, const float* dy, int 
         e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, theta), &s, &c);
         out[i] = a * c + b * s;
         out[i + half] = b * c - a * s;
+    }
+}
+
+// Backward of e3_head_norm_rope_f32, in place on grad (fp32): grad holds dL/d(output) on entry and dL/d(input) on
+// return; x is the input as it was before the forward. Rotation by -angle (the same angles as the forward), then,
+// with a norm weight, the RMSNorm backward over the head: dx = r*w*dn - x*r^3/head_dim*sum(w*dn*x). When dy_xhat is not
+// null each (row, head) writes its weight-gradient terms dn*x*r there ([tokens*heads, head_dim]) for a column sum in
+// item order (deterministic, no atomics). Same launch shape as the forward; a lane owns pairs (i, i + half) in both
+// phases, so the in-place update needs no cross-lane synchronisation.
+extern "C" __global__ void e3_head_norm_rope_backward_f32(const float* x, const float* norm_weight, float* grad, float* dy_xhat, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
+{
+    const int item = blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (item >= tokens * heads)
+        return; // whole warps leave together
+    const int row = item / heads;
+    const int half = head_dim >> 1;
+    const float* xv = x + (long long)item * head_dim;
+    float* g = grad + (long long)item * head_dim;
+    const float position = (float)(start_position + row % tokens_per_sequence);
+    float dot = 0.0f;
+    for (int i = lane; i < half; i += 32)
+    {
+        const float a = g[i];
+        const float b = g[i + half];
+        float s, c;
+        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, theta), &s, &c);
+        const float da = a * c + b * s;
+        const float db = b * c - a * s;
+        g[i] = da;
+        g[i + half] = db;
+        if (norm_weight != 0)
+            dot += norm_weight[i] * da * xv[i] + norm_weight[i + half] * db * xv[i + half];
+    }
+    if (norm_weight == 0)
+        return;
+    float squares = 0.0f;
+    for (int i = lane; i < head_dim; i += 32)
+        squares += xv[i] * xv[i];
+    const float inv = rsqrtf(e3_warp_sum(squares) / (float)head_dim + eps);
+    const float coefficient = inv * inv * inv * e3_warp_sum(dot) / (float)head_dim;
+    for (int i = lane; i < half; i += 32)
+    {
+        for (int at = i; at < head_dim; at += half)
+        {
+            const float dn = g[at];
+            if (dy_xhat != 0)
+                dy_xhat[(long long)item * head_dim + at] = dn * xv[at] * inv;
+            g[at] = inv * norm_weight[at] * dn - coefficient * xv[at];
+        }
     }
 }

@@ -14,7 +14,7 @@ namespace E3.Backends.Gpu;
 /// with both operands in one dtype. Projections go through <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics),
 /// attention through an <see cref="IAttentionOp"/>.
 /// </summary>
-public sealed class GpuBackend : IBackend, IArgMaxBackend
+public sealed partial class GpuBackend : IBackend, IArgMaxBackend
 {
     readonly IGpuDevice _device;
     readonly bool _ownsDevice;
@@ -316,10 +316,11 @@ public sealed class GpuBackend : IBackend, IArgMaxBackend
         _device.CopyToHost(ids, d, Stream);
     }
 
-    /// <summary>Waits for queued work, then releases the attention step, kernels, buffers, the stream and (if owned) the device.</summary>
+    /// <summary>Waits for queued work, then releases the training kernels and scratch, the attention step, kernels, buffers, the stream and (if owned) the device.</summary>
     public void Dispose()
     {
         _stream.Synchronize();
+        _training?.Dispose();
         _attention.Dispose();
         _indices.Dispose();
         _argMaxIds.Dispose();

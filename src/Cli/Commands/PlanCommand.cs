@@ -19,9 +19,12 @@ public static class PlanCommand
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Keep only each layer's input and recompute it in the backward" };
         var freeze = new Option<string?>("--freeze") { Description = "Comma-separated glob patterns of tensor names that get no gradient" };
         var weights = new Option<string>("--weights") { Description = "Projection weights: stored (config torch_dtype), f32 or bf16", DefaultValueFactory = _ => "stored" };
+        var drop = CommonOptions.Drop();
+        drop.Description = "Plan the pruned model: comma-separated layer indices it drops (train mode counts gradients and optimizer state of the retained layers only)";
+        var prune = new Option<double?>("--prune") { Description = "Plan the pruned model that drops the last round(R·L) layers (instead of --drop)" };
         var json = CommonOptions.Json();
         var cmd = new Command("plan", "Print the memory each training stage needs: weights, activations, gradients, optimizer state")
-            { model, seq, batch, mode, checkpointing, freeze, weights, json };
+            { model, seq, batch, mode, checkpointing, freeze, weights, drop, prune, json };
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
             var config = ModelConfig.Load(p.GetValue(model)!);
@@ -35,6 +38,13 @@ public static class PlanCommand
                 },
                 Checkpointing = p.GetValue(checkpointing),
                 Freeze = (p.GetValue(freeze) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                RetainedLayers = (p.GetValue(drop), p.GetValue(prune)) switch
+                {
+                    (null, null) => null,
+                    ({ } list, null) => LayerMask.ParseDropList(config.NumLayers, list),
+                    (null, { } ratio) => LayerMask.DropLast(config.NumLayers, ratio),
+                    _ => throw new ArgumentException("give at most one of --drop LIST and --prune RATIO"),
+                },
             };
             var weightType = p.GetValue(weights) switch
             {
@@ -44,20 +54,22 @@ public static class PlanCommand
                 var s => throw new ArgumentException($"--weights: '{s}' is not one of stored, f32, bf16"),
             };
             var plan = TrainingMemoryPlan.Create(config, p.GetValue(seq), p.GetValue(batch), options, weightType);
-            p.InvocationConfiguration.Output.Write(p.GetValue(json) ? Json(plan) : Text(plan));
+            int retained = options.RetainedLayers?.KeptCount ?? config.NumLayers;
+            p.InvocationConfiguration.Output.Write(p.GetValue(json) ? Json(plan, retained) : Text(plan, retained));
             return ExitCodes.Ok;
         }));
         return cmd;
     }
 
-    static string Json(TrainingMemoryPlan plan) => JsonSerializer.Serialize(new Dictionary<string, long>
+    static string Json(TrainingMemoryPlan plan, int retainedLayers) => JsonSerializer.Serialize(new Dictionary<string, long>
     {
+        ["retained_layers"] = retainedLayers,
         ["weights"] = plan.Weights, ["saved_activations"] = plan.SavedActivations, ["backward_scratch"] = plan.BackwardScratch,
         ["gradients"] = plan.Gradients, ["optimizer_state"] = plan.OptimizerState, ["master_weights"] = plan.MasterWeights,
         ["forward"] = plan.Forward, ["backward"] = plan.Backward, ["optimizer_step"] = plan.OptimizerStep, ["peak"] = plan.Peak,
     }) + Environment.NewLine;
 
-    static string Text(TrainingMemoryPlan plan)
+    static string Text(TrainingMemoryPlan plan, int retainedLayers)
     {
         var lines = new (string, long)[]
         {
@@ -65,7 +77,8 @@ public static class PlanCommand
             ("gradients (fp32)", plan.Gradients), ("optimizer state (AdamW)", plan.OptimizerState), ("master weights (fp32)", plan.MasterWeights),
             ("stage: forward", plan.Forward), ("stage: backward", plan.Backward), ("stage: optimizer step", plan.OptimizerStep), ("peak", plan.Peak),
         };
-        return string.Concat(lines.Select(l => $"{l.Item1,-26}{Size(l.Item2),14}{l.Item2,20:N0} B{Environment.NewLine}"));
+        return $"{"retained layers",-26}{retainedLayers,14}{Environment.NewLine}"
+            + string.Concat(lines.Select(l => $"{l.Item1,-26}{Size(l.Item2),14}{l.Item2,20:N0} B{Environment.NewLine}"));
     }
 
     static string Size(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F2} GiB" : $"{bytes / (double)(1L << 20):F2} MiB";

@@ -77,6 +77,38 @@ public static class RowMajorGemm
         LinearBatched(x, w, y, m, n, k, inputType, outputType, batchCount: 1, 0, 0, 0, beta);
 
     /// <summary>
+    /// The input gradient of <see cref="Linear"/>: dx[M,K] = dy[M,N] · w[N,K] (+ beta · dx). Column-major this is
+    /// dxᵀ[K,M] = wᵀ[K,N] · dyᵀ[N,M], and the stored w and dy already are those column-major matrices (no transposes).
+    /// </summary>
+    public static GemmDescriptor LinearInputGrad(DevicePtr dy, DevicePtr w, DevicePtr dx, int m, int n, int k, GemmDataType type, float beta = 0f)
+    {
+        var descriptor = new GemmDescriptor(
+            GemmOperation.None, GemmOperation.None, M: k, N: m, K: n, Alpha: 1f,
+            A: new GemmMatrix(w, type, Math.Max(1, k)),
+            B: new GemmMatrix(dy, type, Math.Max(1, n)),
+            Beta: beta,
+            C: new GemmMatrix(dx, type, Math.Max(1, k)));
+        descriptor.Validate();
+        return descriptor;
+    }
+
+    /// <summary>
+    /// The weight gradient of <see cref="Linear"/>, accumulated: dw[N,K] += dy[M,N]ᵀ · x[M,K]. Column-major this is
+    /// dwᵀ[K,N] += xᵀ[K,M] · dy[M,N]: the stored x is column-major K x M (op N), the stored dy is column-major N x M (op T).
+    /// </summary>
+    public static GemmDescriptor LinearWeightGrad(DevicePtr x, DevicePtr dy, DevicePtr dw, int m, int n, int k, GemmDataType type)
+    {
+        var descriptor = new GemmDescriptor(
+            GemmOperation.None, GemmOperation.Transpose, M: k, N: n, K: m, Alpha: 1f,
+            A: new GemmMatrix(x, type, Math.Max(1, k)),
+            B: new GemmMatrix(dy, type, Math.Max(1, n)),
+            Beta: 1f,
+            C: new GemmMatrix(dw, type, Math.Max(1, k)));
+        descriptor.Validate();
+        return descriptor;
+    }
+
+    /// <summary>
     /// For b &lt; batchCount: y_b = x_b · w_bᵀ with the b-th matrices at the given element strides
     /// (a stride of 0 reuses one matrix for every batch).
     /// </summary>

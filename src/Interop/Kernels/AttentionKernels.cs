@@ -50,6 +50,7 @@ public readonly record struct AttentionLayout(int Batch, int TokensPerSequence, 
 public sealed class AttentionKernels : KernelFamily
 {
     private readonly GpuFunction appendF32, appendBf16, prefillF32, prefillBf16, decodeF32, decodeBf16, combineF32, combineBf16;
+    private readonly GpuFunction trainForward, backwardDelta, backwardDq, backwardDkDv;
     private readonly Dictionary<GpuFunction, int> sharedOptIn = [];
 
     /// <summary>Loads attention.cu on <paramref name="device"/>.</summary>
@@ -63,6 +64,101 @@ public sealed class AttentionKernels : KernelFamily
         decodeBf16 = Function("e3_attention_decode_bf16");
         combineF32 = Function("e3_attention_decode_combine_f32");
         combineBf16 = Function("e3_attention_decode_combine_bf16");
+        trainForward = Function("e3_attention_train_forward_f32");
+        backwardDelta = Function("e3_attention_backward_delta_f32");
+        backwardDq = Function("e3_attention_backward_dq_f32");
+        backwardDkDv = Function("e3_attention_backward_dkdv_f32");
+    }
+
+    /// <summary>
+    /// The training forward (fp32, no cache): output = softmax(scale · q·kᵀ, causal) · v over positions 0..T−1 of each
+    /// sequence, and <paramref name="logSumExp"/> [Batch*T, Heads] = each row's log-sum-exp of scaled scores.
+    /// <paramref name="layout"/> must have StartPosition 0 (Capacity is ignored: k and v hold exactly T rows per sequence).
+    /// </summary>
+    public void TrainingForward(DevicePointer<float> q, DevicePointer<float> k, DevicePointer<float> v, DevicePointer<float> output,
+        DevicePointer<float> logSumExp, in AttentionLayout layout, GpuStream stream)
+    {
+        var l = Training(layout);
+        AllowShared(trainForward, LaunchShapes.AttentionSharedBytes(l.HeadDim), l.HeadDim);
+        var args = new KernelArgs();
+        args.Add(q);
+        args.Add(k);
+        args.Add(v);
+        args.Add(output);
+        args.Add(logSumExp);
+        args.Add(l.TokensPerSequence);
+        args.Add(l.Heads);
+        args.Add(l.KvHeads);
+        args.Add(l.HeadDim);
+        args.Add(l.Scale);
+        Launch(trainForward, LaunchShapes.AttentionPrefill(l.Batch, l.TokensPerSequence, l.Heads, l.HeadDim), stream, args);
+    }
+
+    /// <summary>
+    /// Backward of <see cref="TrainingForward"/>, flash-style: probabilities are recomputed tile by tile from q, k and
+    /// the saved log-sum-exp. Three launches: delta = rowsum(dO∘O) into <paramref name="delta"/> [Batch*T, Heads],
+    /// then dq (one block per 16 query rows of a head) and dk, dv (one block per 16 keys of a kv head, summing its
+    /// query heads in a fixed order). No atomics: the result is bit-identical run to run. dq, dk, dv are overwritten.
+    /// </summary>
+    public void Backward(DevicePointer<float> q, DevicePointer<float> k, DevicePointer<float> v, DevicePointer<float> output,
+        DevicePointer<float> dOutput, DevicePointer<float> logSumExp, DevicePointer<float> delta,
+        DevicePointer<float> dq, DevicePointer<float> dk, DevicePointer<float> dv, in AttentionLayout layout, GpuStream stream)
+    {
+        var l = Training(layout);
+        int sharedBytes = LaunchShapes.AttentionBackwardSharedBytes(l.HeadDim);
+        AllowShared(backwardDq, sharedBytes, l.HeadDim);
+        AllowShared(backwardDkDv, sharedBytes, l.HeadDim);
+        long items = (long)l.Batch * l.TokensPerSequence * l.Heads;
+        var rowDot = new KernelArgs();
+        rowDot.Add(output);
+        rowDot.Add(dOutput);
+        rowDot.Add(delta);
+        rowDot.Add(items);
+        rowDot.Add(l.HeadDim);
+        Launch(backwardDelta, LaunchShapes.WarpPerItem(items), stream, rowDot);
+
+        var query = new KernelArgs();
+        AddBackwardInputs(ref query, q, k, v, dOutput, logSumExp, delta);
+        query.Add(dq);
+        AddBackwardSizes(ref query, l);
+        Launch(backwardDq, LaunchShapes.AttentionBackwardDq(l.Batch, l.TokensPerSequence, l.Heads, l.HeadDim), stream, query);
+
+        var key = new KernelArgs();
+        AddBackwardInputs(ref key, q, k, v, dOutput, logSumExp, delta);
+        key.Add(dk);
+        key.Add(dv);
+        AddBackwardSizes(ref key, l);
+        Launch(backwardDkDv, LaunchShapes.AttentionBackwardDkDv(l.Batch, l.TokensPerSequence, l.KvHeads, l.HeadDim), stream, key);
+    }
+
+    private static void AddBackwardInputs(ref KernelArgs args, DevicePointer<float> q, DevicePointer<float> k, DevicePointer<float> v,
+        DevicePointer<float> dOutput, DevicePointer<float> logSumExp, DevicePointer<float> delta)
+    {
+        args.Add(q);
+        args.Add(k);
+        args.Add(v);
+        args.Add(dOutput);
+        args.Add(logSumExp);
+        args.Add(delta);
+    }
+
+    private static void AddBackwardSizes(ref KernelArgs args, in AttentionLayout l)
+    {
+        args.Add(l.TokensPerSequence);
+        args.Add(l.Heads);
+        args.Add(l.KvHeads);
+        args.Add(l.HeadDim);
+        args.Add(l.Scale);
+    }
+
+    // The training kernels read k and v as a cache of exactly T rows per sequence, from position 0.
+    private static AttentionLayout Training(in AttentionLayout layout)
+    {
+        if (layout.StartPosition != 0)
+            throw new ArgumentOutOfRangeException(nameof(AttentionLayout.StartPosition), layout.StartPosition, "the training attention starts at position 0");
+        var l = layout with { Capacity = layout.TokensPerSequence };
+        l.Validate();
+        return l;
     }
 
     /// <summary>fp32 words the decode path (T = 1) needs in <c>workspace</c>: per-split partial outputs and (max, sum) pairs.</summary>
@@ -104,7 +200,7 @@ public sealed class AttentionKernels : KernelFamily
         if (decode && workspace.IsNull)
             throw new ArgumentException($"decode (T = 1) needs a workspace of {WorkspaceFloats(layout)} floats", nameof(workspace));
         // Checked before anything is queued, so a refused call leaves the caches as they were.
-        AllowShared(decode ? kernels.Decode : kernels.Prefill, layout.HeadDim);
+        AllowShared(decode ? kernels.Decode : kernels.Prefill, LaunchShapes.AttentionSharedBytes(layout.HeadDim), layout.HeadDim);
         Append(kernels.Append, x, layout, stream);
         if (decode)
             Decode(kernels, x, stats, workspace, layout, stream);
@@ -183,9 +279,8 @@ public sealed class AttentionKernels : KernelFamily
     }
 
     // Blocks above the default 48 KiB must be opted into per function; done once per size increase.
-    private void AllowShared(GpuFunction function, int headDim)
+    private void AllowShared(GpuFunction function, int bytes, int headDim)
     {
-        int bytes = LaunchShapes.AttentionSharedBytes(headDim);
         if (bytes <= LaunchShapes.DefaultDynamicSharedBytes || (sharedOptIn.TryGetValue(function, out int granted) && granted >= bytes))
             return;
         int limit = Device.Info.MaxSharedMemoryPerBlockOptIn;

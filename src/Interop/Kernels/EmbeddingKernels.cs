@@ -5,7 +5,7 @@ namespace E3.Interop.Kernels;
 /// <summary>Typed launches of kernels/embedding.cu (one block per token). Ids must already be checked against the table's rows.</summary>
 public sealed class EmbeddingKernels : KernelFamily
 {
-    private readonly GpuFunction forwardF32, forwardBf16, backwardF32;
+    private readonly GpuFunction forwardF32, forwardBf16, backwardF32, groupedBackwardF32;
 
     /// <summary>Loads embedding.cu on <paramref name="device"/>.</summary>
     public EmbeddingKernels(IGpuDevice device) : base(device, "embedding")
@@ -13,6 +13,50 @@ public sealed class EmbeddingKernels : KernelFamily
         forwardF32 = Function("e3_embedding_f32");
         forwardBf16 = Function("e3_embedding_bf16");
         backwardF32 = Function("e3_embedding_backward_f32");
+        groupedBackwardF32 = Function("e3_embedding_backward_grouped_f32");
+    }
+
+    /// <summary>
+    /// The host side of <see cref="BackwardGrouped"/>: the ints [unique ids, offsets (unique + 1), token indices grouped by
+    /// id in token order] and the number of unique ids.
+    /// </summary>
+    public static (int[] Plan, int Unique) GroupTokens(ReadOnlySpan<int> ids)
+    {
+        var byId = new SortedDictionary<int, List<int>>();
+        for (int t = 0; t < ids.Length; t++)
+        {
+            if (!byId.TryGetValue(ids[t], out var tokens)) byId[ids[t]] = tokens = [];
+            tokens.Add(t);
+        }
+        int unique = byId.Count;
+        var plan = new int[2 * unique + 1 + ids.Length];
+        int u = 0, at = 0;
+        foreach (var (id, tokens) in byId)
+        {
+            plan[u] = id;
+            plan[unique + u] = at;
+            foreach (int t in tokens) plan[2 * unique + 1 + at++] = t;
+            u++;
+        }
+        plan[2 * unique] = at;
+        return (plan, unique);
+    }
+
+    /// <summary>
+    /// dtable[id,:] += Σ dy[t,:] over the tokens with that id, in token order, one block per unique id: no atomics, so
+    /// deterministic. <paramref name="plan"/> comes from <see cref="GroupTokens"/>.
+    /// </summary>
+    public void BackwardGrouped(DevicePointer<float> dy, DevicePointer<int> plan, DevicePointer<float> dtable, int unique, int dim, GpuStream stream)
+    {
+        AtLeast(unique, 0, nameof(unique));
+        AtLeast(dim, 1, nameof(dim));
+        var args = new KernelArgs();
+        args.Add(dy);
+        args.Add(plan);
+        args.Add(dtable);
+        args.Add(unique);
+        args.Add(dim);
+        Launch(groupedBackwardF32, LaunchShapes.RowPerBlock(unique), stream, args);
     }
 
     /// <summary>y[t,:] = table[ids[t],:].</summary>

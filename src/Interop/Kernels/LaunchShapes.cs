@@ -73,6 +73,23 @@ public static class LaunchShapes
         return new AttentionDecodeShape(shape, perSplit, splits);
     }
 
+    /// <summary>Query rows and keys per attention-backward tile (attention.cu's E3_ATTN_BWD_TILE).</summary>
+    public const int AttentionBackwardTile = 16;
+
+    /// <summary>Shared memory of a backward block: Q and dO tiles, K and V tiles padded to D+1 floats a row, P and dS, lse and delta.</summary>
+    public static int AttentionBackwardSharedBytes(int headDim) =>
+        (2 * AttentionBackwardTile * headDim + 2 * AttentionBackwardTile * (headDim + 1) + 2 * AttentionBackwardTile * AttentionBackwardTile
+            + 2 * AttentionBackwardTile) * sizeof(float);
+
+    /// <summary>Backward dQ: one block per (16 query rows, head, sequence).</summary>
+    public static LaunchShape AttentionBackwardDq(int batch, int tokensPerSequence, int heads, int headDim) =>
+        new(new Dim3(checked((uint)((tokensPerSequence + AttentionBackwardTile - 1) / AttentionBackwardTile)), checked((uint)heads), checked((uint)batch)),
+            new Dim3(AttentionThreads), (uint)AttentionBackwardSharedBytes(headDim));
+
+    /// <summary>Backward dK/dV: one block per (16 keys, kv head, sequence), looping over the kv head's query heads.</summary>
+    public static LaunchShape AttentionBackwardDkDv(int batch, int tokensPerSequence, int kvHeads, int headDim) =>
+        AttentionBackwardDq(batch, tokensPerSequence, kvHeads, headDim);
+
     /// <summary>Decode combine: one warp per (head, sequence).</summary>
     public static LaunchShape AttentionCombine(int batch, int heads) =>
         new(new Dim3(checked((uint)heads), checked((uint)batch)), new Dim3(32));

@@ -5,7 +5,7 @@ namespace E3.Interop.Kernels;
 /// <summary>Typed launches of kernels/rmsnorm.cu (one block of 256 threads per row).</summary>
 public sealed class RmsNormKernels : KernelFamily
 {
-    private readonly GpuFunction forwardF32, forwardBf16, fusedF32, fusedBf16, addF32, addBf16, backwardF32;
+    private readonly GpuFunction forwardF32, forwardBf16, fusedF32, fusedBf16, addF32, addBf16, backwardF32, backwardRowsF32;
 
     /// <summary>Loads rmsnorm.cu on <paramref name="device"/>.</summary>
     public RmsNormKernels(IGpuDevice device) : base(device, "rmsnorm")
@@ -17,6 +17,7 @@ public sealed class RmsNormKernels : KernelFamily
         addF32 = Function("e3_add_rmsnorm_f32");
         addBf16 = Function("e3_add_rmsnorm_bf16");
         backwardF32 = Function("e3_rmsnorm_backward_f32");
+        backwardRowsF32 = Function("e3_rmsnorm_backward_rows_f32");
     }
 
     /// <summary>y[r,:] = w * x[r,:] * rsqrt(mean(x[r,:]^2) + eps) for r &lt; rows.</summary>
@@ -49,7 +50,21 @@ public sealed class RmsNormKernels : KernelFamily
 
     /// <summary>dx for every row and dweight accumulated over rows; <paramref name="dweight"/> must be zeroed first.</summary>
     public void Backward(DevicePointer<float> x, DevicePointer<float> weight, DevicePointer<float> dy, DevicePointer<float> dx, DevicePointer<float> dweight,
-        int rows, int cols, float eps, GpuStream stream)
+        int rows, int cols, float eps, GpuStream stream) =>
+        LaunchBackward(backwardF32, x, weight, dy, dx, dweight, rows, cols, eps, accumulate: null, stream);
+
+    /// <summary>
+    /// Deterministic backward: dx overwritten (or added to when <paramref name="accumulate"/>), and, unless
+    /// <paramref name="dyXHat"/> is null, each row's weight-gradient terms dy·x̂ written to it [rows, cols] for
+    /// <see cref="RowKernels.ColumnSum"/>.
+    /// </summary>
+    public void BackwardRows(DevicePointer<float> x, DevicePointer<float> weight, DevicePointer<float> dy, DevicePointer<float> dx, DevicePointer<float> dyXHat,
+        int rows, int cols, float eps, bool accumulate, GpuStream stream) =>
+        LaunchBackward(backwardRowsF32, x, weight, dy, dx, dyXHat, rows, cols, eps, accumulate ? 1 : 0, stream);
+
+    // The two backward kernels share their parameters; the deterministic one adds the accumulate flag at the end.
+    private void LaunchBackward(GpuFunction function, DevicePointer<float> x, DevicePointer<float> weight, DevicePointer<float> dy, DevicePointer<float> dx,
+        DevicePointer<float> weightTerms, int rows, int cols, float eps, int? accumulate, GpuStream stream)
     {
         Validate(rows, cols);
         var args = new KernelArgs();
@@ -57,11 +72,12 @@ public sealed class RmsNormKernels : KernelFamily
         args.Add(weight);
         args.Add(dy);
         args.Add(dx);
-        args.Add(dweight);
+        args.Add(weightTerms);
         args.Add(rows);
         args.Add(cols);
         args.Add(eps);
-        Launch(backwardF32, LaunchShapes.RowPerBlock(rows), stream, args);
+        if (accumulate is { } flag) args.Add(flag);
+        Launch(function, LaunchShapes.RowPerBlock(rows), stream, args);
     }
 
     private void LaunchForward(GpuFunction function, DevicePtr x, DevicePtr weight, DevicePtr y, int rows, int cols, float eps, GpuStream stream)

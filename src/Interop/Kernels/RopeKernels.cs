@@ -25,7 +25,7 @@ public readonly record struct RopeLayout(int Tokens, int Heads, int HeadDim, flo
 /// <summary>Typed launches of kernels/rope.cu (one warp per (row, head), 4 warps per block), in place.</summary>
 public sealed class RopeKernels : KernelFamily
 {
-    private readonly GpuFunction forwardF32, forwardBf16, backwardF32;
+    private readonly GpuFunction forwardF32, forwardBf16, backwardF32, normBackwardF32;
 
     /// <summary>Loads rope.cu on <paramref name="device"/>.</summary>
     public RopeKernels(IGpuDevice device) : base(device, "rope")
@@ -33,6 +33,25 @@ public sealed class RopeKernels : KernelFamily
         forwardF32 = Function("e3_head_norm_rope_f32");
         forwardBf16 = Function("e3_head_norm_rope_bf16");
         backwardF32 = Function("e3_rope_backward_f32");
+        normBackwardF32 = Function("e3_head_norm_rope_backward_f32");
+    }
+
+    /// <summary>
+    /// Backward of <see cref="HeadNormRope(DevicePointer{float}, DevicePointer{float}, float, in RopeLayout, GpuStream)"/>, in place on
+    /// <paramref name="grad"/>; <paramref name="x"/> is the forward's input. With a norm weight, and unless
+    /// <paramref name="dyXHat"/> is null, each (row, head) writes its weight-gradient terms to dyXHat [tokens·heads, headDim].
+    /// </summary>
+    public void HeadNormRopeBackward(DevicePointer<float> x, DevicePointer<float> normWeight, DevicePointer<float> grad, DevicePointer<float> dyXHat,
+        float eps, in RopeLayout layout, GpuStream stream)
+    {
+        layout.Validate();
+        var args = new KernelArgs();
+        args.Add(x);
+        args.Add(normWeight);
+        args.Add(grad);
+        args.Add(dyXHat);
+        AddNormLayout(ref args, eps, layout);
+        Launch(normBackwardF32, LaunchShapes.WarpPerItem((long)layout.Tokens * layout.Heads), stream, args);
     }
 
     /// <summary>Optional per-head RMSNorm (pass a null <paramref name="normWeight"/> to skip it), then RoPE, in place on x.</summary>
@@ -65,6 +84,13 @@ public sealed class RopeKernels : KernelFamily
         var args = new KernelArgs();
         args.Add(x);
         args.Add(normWeight);
+        AddNormLayout(ref args, eps, layout);
+        Launch(function, LaunchShapes.WarpPerItem((long)layout.Tokens * layout.Heads), stream, args);
+    }
+
+    // The scalar tail shared by the forward and its backward: tokens, heads, head_dim, eps, theta, T, start.
+    private static void AddNormLayout(ref KernelArgs args, float eps, in RopeLayout layout)
+    {
         args.Add(layout.Tokens);
         args.Add(layout.Heads);
         args.Add(layout.HeadDim);
@@ -72,6 +98,5 @@ public sealed class RopeKernels : KernelFamily
         args.Add(layout.Theta);
         args.Add(layout.TokensPerSequence);
         args.Add(layout.StartPosition);
-        Launch(function, LaunchShapes.WarpPerItem((long)layout.Tokens * layout.Heads), stream, args);
     }
 }

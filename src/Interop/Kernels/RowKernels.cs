@@ -5,7 +5,7 @@ namespace E3.Interop.Kernels;
 /// <summary>Typed launches of kernels/rows.cu (one block of 256 threads per row).</summary>
 public sealed class RowKernels : KernelFamily
 {
-    private readonly GpuFunction gatherF32, gatherBf16, broadcastF32, broadcastBf16;
+    private readonly GpuFunction gatherF32, gatherBf16, broadcastF32, broadcastBf16, columnSumF32;
 
     /// <summary>Loads rows.cu on <paramref name="device"/>.</summary>
     public RowKernels(IGpuDevice device) : base(device, "rows")
@@ -14,6 +14,20 @@ public sealed class RowKernels : KernelFamily
         gatherBf16 = Function("e3_gather_rows_bf16");
         broadcastF32 = Function("e3_broadcast_row_f32");
         broadcastBf16 = Function("e3_broadcast_row_bf16");
+        columnSumF32 = Function("e3_column_sum_f32");
+    }
+
+    /// <summary>sum[c] += Σ_r x[r,c], rows added in order (one thread per column; deterministic).</summary>
+    public void ColumnSum(DevicePointer<float> x, DevicePointer<float> sum, int rows, int width, GpuStream stream)
+    {
+        AtLeast(rows, 0, nameof(rows));
+        AtLeast(width, 1, nameof(width));
+        var args = new KernelArgs();
+        args.Add(x);
+        args.Add(sum);
+        args.Add(rows);
+        args.Add(width);
+        Launch(columnSumF32, LaunchShapes.GridStride(width), stream, args);
     }
 
     /// <summary>dst[i,:] = src[rows[i],:] for i &lt; count; the row indices must already be checked against src.</summary>

@@ -8,6 +8,16 @@ public static class WeightNames
     public const string LmHead = "lm_head.weight";
 
     public static string Layer(int i, string suffix) => $"model.layers.{i}.{suffix}";
+
+    /// <summary>The decoder layer a tensor name belongs to ("model.layers.{i}.…"), or null for the embedding, final norm and head.</summary>
+    public static int? LayerOf(string name)
+    {
+        const string prefix = "model.layers.";
+        if (!name.StartsWith(prefix, StringComparison.Ordinal)) return null;
+        int end = name.IndexOf('.', prefix.Length);
+        return end > prefix.Length && int.TryParse(name.AsSpan(prefix.Length, end - prefix.Length), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out int layer) ? layer : null;
+    }
     public const string InputNorm = "input_layernorm.weight";
     public const string PostAttentionNorm = "post_attention_layernorm.weight";
     public const string QProj = "self_attn.q_proj";

@@ -12,7 +12,9 @@ public sealed record DecoderGradients(double[] Gates, float[] InputEmbeddings);
 /// A training forward and backward through a gated decoder: h_{l+1} = h_l + m_l·(layer_l(h_l) − h_l) over [B, T]
 /// tokens at positions 0..T−1 (no KV cache). The forward saves what the backward needs (or, with checkpointing, only
 /// each layer's input); the backward takes dL/dlogits from any loss and returns the gate and input-embedding gradients
-/// and, in <see cref="TrainingMode.Train"/>, accumulates fp32 weight gradients named as the HF tensors.
+/// and, in <see cref="TrainingMode.Train"/>, accumulates fp32 weight gradients named as the HF tensors: of every tensor
+/// <see cref="TrainingOptions.Parameters"/> calls trainable, so of the retained layers only when the options carry the
+/// pruned model's mask.
 /// </summary>
 public sealed class GatedDecoderTrainer : IDisposable
 {
@@ -31,14 +33,16 @@ public sealed class GatedDecoderTrainer : IDisposable
         _b = model.Backend as ITrainingBackend
             ?? throw new NotSupportedException($"backend '{model.Backend.Name}' has no backward pass (it does not implement ITrainingBackend)");
         Options = options;
+        var filter = options.Parameters();
+        filter.RequireLayers(model.Config);
         if (options.Mode == TrainingMode.Train)
         {
-            var filter = new ParameterFilter(options.Freeze);
             foreach (var (name, shape) in WeightNames.Expected(model.Config))
                 if (filter.IsTrainable(name)) _grads[name] = _b.Allocate(DType.F32, shape.Select(d => checked((int)d)).ToArray());
         }
     }
 
+    /// <summary>How this trainer runs: mode, checkpointing, dropped-layer policy, freeze patterns and retained layers.</summary>
     public TrainingOptions Options { get; }
 
     /// <summary>fp32 weight gradients by HF tensor name, only for trainable tensors (empty when frozen). Owned by the trainer.</summary>
@@ -61,7 +65,12 @@ public sealed class GatedDecoderTrainer : IDisposable
             throw new ArgumentException($"{tokens.Length} tokens cannot be split into {batch} equal sequences", nameof(tokens));
         if (gates.Length != c.NumLayers) throw new ArgumentException($"{gates.Length} gates given; the model has {c.NumLayers} layers", nameof(gates));
         for (int l = 0; l < gates.Length; l++)
+        {
             if (!float.IsFinite(gates[l])) throw new ArgumentException($"gates[{l}] = {gates[l]} is not finite", nameof(gates));
+            // A layer the pruned model dropped has no gradient buffers; letting it contribute would train around it silently.
+            if (Options.Mode == TrainingMode.Train && Options.RetainedLayers is { } retained && retained.IsSkipped(l) && gates[l] != 0f)
+                throw new ArgumentException($"gates[{l}] = {gates[l]}, but layer {l} is dropped by TrainingOptions.RetainedLayers ({retained})", nameof(gates));
+        }
         _model.ValidateTokens(tokens);
 
         int rows = tokens.Length;

@@ -15,11 +15,13 @@ public sealed class MasterWeights : IDisposable
 
     /// <param name="model">The model whose bf16 tensors are mirrored.</param>
     /// <param name="freezePatterns">Globs of tensors that are not trained and so need no master.</param>
-    public MasterWeights(DecoderModel model, IEnumerable<string> freezePatterns)
+    /// <param name="retainedLayers">The pruned model's mask: layers it drops are not trained and get no master. Null retains all.</param>
+    public MasterWeights(DecoderModel model, IEnumerable<string> freezePatterns, LayerMask? retainedLayers = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         _b = model.Backend;
-        var filter = new ParameterFilter(freezePatterns);
+        var filter = new ParameterFilter(freezePatterns, retainedLayers);
+        filter.RequireLayers(model.Config);
         try
         {
             foreach (var (name, weight) in ByName(model))

@@ -1,14 +1,21 @@
 using System.Text.RegularExpressions;
+using E3.Model.Decoder;
 
 namespace E3.Model.Training;
 
-/// <summary>Decides which tensors are trainable from glob patterns over their HF names.</summary>
+/// <summary>
+/// Decides which tensors are trainable: not matched by a freeze glob, and, for a decoder layer's tensors, in a layer the
+/// pruned model retains. The trainer allocates gradients by this rule, the master weights mirror by it and the memory
+/// plan counts by it, so the three always agree.
+/// </summary>
 public sealed class ParameterFilter
 {
     readonly Regex[] _frozen;
+    readonly LayerMask? _retained;
 
     /// <param name="freezePatterns">Globs: '*' matches any run of characters (dots included), '?' one character.</param>
-    public ParameterFilter(IEnumerable<string> freezePatterns)
+    /// <param name="retainedLayers">The pruned model's mask: tensors of a layer whose gate is 0 are not trainable. Null retains every layer.</param>
+    public ParameterFilter(IEnumerable<string> freezePatterns, LayerMask? retainedLayers = null)
     {
         _frozen = freezePatterns.Select(p =>
         {
@@ -16,8 +23,20 @@ public sealed class ParameterFilter
             string regex = "^" + Regex.Escape(p).Replace("\\*", ".*").Replace("\\?", ".") + "$";
             return new Regex(regex, RegexOptions.CultureInvariant);
         }).ToArray();
+        _retained = retainedLayers;
     }
 
-    /// <summary>True unless some pattern matches the whole name.</summary>
-    public bool IsTrainable(string name) => !_frozen.Any(r => r.IsMatch(name));
+    /// <summary>True unless some pattern matches the whole name or the name belongs to a layer the mask drops.</summary>
+    public bool IsTrainable(string name)
+    {
+        if (_retained != null && WeightNames.LayerOf(name) is { } layer && (layer >= _retained.Count || _retained.IsSkipped(layer))) return false;
+        return !_frozen.Any(r => r.IsMatch(name));
+    }
+
+    /// <summary>Throws unless the retained-layer mask (when given) has one gate per layer of <paramref name="config"/>.</summary>
+    public void RequireLayers(ModelConfig config)
+    {
+        if (_retained != null && _retained.Count != config.NumLayers)
+            throw new ArgumentException($"TrainingOptions.RetainedLayers has {_retained.Count} gates; the model has {config.NumLayers} layers");
+    }
 }

@@ -42,7 +42,8 @@ public sealed record TrainingMemoryPlan(long Weights, long SavedActivations, lon
         long h = config.HiddenSize, v = config.VocabSize;
 
         long weights = 0, gradients = 0, master = 0;
-        var filter = new ParameterFilter(options.Freeze);
+        var filter = options.Parameters();
+        filter.RequireLayers(config);
         foreach (var (name, shape) in WeightNames.Expected(config))
         {
             long elements = shape.Aggregate(1L, (a, d) => a * d);

@@ -26,4 +26,15 @@ public sealed record TrainingOptions
 
     /// <summary>Glob patterns ('*' any run, '?' one character) over HF tensor names that get no gradient in Train mode.</summary>
     public IReadOnlyList<string> Freeze { get; init; } = [];
+
+    /// <summary>
+    /// The pruned model's mask. In Train mode only the layers it keeps (gate ≠ 0) get weight-gradient buffers, weight-gradient
+    /// work and, in <see cref="TrainingMemoryPlan"/>, gradients and optimizer state; the embedding, final norm and LM head are
+    /// unaffected (they follow <see cref="Freeze"/>). Null retains every layer. The distillation of a pruned model passes
+    /// the mask it was pruned with.
+    /// </summary>
+    public LayerMask? RetainedLayers { get; init; }
+
+    /// <summary>The trainability rule these options define.</summary>
+    public ParameterFilter Parameters() => new(Freeze, RetainedLayers);
 }

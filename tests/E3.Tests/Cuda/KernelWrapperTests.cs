@@ -134,6 +134,50 @@ public sealed partial class KernelWrapperTests
     }
 
     [Fact]
+    public void TrainingWrappersMatchTheirSignatures()
+    {
+        using var device = new RecordingGpuDevice();
+        var layout = new AttentionLayout(Batch: 2, TokensPerSequence: 40, StartPosition: 0, Capacity: 0, Heads: 20, KvHeads: 4, HeadDim: 128, Scale: 0.125f);
+        DevicePointer<float> g1 = new(0x6000), g2 = new(0x7000), g3 = new(0x8000), g4 = new(0x9100), g5 = new(0xa000);
+        using (var attention = new AttentionKernels(device))
+        {
+            attention.TrainingForward(F1, F2, F3, F4, F5, layout, Stream);
+            attention.Backward(F1, F2, F3, F4, F5, g1, g2, g3, g4, g5, layout, Stream);
+        }
+        using (var rms = new RmsNormKernels(device)) rms.BackwardRows(F1, F2, F3, F4, F5, 9, 128, 1e-6f, accumulate: true, Stream);
+        using (var rope = new RopeKernels(device)) rope.HeadNormRopeBackward(F1, F2, F3, F4, 1e-6f, new RopeLayout(6, 5, 128, 1e6f, 3, 0), Stream);
+        using (var residual = new ResidualKernels(device))
+        {
+            residual.Backward(F1, F2, F3, F4, F4, F5, g1, 0.25f, 70_000L, Stream);
+            residual.AddInPlace(F1, F2, 600L, Stream);
+        }
+        using (var rows = new RowKernels(device)) rows.ColumnSum(F1, F2, 7, 300, Stream);
+        using (var embedding = new EmbeddingKernels(device)) embedding.BackwardGrouped(F1, Ids, F2, 4, 64, Stream);
+        var l = device.Launches;
+        Assert.Equal(10, l.Count);
+        // 3 tiles of 16 rows; 20 query heads (dq) or 4 kv heads (dk/dv); (64*128 + 576) floats of shared memory.
+        var training = new LaunchShape(new Dim3(3, 20, 2), new Dim3(128), 41_088);
+        Check(l[0], "e3_attention_train_forward_f32", training, F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 40, 20, 4, 128, 0.125f);
+        Check(l[1], "e3_attention_backward_delta_f32", Shape(400, 128), F4.Address, F5.Address, g2.Address, 2L * 40 * 20, 128);
+        Check(l[2], "e3_attention_backward_dq_f32", new LaunchShape(new Dim3(3, 20, 2), new Dim3(128), 35_072),
+            F1.Address, F2.Address, F3.Address, F5.Address, g1.Address, g2.Address, g3.Address, 40, 20, 4, 128, 0.125f);
+        Check(l[3], "e3_attention_backward_dkdv_f32", new LaunchShape(new Dim3(3, 4, 2), new Dim3(128), 35_072),
+            F1.Address, F2.Address, F3.Address, F5.Address, g1.Address, g2.Address, g4.Address, g5.Address, 40, 20, 4, 128, 0.125f);
+        Check(l[4], "e3_rmsnorm_backward_rows_f32", RowShape(9), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 9, 128, 1e-6f, 1);
+        Check(l[5], "e3_head_norm_rope_backward_f32", Shape(8, 128), F1.Address, F2.Address, F3.Address, F4.Address, 6, 5, 128, 1e-6f, 1e6f, 3, 0);
+        // ceil(70,000 / 256) = 274 blocks, capped at ResidualKernels.MaxBackwardBlocks.
+        Check(l[6], "e3_gated_residual_backward_f32", Shape(256, 256), F1.Address, F2.Address, F3.Address, F4.Address, F4.Address, F5.Address,
+            g1.Address, 0.25f, 70_000L);
+        Check(l[7], "e3_add_inplace_f32", Shape(3, 256), F1.Address, F2.Address, 600L);
+        Check(l[8], "e3_column_sum_f32", Shape(2, 256), F1.Address, F2.Address, 7, 300);
+        Check(l[9], "e3_embedding_backward_grouped_f32", RowShape(4), F1.Address, Ids.Address, F2.Address, 4, 64);
+        using var refusing = new AttentionKernels(device);
+        var start = Assert.Throws<ArgumentOutOfRangeException>(() => refusing.TrainingForward(F1, F2, F3, F4, F5, layout with { StartPosition = 1 }, Stream));
+        Assert.Equal("StartPosition", start.ParamName);
+        Assert.Equal(10, device.Launches.Count); // nothing queued by the refused call
+    }
+
+    [Fact]
     public void AttentionRejectsBadLayoutsNamingTheField()
     {
         using var device = new RecordingGpuDevice();

@@ -12,24 +12,34 @@ namespace E3.Tests.Training;
 public sealed class MemoryPlanTests
 {
     [Theory]
-    [InlineData("qwen3", TrainingMode.Frozen, false, false)]
-    [InlineData("qwen3", TrainingMode.Train, false, false)]
-    [InlineData("llama", TrainingMode.Train, true, true)]
-    [InlineData("qwen2", TrainingMode.Frozen, true, false)]
-    [InlineData("qwen2", TrainingMode.Train, true, true)]
-    public void PlannedBackwardPeakMatchesMeasuredAllocations(string modelType, TrainingMode mode, bool checkpointing, bool bf16)
+    [InlineData("qwen3", TrainingMode.Frozen, false, false, false)]
+    [InlineData("qwen3", TrainingMode.Train, false, false, false)]
+    [InlineData("llama", TrainingMode.Train, true, true, false)]
+    [InlineData("qwen2", TrainingMode.Frozen, true, false, false)]
+    [InlineData("qwen2", TrainingMode.Train, true, true, false)]
+    // A pruned model (layer 2 dropped, its gate 0 below): gradients only for the retained layers 0 and 1.
+    [InlineData("qwen3", TrainingMode.Train, false, false, true)]
+    [InlineData("llama", TrainingMode.Train, true, true, true)]
+    [InlineData("qwen2", TrainingMode.Train, false, false, true)]
+    public void PlannedBackwardPeakMatchesMeasuredAllocations(string modelType, TrainingMode mode, bool checkpointing, bool bf16, bool pruned)
     {
         using var c = new TrainingCase(modelType, false, false, [1f, 0.5f, 0f], batch: 3, positions: 11,
             storage: bf16 ? E3.Tests.Reference.ReferenceStorage.BF16 : E3.Tests.Reference.ReferenceStorage.F32);
         using var cpu = new CpuBackend(2);
         using var tracking = new AllocationTrackingBackend(cpu);
         using var model = DecoderModel.Load(c.Folder, tracking);
-        var options = new TrainingOptions { Mode = mode, Checkpointing = checkpointing, ComputeDroppedLayers = true };
+        var options = new TrainingOptions
+        {
+            Mode = mode, Checkpointing = checkpointing, ComputeDroppedLayers = true, RetainedLayers = pruned ? LayerMask.Dropping(3, [2]) : null,
+        };
+        long gradientBytes;
         long measured;
         using (var trainer = new GatedDecoderTrainer(model, options))
         {
             trainer.Backward(c.LossGradient(trainer.Forward(c.Tokens, c.Batch, c.Gates)));
             measured = tracking.PeakBytes;
+            gradientBytes = trainer.WeightGradients.Values.Sum(g => g.SizeInBytes);
+            if (pruned) Assert.DoesNotContain(trainer.WeightGradients.Keys, n => n.StartsWith("model.layers.2.", StringComparison.Ordinal));
         }
 
         var plan = TrainingMemoryPlan.Create(model.Config, c.Positions, c.Batch, options, bf16 ? DType.BF16 : DType.F32);
@@ -37,6 +47,15 @@ public sealed class MemoryPlanTests
         double error = Math.Abs(plan.Backward - measured) / (double)measured;
         Assert.True(error <= 0.10, $"planned {plan.Backward} B, measured peak {measured} B ({error:P1} apart)");
         Assert.Equal(mode == TrainingMode.Frozen ? 0 : plan.Gradients * 2, plan.OptimizerState);
+        // The plan's gradients are exactly the buffers the trainer allocated (so a pruned plan counts retained layers only).
+        Assert.Equal(gradientBytes, plan.Gradients);
+        if (pruned)
+        {
+            var full = TrainingMemoryPlan.Create(model.Config, c.Positions, c.Batch, options with { RetainedLayers = null }, bf16 ? DType.BF16 : DType.F32);
+            Assert.True(plan.Gradients < full.Gradients && plan.OptimizerState < full.OptimizerState,
+                $"pruned plan gradients {plan.Gradients} B / optimizer {plan.OptimizerState} B, full {full.Gradients} B / {full.OptimizerState} B");
+            if (bf16) Assert.True(plan.MasterWeights < full.MasterWeights);
+        }
     }
 
     [Fact]
@@ -98,6 +117,24 @@ public sealed class PlanCommandTests
         Assert.Equal(plan.Backward, (long)json["backward"]!);
         Assert.Equal(plan.Gradients, (long)json["gradients"]!);
         Assert.Equal(plan.OptimizerState, (long)json["optimizer_state"]!);
+    }
+
+    [Fact]
+    public void DropPlansTheRetainedLayersOnly()
+    {
+        using var c = new TrainingCase("qwen3", false, false, [1f, 1f, 1f]);
+        var (exit, output) = Run("plan", "--model", c.Folder, "--seq", "8", "--mode", "train", "--drop", "0,2", "--json");
+        Assert.Equal(0, exit);
+        var json = JsonNode.Parse(output)!.AsObject();
+        var config = ModelConfig.Load(c.Folder);
+        var plan = TrainingMemoryPlan.Create(config, 8, 1,
+            new TrainingOptions { Mode = TrainingMode.Train, RetainedLayers = LayerMask.Dropping(3, [0, 2]) }, DType.F32);
+        Assert.Equal(1, (long)json["retained_layers"]!);
+        Assert.Equal(plan.Gradients, (long)json["gradients"]!);
+        var (_, fullOutput) = Run("plan", "--model", c.Folder, "--seq", "8", "--mode", "train", "--json");
+        Assert.True((long)json["gradients"]! < (long)JsonNode.Parse(fullOutput)!["gradients"]!);
+        Assert.Equal(1, Run("plan", "--model", c.Folder, "--seq", "8", "--drop", "3").Exit); // layer 3 does not exist
+        Assert.Equal(1, Run("plan", "--model", c.Folder, "--seq", "8", "--drop", "1", "--prune", "0.5").Exit);
     }
 
     [Fact]

@@ -1,0 +1,135 @@
+using E3.Backends;
+using E3.Backends.Cpu;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Model.Training;
+using E3.Tests.Emulator;
+using E3.Tests.GpuBackend;
+using E3.Tests.Reference;
+using E3.Tests.Training;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace E3.Tests.GpuTraining;
+
+/// <summary>
+/// The whole <see cref="GatedDecoderTrainer"/> forward and backward on GpuBackend over the emulator against the CPU
+/// backend, on small random Qwen3, Llama and Qwen2 models (3 layers, hidden ≤ 32, gates 1, 0 and 0.4), frozen and train,
+/// with and without checkpointing, fp32 and bf16 weights: gate, input-embedding and every weight gradient.
+/// </summary>
+[Collection(EmuCollection.Name)]
+public sealed class GpuTrainerParityTests(EmuFixture fixture, ITestOutputHelper output) : IDisposable
+{
+    // Both backends differentiate the same fp32 function with the same formulas; they differ in summation order only
+    // (GEMM blocking, block/warp reductions, attention tiles), each step ~1e-7..1e-6 relative. Three layers, the final
+    // norm and the head chain a few dozen such steps, and the gate gradients are dot products over every hidden value of
+    // all tokens, so agreement is expected near 1e-6..1e-5 norm-wise; 1e-4 leaves a margin of ten while any wrong term,
+    // scale or index is O(1) off.
+    const double Bound = 1e-4;
+
+    readonly EmuDeviceScope _emu = InitEmu(fixture);
+
+    static EmuDeviceScope InitEmu(EmuFixture fixture)
+    {
+        _ = fixture.Device; // one emulator library per process: the fixture loads it first
+        return new EmuDeviceScope();
+    }
+
+    public static TheoryData<string, TrainingMode, bool, bool, int, int> Cases() => new()
+    {
+        // model, mode, checkpointing, bf16 weights, batch, positions
+        { "qwen3", TrainingMode.Train, false, false, 2, 7 },
+        { "qwen3", TrainingMode.Frozen, true, true, 2, 7 },
+        { "llama", TrainingMode.Train, true, false, 1, 17 }, // 17 positions: the attention tiles of 16 split
+        { "qwen2", TrainingMode.Train, false, true, 2, 7 },
+        { "qwen2", TrainingMode.Frozen, false, false, 2, 7 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void GradientsMatchTheCpuBackend(string modelType, TrainingMode mode, bool checkpointing, bool bf16, int batch, int positions)
+    {
+        using var c = new TrainingCase(modelType, tied: false, attentionBias: modelType == "llama", [1f, 0f, 0.4f], batch, positions,
+            storage: bf16 ? ReferenceStorage.BF16 : ReferenceStorage.F32);
+        var options = new TrainingOptions { Mode = mode, Checkpointing = checkpointing, ComputeDroppedLayers = true };
+        var want = Run(new CpuBackend(2), c, options);
+        var got = Run(new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.F32, ownsDevice: false), c, options);
+        Compare(want, got);
+
+        if (mode != TrainingMode.Train) return;
+        // Same seed and inputs give the same bits on the emulator (no atomics on the training path).
+        var again = Run(new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.F32, ownsDevice: false), c, options);
+        Assert.Equal(got.Gates, again.Gates);
+        Assert.Equal(got.Embeddings, again.Embeddings);
+        foreach (var (name, values) in got.Weights) Assert.Equal(values, again.Weights[name]);
+    }
+
+    [Fact]
+    public void APrunedModelTrainsItsRetainedLayersOnly()
+    {
+        // The distillation of a model pruned to layers {0, 2}: gate 0 on layer 1 in the forward, and no gradient buffers
+        // for it; every other gradient is what the unpruned trainer computes.
+        using var c = new TrainingCase("qwen3", tied: true, attentionBias: false, [1f, 0f, 1f]);
+        var retained = LayerMask.Dropping(3, [1]);
+        var pruned = new TrainingOptions { Mode = TrainingMode.Train, RetainedLayers = retained };
+        var cpuPruned = Run(new CpuBackend(2), c, pruned);
+        var cpuFull = Run(new CpuBackend(2), c, pruned with { RetainedLayers = null });
+        Assert.NotEmpty(cpuPruned.Weights);
+        Assert.DoesNotContain(cpuPruned.Weights.Keys, n => n.StartsWith("model.layers.1.", StringComparison.Ordinal));
+        Assert.Contains(cpuFull.Weights.Keys, n => n.StartsWith("model.layers.1.", StringComparison.Ordinal));
+        foreach (var (name, values) in cpuPruned.Weights) Assert.Equal(cpuFull.Weights[name], values);
+        Assert.Equal(cpuFull.Gates[0], cpuPruned.Gates[0]);
+
+        var emuPruned = Run(new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.F32, ownsDevice: false), c, pruned);
+        Compare(cpuPruned, emuPruned);
+
+        using var backend = new CpuBackend(1);
+        using var model = DecoderModel.Load(c.Folder, backend);
+        var wrong = Assert.Throws<ArgumentException>(() => new GatedDecoderTrainer(model, pruned with { RetainedLayers = LayerMask.All(2) }));
+        Assert.Contains("RetainedLayers has 2 gates; the model has 3 layers", wrong.Message);
+        using var trainer = new GatedDecoderTrainer(model, pruned);
+        var revived = Assert.Throws<ArgumentException>(() => trainer.Forward(c.Tokens, c.Batch, [1f, 0.5f, 1f]));
+        Assert.Contains("gates[1] = 0.5, but layer 1 is dropped", revived.Message);
+    }
+
+    sealed record Result(double[] Gates, float[] Embeddings, Dictionary<string, float[]> Weights);
+
+    static Result Run(IBackend backend, TrainingCase c, TrainingOptions options)
+    {
+        using (backend)
+        using (var model = DecoderModel.Load(c.Folder, backend))
+        using (var trainer = new GatedDecoderTrainer(model, options))
+        {
+            var grads = trainer.Backward(c.LossGradient(trainer.Forward(c.Tokens, c.Batch, c.Gates)));
+            var weights = new Dictionary<string, float[]>();
+            foreach (var (name, tensor) in trainer.WeightGradients)
+            {
+                var values = new float[tensor.ElementCount];
+                backend.Download(tensor, values);
+                weights[name] = values;
+            }
+            return new Result(grads.Gates, grads.InputEmbeddings, weights);
+        }
+    }
+
+    void Compare(Result want, Result got)
+    {
+        Assert.Equal(want.Gates.Select(double.IsNaN), got.Gates.Select(double.IsNaN));
+        var gates = want.Gates.Where(g => !double.IsNaN(g)).Select(g => (float)g).ToArray();
+        var gotGates = got.Gates.Where(g => !double.IsNaN(g)).Select(g => (float)g).ToArray();
+        Check(gates, gotGates, "gates");
+        Check(want.Embeddings, got.Embeddings, "input embeddings");
+        Assert.Equal(want.Weights.Keys.Order(), got.Weights.Keys.Order());
+        foreach (var (name, values) in want.Weights) Check(values, got.Weights[name], name);
+    }
+
+    void Check(float[] want, float[] got, string what)
+    {
+        double diff = 0, norm = 0;
+        for (int i = 0; i < want.Length; i++) { diff += ((double)got[i] - want[i]) * ((double)got[i] - want[i]); norm += (double)want[i] * want[i]; }
+        output.WriteLine($"{what}: relative error {(norm == 0 ? 0 : Math.Sqrt(diff / norm)):E2}");
+        GradientAssert.Close(want, got, Bound, what);
+    }
+
+    public void Dispose() => _emu.Dispose();
+}
