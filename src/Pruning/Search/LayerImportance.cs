@@ -46,11 +46,12 @@ public static class LayerImportance
     }
 
     /// <summary>
-    /// Initial mask logits from importances: α_l = clamp(ln I_l − mean_j ln I_j, ±<see cref="LogitRange"/>), with
-    /// I floored at 1e-12 × max I so a layer that changes nothing gets a finite (lowest) logit. Centred log importance
-    /// is used because Gumbel-TopK depends on logit differences only, and α_i − α_j = ln(I_i / I_j): a layer ten times
-    /// as important starts 2.3 logits ahead, about one standard deviation of the Gumbel noise (π/√6 ≈ 1.28) twice
-    /// over. The clamp keeps the prior from saturating the sampler. Equal importances give all zeros (uniform).
+    /// Initial mask logits from importances: v_l = max(ln I_l, ln max I − 2R), α_l = v_l − (max v + min v) / 2, with
+    /// R = <see cref="LogitRange"/>. So α lies in [−R, R]; layers within a factor e^{2R} ≈ 3000 of the most important
+    /// keep their exact log ratios (α_i − α_j = ln(I_i / I_j)), and layers below that floor (including KL 0) share −R.
+    /// Log ratios suit Gumbel-TopK, which depends on logit differences only: a layer ten times as important starts
+    /// 2.3 logits ahead, about twice the Gumbel noise's standard deviation (π/√6 ≈ 1.28). The bounded range keeps
+    /// the prior from saturating the sampler, so the search can still overturn it. Equal importances give zeros.
     /// </summary>
     public static float[] ToLogits(ReadOnlySpan<double> importance)
     {
@@ -63,10 +64,10 @@ public static class LayerImportance
             max = Math.Max(max, importance[i]);
         }
         if (max == 0) return new float[importance.Length];
-        double floor = 1e-12 * max;
+        double floor = Math.Log(max) - 2 * LogitRange;
         var logs = new double[importance.Length];
-        for (int i = 0; i < logs.Length; i++) logs[i] = Math.Log(Math.Max(importance[i], floor));
-        double mean = logs.Average();
-        return logs.Select(v => (float)Math.Clamp(v - mean, -LogitRange, LogitRange)).ToArray();
+        for (int i = 0; i < logs.Length; i++) logs[i] = importance[i] > 0 ? Math.Max(Math.Log(importance[i]), floor) : floor;
+        double middle = (logs.Max() + logs.Min()) / 2;
+        return logs.Select(v => (float)(v - middle)).ToArray();
     }
 }
