@@ -118,17 +118,5 @@ public static class SearchCheckpoint
         return result;
     }
 
-    private static T Get<T>(JsonObject o, string path, string key, string? field = null)
-    {
-        field ??= key;
-        var node = o[key] ?? throw new ModelFormatException(path, field, "missing");
-        try
-        {
-            return node.GetValue<T>();
-        }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException)
-        {
-            throw new ModelFormatException(path, field, $"{node.ToJsonString()} is not a valid {typeof(T).Name}");
-        }
-    }
+    private static T Get<T>(JsonObject o, string path, string key, string? field = null) => JsonFields.Get<T>(o, path, key, field);
 }
