@@ -85,6 +85,23 @@ public sealed class SearchCommandTests
         Assert.False(File.Exists(dir["mask.json"]));
     }
 
+    [Theory]
+    [InlineData("0.5", 2)] // drops round(0.5·4) = 2
+    [InlineData("0.3", 3)] // drops round(1.2) = 1
+    public void PruneFractionSetsTheKeptCount(string prune, int keep)
+    {
+        using var dir = new TempDir();
+        var (model, data) = Setup(dir);
+        var args = Args(model, data, dir["mask.json"], "--tokens", "32").ToList();
+        int at = args.IndexOf("--keep");
+        args[at] = "--prune";
+        args[at + 1] = prune;
+        var result = CliProcess.Run([.. args]);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Equal(keep, MaskFile.Load(dir["mask.json"]).Keep);
+        Assert.Equal(keep, JsonNode.Parse(result.Stdout)!["kept"]!.AsArray().Count);
+    }
+
     [Fact]
     public void PruneTogetherWithKeepIsAUsageError()
     {

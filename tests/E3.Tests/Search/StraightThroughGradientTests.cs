@@ -1,5 +1,7 @@
 using E3.Backends.Cpu;
 using E3.Model.Decoder;
+using E3.Model.Training;
+using E3.Pruning.Distillation;
 using E3.Pruning.Masking;
 using E3.Pruning.Search;
 using E3.Tests.Support;
@@ -58,6 +60,48 @@ public sealed class StraightThroughGradientTests
         double norm = Math.Sqrt(torchGrad.Sum(v => v * v));
         for (int l = 0; l < Layers; l++)
             Assert.True(Math.Abs(g.AlphaGradient[l] - torchGrad[l]) <= 1e-4 * norm, $"dα[{l}]: ours {g.AlphaGradient[l]}, reference {torchGrad[l]} (norm {norm})");
+    }
+
+    [Fact]
+    public void GateGradientsAreTheDerivativeOfTheDistillationLoss()
+    {
+        using var dir = new TempDir();
+        string folder = SearchModels.Write(dir, "model", Layers, weakLayers: []);
+        var (_, ids) = SearchModels.Tokens(dir, "data.bin", 500);
+        using var backend = new CpuBackend(2);
+        using var model = DecoderModel.Load(folder, backend);
+        var options = new SearchOptions { Keep = Keep, WarmupKeep = Keep, Steps = 10, Samples = Samples, Tau0 = Tau, TauMin = Tau, Seed = Seed, Init = AlphaInit.Uniform };
+        var batches = new LiveTeacherBatches(ids, 16, 2, Seed, "data.bin");
+        using var search = new MaskSearch(model, batches, options);
+        var g = search.Gradient([0.3f, -0.2f, 0.5f, 0.1f], Step);
+
+        // The loss of sample 0 as a function of its gates, recomputed from scratch on the same batch and teacher.
+        var inputs = new int[batches.TokensPerBatch];
+        batches.Fill(Step, inputs);
+        using var trainer = new GatedDecoderTrainer(model, new TrainingOptions { ComputeDroppedLayers = true });
+        var teacher = new DenseTeacher(trainer.Forward(inputs, 2, [1f, 1f, 1f, 1f]), inputs.Length, SearchModels.Vocab);
+        double LossAt(float[] gates) => EntropyKdLoss.Compute(trainer.Forward(inputs, 2, gates), SearchModels.Vocab, teacher, default, options.Kd).Loss;
+        var hard = g.HardMasks[..Layers];
+        var analytic = g.GateGradients[..Layers].Select(v => (double)v * Samples).ToArray(); // undo the 1/S average
+        // Central differences with Richardson extrapolation, (4·D(h/2) − D(h)) / 3 at h = 2e-3: a strong layer
+        // switched off (gate 0) makes the loss sharply curved in its gate, so plain D(1e-2) is off by a third, but
+        // the extrapolation cancels the h² term and leaves O(h⁴). The fp32 forward rounds the loss at ~1e-7
+        // relative, i.e. ~1e-4 absolute in D(1e-3) for losses of order 1: the tolerance below is 2e-3 of the norm.
+        double Difference(float[] gates, int l, float h)
+        {
+            var plus = (float[])gates.Clone();
+            var minus = (float[])gates.Clone();
+            plus[l] += h;
+            minus[l] -= h;
+            return (LossAt(plus) - LossAt(minus)) / ((double)plus[l] - minus[l]);
+        }
+        var numeric = new double[Layers];
+        for (int l = 0; l < Layers; l++)
+            numeric[l] = (4 * Difference(hard, l, 1e-3f) - Difference(hard, l, 2e-3f)) / 3;
+        double norm = Math.Sqrt(numeric.Sum(v => v * v));
+        Assert.True(norm > 1e-3, $"no gradient signal: [{string.Join(", ", numeric)}]");
+        for (int l = 0; l < Layers; l++)
+            Assert.True(Math.Abs(analytic[l] - numeric[l]) <= 2e-3 * norm + 1e-4, $"dL/dm[{l}]: analytic {analytic[l]}, central difference {numeric[l]}");
     }
 
     // Successive softmax in float64 autograd: k rounds of p = softmax(s/τ), y += p, s += log(max(1 − p, 1e-20)).
