@@ -83,7 +83,8 @@ public sealed class MaskSearch : IDisposable
 
     /// <summary>
     /// The starting state: α from drop-one KL importance over the first <see cref="SearchOptions.InitBatches"/>
-    /// batches (<see cref="LayerImportance"/>), or zeros for <see cref="AlphaInit.Uniform"/>.
+    /// batches (<see cref="LayerImportance"/>), or zeros for <see cref="AlphaInit.Uniform"/>. The importance always
+    /// compares against the live full model, even when the search's teacher is a cache.
     /// </summary>
     public SearchState Initialize()
     {
