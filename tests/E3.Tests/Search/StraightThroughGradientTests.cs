@@ -23,19 +23,42 @@ public sealed class StraightThroughGradientTests
     private const ulong Seed = 11;
     private const long Step = 3;
 
+    /// <summary>A tiny random model and a search over it whose step uses exactly (Keep, Tau): τ0 = τmin and warm-up keep = keep.</summary>
+    private sealed class Case : IDisposable
+    {
+        private readonly TempDir dir = new();
+        private readonly CpuBackend backend = new(2);
+
+        public Case()
+        {
+            string folder = SearchModels.Write(dir, "model", Layers, weakLayers: []);
+            var (_, ids) = SearchModels.Tokens(dir, "data.bin", 500);
+            Model = DecoderModel.Load(folder, backend);
+            Options = new SearchOptions { Keep = Keep, WarmupKeep = Keep, Steps = 10, Samples = Samples, Tau0 = Tau, TauMin = Tau, Seed = Seed, Init = AlphaInit.Uniform };
+            Batches = new LiveTeacherBatches(ids, 16, 2, Seed, "data.bin");
+            Search = new MaskSearch(Model, Batches, Options);
+        }
+
+        public DecoderModel Model { get; }
+        public SearchOptions Options { get; }
+        public LiveTeacherBatches Batches { get; }
+        public MaskSearch Search { get; }
+
+        public void Dispose()
+        {
+            Search.Dispose();
+            Model.Dispose();
+            backend.Dispose();
+            dir.Dispose();
+        }
+    }
+
     [Fact]
     public void AlphaGradientIsTheRelaxedTopKPullbackOfTheGateGradients()
     {
-        using var dir = new TempDir();
-        string folder = SearchModels.Write(dir, "model", Layers, weakLayers: []);
-        var (_, ids) = SearchModels.Tokens(dir, "data.bin", 500);
-        using var backend = new CpuBackend(2);
-        using var model = DecoderModel.Load(folder, backend);
-        // τ0 = τmin and warm-up keep = keep: the step uses exactly (Keep, Tau), so the reference below needs no schedule.
-        var options = new SearchOptions { Keep = Keep, WarmupKeep = Keep, Steps = 10, Samples = Samples, Tau0 = Tau, TauMin = Tau, Seed = Seed, Init = AlphaInit.Uniform };
-        using var search = new MaskSearch(model, new LiveTeacherBatches(ids, 16, 2, Seed, "data.bin"), options);
+        using var c = new Case();
         float[] alpha = [0.3f, -0.2f, 0.5f, 0.1f];
-        var g = search.Gradient(alpha, Step);
+        var g = c.Search.Gradient(alpha, Step);
 
         var noise = new double[Samples, Layers];
         for (int s = 0; s < Samples; s++)
@@ -65,15 +88,9 @@ public sealed class StraightThroughGradientTests
     [Fact]
     public void GateGradientsAreTheDerivativeOfTheDistillationLoss()
     {
-        using var dir = new TempDir();
-        string folder = SearchModels.Write(dir, "model", Layers, weakLayers: []);
-        var (_, ids) = SearchModels.Tokens(dir, "data.bin", 500);
-        using var backend = new CpuBackend(2);
-        using var model = DecoderModel.Load(folder, backend);
-        var options = new SearchOptions { Keep = Keep, WarmupKeep = Keep, Steps = 10, Samples = Samples, Tau0 = Tau, TauMin = Tau, Seed = Seed, Init = AlphaInit.Uniform };
-        var batches = new LiveTeacherBatches(ids, 16, 2, Seed, "data.bin");
-        using var search = new MaskSearch(model, batches, options);
-        var g = search.Gradient([0.3f, -0.2f, 0.5f, 0.1f], Step);
+        using var c = new Case();
+        var g = c.Search.Gradient([0.3f, -0.2f, 0.5f, 0.1f], Step);
+        var (model, batches, options) = (c.Model, c.Batches, c.Options);
 
         // The loss of sample 0 as a function of its gates, recomputed from scratch on the same batch and teacher.
         var inputs = new int[batches.TokensPerBatch];
