@@ -34,8 +34,8 @@ public sealed class SearchCommandTests
     {
         using var dir = new TempDir();
         var (model, data) = Setup(dir);
-        // 40 steps of 32 tokens, a checkpoint every 2 steps.
-        string[] common = ["--tokens", "1280", "--checkpoint-every", "2"];
+        // 60 steps of 32 tokens, a checkpoint every 2 steps.
+        string[] common = ["--tokens", "1920", "--checkpoint-every", "2"];
         string reference = dir["reference.json"], resumed = dir["resumed.json"], checkpoint = dir["ck"];
         Assert.Equal(0, InProcess(Args(model, data, reference, [.. common, "--checkpoint", dir["ck-reference"]])));
 
@@ -43,30 +43,37 @@ public sealed class SearchCommandTests
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "e3.dll"));
         foreach (var a in Args(model, data, resumed, [.. common, "--checkpoint", checkpoint])) psi.ArgumentList.Add(a);
         string state = Path.Combine(checkpoint, SearchCheckpoint.StateFileName);
+        // Killed once a randomly chosen checkpoint is on disk, i.e. anywhere in the step or checkpoint after it.
+        int killAfter = 2 * new Random().Next(1, 16);
         using (var child = Process.Start(psi)!)
         {
             var deadline = Stopwatch.StartNew();
-            while (!File.Exists(state) && !child.HasExited && deadline.Elapsed < TimeSpan.FromMinutes(3))
-                Thread.Sleep(5);
-            // A random moment after the first checkpoint: mid-step, mid-checkpoint or between them.
-            Thread.Sleep(new Random().Next(0, 400));
-            bool finishedEarly = child.HasExited;
+            while (SavedStep(state) < killAfter && !child.HasExited && deadline.Elapsed < TimeSpan.FromMinutes(3))
+                Thread.Sleep(1);
+            bool finishedEarly = child.HasExited; // checked before anything reads its output, which would wait for it
             Assert.False(finishedEarly, "the child finished before it could be interrupted");
             child.Kill(entireProcessTree: true);
             child.WaitForExit();
         }
         Assert.False(File.Exists(resumed), "a killed search must not leave a mask.json");
-        long savedStep = JsonNode.Parse(File.ReadAllText(state))!["step"]!.GetValue<long>();
-        Assert.InRange(savedStep, 2, 39); // really interrupted, with finished work to keep
+        Assert.InRange(SavedStep(state), killAfter, 59); // really interrupted, with finished work to keep
 
         Assert.Equal(0, InProcess(Args(model, data, resumed, [.. common, "--checkpoint", checkpoint, "--resume"])));
         var expected = MaskFile.Load(reference);
         var actual = MaskFile.Load(resumed);
         Assert.Equal(expected.Alpha!.Select(BitConverter.DoubleToInt64Bits), actual.Alpha!.Select(BitConverter.DoubleToInt64Bits));
         Assert.Equal(File.ReadAllBytes(reference), File.ReadAllBytes(resumed)); // kept layers, τ, steps, loss history: all of it
-        Assert.Equal(40, actual.Steps);
-        Assert.Equal(40, actual.LossHistory.Count);
+        Assert.Equal(60, actual.Steps);
+        Assert.Equal(60, actual.LossHistory.Count);
         Assert.True(new FileInfo(Path.ChangeExtension(resumed, ".png")).Length > 1000, "the plot was not written");
+    }
+
+    // The step of the checkpoint on disk, or -1 while there is none (the state file is replaced by rename, so a read
+    // sees a whole file).
+    private static long SavedStep(string state)
+    {
+        if (!File.Exists(state)) return -1;
+        return JsonNode.Parse(File.ReadAllText(state))!["step"]!.GetValue<long>();
     }
 
     [Theory]
