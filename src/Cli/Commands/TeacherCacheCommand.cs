@@ -113,6 +113,6 @@ public static class TeacherCacheCommand
     }
 
     // The model folder's name: resuming with a different teacher must fail rather than mix two teachers.
-    private static string ModelId(string directory) =>
+    internal static string ModelId(string directory) =>
         Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));
 }

@@ -163,19 +163,7 @@ public sealed record MaskFile
         return m;
     }
 
-    static T Get<T>(JsonObject o, string path, string key, string? field = null)
-    {
-        field ??= key;
-        var node = o[key] ?? throw new ModelFormatException(path, field, "missing");
-        try
-        {
-            return node.GetValue<T>();
-        }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException)
-        {
-            throw new ModelFormatException(path, field, $"{node.ToJsonString()} is not a valid {typeof(T).Name}");
-        }
-    }
+    static T Get<T>(JsonObject o, string path, string key, string? field = null) => JsonFields.Get<T>(o, path, key, field);
 
     static int[] Ints(JsonObject o, string path, string key) =>
         (o[key] as JsonArray ?? throw new ModelFormatException(path, key, "missing or not an array"))

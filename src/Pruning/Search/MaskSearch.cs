@@ -1,0 +1,196 @@
+using E3.Model.Decoder;
+using E3.Model.Training;
+using E3.Optim;
+using E3.Pruning.Distillation;
+using E3.Pruning.Masking;
+using E3.Pruning.Masks;
+
+namespace E3.Pruning.Search;
+
+/// <summary>What one search step computed.</summary>
+/// <param name="Step">The step number.</param>
+/// <param name="Keep">k at this step (the curriculum).</param>
+/// <param name="Tau">τ at this step (the schedule).</param>
+/// <param name="Loss">Distillation loss averaged over the samples.</param>
+/// <param name="HardMasks">The sampled hard masks, [Samples × Layers].</param>
+/// <param name="SoftMasks">Their relaxed masks, [Samples × Layers].</param>
+/// <param name="GateGradients">dL/dm for each sample, already divided by the sample count, [Samples × Layers].</param>
+/// <param name="AlphaGradient">dL/dα: the straight-through gradient, averaged over samples.</param>
+public sealed record SearchGradient(long Step, int Keep, float Tau, double Loss, float[] HardMasks, float[] SoftMasks,
+    float[] GateGradients, float[] AlphaGradient);
+
+/// <summary>Progress after a step.</summary>
+public readonly record struct SearchProgress(long Step, long TotalSteps, int Keep, float Tau, double Loss, IReadOnlyList<float> Alpha);
+
+/// <summary>
+/// The learned layer-mask search (E3-Pruner, arXiv 2511.17205): mask logits α over the decoder layers are trained so
+/// that the model with Gumbel-TopK hard masks matches the full model under the entropy-weighted distillation loss.
+/// <para>
+/// Step s: the batch and teacher from <see cref="SearchBatches"/>; k_s from the <see cref="KeepCurriculum"/>, τ_s from
+/// the <see cref="TemperatureSchedule"/>; S hard masks drawn by <see cref="CpuGumbelTopK"/> (noise keyed by seed, s,
+/// sample); for each, the frozen gated forward (dropped layers still computed so their gate gradient exists), the KD
+/// loss and its backward give dL/dm; the relaxed top-k's vector-Jacobian product maps dL/dm (hard forward, soft
+/// backward: the straight-through estimator) to dL/dα, averaged over samples; one AdamW step on α.
+/// The result is the noise-free top-k of α (<see cref="DeterministicMask"/>).
+/// </para>
+/// One loaded model is both teacher (every gate 1) and student: the weights never change.
+/// </summary>
+public sealed class MaskSearch : IDisposable
+{
+    private readonly DecoderModel model;
+    private readonly SearchBatches batches;
+    private readonly SearchOptions options;
+    private readonly GatedDecoderTrainer trainer;
+    private readonly CpuGumbelTopK sampler;
+    private readonly AdamW optimizer;
+    private readonly KeepCurriculum curriculum;
+    private readonly TemperatureSchedule temperature;
+    private readonly int[] inputs;
+    private readonly int layers;
+
+    /// <param name="model">The model; its backend must support the backward pass.</param>
+    /// <param name="batches">Data and teacher per step.</param>
+    /// <param name="options">The search settings (validated here against the model).</param>
+    /// <param name="threads">Threads for the Gumbel sampler (-1: the runtime's choice); results do not depend on it.</param>
+    public MaskSearch(DecoderModel model, SearchBatches batches, SearchOptions options, int threads = -1)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(batches);
+        ArgumentNullException.ThrowIfNull(options);
+        layers = model.Config.NumLayers;
+        options.Validate(layers);
+        this.model = model;
+        this.batches = batches;
+        this.options = options;
+        curriculum = new KeepCurriculum(layers, options.ResolvedWarmupKeep(layers), options.Keep, options.ResolvedCurriculumSteps);
+        temperature = new TemperatureSchedule(options.Tau0, options.TauMin, options.Steps, options.TauSchedule);
+        inputs = new int[batches.TokensPerBatch];
+        Fingerprint = options.Fingerprint(model.Config.Hash(), batches.DataIdentity, batches.TeacherIdentity, batches.SequenceLength, batches.Batch);
+        trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen, ComputeDroppedLayers = true });
+        sampler = new CpuGumbelTopK(threads);
+        // No weight decay: it would pull every logit toward 0, a prior toward the uniform mask nobody asked for.
+        optimizer = new AdamW([new ParameterSlot("alpha", layers)], new AdamWOptions());
+    }
+
+    /// <summary>Identifies the trajectory (options, model, data, teacher): what a checkpoint must match.</summary>
+    public string Fingerprint { get; }
+
+    /// <summary>The search settings.</summary>
+    public SearchOptions Options => options;
+
+    /// <summary>The optimizer on α (its state is part of a checkpoint).</summary>
+    public AdamW Optimizer => optimizer;
+
+    /// <summary>
+    /// The starting state: α from drop-one KL importance over the first <see cref="SearchOptions.InitBatches"/>
+    /// batches (<see cref="LayerImportance"/>), or zeros for <see cref="AlphaInit.Uniform"/>. The importance always
+    /// compares against the live full model, even when the search's teacher is a cache.
+    /// </summary>
+    public SearchState Initialize()
+    {
+        if (options.Init == AlphaInit.Uniform) return new SearchState(new float[layers]);
+        var calibration = new List<int[]>();
+        for (int i = 0; i < options.InitBatches; i++)
+        {
+            var batch = new int[batches.TokensPerBatch];
+            batches.Fill(i, batch);
+            calibration.Add(batch);
+        }
+        var importance = LayerImportance.DropOneKl(model, calibration, batches.Batch);
+        return new SearchState(LayerImportance.ToLogits(importance), importance);
+    }
+
+    /// <summary>
+    /// The loss and straight-through gradient dL/dα at step <paramref name="step"/> for logits
+    /// <paramref name="alpha"/>, without changing anything.
+    /// </summary>
+    public SearchGradient Gradient(ReadOnlySpan<float> alpha, long step)
+    {
+        if (alpha.Length != layers) throw new ArgumentException($"α has {alpha.Length} values; the model has {layers} layers", nameof(alpha));
+        int keep = curriculum.At(step);
+        float tau = temperature.At(step);
+        var spec = new GumbelTopKSpec(layers, keep, options.Samples, tau, options.Seed, step, options.Relaxation);
+        var hard = new float[spec.MaskElements];
+        var soft = new float[spec.MaskElements];
+        var gateGrads = new float[spec.MaskElements];
+        var alphaGrad = new float[layers];
+        sampler.SampleHard(alpha, spec, hard);
+
+        batches.Fill(step, inputs);
+        int vocab = model.Config.VocabSize;
+        var allOnes = new float[layers];
+        allOnes.AsSpan().Fill(1f);
+        var teacher = batches.Teacher(step, () => trainer.Forward(inputs, batches.Batch, allOnes), vocab);
+        double lossSum = 0;
+        for (int s = 0; s < options.Samples; s++)
+        {
+            var logits = trainer.Forward(inputs, batches.Batch, hard.AsSpan(s * layers, layers));
+            lossSum += EntropyKdLoss.Compute(logits, vocab, teacher, default, options.Kd).Loss;
+            var gates = trainer.Backward(logits).Gates; // logits now hold dL/dlogits
+            for (int l = 0; l < layers; l++) gateGrads[s * layers + l] = (float)(gates[l] / options.Samples);
+        }
+        sampler.ForwardBackward(alpha, spec, gateGrads, hard, soft, alphaGrad);
+        return new SearchGradient(step, keep, tau, lossSum / options.Samples, hard, soft, gateGrads, alphaGrad);
+    }
+
+    /// <summary>Runs step <see cref="SearchState.Step"/> and applies the AdamW update to α.</summary>
+    public SearchGradient Step(SearchState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (state.Step >= options.Steps) throw new InvalidOperationException($"the search already ran its {options.Steps} steps");
+        var g = Gradient(state.Alpha, state.Step);
+        optimizer.Step([state.Alpha.AsMemory()], [g.AlphaGradient.AsMemory()], options.LearningRate);
+        var keep = new float[layers];
+        for (int s = 0; s < options.Samples; s++)
+            for (int l = 0; l < layers; l++) keep[l] += g.SoftMasks[s * layers + l];
+        for (int l = 0; l < layers; l++) keep[l] /= options.Samples;
+        state.LossHistory.Add(new LossPoint(g.Step, g.Loss));
+        state.KeepProbability.Add(keep);
+        state.Step++;
+        return g;
+    }
+
+    /// <summary>
+    /// Runs the remaining steps, saving a checkpoint into <paramref name="checkpointDirectory"/> (when not null) every
+    /// <paramref name="checkpointEvery"/> steps and after the last; reports each step to <paramref name="progress"/>.
+    /// </summary>
+    public void Run(SearchState state, string? checkpointDirectory, int checkpointEvery, Action<SearchProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (checkpointDirectory != null && checkpointEvery < 1) throw new ArgumentException($"--checkpoint-every: {checkpointEvery} must be at least 1");
+        while (state.Step < options.Steps)
+        {
+            var g = Step(state);
+            if (checkpointDirectory != null && (state.Step % checkpointEvery == 0 || state.Step == options.Steps))
+                SearchCheckpoint.Save(checkpointDirectory, Fingerprint, state, optimizer);
+            progress?.Invoke(new SearchProgress(g.Step, options.Steps, g.Keep, g.Tau, g.Loss, state.Alpha));
+        }
+    }
+
+    /// <summary>Restores a checkpoint of this search (same fingerprint) into a state and the optimizer.</summary>
+    public SearchState Resume(string checkpointDirectory) => SearchCheckpoint.Load(checkpointDirectory, Fingerprint, layers, optimizer);
+
+    /// <summary>The final mask: the deterministic top-k of α, with the search's α, τ, steps, tokens, seed and loss history.</summary>
+    public MaskFile Result(SearchState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var mask = new float[layers];
+        DeterministicMask.TopK(state.Alpha, options.Keep, mask);
+        var kept = Enumerable.Range(0, layers).Where(l => mask[l] == 1f);
+        return MaskFile.For(model.Config, "e3", kept) with
+        {
+            Alpha = state.Alpha.Select(a => (double)a).ToArray(),
+            Tau = temperature.At(Math.Max(0, state.Step - 1)),
+            Steps = state.Step,
+            Tokens = state.Step * batches.TokensPerBatch,
+            Seed = options.Seed,
+            LossHistory = state.LossHistory.ToArray(),
+        };
+    }
+
+    public void Dispose()
+    {
+        trainer.Dispose();
+        optimizer.Dispose();
+    }
+}

@@ -1,0 +1,37 @@
+using E3.Pruning.Masks;
+
+namespace E3.Pruning.Search;
+
+/// <summary>
+/// Where a search stands after <see cref="Step"/> steps: α and the per-step history. The optimizer state lives in
+/// <see cref="MaskSearch"/> and is checkpointed beside this. Nothing else is needed to resume: every step's data and
+/// Gumbel noise are keyed by (seed, step), so the step number is the whole RNG position.
+/// </summary>
+public sealed class SearchState
+{
+    /// <param name="alpha">The mask logits (copied).</param>
+    public SearchState(ReadOnlySpan<float> alpha, double[]? importance = null)
+    {
+        if (alpha.IsEmpty) throw new ArgumentException("α has no layers", nameof(alpha));
+        Alpha = alpha.ToArray();
+        Importance = importance;
+    }
+
+    /// <summary>α, one logit per layer, updated in place by each step.</summary>
+    public float[] Alpha { get; }
+
+    /// <summary>The drop-one KL importance α was initialised from (null for a uniform start or a resumed run).</summary>
+    public double[]? Importance { get; }
+
+    /// <summary>Steps completed; the next step to run.</summary>
+    public long Step { get; internal set; }
+
+    /// <summary>Mean distillation loss over the samples of each step.</summary>
+    public List<LossPoint> LossHistory { get; } = [];
+
+    /// <summary>
+    /// Each completed step's keep-probability estimate per layer: the relaxed (soft top-k) mask averaged over that
+    /// step's samples. It sums to the step's keep count and is what the plot draws.
+    /// </summary>
+    public List<float[]> KeepProbability { get; } = [];
+}
