@@ -18,6 +18,7 @@ public static class CommandLineApp
         root.Subcommands.Add(KernelCommands.Create());
         root.Subcommands.Add(PlanCommand.Create());
         root.Subcommands.Add(TeacherCacheCommand.Create());
+        root.Subcommands.Add(BaselineCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
         return root;
     }
