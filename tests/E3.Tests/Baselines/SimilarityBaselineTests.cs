@@ -1,8 +1,5 @@
-using E3.Backends.Cpu;
-using E3.Model.Decoder;
 using E3.Pruning.Baselines;
 using E3.Tests.Reference;
-using E3.Tests.Support;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -17,12 +14,8 @@ namespace E3.Tests.Baselines;
 public sealed class SimilarityBaselineTests : IDisposable
 {
     const int Layers = 7;
-    readonly TempDir _dir = new("e3-baseline-sim");
-    readonly CpuBackend _cpu = new(1);
-    readonly string _folder;
-    readonly CalibrationSet _data = BaselineFixture.Data(sequenceLength: 9, batch: 3, batches: 2, seed: 4);
-
-    public SimilarityBaselineTests() => _folder = BaselineFixture.WriteModel(_dir, Layers, seed: 21);
+    readonly BaselineFixture _fixture = new(Layers, modelSeed: 21, sequenceLength: 9, batch: 3, batches: 2, dataSeed: 4);
+    CalibrationSet Data => _fixture.Data;
 
     // E3 runs in fp32 and the oracle in float64. ForwardParityTests bounds fp32 logits of order 1 at 1e-4 absolute; the
     // hidden states feeding them carry relative errors of the same order or less, and a cosine moves by at most about
@@ -34,16 +27,16 @@ public sealed class SimilarityBaselineTests : IDisposable
 
     Tensor[][] ReferenceStates()
     {
-        using var reference = ReferenceCheckpoint.Load(_folder, ScalarType.Float64);
-        return Enumerable.Range(0, _data.Batches.Count)
-            .Select(i => TorchReferenceDecoder.HiddenStates(reference, BaselineFixture.AsReferenceBatch(_data, i), ScalarType.Float64)).ToArray();
+        using var reference = _fixture.LoadReference();
+        return Enumerable.Range(0, Data.Batches.Count)
+            .Select(i => TorchReferenceDecoder.HiddenStates(reference, _fixture.ReferenceBatch(i), ScalarType.Float64)).ToArray();
     }
 
     [Fact]
     public void BlockInfluenceEqualsOneMinusTheMeanCosineOfEachLayersInputAndOutput()
     {
-        using var model = DecoderModel.Load(_folder, _cpu);
-        double[] ours = BlockInfluence.Scores(model, _data);
+        using var model = _fixture.LoadModel();
+        double[] ours = BlockInfluence.Scores(model, Data);
 
         var states = ReferenceStates();
         var expected = new double[Layers];
@@ -74,12 +67,12 @@ public sealed class SimilarityBaselineTests : IDisposable
     [Fact]
     public void AngularDistanceIsTheMeanLastTokenAngleAndTheBlockIsItsMinimum()
     {
-        using var model = DecoderModel.Load(_folder, _cpu);
+        using var model = _fixture.LoadModel();
         var states = ReferenceStates();
-        int T = _data.SequenceLength;
+        int T = Data.SequenceLength;
         foreach (int n in new[] { 2, 3 })
         {
-            double[] ours = AngularDistance.Distances(model, _data, n);
+            double[] ours = AngularDistance.Distances(model, Data, n);
             var expected = new double[Layers - n + 1];
             double largestCos = -1;
             for (int l = 0; l <= Layers - n; l++)
@@ -95,7 +88,7 @@ public sealed class SimilarityBaselineTests : IDisposable
                         largestCos = Math.Max(largestCos, cos);
                     }
                 }
-                Assert.Equal(_data.Batch * _data.Batches.Count, angles.Count);
+                Assert.Equal(Data.Batch * Data.Batches.Count, angles.Count);
                 expected[l] = angles.Average();
             }
             // d = acos(c)/π has slope 1/(π·sqrt(1 − c²)); with every c ≤ 0.98 that is under 1.6, so the cosine bound
@@ -120,9 +113,5 @@ public sealed class SimilarityBaselineTests : IDisposable
             foreach (var t in batch) t.Dispose();
     }
 
-    public void Dispose()
-    {
-        _cpu.Dispose();
-        _dir.Dispose();
-    }
+    public void Dispose() => _fixture.Dispose();
 }
