@@ -10,8 +10,8 @@ namespace E3.Cli.Commands;
 /// <summary>
 /// <c>e3 baseline</c>: chooses layers to drop with one of the published baselines (bi, angular, last, random,
 /// drop-one-kl) and writes mask.json, the same format <c>e3 search</c> writes. The mask is written only when the run
-/// has finished (temp file, then rename); these runs take one pass (or, for drop-one-kl, n·L passes) over a few
-/// thousand calibration tokens, so they restart rather than resume.
+/// has finished (temp file, then rename). bi and angular are one pass over the calibration tokens; drop-one-kl takes
+/// about n·L passes, so it checkpoints after every greedy step (--checkpoint DIR) and continues with --resume.
 /// </summary>
 internal static class BaselineCommand
 {
@@ -27,21 +27,23 @@ internal static class BaselineCommand
         var batch = new Option<int>("--batch") { Description = "Windows per forward pass (B)", DefaultValueFactory = _ => 4 };
         var seed = new Option<ulong>("--seed") { Description = "Selects the calibration windows, and the layers for random", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--out") { Description = "mask.json to write", Required = true };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = $"drop-one-kl: folder for {GreedyKlCheckpoint.FileName}, rewritten after every greedy step" };
+        var resume = new Option<bool>("--resume") { Description = "drop-one-kl: continue from the checkpoint in --checkpoint when there is one" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var cmd = new Command("baseline", "Choose layers to drop with a baseline method (ShortGPT BI, angular distance, last, random, greedy drop-one KL)")
         {
-            method, model, data, prune, keep, tokens, seq, batch, seed, output, device, threads, json,
+            method, model, data, prune, keep, tokens, seq, batch, seed, output, checkpoint, resume, device, threads, json,
         };
         cmd.SetAction(p => CliRunner.Guard(() => Run(new Request(BaselineMethods.Parse(p.GetValue(method)!), p.GetValue(model)!, p.GetValue(data),
             p.GetValue(prune), p.GetValue(keep), p.GetValue(tokens), p.GetValue(seq), p.GetValue(batch), p.GetValue(seed), p.GetValue(output)!,
-            p.GetValue(device)!, p.GetValue(threads), p.GetValue(json)))));
+            p.GetValue(checkpoint), p.GetValue(resume), p.GetValue(device)!, p.GetValue(threads), p.GetValue(json)))));
         return cmd;
     }
 
     sealed record Request(BaselineMethod Method, string Model, string? Data, double? Prune, int? Keep, long Tokens, int Seq, int Batch,
-        ulong Seed, string Output, string Device, int Threads, bool Json);
+        ulong Seed, string Output, string? Checkpoint, bool Resume, string Device, int Threads, bool Json);
 
     static int Run(Request r)
     {
@@ -49,6 +51,13 @@ internal static class BaselineCommand
         if (r.Seq < 2) throw new ArgumentException($"--seq: {r.Seq} must be at least 2");
         if (r.Batch < 1) throw new ArgumentException($"--batch: {r.Batch} must be at least 1");
         if (r.Method.NeedsData() && r.Data == null) throw new ArgumentException($"--data is required by --method {r.Method.Name()}");
+        if (r.Resume && r.Checkpoint == null) throw new ArgumentException("--resume needs --checkpoint DIR");
+        string? checkpointFile = null;
+        if (r.Checkpoint != null && r.Method == BaselineMethod.DropOneKl)
+        {
+            Directory.CreateDirectory(r.Checkpoint);
+            checkpointFile = Path.Combine(r.Checkpoint, GreedyKlCheckpoint.FileName);
+        }
         using var backend = CliRunner.CreateBackend(r.Device, r.Threads);
         using var model = DecoderModel.Load(r.Model, backend);
         var config = model.Config;
@@ -61,7 +70,7 @@ internal static class BaselineCommand
         }
 
         var clock = Stopwatch.StartNew();
-        var result = WithProgress(r.Json, data, progress => BaselinePruner.Run(model, r.Method, target, data, r.Seed, progress));
+        var result = WithProgress(r.Json, data, progress => BaselinePruner.Run(model, r.Method, target, data, r.Seed, progress, checkpointFile, r.Resume));
         result.Mask.Save(r.Output);
         double seconds = clock.Elapsed.TotalSeconds;
 

@@ -19,8 +19,12 @@ public static class BaselinePruner
     /// drop-one-kl the greedy path as <c>loss_history</c> (step i: KL after i layers dropped).
     /// </summary>
     /// <param name="data">Calibration batches; required unless the method is last or random.</param>
+    /// <param name="checkpoint">
+    /// drop-one-kl only (the other methods are one pass): a <see cref="GreedyKlCheckpoint"/> file rewritten after every
+    /// greedy step, and, with <paramref name="resume"/>, read first when it exists so the run continues from it.
+    /// </param>
     public static BaselineResult Run(DecoderModel model, BaselineMethod method, PruneTarget target, CalibrationSet? data, ulong seed,
-        IProgress<BaselineProgress>? progress = null)
+        IProgress<BaselineProgress>? progress = null, string? checkpoint = null, bool resume = false)
     {
         var config = model.Config;
         if (target.Layers != config.NumLayers)
@@ -48,7 +52,7 @@ public static class BaselinePruner
                 drop = LayerChoice.Seeded(layers, n, seed);
                 break;
             case BaselineMethod.DropOneKl:
-                greedy = GreedyDropOneKl.Run(model, data!, n, progress);
+                greedy = RunGreedy(model, data!, n, progress, checkpoint, resume);
                 scores = greedy.DropOneKl;
                 drop = greedy.Order.ToArray();
                 break;
@@ -64,5 +68,14 @@ public static class BaselinePruner
             LossHistory = greedy?.KlAfterStep.Select((kl, i) => new LossPoint(i + 1, kl)).ToArray() ?? [],
         };
         return new BaselineResult(mask, distances, greedy);
+    }
+
+    static GreedyKlResult RunGreedy(DecoderModel model, CalibrationSet data, int drop, IProgress<BaselineProgress>? progress, string? checkpoint, bool resume)
+    {
+        if (checkpoint == null) return GreedyDropOneKl.Run(model, data, drop, progress);
+        var (configHash, calibrationHash) = GreedyKlCheckpoint.Identity(model.Config, data);
+        var start = resume && File.Exists(checkpoint) ? GreedyKlCheckpoint.Load(checkpoint, model.Config, data, drop).State : null;
+        return GreedyDropOneKl.Run(model, data, drop, progress, start,
+            state => new GreedyKlCheckpoint(configHash, drop, calibrationHash, state).Save(checkpoint));
     }
 }

@@ -17,18 +17,26 @@ public sealed record GreedyKlResult(IReadOnlyList<int> Order, IReadOnlyList<doub
 public static class GreedyDropOneKl
 {
     /// <summary>Drops <paramref name="count"/> layers; ties go to the higher layer index.</summary>
-    public static GreedyKlResult Run(DecoderModel model, CalibrationSet data, int count, IProgress<BaselineProgress>? progress = null)
+    /// <param name="resumeFrom">The state after some finished steps (a checkpoint); the run continues from there.</param>
+    /// <param name="stepFinished">Called with the state after every step (to write a checkpoint).</param>
+    public static GreedyKlResult Run(DecoderModel model, CalibrationSet data, int count, IProgress<BaselineProgress>? progress = null,
+        GreedyKlResult? resumeFrom = null, Action<GreedyKlResult>? stepFinished = null)
     {
         int layers = model.Config.NumLayers, vocab = model.Config.VocabSize;
         if (count < 1 || count >= layers) throw new ArgumentOutOfRangeException(nameof(count), count, $"must drop 1..{layers - 1} layers");
-        var dropped = new List<int>();
-        var klAfter = new List<double>();
-        double[]? dropOne = null;
+        var dropped = new List<int>(resumeFrom?.Order ?? []);
+        var klAfter = new List<double>(resumeFrom?.KlAfterStep ?? []);
+        double[]? dropOne = resumeFrom is { Order.Count: > 0 } ? resumeFrom.DropOneKl.ToArray() : null;
+        if (dropped.Count > count) throw new ArgumentException($"the resumed state has dropped {dropped.Count} layers; the run drops {count}", nameof(resumeFrom));
         var full = LayerMask.All(layers);
         long total = 0, done = 0;
-        for (int s = 0; s < count; s++) total += (long)data.Batches.Count * (layers - s + 1);
+        for (int s = 0; s < count; s++)
+        {
+            total += (long)data.Batches.Count * (layers - s + 1);
+            if (s < dropped.Count) done = total;
+        }
 
-        for (int step = 0; step < count; step++)
+        for (int step = dropped.Count; step < count; step++)
         {
             int[] candidates = Enumerable.Range(0, layers).Except(dropped).ToArray();
             var masks = candidates.Select(c => LayerMask.Dropping(layers, dropped.Append(c))).ToArray();
@@ -50,6 +58,7 @@ public static class GreedyDropOneKl
                 if (mean[c] <= mean[best]) best = c;
             dropped.Add(best);
             klAfter.Add(mean[best]);
+            stepFinished?.Invoke(new GreedyKlResult(dropped.ToArray(), klAfter.ToArray(), dropOne!));
         }
         return new GreedyKlResult(dropped, klAfter, dropOne!);
     }
