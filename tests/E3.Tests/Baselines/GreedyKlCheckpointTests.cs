@@ -62,7 +62,7 @@ public sealed class GreedyKlCheckpointTests : IDisposable
         RandomModel.Write(new RandomModelSpec { Layers = 8, Hidden = 128, Heads = 4, KvHeads = 2, HeadDim = 32, Intermediate = 384, Vocab = 300, Seed = 3, InitStd = 0.08f }, model);
         File.WriteAllBytes(data, Enumerable.Range(0, 3000).SelectMany(i => BitConverter.GetBytes((uint)((i * 7919) % 300))).ToArray());
         string[] Args(string name, string checkpoint) =>
-            ["baseline", "--method", "drop-one-kl", "--model", model, "--data", data, "--keep", "5", "--tokens", "1024", "--seq", "64",
+            ["baseline", "--method", "drop-one-kl", "--model", model, "--data", data, "--keep", "5", "--tokens", "512", "--seq", "64",
              "--batch", "4", "--threads", "1", "--json", "--out", dir[name], "--checkpoint", dir[checkpoint], "--resume"];
 
         var uninterrupted = CliProcess.Run(Args("reference.json", "ckpt-reference"));

@@ -25,12 +25,12 @@ public sealed class SimilarityBaselineTests : IDisposable
     /// <summary>cos(h_a, h_b) per position, float64, [B, T].</summary>
     static Tensor Cosines(Tensor a, Tensor b) => F.cosine_similarity(a, b, dim: -1);
 
-    Tensor[][] ReferenceStates()
+    Tensor[][] ReferenceStates() => BaselineFixture.OneTorchThread(() =>
     {
         using var reference = _fixture.LoadReference();
         return Enumerable.Range(0, Data.Batches.Count)
             .Select(i => TorchReferenceDecoder.HiddenStates(reference, _fixture.ReferenceBatch(i), ScalarType.Float64)).ToArray();
-    }
+    });
 
     [Fact]
     public void BlockInfluenceEqualsOneMinusTheMeanCosineOfEachLayersInputAndOutput()
