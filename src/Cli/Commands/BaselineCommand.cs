@@ -98,7 +98,7 @@ internal static class BaselineCommand
             CliRunner.WriteJson(o);
         }
         else
-            Console.Error.WriteLine($"{result.Mask.Method}: drop [{string.Join(",", result.Mask.Dropped)}], keep {result.Mask.Keep}/{config.NumLayers}; wrote {r.Output} ({seconds:F1} s)");
+            Console.Out.WriteLine($"{result.Mask.Method}: drop [{string.Join(",", result.Mask.Dropped)}], keep {result.Mask.Keep}/{config.NumLayers}; wrote {r.Output} ({seconds:F1} s)");
         return ExitCodes.Ok;
     }
 

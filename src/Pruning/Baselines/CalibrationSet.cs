@@ -37,6 +37,8 @@ public sealed class CalibrationSet
         if (tokens < 1) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"--tokens: {tokens} must be positive");
         var windows = new TokenWindows(stream, sequenceLength, batch, seed, source);
         long count = (tokens + windows.TokensPerBatch - 1) / windows.TokensPerBatch;
+        if (count > Array.MaxLength / windows.TokensPerBatch)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"--tokens: {tokens} is more calibration tokens than one process can hold");
         var batches = new int[count][];
         for (int step = 0; step < count; step++)
         {
