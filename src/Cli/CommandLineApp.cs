@@ -19,6 +19,7 @@ public static class CommandLineApp
         root.Subcommands.Add(PlanCommand.Create());
         root.Subcommands.Add(TeacherCacheCommand.Create());
         root.Subcommands.Add(SearchCommand.Create());
+        root.Subcommands.Add(BaselineCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(CompareCommand.Create());

@@ -13,6 +13,7 @@ public sealed class InferenceSession : IDisposable
     readonly Tensor?[] _kCache, _vCache;
     Activations? _act;
     HeadBuffers? _head;
+    float[]? _observed;
 
     internal InferenceSession(DecoderModel model, LayerMask mask, int batch, int capacity)
     {
@@ -44,11 +45,12 @@ public sealed class InferenceSession : IDisposable
 
     /// <summary>
     /// Runs the next <c>tokens.Length / Batch</c> positions of every sequence (tokens laid out [B, T]) and
-    /// returns logits as <paramref name="mode"/> asks.
+    /// returns logits as <paramref name="mode"/> asks. An <paramref name="observer"/>, when given, sees the hidden
+    /// state entering every layer and leaving the last one (downloaded to the host, so only calibration should ask).
     /// </summary>
-    public float[] Forward(ReadOnlySpan<int> tokens, LogitsMode mode = LogitsMode.All)
+    public float[] Forward(ReadOnlySpan<int> tokens, LogitsMode mode = LogitsMode.All, IHiddenStateObserver? observer = null)
     {
-        var logits = Run(tokens, mode);
+        var logits = Run(tokens, mode, observer);
         if (logits is null) return [];
         var result = new float[logits.ElementCount];
         _b.Download(logits, result);
@@ -77,7 +79,7 @@ public sealed class InferenceSession : IDisposable
     }
 
     /// <summary>The layers, then the LM head as <paramref name="mode"/> asks: the logits tensor, or null for <see cref="LogitsMode.None"/>.</summary>
-    Tensor? Run(ReadOnlySpan<int> tokens, LogitsMode mode)
+    Tensor? Run(ReadOnlySpan<int> tokens, LogitsMode mode, IHiddenStateObserver? observer = null)
     {
         var c = _model.Config;
         if (tokens.Length == 0 || tokens.Length % Batch != 0)
@@ -95,6 +97,7 @@ public sealed class InferenceSession : IDisposable
         float scale = 1f / MathF.Sqrt(c.HeadDim);
         for (int l = 0; l < c.NumLayers; l++)
         {
+            if (observer != null) Observe(observer, l, a.H);
             float gate = Mask[l];
             if (gate == 0f) continue;
             _model.CountExecution(l);
@@ -114,6 +117,7 @@ public sealed class InferenceSession : IDisposable
             _b.MatMul(a.Gate, lw.Down, null, a.O);
             _b.GatedResidual(a.H, a.A, a.O, gate);
         }
+        if (observer != null) Observe(observer, c.NumLayers, a.H);
         Position += T;
         if (mode == LogitsMode.None) return null;
 
@@ -131,6 +135,14 @@ public sealed class InferenceSession : IDisposable
         _b.RmsNorm(hidden, w.FinalNorm, c.RmsNormEps, head.Normed);
         _b.MatMul(head.Normed, w.LmHead, null, head.Logits);
         return head.Logits;
+    }
+
+    void Observe(IHiddenStateObserver observer, int index, Tensor hidden)
+    {
+        int length = checked((int)hidden.ElementCount);
+        if (_observed == null || _observed.Length != length) _observed = new float[length];
+        _b.Download(hidden, _observed);
+        observer.Observe(index, _observed);
     }
 
     /// <summary>Forgets every cached position (the caches are overwritten by the next call).</summary>

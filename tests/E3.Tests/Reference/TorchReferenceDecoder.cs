@@ -55,11 +55,7 @@ public static class TorchReferenceDecoder
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         var pass = new ForwardPass(checkpoint, dtype, tokens.GetLength(1));
-        var flat = new long[tokens.Length];
-        Buffer.BlockCopy(tokens, 0, flat, 0, flat.Length * sizeof(long));
-        var ids = torch.tensor(flat, dtype: ScalarType.Int64);
-        var hidden = pass.Weight("model.embed_tokens.weight").index_select(0, ids)
-            .reshape(tokens.GetLength(0), tokens.GetLength(1), config.HiddenSize);
+        var hidden = Embed(pass, config, tokens);
         for (int layer = 0; layer < config.NumHiddenLayers; layer++)
         {
             hidden = pass.GatedLayer(layer, hidden, gateValues[layer]);
@@ -68,6 +64,47 @@ public static class TorchReferenceDecoder
         var normed = pass.RmsNorm(hidden, "model.norm.weight");
         string head = config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
         return F.linear(normed, pass.Weight(head)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The residual stream of the ungated model: L + 1 tensors [B, T, hidden], entry l the input of layer l and entry L
+    /// the last layer's output before the final norm (transformers' output_hidden_states, except that transformers
+    /// replaces the last entry by its normed value). The caller owns (disposes) the tensors.
+    /// </summary>
+    /// <param name="checkpoint">Weights and config.</param>
+    /// <param name="tokens">Token ids [B, T], each in [0, vocab_size).</param>
+    /// <param name="dtype">Float32, Float64 or BFloat16.</param>
+    public static Tensor[] HiddenStates(ReferenceCheckpoint checkpoint, long[,] tokens, ScalarType dtype = ScalarType.Float32)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(tokens);
+        var config = checkpoint.Config;
+        CheckTokens(config, tokens);
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var pass = new ForwardPass(checkpoint, dtype, tokens.GetLength(1));
+        var states = new Tensor[config.NumHiddenLayers + 1];
+        states[0] = Embed(pass, config, tokens);
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            states[layer + 1] = pass.GatedLayer(layer, states[layer], 1f);
+        }
+
+        foreach (var state in states)
+        {
+            state.MoveToOuterDisposeScope();
+        }
+
+        return states;
+    }
+
+    private static Tensor Embed(ForwardPass pass, ReferenceConfig config, long[,] tokens)
+    {
+        var flat = new long[tokens.Length];
+        Buffer.BlockCopy(tokens, 0, flat, 0, flat.Length * sizeof(long));
+        var ids = torch.tensor(flat, dtype: ScalarType.Int64);
+        return pass.Weight("model.embed_tokens.weight").index_select(0, ids)
+            .reshape(tokens.GetLength(0), tokens.GetLength(1), config.HiddenSize);
     }
 
     /// <summary>
