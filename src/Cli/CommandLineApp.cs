@@ -19,6 +19,7 @@ public static class CommandLineApp
         root.Subcommands.Add(PlanCommand.Create());
         root.Subcommands.Add(TeacherCacheCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
+        root.Subcommands.Add(TrainCommand.Create());
         return root;
     }
 
