@@ -20,6 +20,7 @@ public static class CommandLineApp
         root.Subcommands.Add(TeacherCacheCommand.Create());
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(DistillCommand.Create());
         return root;
     }
 

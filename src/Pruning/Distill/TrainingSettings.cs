@@ -65,14 +65,14 @@ public sealed record TrainingSettings
 
     /// <summary>
     /// The learning rate of optimizer step <paramref name="step"/> (0-based): linear warmup over steps
-    /// 0..Warmup−1 (step s gets (s+1)/Warmup of the peak, so the first update is not wasted), then the schedule.
+    /// 0..Warmup−1 (step s gets (s+1)/Warmup of the peak, so the first update is not wasted), then the schedule (the first step after warmup runs at the peak, the last at the floor).
     /// </summary>
     public double LearningRateAt(long step)
     {
         if (step < Warmup) return LearningRate * (step + 1) / Warmup;
         if (Schedule == LrSchedule.Constant) return LearningRate;
         long decaySteps = TotalSteps - Warmup;
-        double progress = decaySteps <= 1 ? 1.0 : (double)(step - Warmup) / (decaySteps - 1);
+        double progress = decaySteps <= 1 ? 0.0 : (double)(step - Warmup) / (decaySteps - 1);
         double cosine = 0.5 * (1 + Math.Cos(Math.PI * Math.Clamp(progress, 0, 1)));
         return LearningRate * (MinLrRatio + (1 - MinLrRatio) * cosine);
     }
