@@ -5,6 +5,7 @@ using E3.Model.Decoder;
 using E3.Pruning.Distill;
 using E3.Pruning.Distillation;
 using E3.Pruning.Masks;
+using E3.Pruning.TeacherCache;
 
 namespace E3.Cli.Commands;
 
@@ -23,12 +24,13 @@ public static class DistillCommand
         var kdWeight = new Option<string>("--kd-weight") { Description = "Per-token weight from the teacher's entropy: linear, softmax or none", DefaultValueFactory = _ => "linear" };
         var kdTemperature = new Option<double>("--kd-temperature") { Description = "Softmax temperature tau of both distributions", DefaultValueFactory = _ => 1.0 };
         var kdFraction = new Option<double>("--kd-fraction") { Description = "lambda: 1 is pure KD, below 1 mixes in next-token cross-entropy", DefaultValueFactory = _ => 1.0 };
+        var cacheOption = new Option<string?>("--teacher-cache") { Description = "Top-K teacher cache of --data (e3 teacher-cache) instead of running the teacher; --seq must be its sequence length" };
         var freezeOption = new Option<string[]>("--freeze") { Description = "Glob of HF tensor names not to train (repeatable), e.g. 'model.embed_tokens.*'", AllowMultipleArgumentsPerToken = true };
         var o = new TrainingCliOptions();
         o.Data.Required = true;
         var cmd = new Command("distill", "Heal a pruned or smaller student with entropy-weighted distillation from the teacher (checkpoints, --resume)")
         {
-            teacherOption, studentOption, maskOption, kdWeight, kdTemperature, kdFraction, freezeOption,
+            teacherOption, studentOption, maskOption, cacheOption, kdWeight, kdTemperature, kdFraction, freezeOption,
         };
         foreach (var option in o.All) cmd.Options.Add(option);
         cmd.SetAction(p => CliRunner.Guard(() =>
@@ -52,32 +54,44 @@ public static class DistillCommand
             kd.Validate();
             var freeze = (p.GetValue(freezeOption) ?? []).ToList();
 
-            using var backend = CliRunner.CreateBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
-            using var teacher = DecoderModel.Load(teacherDir, backend);
-            LayerMask gates = LayerMask.All(teacher.Config.NumLayers);
-            var identity = new JsonObject { ["command"] = "distill", ["teacher_config"] = teacher.Config.Hash(), ["kd"] = KdJson(kd) };
+            string? cachePath = p.GetValue(cacheOption);
+            var teacherConfig = ModelConfig.Load(teacherDir);
+            LayerMask gates = LayerMask.All(teacherConfig.NumLayers);
+            var identity = new JsonObject { ["command"] = "distill", ["teacher_config"] = teacherConfig.Hash(), ["kd"] = KdJson(kd) };
             Dictionary<string, string>? extra = null;
             if (maskPath != null)
             {
                 var mask = MaskFile.Load(maskPath);
-                mask.EnsureMatches(teacher.Config, maskPath);
+                mask.EnsureMatches(teacherConfig, maskPath);
                 gates = mask.ToLayerMask();
                 freeze.AddRange(mask.Dropped.Select(i => $"model.layers.{i}.*"));
                 identity["mask"] = CliRunner.ToJsonArray(mask.Kept);
                 extra = new Dictionary<string, string> { ["mask.json"] = maskPath };
             }
-            else
-            {
-                DistillationObjective.RequireSameVocabulary(teacher.Config, ModelConfig.Load(Path.Combine(studentDir!, "config.json")));
-            }
             string studentFolder = studentDir ?? teacherDir;
+            DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, ModelConfig.Load(studentFolder));
+
+            using var backend = CliRunner.CreateBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
             using var student = DecoderModel.Load(studentFolder, backend);
-            DistillationObjective.RequireSameVocabulary(teacher.Config, student.Config);
             int[] tokens = EvalCommand.LoadTokens(data, studentFolder, student.Config.VocabSize);
+            using var cache = cachePath == null ? null : TeacherCacheReader.Open(cachePath);
+            using var teacher = cache == null ? DecoderModel.Load(teacherDir, backend) : null;
+            IKdTeacherSource source;
+            IBatchSource? batches = null;
+            if (cache != null)
+            {
+                var cached = new TeacherCacheBatches(cache, tokens, data, settings.Batch, settings.Seed, kd.IgnoreIndex);
+                if (cached.SequenceLength != settings.Sequence)
+                    throw new ArgumentException($"--seq: {settings.Sequence} differs from the sequence length {cached.SequenceLength} of the teacher cache {cachePath}");
+                source = cached;
+                batches = cached;
+                identity["teacher_cache"] = $"{cache.Header.DataChecksum:x8}/{cache.Header.K}/{cache.Header.ModelId}";
+            }
+            else source = new ModelTeacherSource(teacher!);
             var job = new TrainingJob
             {
                 Student = student, StudentFolder = studentFolder, Freeze = freeze,
-                Objective = new DistillationObjective(teacher, student, gates.Gates.ToArray(), kd, freeze),
+                Objective = new DistillationObjective(source, student, gates.Gates.ToArray(), kd, freeze), Batches = batches,
                 Tokens = tokens, DataSource = data, Settings = settings, CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume),
                 Output = output, Identity = identity, ExtraOutputFiles = extra,
             };

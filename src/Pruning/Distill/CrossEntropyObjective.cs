@@ -15,7 +15,7 @@ public sealed class CrossEntropyObjective(IReadOnlyList<float> gates) : ITrainin
     public IReadOnlyCollection<string> SideGradientNames => [];
 
     /// <inheritdoc/>
-    public double ForwardBackward(GatedDecoderTrainer trainer, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, int batch,
+    public double ForwardBackward(GatedDecoderTrainer trainer, long batchIndex, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, int batch,
         IReadOnlyDictionary<string, float[]> extraGradients)
     {
         float[] logits = trainer.Forward(inputs, batch, _gates);

@@ -12,10 +12,10 @@ public interface ITrainingObjective
     IReadOnlyCollection<string> SideGradientNames { get; }
 
     /// <summary>
-    /// Forward and backward on <paramref name="inputs"/> [B, T] with next-token <paramref name="targets"/>; returns
+    /// Forward and backward on batch <paramref name="batchIndex"/>, <paramref name="inputs"/> [B, T], with next-token <paramref name="targets"/>; returns
     /// the micro-batch loss. Gradients the trainer does not own (an LM head whose loss is fused with it) are added to
     /// <paramref name="extraGradients"/>, which holds a zeroed buffer for each trainable name in <see cref="SideGradientNames"/>.
     /// </summary>
-    double ForwardBackward(GatedDecoderTrainer trainer, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, int batch,
+    double ForwardBackward(GatedDecoderTrainer trainer, long batchIndex, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, int batch,
         IReadOnlyDictionary<string, float[]> extraGradients);
 }

@@ -19,6 +19,8 @@ public sealed record TrainingJob
     public required ITrainingObjective Objective { get; init; }
     /// <summary>The training token stream.</summary>
     public required int[] Tokens { get; init; }
+    /// <summary>The batches; null for random windows of <see cref="Tokens"/> (<see cref="TokenWindows"/>).</summary>
+    public IBatchSource? Batches { get; init; }
     /// <summary>Named in data errors.</summary>
     public required string DataSource { get; init; }
     public required TrainingSettings Settings { get; init; }
@@ -57,7 +59,7 @@ public static class TrainingRunner
         var s = job.Settings;
         s.Validate();
         if (job.Resume && job.CheckpointFolder == null) throw new ArgumentException("--resume needs --checkpoint DIR");
-        var windows = new TokenWindows(job.Tokens, s.Sequence, s.Batch, s.Seed, job.DataSource);
+        var windows = job.Batches ?? new WindowBatches(new TokenWindows(job.Tokens, s.Sequence, s.Batch, s.Seed, job.DataSource));
         job.Student.ValidateTokens(job.Tokens, job.DataSource);
 
         var identity = (JsonObject)job.Identity.DeepClone();

@@ -19,7 +19,7 @@ public sealed record TrainingResult(long Steps, long StartStep, long Tokens, dou
 
 /// <summary>
 /// The one training loop of <c>e3 train</c> and <c>e3 distill</c>: for each optimizer step, GradAccum micro-batches
-/// (batch <c>step·GradAccum + i</c> of the <see cref="TokenWindows"/>, so the data position is the step) run through
+/// (batch <c>step·GradAccum + i</c> of the <see cref="IBatchSource"/>, so the data position is the step) run through
 /// the objective, gradients are averaged, clipped to a global L2 norm, and AdamW updates the fp32 parameters, which
 /// are then published into the model. Every sum that decides a value is in a fixed order, so a run resumed from a
 /// checkpoint on the CPU produces the same bits as one that was never stopped.
@@ -30,7 +30,7 @@ public sealed class TrainingLoop
     readonly TrainableParameters _parameters;
     readonly AdamW _optimizer;
     readonly ITrainingObjective _objective;
-    readonly TokenWindows _windows;
+    readonly IBatchSource _windows;
     readonly TrainingSettings _settings;
     readonly string[] _side;
 
@@ -41,7 +41,7 @@ public sealed class TrainingLoop
     /// <param name="windows">The data, with the settings' sequence length and batch.</param>
     /// <param name="settings">Steps, schedule, accumulation and clipping.</param>
     public TrainingLoop(GatedDecoderTrainer trainer, TrainableParameters parameters, AdamW optimizer, ITrainingObjective objective,
-        TokenWindows windows, TrainingSettings settings)
+        IBatchSource windows, TrainingSettings settings)
     {
         _trainer = trainer;
         _parameters = parameters;
@@ -55,7 +55,7 @@ public sealed class TrainingLoop
             if (!trainer.WeightGradients.ContainsKey(name) && !_side.Contains(name))
                 throw new ArgumentException($"the trainer has no gradient for trainable tensor '{name}'", nameof(trainer));
         if (windows.SequenceLength != settings.Sequence || windows.Batch != settings.Batch)
-            throw new ArgumentException("the token windows do not match the settings' sequence length and batch", nameof(windows));
+            throw new ArgumentException($"the batches are [{windows.Batch}, {windows.SequenceLength}]; the settings say --batch {settings.Batch} --seq {settings.Sequence}", nameof(windows));
     }
 
     /// <summary>
@@ -67,7 +67,7 @@ public sealed class TrainingLoop
     {
         long total = _settings.TotalSteps;
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        int perBatch = _windows.TokensPerBatch;
+        int perBatch = _windows.SequenceLength * _windows.Batch;
         var inputs = new int[perBatch];
         var targets = new int[perBatch];
         var gradients = _parameters.Values.Select(v => new float[v.Length]).ToArray();
@@ -81,8 +81,9 @@ public sealed class TrainingLoop
             double loss = 0;
             for (int micro = 0; micro < _settings.GradAccum; micro++)
             {
-                _windows.Fill(step * _settings.GradAccum + micro, inputs, targets);
-                loss += _objective.ForwardBackward(_trainer, inputs, targets, _settings.Batch, side);
+                long batchIndex = step * _settings.GradAccum + micro;
+                _windows.Fill(batchIndex, inputs, targets);
+                loss += _objective.ForwardBackward(_trainer, batchIndex, inputs, targets, _settings.Batch, side);
             }
             loss /= _settings.GradAccum;
             if (!double.IsFinite(loss)) throw new ArithmeticException($"step {step}: the loss is {loss}; lower --lr or check the data");

@@ -62,7 +62,7 @@ public sealed class LossDecreaseTests
             TrainingRunner.Run(new TrainingJob
             {
                 Student = student, StudentFolder = dir["teacher"], Freeze = freeze,
-                Objective = new DistillationObjective(teacher, student, mask.Gates.ToArray(), new KdOptions(), freeze),
+                Objective = new DistillationObjective(new ModelTeacherSource(teacher), student, mask.Gates.ToArray(), new KdOptions(), freeze),
                 Tokens = tokens, DataSource = "data.txt", Settings = Settings(25) with { LearningRate = 3e-3 }, Output = dir["out"],
             });
             klAfter = MeanKl(teacher, student, mask, tokens);
