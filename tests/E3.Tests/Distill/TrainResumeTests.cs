@@ -36,8 +36,17 @@ public sealed class TrainResumeTests
         string mask = DistillTestModels.WriteMask(dir["mask.json"], config, 0, 2, 3);
         string data = DistillTestModels.WriteText(dir["data.txt"]);
         Check(dir, (checkpoint, output) => ["distill", "--teacher", dir["teacher"], "--mask", mask, .. Common(data, checkpoint, output)]);
-        // The dropped layer is written unchanged, and the mask travels with the model.
+        // The mask travels with the model; the dropped layer 1 is written unchanged, a kept layer is trained.
         Assert.True(File.Exists(Path.Combine(dir["uninterrupted"], "mask.json")));
+        using var before = E3.Model.IO.SafeTensorsCheckpoint.Open(dir["teacher"]);
+        using var after = E3.Model.IO.SafeTensorsCheckpoint.Open(dir["uninterrupted"]);
+        Assert.Equal(before.Names.Order(), after.Names.Order());
+        foreach (var name in before.Names)
+        {
+            bool same = before.GetBytes(name).SequenceEqual(after.GetBytes(name));
+            if (name.StartsWith("model.layers.1.", StringComparison.Ordinal)) Assert.True(same, $"{name} of the dropped layer changed");
+            else if (name.EndsWith("proj.weight", StringComparison.Ordinal)) Assert.False(same, $"{name} of a kept layer was not trained");
+        }
     }
 
     static void Check(TempDir dir, Func<string, string, string[]> args)
