@@ -9,8 +9,8 @@ namespace E3.Pruning.Distill;
 
 /// <summary>
 /// Writes a trained model as a Hugging Face folder: every weight in its dtype (bf16 stays bf16, fp32 stays fp32)
-/// in model.safetensors, and every other file of the source folder (config.json, tokenizer files,
-/// generation_config.json) copied. The folder is built under a temp name next to the target and renamed into
+/// in model.safetensors, with the source folder's config.json, generation_config.json and tokenizer files copied
+/// (other files, such as a README, are not the model's and stay behind). The folder is built under a temp name next to the target and renamed into
 /// place, so the target is either absent, the old folder, or complete.
 /// </summary>
 public static class ModelFolderWriter
@@ -33,8 +33,7 @@ public static class ModelFolderWriter
             foreach (string file in Directory.GetFiles(sourceFolder))
             {
                 string name = Path.GetFileName(file);
-                if (name.EndsWith(".safetensors", StringComparison.Ordinal) || name == "model.safetensors.index.json") continue;
-                File.Copy(file, Path.Combine(temp, name));
+                if (IsModelSideFile(name)) File.Copy(file, Path.Combine(temp, name));
             }
             foreach (var (name, path) in extraFiles ?? new Dictionary<string, string>())
                 File.Copy(path, Path.Combine(temp, name), overwrite: true);
@@ -53,6 +52,11 @@ public static class ModelFolderWriter
             if (Directory.Exists(temp)) Directory.Delete(temp, true);
         }
     }
+
+    /// <summary>The files of an HF folder that belong with the weights: config, generation config and tokenizer.</summary>
+    static bool IsModelSideFile(string name) =>
+        name is "config.json" or "generation_config.json" or "special_tokens_map.json" or "vocab.json" or "merges.txt" or "added_tokens.json"
+        || name.StartsWith("tokenizer", StringComparison.Ordinal) || name.StartsWith("chat_template", StringComparison.Ordinal);
 
     static IEnumerable<TensorToWrite> Tensors(DecoderModel model)
     {
