@@ -56,7 +56,7 @@ public sealed class MasterWeights : IDisposable
     }
 
     /// <summary>Every weight tensor of the model by HF name (a tied head appears once, as the embedding).</summary>
-    internal static IEnumerable<(string Name, Tensor Weight)> ByName(DecoderModel model)
+    public static IEnumerable<(string Name, Tensor Weight)> ByName(DecoderModel model)
     {
         var w = model.Weights;
         yield return (WeightNames.Embedding, w.Embedding);

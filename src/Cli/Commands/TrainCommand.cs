@@ -1,0 +1,40 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Pruning.Distill;
+
+namespace E3.Cli.Commands;
+
+/// <summary><c>e3 train</c>: next-token cross-entropy training of every weight (it exists to make small models).</summary>
+public static class TrainCommand
+{
+    /// <summary>The command, for the root of the <c>e3</c> command tree.</summary>
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var o = new TrainingCliOptions();
+        o.Data.Required = true;
+        var cmd = new Command("train", "Train every weight with next-token cross-entropy (checkpoints, --resume)") { model };
+        foreach (var option in o.All) cmd.Options.Add(option);
+        cmd.SetAction(p => CliRunner.Guard(() =>
+        {
+            string dir = p.GetValue(model)!, data = p.GetValue(o.Data)!, output = p.GetValue(o.Out)!;
+            var settings = o.Settings(p);
+            settings.Validate();
+            using var backend = CliRunner.CreateBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
+            using var student = DecoderModel.Load(dir, backend);
+            int[] tokens = EvalCommand.LoadTokens(data, dir, student.Config.VocabSize);
+            var job = new TrainingJob
+            {
+                Student = student, StudentFolder = dir, Objective = new CrossEntropyObjective(LayerMask.All(student.Config.NumLayers).Gates.ToArray()),
+                Tokens = tokens, DataSource = data, Settings = settings, CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume),
+                Output = output, Identity = new JsonObject { ["command"] = "train" },
+            };
+            var outcome = TrainingConsole.Run("train", progress => TrainingRunner.Run(job, progress));
+            TrainingConsole.Report("train", outcome, output, p.GetValue(o.Json));
+            return ExitCodes.Ok;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,185 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using E3.Model.IO;
+using E3.Optim;
+using E3.Pruning.Masks;
+
+namespace E3.Pruning.Distill;
+
+/// <summary>
+/// The state a run resumes from, kept in a checkpoint folder: each save writes a complete <c>step-NNNNNNNN/</c>
+/// folder (trainable fp32 values in <c>params.safetensors</c>, AdamW moments in <c>adamw.bin</c>, step, options
+/// fingerprint and loss history in <c>state.json</c>) under a temp name, renames it into place, then points the
+/// <c>latest</c> file at it (atomically) and deletes older step folders. A kill at any moment leaves
+/// <c>latest</c> naming a complete folder, or no <c>latest</c> at all.
+/// </summary>
+public sealed class TrainingCheckpoint
+{
+    const string LatestFile = "latest";
+    const string ParamsFile = "params.safetensors";
+    const string OptimizerFile = "adamw.bin";
+    const string StateFile = "state.json";
+    const string Format = "e3-training-checkpoint";
+    const int Version = 1;
+
+    /// <param name="folder">The checkpoint folder (created on the first save).</param>
+    public TrainingCheckpoint(string folder)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        Folder = folder;
+    }
+
+    public string Folder { get; }
+
+    /// <summary>Writes the state after <paramref name="step"/> completed optimizer steps.</summary>
+    public void Save(long step, string fingerprint, TrainableParameters parameters, AdamW optimizer, IReadOnlyList<LossPoint> history)
+    {
+        Directory.CreateDirectory(Folder);
+        string name = $"step-{step:D8}";
+        string final = Path.Combine(Folder, name);
+        string temp = Path.Combine(Folder, $".{name}.tmp-{Environment.ProcessId}");
+        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        Directory.CreateDirectory(temp);
+        try
+        {
+            var tensors = parameters.Names.Select((n, i) => new TensorToWrite(n, SafeTensorsDType.F32, [parameters.Values[i].Length],
+                MemoryMarshal.AsBytes(parameters.Values[i].AsSpan()).ToArray()));
+            SafeTensorsWriter.Write(Path.Combine(temp, ParamsFile), tensors);
+            optimizer.Save(Path.Combine(temp, OptimizerFile));
+            var state = new JsonObject
+            {
+                ["format"] = Format, ["version"] = Version, ["step"] = step, ["fingerprint"] = fingerprint,
+                ["loss_history"] = new JsonArray(history.Select(p => (JsonNode)new JsonArray(p.Step, p.Loss)).ToArray()),
+            };
+            using (var file = AtomicFile.Create(Path.Combine(temp, StateFile)))
+            {
+                file.Stream.Write(Utf8(state, indented: true));
+                file.Commit();
+            }
+            if (Directory.Exists(final)) Directory.Delete(final, true);
+            Directory.Move(temp, final);
+        }
+        finally
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        }
+        using (var latest = AtomicFile.Create(Path.Combine(Folder, LatestFile)))
+        {
+            latest.Stream.Write(System.Text.Encoding.UTF8.GetBytes(name + "\n"));
+            latest.Commit();
+        }
+        foreach (var old in Directory.GetDirectories(Folder, "step-*"))
+            if (Path.GetFileName(old) != name) Directory.Delete(old, true);
+    }
+
+    /// <summary>True when a completed save exists.</summary>
+    public bool Exists => File.Exists(Path.Combine(Folder, LatestFile));
+
+    /// <summary>
+    /// Restores the latest save into <paramref name="parameters"/> and <paramref name="optimizer"/> and returns its
+    /// step and loss history. Every mismatch (another run's fingerprint, a missing or truncated file, a tensor of the
+    /// wrong name or size) is a <see cref="TrainingCheckpointException"/> naming the file and field.
+    /// </summary>
+    public (long Step, List<LossPoint> History) Load(string fingerprint, TrainableParameters parameters, AdamW optimizer)
+    {
+        string latestPath = Path.Combine(Folder, LatestFile);
+        if (!File.Exists(latestPath)) throw new TrainingCheckpointException(latestPath, "file", "not found: there is no checkpoint to resume from");
+        string name = File.ReadAllText(latestPath).Trim();
+        if (!name.StartsWith("step-", StringComparison.Ordinal) || name.Contains('/') || name.Contains('\\'))
+            throw new TrainingCheckpointException(latestPath, "latest", $"'{name}' is not a step folder name");
+        string dir = Path.Combine(Folder, name);
+        if (!Directory.Exists(dir)) throw new TrainingCheckpointException(latestPath, "latest", $"names {dir}, which does not exist");
+
+        string statePath = Path.Combine(dir, StateFile);
+        var (step, history) = ReadState(statePath, fingerprint);
+        ReadParameters(Path.Combine(dir, ParamsFile), parameters);
+        try
+        {
+            optimizer.Load(Path.Combine(dir, OptimizerFile));
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new TrainingCheckpointException(Path.Combine(dir, OptimizerFile), "optimizer state", e.Message);
+        }
+        if (optimizer.Steps != step)
+            throw new TrainingCheckpointException(Path.Combine(dir, OptimizerFile), "steps", $"{optimizer.Steps}, but {statePath} says step {step}");
+        return (step, history);
+    }
+
+    static (long Step, List<LossPoint> History) ReadState(string path, string fingerprint)
+    {
+        if (!File.Exists(path)) throw new TrainingCheckpointException(path, "file", "not found");
+        JsonObject state;
+        try
+        {
+            state = JsonNode.Parse(File.ReadAllBytes(path)) as JsonObject ?? throw new TrainingCheckpointException(path, "root", "is not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new TrainingCheckpointException(path, "json", e.Message);
+        }
+        if (Str(state, "format", path) != Format) throw new TrainingCheckpointException(path, "format", $"'{state["format"]}' is not {Format}");
+        long version = Long(state, "version", path);
+        if (version != Version) throw new TrainingCheckpointException(path, "version", $"{version} is not supported (expected {Version})");
+        string saved = Str(state, "fingerprint", path);
+        if (saved != fingerprint)
+            throw new TrainingCheckpointException(path, "fingerprint", $"{saved} was written by a run with other options, model or data (this run is {fingerprint})");
+        long step = Long(state, "step", path);
+        if (step < 0) throw new TrainingCheckpointException(path, "step", $"{step} is negative");
+        var history = new List<LossPoint>();
+        if (state["loss_history"] is not JsonArray points) throw new TrainingCheckpointException(path, "loss_history", "missing or not an array");
+        foreach (var p in points)
+        {
+            if (p is not JsonArray { Count: 2 } pair || !pair[0]!.AsValue().TryGetValue(out long s) || !pair[1]!.AsValue().TryGetValue(out double l))
+                throw new TrainingCheckpointException(path, "loss_history", $"entry {history.Count} is not [step, loss]");
+            history.Add(new LossPoint(s, l));
+        }
+        return (step, history);
+    }
+
+    static void ReadParameters(string path, TrainableParameters parameters)
+    {
+        if (!File.Exists(path)) throw new TrainingCheckpointException(path, "file", "not found");
+        try
+        {
+            using var ckpt = SafeTensorsCheckpoint.Open(path);
+            if (ckpt.Names.Count != parameters.Names.Count)
+                throw new TrainingCheckpointException(path, "tensors", $"holds {ckpt.Names.Count} tensors; this run trains {parameters.Names.Count}");
+            for (int i = 0; i < parameters.Names.Count; i++)
+            {
+                string n = parameters.Names[i];
+                if (!ckpt.Contains(n)) throw new TrainingCheckpointException(path, n, "missing");
+                var entry = ckpt.Get(n);
+                if (entry.DType != SafeTensorsDType.F32 || entry.ElementCount != parameters.Values[i].Length)
+                    throw new TrainingCheckpointException(path, n, $"{entry.DType} {entry.ShapeText}; expected F32 [{parameters.Values[i].Length}]");
+                ckpt.GetBytes(n).CopyTo(MemoryMarshal.AsBytes(parameters.Values[i].AsSpan()));
+            }
+        }
+        catch (SafeTensorsFormatException e)
+        {
+            throw new TrainingCheckpointException(path, "safetensors", e.Message);
+        }
+    }
+
+    static string Str(JsonObject o, string key, string path) =>
+        o[key] is JsonValue v && v.TryGetValue(out string? s) ? s : throw new TrainingCheckpointException(path, key, "missing or not a string");
+
+    static long Long(JsonObject o, string key, string path) =>
+        o[key] is JsonValue v && v.TryGetValue(out long n) ? n : throw new TrainingCheckpointException(path, key, "missing or not an integer");
+
+    /// <summary>Hex SHA-256 of <paramref name="parts"/>: identifies a run's options, model and data.</summary>
+    public static string Fingerprint(JsonObject parts) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Utf8(parts, indented: false)))[..16];
+
+    static byte[] Utf8(JsonNode node, bool indented)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = indented })) node.WriteTo(writer);
+        return buffer.ToArray();
+    }
+
+    /// <summary>Short hex SHA-256 of a token stream (for the fingerprint).</summary>
+    public static string HashTokens(ReadOnlySpan<int> tokens) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(MemoryMarshal.AsBytes(tokens)))[..16];
+}

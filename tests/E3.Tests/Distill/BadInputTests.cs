@@ -1,0 +1,75 @@
+using Xunit;
+using E3.Tests.Support;
+
+namespace E3.Tests.Distill;
+
+/// <summary>Bad input to train/distill: exit 1, one line naming the file and field, and no output folder.</summary>
+public sealed class BadInputTests
+{
+    static string[] Small(string data, string output) =>
+        ["--data", data, "--tokens", "64", "--seq", "8", "--batch", "2", "--threads", "1", "--out", output];
+
+    static void AssertFailed(CliProcess.Result r, string output, params string[] named)
+    {
+        Assert.True(r.ExitCode == 1, $"exit {r.ExitCode}: {r.Stderr}");
+        foreach (var n in named) Assert.Contains(n, r.Stderr);
+        Assert.False(Directory.Exists(output), "a failed run left an output folder");
+        Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(output)!, ".*tmp*"));
+    }
+
+    [Fact]
+    public void TeacherAndStudentWithDifferentVocabulariesAreRefused()
+    {
+        using var dir = new TempDir("e3-distill-bad");
+        DistillTestModels.Write(dir["teacher"], vocab: 264);
+        DistillTestModels.Write(dir["student"], vocab: 300);
+        string data = DistillTestModels.WriteText(dir["data.txt"], 20);
+        var r = DistillTestModels.E3(["distill", "--teacher", dir["teacher"], "--student", dir["student"], .. Small(data, dir["out"])]);
+        AssertFailed(r, dir["out"], "vocab_size", "300", "264", Path.Combine(dir["student"], "config.json"));
+    }
+
+    [Fact]
+    public void EmptyDataIsRefused()
+    {
+        using var dir = new TempDir("e3-distill-bad");
+        DistillTestModels.Write(dir["model"]);
+        File.WriteAllText(dir["empty.txt"], "");
+        var r = DistillTestModels.E3(["train", "--model", dir["model"], .. Small(dir["empty.txt"], dir["out"])]);
+        AssertFailed(r, dir["out"], dir["empty.txt"], "0 tokens");
+    }
+
+    [Fact]
+    public void MaskForAnotherModelIsRefused()
+    {
+        using var dir = new TempDir("e3-distill-bad");
+        DistillTestModels.Write(dir["teacher"], layers: 4, seed: 1);
+        var other = DistillTestModels.Write(dir["other"], layers: 4, seed: 1, tied: false); // same depth, different config
+        string mask = DistillTestModels.WriteMask(dir["mask.json"], other, 0, 1, 3);
+        string data = DistillTestModels.WriteText(dir["data.txt"], 20);
+        var r = DistillTestModels.E3(["distill", "--teacher", dir["teacher"], "--mask", mask, .. Small(data, dir["out"])]);
+        AssertFailed(r, dir["out"], mask, "config_hash");
+    }
+
+    [Fact]
+    public void CorruptCheckpointOnResumeIsRefused()
+    {
+        using var dir = new TempDir("e3-distill-bad");
+        DistillTestModels.Write(dir["model"]);
+        string data = DistillTestModels.WriteText(dir["data.txt"], 20);
+        string[] args = ["train", "--model", dir["model"], .. Small(data, dir["first"]), "--checkpoint", dir["ckpt"], "--checkpoint-every", "1"];
+        var first = DistillTestModels.E3(args);
+        Assert.True(first.ExitCode == 0, first.Stderr);
+
+        string step = Path.Combine(dir["ckpt"], File.ReadAllText(Path.Combine(dir["ckpt"], "latest")).Trim());
+        string parameters = Path.Combine(step, "params.safetensors");
+        byte[] bytes = File.ReadAllBytes(parameters);
+        File.WriteAllBytes(parameters, bytes[..(bytes.Length / 2)]); // truncated, as by a full disk
+        var r = DistillTestModels.E3(["train", "--model", dir["model"], .. Small(data, dir["second"]), "--checkpoint", dir["ckpt"], "--resume"]);
+        AssertFailed(r, dir["second"], parameters);
+
+        // A checkpoint of a run with other options is refused by its fingerprint, naming the state file.
+        File.WriteAllBytes(parameters, bytes);
+        var other = DistillTestModels.E3(["train", "--model", dir["model"], .. Small(data, dir["second"]), "--lr", "5e-4", "--checkpoint", dir["ckpt"], "--resume"]);
+        AssertFailed(other, dir["second"], Path.Combine(step, "state.json"), "fingerprint");
+    }
+}
