@@ -25,6 +25,7 @@ public static class CommandLineApp
         root.Subcommands.Add(CompareCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(DistillCommand.Create());
+        root.Subcommands.Add(Commands.Prune.PruneCommand.Create());
         return root;
     }
 

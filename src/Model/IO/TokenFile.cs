@@ -32,6 +32,25 @@ public sealed class TokenFile
         };
     }
 
+    /// <summary>Writes <paramref name="ids"/> as a raw little-endian uint32 <c>.bin</c> file, atomically.</summary>
+    public static void WriteBin(string path, ReadOnlySpan<int> ids)
+    {
+        for (int i = 0; i < ids.Length; i++)
+            if (ids[i] < 0) throw new ArgumentOutOfRangeException(nameof(ids), ids[i], $"token at index {i} is negative");
+        using var file = AtomicFile.Create(path);
+        if (BitConverter.IsLittleEndian) file.Stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(ids));
+        else
+        {
+            Span<byte> word = stackalloc byte[4];
+            foreach (int id in ids)
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(word, (uint)id);
+                file.Stream.Write(word);
+            }
+        }
+        file.Commit();
+    }
+
     /// <summary>Throws, naming the file, the index and the value, for the first id outside [0, vocabSize).</summary>
     public void Validate(int vocabSize)
     {
