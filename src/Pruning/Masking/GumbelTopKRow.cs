@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using E3.Interop.Kernels;
@@ -53,8 +54,14 @@ internal sealed class GumbelTopKRow
     /// <summary>The gradient with respect to the logits of the last <see cref="Backward"/>.</summary>
     public ReadOnlySpan<float> GradLogits => gradScores.AsSpan(0, spec.Layers);
 
-    /// <summary>Whether the last soft-top-k <see cref="Forward"/> had to fall back to log space (for tests).</summary>
-    public bool UsedLogSpace { get; private set; }
+    /// <summary>
+    /// The step at which the last soft-top-k <see cref="Forward"/> left the weight recurrence for log space (0: from
+    /// the start), or -1 when it did not (tests check both paths are taken and agree).
+    /// </summary>
+    public int LogSpaceFallbackStep { get; private set; } = -1;
+
+    /// <summary>Skips the weight recurrence (for tests comparing the two recurrences on the same samples).</summary>
+    public bool ForceLogSpace { get; init; }
 
     /// <summary>Noise, scores and the stable top-k order of one sample; writes its hard mask.</summary>
     public void Rank(ReadOnlySpan<float> logits, int sample, Span<float> hard)
@@ -81,8 +88,8 @@ internal sealed class GumbelTopKRow
             SigmoidForward();
             return;
         }
-        UsedLogSpace = !TrySoftTopKWeightsForward();
-        if (UsedLogSpace)
+        LogSpaceFallbackStep = ForceLogSpace ? 0 : TrySoftTopKWeightsForward();
+        if (LogSpaceFallbackStep >= 0)
             SoftTopKLogSpaceForward();
     }
 
@@ -101,87 +108,93 @@ internal sealed class GumbelTopKRow
     // w_t = exp(s_t / tau) (up to a common factor) the step is w_{t+1} = w_t * max(1 - p_t, floor)^(1/tau): no exp
     // or log at all when tau = 1, and common factors cancel in the next softmax, so only each product's own
     // rounding is carried, not that of the normalisation. Weights are rescaled by powers of two (exact) to keep
-    // the largest in [1, 2). Returns false, leaving the rest to log space, once a weight falls below
-    // RelativeWeightFloor of the largest. 1 - p of the leading layer (largest weight, lowest index) is the
-    // sum of the others over the total, not a subtraction that rounds to 0 once p > 1 - 2^-24 (as the kernel's
+    // the largest in [1, 2). Returns the step at which a weight fell below RelativeWeightFloor of the largest
+    // (the sample is then redone in log space), or -1 when none did (the usual case). 1 - p of the leading
+    // layer (largest weight, lowest index) is the sum of the others over the total, not a subtraction that
+    // rounds to 0 once p > 1 - 2^-24 (as the kernel's
     // e3_gumbel_topk_softtopk_forward). probs holds p per step: [k, padded]; leadQs that 1 - p of the leader.
-    private bool TrySoftTopKWeightsForward()
+    private unsafe int TrySoftTopKWeightsForward()
     {
         var tauV = Vector256.Create(spec.Temperature);
         var unitTau = spec.Temperature == 1f;
         var floor = Vector256.Create(OneMinusPFloor);
-        var w = Lanes(weights);
-        var y = Lanes(soft);
-        var pad = Lanes(paddingInfinity);
-        var s = Lanes(scores);
-        var max = Vector256.Create(float.NegativeInfinity);
-        for (var c = 0; c < s.Length; c++)
+        fixed (float* w = weights, y = soft, pad = paddingInfinity, s = scores, probsAt = probs)
         {
-            w[c] = s[c] / tauV; // z, as in log space
-            max = Vector256.Max(max, w[c]);
-        }
-        var largest = HorizontalMax(max);
-        var lead = weights.AsSpan(0, spec.Layers).IndexOf(largest);
-        var smallest = Vector256.Create(float.PositiveInfinity);
-        for (var c = 0; c < w.Length; c++)
-        {
-            w[c] = Vector256.Exp(w[c] - Vector256.Create(largest));
-            smallest = Vector256.Min(smallest, w[c] + pad[c]);
-        }
-        var m = 1f;
-        weights[lead] = m; // exp(0), whatever the vector exp's rounding
-        if (!(HorizontalMin(smallest) >= RelativeWeightFloor))
-            return false;
-        soft.AsSpan().Clear();
-        for (var t = 0; ; t++)
-        {
-            var p = Lanes(probs.AsSpan(t * padded, padded));
-            weights[lead] = 0f; // the leader out of the sum: the rest without cancellation
-            var sum = Vector256<float>.Zero;
-            for (var c = 0; c < w.Length; c++)
-                sum += w[c];
-            weights[lead] = m;
-            var rest = Vector256.Sum(sum);
-            var total = rest + m;
-            var inverse = Vector256.Create(1f / total);
-            for (var c = 0; c < w.Length; c++)
+            var max = Vector256.Create(float.NegativeInfinity);
+            for (var c = 0; c < padded; c += 8)
             {
-                var pc = w[c] * inverse;
-                p[c] = pc;
-                y[c] += pc;
+                var z = Vector256.Load(s + c) / tauV; // as in log space
+                z.Store(w + c);
+                max = Vector256.Max(max, z);
             }
-            leads[t] = lead;
-            leadQs[t] = rest / total;
-            if (t == spec.Keep - 1)
-                return true;
+            var largest = HorizontalMax(max);
+            var lead = FirstIndexOf(w, largest);
+            var smallest = Vector256.Create(float.PositiveInfinity);
+            for (var c = 0; c < padded; c += 8)
+            {
+                var e = Vector256.Exp(Vector256.Load(w + c) - Vector256.Create(largest));
+                e.Store(w + c);
+                smallest = Vector256.Min(smallest, e + Vector256.Load(pad + c));
+            }
+            var m = 1f;
+            w[lead] = m; // exp(0), whatever the vector exp's rounding
+            if (!(HorizontalMin(smallest) >= RelativeWeightFloor))
+                return 0;
+            new Span<float>(y, padded).Clear();
+            for (var t = 0; ; t++)
+            {
+                var p = probsAt + t * padded;
+                w[lead] = 0f; // the leader out of the sum: the rest without cancellation
+                Vector256<float> sumEven = default, sumOdd = default;
+                for (var c = 0; c < padded; c += 16)
+                {
+                    sumEven += Vector256.Load(w + c);
+                    if (c + 8 < padded)
+                        sumOdd += Vector256.Load(w + c + 8);
+                }
+                var rest = Vector256.Sum(sumEven + sumOdd);
+                var total = rest + m;
+                var inverse = Vector256.Create(1f / total);
+                leads[t] = lead;
+                leadQs[t] = rest / total;
 
-            // The next weights, scaled by 2^-e for the largest weight m in [2^e, 2^(e+1)). The leader's lane is
-            // zeroed (and masked from the minimum) while the vector loop runs, then set from its own q.
-            var scale = Vector256.Create(BitConverter.Int32BitsToSingle((254 - (BitConverter.SingleToInt32Bits(m) >> 23)) << 23));
-            var leadNext = m * Power(Vector256.Create(MathF.Max(leadQs[t], OneMinusPFloor)), tauV, unitTau)[0] * scale[0];
-            weights[lead] = 0f;
-            paddingInfinity[lead] = float.PositiveInfinity;
-            max = Vector256<float>.Zero;
-            smallest = Vector256.Create(float.PositiveInfinity);
-            for (var c = 0; c < w.Length; c++)
-            {
-                var q = Vector256.Max(Vector256<float>.One - p[c], floor);
-                var next = w[c] * Power(q, tauV, unitTau) * scale;
-                w[c] = next;
-                max = Vector256.Max(max, next);
-                smallest = Vector256.Min(smallest, next + pad[c]);
+                // p, the soft mask and the next weights in one pass. The next weights are scaled by 2^-e for the
+                // largest weight m in [2^e, 2^(e+1)). The leader's lane (weight 0 here, masked from the minimum)
+                // is set afterwards from its own q.
+                var scale = Vector256.Create(BitConverter.Int32BitsToSingle((254 - (BitConverter.SingleToInt32Bits(m) >> 23)) << 23));
+                var leadNext = m * Power(Vector256.Create(MathF.Max(leadQs[t], OneMinusPFloor)), tauV, unitTau)[0] * scale[0];
+                pad[lead] = float.PositiveInfinity;
+                max = Vector256<float>.Zero;
+                smallest = Vector256.Create(float.PositiveInfinity);
+                for (var c = 0; c < padded; c += 8)
+                {
+                    var wc = Vector256.Load(w + c);
+                    var pc = wc * inverse;
+                    pc.Store(p + c);
+                    (Vector256.Load(y + c) + pc).Store(y + c);
+                    var q = Vector256.Max(Vector256<float>.One - pc, floor);
+                    var next = wc * Power(q, tauV, unitTau) * scale;
+                    next.Store(w + c);
+                    max = Vector256.Max(max, next);
+                    smallest = Vector256.Min(smallest, next + Vector256.Load(pad + c));
+                }
+                pad[lead] = 0f;
+                p[lead] = m * inverse[0];
+                y[lead] += p[lead];
+                if (t == spec.Keep - 1)
+                    return -1;
+                w[lead] = leadNext;
+                m = MathF.Max(HorizontalMax(max), leadNext);
+                // In fp64: the bound itself may lie below fp32's range when m is small.
+                if (!(HorizontalMin(smallest) >= RelativeWeightFloor * m && leadNext >= RelativeWeightFloor * m))
+                    return t + 1;
+                lead = FirstIndexOf(w, m);
             }
-            paddingInfinity[lead] = 0f;
-            weights[lead] = leadNext;
-            m = MathF.Max(HorizontalMax(max), leadNext);
-            // In fp64: the bound itself may lie below fp32's range when m is small.
-            if (!(HorizontalMin(smallest) >= RelativeWeightFloor * m && leadNext >= RelativeWeightFloor * m))
-                return false;
-            lead = weights.AsSpan(0, spec.Layers).IndexOf(m);
         }
     }
 
     // q^(1/tau), exact for tau = 1 (the common case: no transcendental at all).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Power(Vector256<float> q, Vector256<float> tau, bool unitTau) =>
         unitTau ? q : Vector256.Exp(Vector256.Log(q) / tau);
 
@@ -207,7 +220,7 @@ internal sealed class GumbelTopKRow
                 max = Vector256.Max(max, z[c]);
             }
             var m = HorizontalMax(max);
-            var lead = weights.AsSpan(0, spec.Layers).IndexOf(m);
+            var lead = FirstIndexOf(weights, m);
             var mv = Vector256.Create(m);
             for (var c = 0; c < s.Length; c++)
                 p[c] = Vector256.Exp(z[c] - mv);
@@ -237,39 +250,42 @@ internal sealed class GumbelTopKRow
     // and the saved q of the leader. The softmax VJP of the leading layer is rewritten to avoid cancellation, as
     // in the kernel's e3_gumbel_topk_softtopk_backward: p_lead * (q_lead * grad - gs_lead - rest), rest = sum over
     // the others of p_j gp_j.
-    private void SoftTopKBackward()
+    private unsafe void SoftTopKBackward()
     {
         var tau = Vector256.Create(spec.Temperature);
         var floor = Vector256.Create(OneMinusPFloor);
-        var g = Lanes(grad);
-        var gs = Lanes(gradScores);
-        var gp = Lanes(scratch);
-        gradScores.AsSpan().Clear();
-        for (var t = spec.Keep - 1; t >= 0; t--)
+        new Span<float>(gradScores).Clear();
+        fixed (float* g = grad, gs = gradScores, gp = scratch, probsAt = probs)
         {
-            var pRow = probs.AsSpan(t * padded, padded);
-            var p = Lanes(pRow);
-            var lead = leads[t];
-            var pLead = pRow[lead];
-            var qLead = leadQs[t];
-            pRow[lead] = 0f; // the leader out of the dot product
-            var dot = Vector256<float>.Zero;
-            for (var c = 0; c < g.Length; c++)
+            for (var t = spec.Keep - 1; t >= 0; t--)
             {
-                var q = Vector256<float>.One - p[c];
-                var gpc = g[c] - Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(q, floor), gs[c] / q, Vector256<float>.Zero);
-                gp[c] = gpc;
-                dot += gpc * p[c];
+                var p = probsAt + t * padded;
+                var lead = leads[t];
+                var pLead = p[lead];
+                var qLead = leadQs[t];
+                p[lead] = 0f; // the leader out of the dot product
+                Vector256<float> dotEven = default, dotOdd = default;
+                for (var c = 0; c < padded; c += 8)
+                {
+                    var pc = Vector256.Load(p + c);
+                    var q = Vector256<float>.One - pc;
+                    var gpc = Vector256.Load(g + c) - Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(q, floor), Vector256.Load(gs + c) / q, Vector256<float>.Zero);
+                    gpc.Store(gp + c);
+                    if ((c & 8) == 0)
+                        dotEven += gpc * pc;
+                    else
+                        dotOdd += gpc * pc;
+                }
+                p[lead] = pLead;
+                var gsLead = gs[lead];
+                var gpLead = g[lead] - (qLead >= OneMinusPFloor ? gsLead / qLead : 0f);
+                var rest = Vector256.Sum(dotEven + dotOdd);
+                var leadNew = gsLead + pLead * (qLead * g[lead] - (qLead >= OneMinusPFloor ? gsLead : 0f) - rest) / spec.Temperature;
+                var subtract = Vector256.Create(pLead * gpLead + rest);
+                for (var c = 0; c < padded; c += 8)
+                    (Vector256.Load(gs + c) + Vector256.Load(p + c) * (Vector256.Load(gp + c) - subtract) / tau).Store(gs + c);
+                gs[lead] = leadNew;
             }
-            pRow[lead] = pLead;
-            var gsLead = gradScores[lead];
-            var gpLead = grad[lead] - (qLead >= OneMinusPFloor ? gsLead / qLead : 0f);
-            var rest = Vector256.Sum(dot);
-            var leadNew = gsLead + pLead * (qLead * grad[lead] - (qLead >= OneMinusPFloor ? gsLead : 0f) - rest) / spec.Temperature;
-            var subtract = Vector256.Create(pLead * gpLead + rest);
-            for (var c = 0; c < g.Length; c++)
-                gs[c] += p[c] * (gp[c] - subtract) / tau;
-            gradScores[lead] = leadNew;
         }
     }
 
@@ -301,6 +317,27 @@ internal sealed class GumbelTopKRow
     }
 
     private static Span<Vector256<float>> Lanes(Span<float> row) => MemoryMarshal.Cast<float, Vector256<float>>(row);
+
+    // The first layer holding value (known present; padding lanes never hold it). Span.IndexOf on floats is a
+    // scalar loop (float equality is not bitwise), which at k steps per sample cost more than the softmax itself.
+    private unsafe int FirstIndexOf(float* row, float value)
+    {
+        var target = Vector256.Create(value);
+        for (var c = 0; ; c += Vector256<float>.Count)
+        {
+            var hits = Vector256.Equals(Vector256.Load(row + c), target).ExtractMostSignificantBits();
+            if (hits != 0)
+                return c + System.Numerics.BitOperations.TrailingZeroCount(hits);
+            if (c + Vector256<float>.Count >= padded)
+                throw new InvalidOperationException($"value {value} is not in the row");
+        }
+    }
+
+    private unsafe int FirstIndexOf(float[] row, float value)
+    {
+        fixed (float* at = row)
+            return FirstIndexOf(at, value);
+    }
 
     private static float HorizontalMax(Vector256<float> v)
     {
