@@ -88,7 +88,7 @@ public sealed class RelaxationReferenceTests
             Assert.Equal(keep, soft.AsSpan(s * layers, layers).ToArray().Select(v => (double)v).Sum(), 1e-4);
     }
 
-    private static (float[] Soft, float[] Grad) TorchReference(GumbelTopKSpec spec, float[] logits, float[] gradMask, ScalarType type = ScalarType.Float32)
+    internal static (float[] Soft, float[] Grad) TorchReference(GumbelTopKSpec spec, float[] logits, float[] gradMask, ScalarType type = ScalarType.Float32)
     {
         int samples = spec.Samples, layers = spec.Layers;
         var noise = new float[samples * layers];
