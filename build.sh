@@ -111,9 +111,21 @@ do_test_asan() {
     dotnet test tests/E3.Tests/E3.Tests.csproj -c "$CONFIG" --no-build --filter "FullyQualifiedName~E3.Tests.Emulator" "$@"
 }
 
+# The demo: e3 prune on the committed KJV-trained 12-layer Qwen3 (tests/fixtures/demo), on the CPU. Its training text
+# is regenerated from Debian's public-domain bible-kjv-text package; the held-out text (Revelation) is committed.
 do_demo() {
   do_build
-  dotnet run --project src/Cli -c "$CONFIG" --no-build -- demo
+  if ! command -v bible >/dev/null; then
+    log "installing the bible-kjv package (the demo's training text)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends bible-kjv >/dev/null
+  fi
+  local data=$ROOT/artifacts/demo-data out=${DEMO_OUT:-$ROOT/artifacts/demo}
+  [ -s "$data/kjv-train.txt" ] || sh tests/fixtures/demo/make-data.sh "$data"
+  rm -rf "$out"
+  dotnet src/Cli/bin/"$CONFIG"/net10.0/e3.dll prune --model tests/fixtures/demo --data "$data/kjv-train.txt" \
+    --eval-data tests/fixtures/demo/heldout-revelation.txt --prune 0.25 --out "$out" "$@"
+  log "report, plots and the healed pruned model: $out"
 }
 
 do_bench() {
@@ -141,7 +153,7 @@ case "$verb" in
   build) do_build ;;
   test) do_test "$@" ;;
   test-asan) do_test_asan "$@" ;;
-  demo) do_demo ;;
+  demo) do_demo "$@" ;;
   bench) do_bench ;;
   publish) do_publish ;;
   clean) do_clean ;;

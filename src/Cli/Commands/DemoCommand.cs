@@ -6,8 +6,9 @@ using E3.Model.Evaluation;
 namespace E3.Cli.Commands;
 
 /// <summary>
-/// <c>e3 demo</c>, what <c>./build.sh demo</c> runs: until the pruning pipeline lands, the speedup benchmark on a
-/// built-in, layer-dominated Qwen3-shaped model with 25% of its layers skipped.
+/// <c>e3 demo</c>: a quick look at layer skipping without any files — the speedup benchmark on a built-in,
+/// layer-dominated random Qwen3 with 25% of its layers skipped. (<c>./build.sh demo</c> runs the whole pipeline,
+/// <c>e3 prune</c>, on the committed trained demo model instead.)
 /// </summary>
 internal static class DemoCommand
 {

@@ -35,7 +35,8 @@ public static class SearchCommand
         var curriculumSteps = new Option<long?>("--curriculum-steps") { Description = "Steps of the keep-count ramp (default: half the steps)" };
         var warmupKeep = new Option<int?>("--warmup-keep") { Description = "Layers kept at step 0 (default: halfway between L and k)" };
         var init = new Option<string>("--init") { Description = "α start: kl (drop-one-layer KL importance) or uniform", DefaultValueFactory = _ => "kl" };
-        var initBatches = new Option<int>("--init-batches") { Description = "Calibration batches for --init kl", DefaultValueFactory = _ => 2 };
+        var initBatches = new Option<int>("--init-batches") { Description = "Calibration batches for --init kl and the final refinement", DefaultValueFactory = _ => 2 };
+        var refineSwaps = new Option<int>("--refine-swaps") { Description = "Final mask: also score the r×r swaps at the keep boundary by calibration KL (0 = plain top-k of alpha)", DefaultValueFactory = _ => 3 };
         var kdWeight = new Option<string>("--kd-weight") { Description = "Token weights of the KD loss: linear, softmax or none", DefaultValueFactory = _ => "linear" };
         var seed = new Option<ulong>("--seed") { Description = "Seeds data order and Gumbel noise", DefaultValueFactory = _ => 0 };
         var teacherCache = new Option<string?>("--teacher-cache") { Description = "Sparse top-K teacher (e3 teacher-cache) instead of the live full model" };
@@ -50,7 +51,7 @@ public static class SearchCommand
         var cmd = new Command("search", "Learn which layers to drop: Gumbel-TopK mask logits trained by entropy-weighted distillation from the full model")
         {
             model, data, prune, keep, tokens, seq, batch, samples, lr, tau0, tauMin, tauSchedule, curriculumSteps, warmupKeep, init,
-            initBatches, kdWeight, seed, teacherCache, checkpoint, checkpointEvery, resume, output, plot, device, threads, json,
+            initBatches, refineSwaps, kdWeight, seed, teacherCache, checkpoint, checkpointEvery, resume, output, plot, device, threads, json,
         };
         cmd.Validators.Add(r =>
         {
@@ -61,14 +62,14 @@ public static class SearchCommand
         cmd.SetAction(p => CliRunner.Guard(() => Run(new Request(
             p.GetValue(model)!, p.GetValue(data)!, p.GetValue(prune), p.GetValue(keep), p.GetValue(tokens), p.GetValue(seq), p.GetValue(batch),
             p.GetValue(samples), p.GetValue(lr), p.GetValue(tau0), p.GetValue(tauMin), p.GetValue(tauSchedule)!, p.GetValue(curriculumSteps),
-            p.GetValue(warmupKeep), p.GetValue(init)!, p.GetValue(initBatches), p.GetValue(kdWeight)!, p.GetValue(seed), p.GetValue(teacherCache),
+            p.GetValue(warmupKeep), p.GetValue(init)!, p.GetValue(initBatches), p.GetValue(refineSwaps), p.GetValue(kdWeight)!, p.GetValue(seed), p.GetValue(teacherCache),
             p.GetValue(checkpoint), p.GetValue(checkpointEvery), p.GetValue(resume), p.GetValue(output)!, p.GetValue(plot), p.GetValue(device)!,
             p.GetValue(threads), p.GetValue(json)))));
         return cmd;
     }
 
     private sealed record Request(string Model, string Data, double? Prune, int? Keep, long Tokens, int Seq, int Batch, int Samples, double Lr,
-        double Tau0, double TauMin, string TauSchedule, long? CurriculumSteps, int? WarmupKeep, string Init, int InitBatches, string KdWeight,
+        double Tau0, double TauMin, string TauSchedule, long? CurriculumSteps, int? WarmupKeep, string Init, int InitBatches, int RefineSwaps, string KdWeight,
         ulong Seed, string? TeacherCache, string? Checkpoint, int CheckpointEvery, bool Resume, string Output, string? Plot, string Device,
         int Threads, bool Json);
 
@@ -104,6 +105,7 @@ public static class SearchCommand
             TauSchedule = ParseSchedule(r.TauSchedule),
             Init = r.Init switch { "kl" => AlphaInit.Kl, "uniform" => AlphaInit.Uniform, _ => throw new ArgumentException($"--init: '{r.Init}' is not kl or uniform") },
             InitBatches = r.InitBatches,
+            RefineSwaps = r.RefineSwaps,
             Seed = r.Seed,
             Kd = new KdOptions { Weighting = ParseWeighting(r.KdWeight) },
             Relaxation = GumbelRelaxation.SoftTopK,

@@ -19,26 +19,43 @@ public static class LayerImportance
     public static double[] DropOneKl(DecoderModel model, IReadOnlyList<int[]> batches, int batchSize)
     {
         ArgumentNullException.ThrowIfNull(model);
+        int layers = model.Config.NumLayers;
+        var dropOne = Enumerable.Range(0, layers).Select(l =>
+        {
+            var g = Enumerable.Repeat(1f, layers).ToArray();
+            g[l] = 0f;
+            return g;
+        }).ToArray();
+        return MaskKl(model, batches, batchSize, dropOne);
+    }
+
+    /// <summary>
+    /// For each gate vector of <paramref name="gateSets"/>, the mean over every token of the calibration batches of
+    /// KL(p_full ‖ p_gated), forward KL at temperature 1, in nats (the teacher is the same model with all gates 1).
+    /// </summary>
+    public static double[] MaskKl(DecoderModel model, IReadOnlyList<int[]> batches, int batchSize, IReadOnlyList<float[]> gateSets)
+    {
+        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(batches);
-        if (batches.Count == 0) throw new ArgumentException("drop-one KL needs at least one calibration batch", nameof(batches));
+        ArgumentNullException.ThrowIfNull(gateSets);
+        if (batches.Count == 0) throw new ArgumentException("mask KL needs at least one calibration batch", nameof(batches));
         int layers = model.Config.NumLayers, vocab = model.Config.VocabSize;
+        foreach (var g in gateSets)
+            if (g.Length != layers) throw new ArgumentException($"a gate set has {g.Length} gates; the model has {layers} layers", nameof(gateSets));
         var plainKl = new KdOptions { Weighting = EntropyWeighting.None };
-        var sums = new double[layers];
+        var sums = new double[gateSets.Count];
         long tokens = 0;
         using var trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen });
-        var gates = new float[layers];
+        var allOnes = Enumerable.Repeat(1f, layers).ToArray();
         foreach (var batch in batches)
         {
-            gates.AsSpan().Fill(1f);
-            var teacher = new DenseTeacher(trainer.Forward(batch, batchSize, gates), batch.Length, vocab);
-            for (int l = 0; l < layers; l++)
+            var teacher = new DenseTeacher(trainer.Forward(batch, batchSize, allOnes), batch.Length, vocab);
+            for (int i = 0; i < gateSets.Count; i++)
             {
-                gates[l] = 0f;
-                var logits = trainer.Forward(batch, batchSize, gates);
-                gates[l] = 1f;
+                var logits = trainer.Forward(batch, batchSize, gateSets[i]);
                 // With weights off and λ = 1 the loss is Σ_t KL_t / N; the gradient it leaves in logits is unused.
                 var loss = EntropyKdLoss.Compute(logits, vocab, teacher, default, plainKl);
-                sums[l] += loss.Distillation * loss.ValidTokens;
+                sums[i] += loss.Distillation * loss.ValidTokens;
             }
             tokens += batch.Length;
         }

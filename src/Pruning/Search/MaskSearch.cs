@@ -89,6 +89,13 @@ public sealed class MaskSearch : IDisposable
     public SearchState Initialize()
     {
         if (options.Init == AlphaInit.Uniform) return new SearchState(new float[layers]);
+        var importance = LayerImportance.DropOneKl(model, Calibration(), batches.Batch);
+        return new SearchState(LayerImportance.ToLogits(importance), importance);
+    }
+
+    /// <summary>The first <see cref="SearchOptions.InitBatches"/> batches of the data order.</summary>
+    List<int[]> Calibration()
+    {
         var calibration = new List<int[]>();
         for (int i = 0; i < options.InitBatches; i++)
         {
@@ -96,8 +103,34 @@ public sealed class MaskSearch : IDisposable
             batches.Fill(i, batch);
             calibration.Add(batch);
         }
-        var importance = LayerImportance.DropOneKl(model, calibration, batches.Batch);
-        return new SearchState(LayerImportance.ToLogits(importance), importance);
+        return calibration;
+    }
+
+    /// <summary>
+    /// The kept layers: α's top-k, or, with <see cref="SearchOptions.RefineSwaps"/> r &gt; 0, the lowest-KL candidate
+    /// among it and its r×r boundary swaps (ties keep α's top-k, which is listed first).
+    /// </summary>
+    public int[] FinalKept(ReadOnlySpan<float> alpha)
+    {
+        var mask = new float[layers];
+        DeterministicMask.TopK(alpha, options.Keep, mask);
+        if (options.RefineSwaps == 0) return Enumerable.Range(0, layers).Where(l => mask[l] == 1f).ToArray();
+        var a = alpha.ToArray();
+        var kept = Enumerable.Range(0, layers).Where(l => mask[l] == 1f).OrderBy(l => a[l]).ThenByDescending(l => l).Take(options.RefineSwaps).ToArray();
+        var dropped = Enumerable.Range(0, layers).Where(l => mask[l] == 0f).OrderByDescending(l => a[l]).ThenBy(l => l).Take(options.RefineSwaps).ToArray();
+        var candidates = new List<float[]> { mask };
+        foreach (int k in kept)
+            foreach (int d in dropped)
+            {
+                var swapped = (float[])mask.Clone();
+                swapped[k] = 0f;
+                swapped[d] = 1f;
+                candidates.Add(swapped);
+            }
+        var kl = LayerImportance.MaskKl(model, Calibration(), batches.Batch, candidates);
+        int best = 0;
+        for (int i = 1; i < kl.Length; i++) if (kl[i] < kl[best]) best = i;
+        return Enumerable.Range(0, layers).Where(l => candidates[best][l] == 1f).ToArray();
     }
 
     /// <summary>
@@ -170,13 +203,11 @@ public sealed class MaskSearch : IDisposable
     /// <summary>Restores a checkpoint of this search (same fingerprint) into a state and the optimizer.</summary>
     public SearchState Resume(string checkpointDirectory) => SearchCheckpoint.Load(checkpointDirectory, Fingerprint, layers, optimizer);
 
-    /// <summary>The final mask: the deterministic top-k of α, with the search's α, τ, steps, tokens, seed and loss history.</summary>
+    /// <summary>The final mask (<see cref="FinalKept"/>), with the search's α, τ, steps, tokens, seed and loss history.</summary>
     public MaskFile Result(SearchState state)
     {
         ArgumentNullException.ThrowIfNull(state);
-        var mask = new float[layers];
-        DeterministicMask.TopK(state.Alpha, options.Keep, mask);
-        var kept = Enumerable.Range(0, layers).Where(l => mask[l] == 1f);
+        var kept = FinalKept(state.Alpha);
         return MaskFile.For(model.Config, "e3", kept) with
         {
             Alpha = state.Alpha.Select(a => (double)a).ToArray(),

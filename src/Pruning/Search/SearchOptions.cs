@@ -60,6 +60,15 @@ public sealed record SearchOptions
     /// <summary>Calibration batches (the first ones of the data order) for drop-one KL importance.</summary>
     public int InitBatches { get; init; } = 2;
 
+    /// <summary>
+    /// Final refinement: besides the top-k of α, try every swap of one of the <c>RefineSwaps</c> lowest-α kept layers
+    /// with one of the <c>RefineSwaps</c> highest-α dropped layers, and keep the candidate with the lowest KL to the full
+    /// model on the calibration batches (α's top-k wins ties). The Gumbel search ranks layers well but leaves
+    /// near-ties at the k-th place to sampling noise; scoring those few candidates exactly settles them. 0 turns it off.
+    /// It only shapes the final mask, so it is not part of the checkpoint fingerprint.
+    /// </summary>
+    public int RefineSwaps { get; init; } = 3;
+
     /// <summary>Keys the data windows and the Gumbel noise.</summary>
     public ulong Seed { get; init; }
 
@@ -86,6 +95,7 @@ public sealed record SearchOptions
         if (!(Tau0 > 0) || !double.IsFinite(Tau0)) throw new ArgumentException($"--tau0: {Tau0} must be finite and > 0");
         if (!(TauMin > 0) || TauMin > Tau0) throw new ArgumentException($"--tau-min: {TauMin} must be > 0 and <= --tau0 = {Tau0}");
         if (InitBatches < 1) throw new ArgumentException($"--init-batches: {InitBatches} must be at least 1");
+        if (RefineSwaps < 0) throw new ArgumentException($"--refine-swaps: {RefineSwaps} must be >= 0");
         if (!Enum.IsDefined(TauSchedule)) throw new ArgumentException($"--tau-schedule: {TauSchedule} is unknown");
         if (!Enum.IsDefined(Init)) throw new ArgumentException($"--init: {Init} is unknown");
         Kd.Validate();

@@ -62,7 +62,7 @@ internal sealed class PrunePipeline(PruneSettings s, Action<string> log)
 
         string e3Mask = Sub("masks", "e3.json"), searchCkpt = Sub("checkpoints", "search");
         var search = stages.Run("search", ["search", "--model", s.Model, "--data", trainFile, "--keep", k, "--tokens", L(s.SearchTokens), .. windows,
-            "--samples", I(s.Samples), "--lr", D(s.SearchLearningRate), .. Checkpointed(searchCkpt, SearchCheckpoint.Exists(searchCkpt)),
+            "--samples", I(s.Samples), "--lr", D(s.SearchLearningRate), "--init-batches", I(CalibrationBatches), .. Checkpointed(searchCkpt, SearchCheckpoint.Exists(searchCkpt)),
             "--plot", Sub("search.png"), .. common, "--out", e3Mask]);
         masks["e3"] = e3Mask;
 
@@ -119,6 +119,9 @@ internal sealed class PrunePipeline(PruneSettings s, Action<string> log)
         if (heldout.Length < 2) throw new InvalidDataException($"{s.EvalData ?? s.Data}: {heldout.Length} held-out tokens; at least 2 are needed");
         return (train, heldout);
     }
+
+    /// <summary>The search calibrates (drop-one KL init, final refinement) on as many tokens as the baselines score layers on.</summary>
+    int CalibrationBatches => (int)Math.Max(1, (s.CalibrationTokens + s.Sequence * s.Batch - 1) / (s.Sequence * s.Batch));
 
     static string[] Checkpointed(string folder, bool exists) => exists ? ["--checkpoint", folder, "--resume"] : ["--checkpoint", folder];
 
