@@ -138,6 +138,12 @@ do_publish() {
   local out=${PUBLISH_DIR:-$ROOT/artifacts/publish/linux-x64}
   dotnet publish src/Cli/E3.Cli.csproj -c Release -r linux-x64 --self-contained true \
     -p:PublishTrimmed=true -p:TrimMode=partial -p:InvariantGlobalization=true -p:DebugType=none -o "$out"
+  # libtorch (≈500 MB) holds only the optimizer state of search/distill/train. The default publish is for inference
+  # machines (the GPU check script) and leaves it out; e3 then says so if a training command is run.
+  if [ "${PUBLISH_WITH_TORCH:-0}" != 1 ]; then
+    (cd "$out" && rm -f libtorch*.so libc10.so libgomp-*.so.* libshm.so libaoti_custom_ops.so libbackend_with_compiler.so \
+      libjitbackend_test.so libnnapi_backend.so libtorchbind_test.so libLibTorchSharp.so)
+  fi
   log "published to $out ($(du -sh "$out" | cut -f1))"
 }
 

@@ -38,11 +38,32 @@ public sealed class AdamW : IDisposable
             if (p.Length <= 0) throw new ArgumentException($"parameter '{p.Name}' has length {p.Length}", nameof(parameters));
         _slots = parameters.ToArray();
         _options = options;
+        EnsureLibTorch();
         // Parameter takes ownership of the tensor it wraps; the gradient tensors are ours to dispose.
         _mirrors = _slots.Select(s => new Parameter(zeros(s.Length, ScalarType.Float32))).ToArray();
         _gradients = _slots.Select(s => zeros(s.Length, ScalarType.Float32)).ToArray();
         for (int i = 0; i < _mirrors.Length; i++) _mirrors[i].grad = _gradients[i];
         _torch = optim.AdamW(_mirrors, lr: 1e-3, beta1: options.Beta1, beta2: options.Beta2, eps: options.Epsilon, weight_decay: options.WeightDecay);
+    }
+
+    /// <summary>
+    /// The lean publish for inference machines (<c>./build.sh publish</c>) leaves libtorch out; say so instead of
+    /// surfacing TorchSharp's loader error.
+    /// </summary>
+    static void EnsureLibTorch()
+    {
+        const string Missing = "AdamW keeps its state in libtorch (TorchSharp-cpu), which this e3 was published without (the lean publish " +
+            "for inference machines); run search, distill and train from a full build (./build.sh build, or PUBLISH_WITH_TORCH=1 ./build.sh publish)";
+        bool loaded;
+        try
+        {
+            loaded = torch.TryInitializeDeviceType(DeviceType.CPU);
+        }
+        catch (Exception e) when (e is DllNotFoundException or NotSupportedException or TypeInitializationException or BadImageFormatException)
+        {
+            throw new InvalidOperationException(Missing, e);
+        }
+        if (!loaded) throw new InvalidOperationException(Missing);
     }
 
     /// <summary>The parameters, in order.</summary>
