@@ -103,7 +103,7 @@ public class TrainingBenchmarks
     {
         public Config()
         {
-            AddJob(Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5));
+            AddJob(Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithLaunchCount(1).WithWarmupCount(6).WithIterationCount(15));
             AddColumn(StatisticColumn.Median);
         }
     }
