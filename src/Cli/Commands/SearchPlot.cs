@@ -5,8 +5,8 @@ using ScottPlot;
 namespace E3.Cli.Commands;
 
 /// <summary>
-/// The search's picture: top panel, every layer's keep probability per step (the relaxed top-k mask averaged over
-/// that step's Gumbel samples, <see cref="SearchState.KeepProbability"/>); bottom panel, the distillation loss.
+/// The search's picture: top panel, every layer's keep probability per step (the share of Gumbel-TopK draws under
+/// that step's α that keep it, <see cref="SearchState.KeepProbability"/>); bottom panel, the distillation loss.
 /// </summary>
 internal static class SearchPlot
 {
@@ -27,7 +27,7 @@ internal static class SearchPlot
             line.LegendText = kept.Contains(l) ? $"L{l}" : $"L{l} (dropped)";
             line.LinePattern = kept.Contains(l) ? LinePattern.Solid : LinePattern.Dashed;
         }
-        keep.Title("Keep probability per layer (mean soft top-k mask over samples)");
+        keep.Title("Keep probability per layer (Gumbel-TopK draws under the current mask logits)");
         keep.YLabel("P(keep)");
         keep.Axes.SetLimitsY(-0.05, 1.05);
         keep.ShowLegend(Edge.Right);

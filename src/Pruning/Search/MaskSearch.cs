@@ -173,14 +173,31 @@ public sealed class MaskSearch : IDisposable
         if (state.Step >= options.Steps) throw new InvalidOperationException($"the search already ran its {options.Steps} steps");
         var g = Gradient(state.Alpha, state.Step);
         optimizer.Step([state.Alpha.AsMemory()], [g.AlphaGradient.AsMemory()], options.LearningRate);
-        var keep = new float[layers];
-        for (int s = 0; s < options.Samples; s++)
-            for (int l = 0; l < layers; l++) keep[l] += g.SoftMasks[s * layers + l];
-        for (int l = 0; l < layers; l++) keep[l] /= options.Samples;
         state.LossHistory.Add(new LossPoint(g.Step, g.Loss));
-        state.KeepProbability.Add(keep);
+        state.KeepProbability.Add(KeepProbability(state.Alpha, g.Keep, g.Step));
         state.Step++;
         return g;
+    }
+
+    /// <summary>Hard Gumbel-TopK draws per step behind <see cref="SearchState.KeepProbability"/>.</summary>
+    public const int KeepProbabilityDraws = 1024;
+
+    /// <summary>
+    /// P(layer kept) under logits <paramref name="alpha"/> at keep count <paramref name="keep"/>: the fraction of
+    /// <see cref="KeepProbabilityDraws"/> hard Gumbel-TopK masks (a noise stream of their own, so the search's draws
+    /// are untouched) that keep each layer. Unlike the soft top-k mask, whose entries can exceed 1, this is a
+    /// probability, with standard error at most 0.5/√1024 ≈ 0.016.
+    /// </summary>
+    float[] KeepProbability(ReadOnlySpan<float> alpha, int keep, long step)
+    {
+        var spec = new GumbelTopKSpec(layers, keep, KeepProbabilityDraws, 1f, options.Seed ^ 0x6B656570_70726F62UL, step, options.Relaxation);
+        var hard = new float[spec.MaskElements];
+        sampler.SampleHard(alpha, spec, hard);
+        var probability = new float[layers];
+        for (int d = 0; d < KeepProbabilityDraws; d++)
+            for (int l = 0; l < layers; l++) probability[l] += hard[d * layers + l];
+        for (int l = 0; l < layers; l++) probability[l] /= KeepProbabilityDraws;
+        return probability;
     }
 
     /// <summary>

@@ -30,8 +30,9 @@ public sealed class SearchState
     public List<LossPoint> LossHistory { get; } = [];
 
     /// <summary>
-    /// Each completed step's keep-probability estimate per layer: the relaxed (soft top-k) mask averaged over that
-    /// step's samples. It sums to the step's keep count and is what the plot draws.
+    /// Each completed step's probability per layer of being kept by a Gumbel-TopK draw under the updated α, at that
+    /// step's keep count (estimated from hard draws; see <see cref="MaskSearch.KeepProbabilityDraws"/>). It sums to the
+    /// keep count and is what the plot draws.
     /// </summary>
     public List<float[]> KeepProbability { get; } = [];
 }

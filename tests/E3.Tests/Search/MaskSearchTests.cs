@@ -30,6 +30,19 @@ public sealed class MaskSearchTests
 
         Assert.Equal(weak, mask.Dropped);
         Assert.Equal(24, state.LossHistory.Count);
+        // Keep probabilities are shares of hard k-of-L draws: each lies in [0, 1], each row sums exactly to that step's
+        // keep count (a whole number between the target 4 and the warm-up 5), and by the end the weak layers are the
+        // least likely to be kept.
+        Assert.Equal(24, state.KeepProbability.Count);
+        foreach (var row in state.KeepProbability)
+        {
+            Assert.All(row, p => Assert.InRange(p, 0f, 1f));
+            double sum = row.Sum(p => (double)p);
+            Assert.InRange(sum, 4 - 1e-9, 5 + 1e-9);
+            Assert.Equal(Math.Round(sum), sum, 9);
+        }
+        var final = state.KeepProbability[^1];
+        Assert.True(weak.Max(l => final[l]) < Enumerable.Range(0, 6).Except(weak).Min(l => final[l]), $"final keep probabilities [{string.Join(", ", final)}]");
         double learned = SearchModels.MeanKl(model, heldOut, 32, mask.ToLayerMask());
         double last = SearchModels.MeanKl(model, heldOut, 32, LayerMask.Dropping(6, [4, 5]));
         Assert.True(learned <= last, $"learned mask KL {learned} exceeds the drop-last KL {last}");
