@@ -1,3 +1,4 @@
+using E3.Model.IO;
 using System.CommandLine;
 using System.Text.Json;
 using E3.Interop.Gpu;
@@ -35,7 +36,7 @@ internal static class BenchKernelsCommand
             Action<string>? progress = asJson ? null : k => Console.Error.WriteLine($"  {k}");
             var report = Run(name, preset, n, p.GetValue(threads), progress);
             string text = asJson ? report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + Environment.NewLine : report.ToTable();
-            if (p.GetValue(output) is { } path) KernelCommands.WriteAtomically(Path.GetFullPath(path), text);
+            if (p.GetValue(output) is { } path) AtomicFile.WriteAllText(Path.GetFullPath(path), text);
             else Console.Out.Write(text);
             return ExitCodes.Ok;
         }));

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text;
 using System.Text.Json.Nodes;
 using E3.Model;
 using E3.Model.Decoder;
@@ -62,12 +61,7 @@ internal static class CompareCommand
                     tokens, windowSize, limit, (done, total) => report(done, total, (double)done * windowSize)));
                 var rows = entries.Select((e, i) => new ComparisonRow(e.Name, e.Method, e.Layers, e.Dropped, results[i])).ToList();
                 string markdown = ComparisonTable.Markdown(rows);
-                if (p.GetValue(output) is { } reportPath)
-                {
-                    using var file = AtomicFile.Create(reportPath);
-                    file.Stream.Write(Encoding.UTF8.GetBytes(markdown));
-                    file.Commit();
-                }
+                if (p.GetValue(output) is { } reportPath) AtomicFile.WriteAllText(reportPath, markdown);
                 if (p.GetValue(json))
                     CliRunner.WriteJson(new JsonObject { ["teacher"] = teacherDir, ["rows"] = ComparisonTable.Json(rows) });
                 else

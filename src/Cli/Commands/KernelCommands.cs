@@ -1,3 +1,4 @@
+using E3.Model.IO;
 using System.CommandLine;
 using System.Text;
 using System.Text.Json;
@@ -86,7 +87,7 @@ public static class KernelCommands
                 var module = new KernelCompiler(KernelCatalog.Embedded, cache: null).Compile(parse.GetValue(name)!, targets[0]);
                 var ptx = Encoding.UTF8.GetString(module.Image).TrimEnd('\0');
                 if (parse.GetValue(outFile) is { } file)
-                    WriteAtomically(file.FullName, ptx);
+                    AtomicFile.WriteAllText(file.FullName, ptx);
                 else
                     parse.InvocationConfiguration.Output.Write(ptx);
                 return 0;
@@ -189,22 +190,5 @@ public static class KernelCommands
             writer.WriteEndArray();
         }
         return Encoding.UTF8.GetString(buffer.ToArray()) + Environment.NewLine;
-    }
-
-    /// <summary>Writes <paramref name="text"/> to a temp file next to <paramref name="path"/>, then renames it over the target.</summary>
-    internal static void WriteAtomically(string path, string text)
-    {
-        var folder = Path.GetDirectoryName(path) ?? ".";
-        var temp = Path.Combine(folder, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            File.WriteAllText(temp, text);
-            File.Move(temp, path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
     }
 }

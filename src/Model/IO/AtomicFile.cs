@@ -35,6 +35,14 @@ public sealed class AtomicFile : IDisposable
         return new AtomicFile(path, temp, stream);
     }
 
+    /// <summary>Writes <paramref name="text"/> (UTF-8) to <paramref name="path"/> atomically.</summary>
+    public static void WriteAllText(string path, string text)
+    {
+        using var file = Create(path);
+        file.Stream.Write(System.Text.Encoding.UTF8.GetBytes(text));
+        file.Commit();
+    }
+
     /// <summary>Flushes the data to disk and renames the temp file over the target.</summary>
     public void Commit()
     {

@@ -93,8 +93,8 @@ internal sealed class PrunePipeline(PruneSettings s, Action<string> log)
             "--prefill", I(s.BenchPrefill), "--decode", I(s.BenchDecode), "--repeats", I(s.BenchRepeats), .. common]);
 
         var report = PruneReport.Build(s, config, learned, rows, Rows(after), healed, search, speed);
-        StageRunner.WriteAtomically(Sub("report.json"), report.Json.ToJsonString(new() { WriteIndented = true }));
-        StageRunner.WriteAtomically(Sub("report.md"), report.Markdown);
+        AtomicFile.WriteAllText(Sub("report.json"), report.Json.ToJsonString(new() { WriteIndented = true }));
+        AtomicFile.WriteAllText(Sub("report.md"), report.Markdown);
         return report.Json;
     }
 

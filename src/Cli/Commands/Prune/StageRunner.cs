@@ -1,3 +1,4 @@
+using E3.Model.IO;
 using System.Text.Json.Nodes;
 
 namespace E3.Cli.Commands.Prune;
@@ -46,18 +47,11 @@ internal sealed class StageRunner(string outputFolder, bool resume, Action<strin
         var result = JsonNode.Parse(captured.ToString()) as JsonObject
             ?? throw new InvalidOperationException($"stage {name}: e3 {args[0]} printed no JSON object");
         Directory.CreateDirectory(_stages);
-        WriteAtomically(ResultFile(name), result.ToJsonString(new() { WriteIndented = true }));
+        AtomicFile.WriteAllText(ResultFile(name), result.ToJsonString(new() { WriteIndented = true }));
         return result;
     }
 
     string ResultFile(string name) => Path.Combine(_stages, name + ".json");
-
-    internal static void WriteAtomically(string path, string text)
-    {
-        string tmp = path + $".tmp-{Environment.ProcessId}";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, path, overwrite: true);
-    }
 
     static string Quote(string a) => a.Contains(' ') ? $"\"{a}\"" : a;
 }
