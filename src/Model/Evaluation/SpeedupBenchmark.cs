@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using E3.Interop.Kernels.Bench;
 using System.Diagnostics;
 using E3.Model.Decoder;
 
@@ -18,6 +20,8 @@ public sealed record SpeedupResult(PhaseSpeed Prefill, PhaseSpeed Decode, int La
 /// </summary>
 public static class SpeedupBenchmark
 {
+    static double Median(List<double> values) => BenchStatistics.Median(CollectionsMarshal.AsSpan(values));
+
     public static SpeedupResult Run(DecoderModel model, LayerMask pruned, int batch, int prefill, int decode, int repeats, int seed = 0, Action<string>? progress = null)
     {
         if (prefill < 1) throw new ArgumentOutOfRangeException(nameof(prefill), $"prefill length {prefill} must be at least 1");
@@ -62,9 +66,4 @@ public static class SpeedupBenchmark
         return new SpeedupResult(prefillSpeed, decodeSpeed, model.Config.NumLayers, pruned.Dropped.ToArray(), batch, prefill, decode, repeats, model.Backend.Name, threads);
     }
 
-    public static double Median(IReadOnlyList<double> values)
-    {
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
-    }
 }
