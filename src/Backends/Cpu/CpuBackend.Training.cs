@@ -1,4 +1,8 @@
+using System.Buffers;
+using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using E3.Backends.Cpu.Attention;
 
 namespace E3.Backends.Cpu;
 
@@ -49,19 +53,21 @@ public sealed unsafe partial class CpuBackend : ITrainingBackend
         if (ws.ElementCount != d || dys.ElementCount != xs.ElementCount || dxs.ElementCount != xs.ElementCount) throw Shape("RmsNormBackward", x, dy);
         float* xp = xs.F32, wp = ws.F32, dyp = dys.F32, dxp = dxs.F32;
         // Per-row dy·x̂ partials for the weight gradient, reduced below in row order.
-        float[]? partial = dWeight == null ? null : new float[xs.ElementCount];
+        float[]? partial = dWeight == null ? null : ArrayPool<float>.Shared.Rent(checked((int)xs.ElementCount));
         ForRows(xs.Rows, d, r =>
         {
             float* dxr = dxp + r * d;
-            float[] rented = System.Buffers.ArrayPool<float>.Shared.Rent(d);
+            float[] rented = ArrayPool<float>.Shared.Rent(d);
             var g = rented.AsSpan(0, d);
             NormRowBackward(xp + r * d, wp, dyp + r * d, d, eps, g,
                 partial == null ? default : partial.AsSpan((int)(r * d), d));
             var dst = new Span<float>(dxr, d);
             if (accumulate) TensorPrimitives.Add(dst, g, dst); else g.CopyTo(dst);
-            System.Buffers.ArrayPool<float>.Shared.Return(rented);
+            ArrayPool<float>.Shared.Return(rented);
         });
-        if (dWeight != null) ReduceRows(partial!, d, F32(dWeight));
+        if (partial == null) return;
+        ReduceRows(partial, xs.Rows, d, F32(dWeight!));
+        ArrayPool<float>.Shared.Return(partial);
     }
 
     /// <summary>
@@ -84,12 +90,12 @@ public sealed unsafe partial class CpuBackend : ITrainingBackend
         TensorPrimitives.MultiplyAdd(xs, -c, dx, dx);
     }
 
-    /// <summary>acc[j] += Σ_r partial[r·width + j], summed in row order.</summary>
-    static void ReduceRows(float[] partial, int width, CpuTensor acc)
+    /// <summary>acc[j] += Σ_r partial[r·width + j] over the first <paramref name="rows"/> rows, summed in row order.</summary>
+    static void ReduceRows(float[] partial, long rows, int width, CpuTensor acc)
     {
         if (acc.ElementCount != width) throw new ArgumentException($"gradient {acc} does not hold {width} values");
         var a = acc.AsSpan();
-        for (int r = 0; r < partial.Length / width; r++) TensorPrimitives.Add(a, partial.AsSpan(r * width, width), a);
+        for (int r = 0; r < rows; r++) TensorPrimitives.Add(a, partial.AsSpan(r * width, width), a);
     }
 
     public void HeadNormRopeBackward(Tensor input, int heads, int headDim, Tensor? normWeight, float eps, float ropeTheta,
@@ -107,13 +113,13 @@ public sealed unsafe partial class CpuBackend : ITrainingBackend
         int rows = checked((int)xs.Rows), width = xs.Columns, half = headDim / 2;
         var table = _rope.Get(ropeTheta, headDim, startPosition + tokensPerSequence);
         float* xp = xs.F32, gp = gs.F32;
-        float[]? partial = dNormWeight != null && wp != null ? new float[(long)rows * heads * headDim] : null;
+        float[]? partial = dNormWeight != null && wp != null ? ArrayPool<float>.Shared.Rent(checked(rows * heads * headDim)) : null;
         ForRows(rows, width, r =>
         {
             int pos = startPosition + (int)(r % tokensPerSequence);
             var cos = table.Cos(pos);
             var sin = table.Sin(pos);
-            float[] rented = System.Buffers.ArrayPool<float>.Shared.Rent(headDim);
+            float[] rented = ArrayPool<float>.Shared.Rent(headDim);
             var dn = rented.AsSpan(0, headDim);
             for (int hd = 0; hd < heads; hd++)
             {
@@ -133,40 +139,21 @@ public sealed unsafe partial class CpuBackend : ITrainingBackend
                     NormRowBackward(xp + r * width + hd * headDim, wp, dnp, headDim, eps, dst, slot);
                 }
             }
-            System.Buffers.ArrayPool<float>.Shared.Return(rented);
+            ArrayPool<float>.Shared.Return(rented);
         });
-        if (partial != null) ReduceRows(partial, headDim, F32(dNormWeight!));
+        if (partial == null) return;
+        ReduceRows(partial, (long)rows * heads, headDim, F32(dNormWeight!));
+        ArrayPool<float>.Shared.Return(partial);
     }
 
     public void AttentionForward(Tensor q, Tensor k, Tensor v, int batch, int tokensPerSequence, int heads, int kvHeads, int headDim,
         float scale, Tensor output, Tensor logSumExp)
     {
         var qs = F32(q); var ks = F32(k); var vs = F32(v); var os = F32(output); var ls = F32(logSumExp);
-        int T = tokensPerSequence, qw = heads * headDim, kvw = kvHeads * headDim, group = CheckAttention(qs, ks, vs, os, batch, T, heads, kvHeads, headDim);
+        int T = tokensPerSequence;
+        CheckAttention(qs, ks, vs, os, batch, T, heads, kvHeads, headDim);
         if (ls.ElementCount != (long)batch * T * heads) throw Shape("AttentionForward log-sum-exp", logSumExp, q);
-        float* qp = qs.F32, kp = ks.F32, vp = vs.F32, op = os.F32, lp = ls.F32;
-        Parallel.For(0, batch * heads, new ParallelOptions { MaxDegreeOfParallelism = _threads }, () => new float[T], (item, _, scores) =>
-        {
-            int hd = item % heads, b = item / heads, kvh = hd / group;
-            float* kBase = kp + (long)b * T * kvw + kvh * headDim;
-            float* vBase = vp + (long)b * T * kvw + kvh * headDim;
-            for (int t = 0; t < T; t++)
-            {
-                long row = (long)b * T + t;
-                var qv = new ReadOnlySpan<float>(qp + row * qw + hd * headDim, headDim);
-                var s = scores.AsSpan(0, t + 1);
-                for (int j = 0; j <= t; j++) s[j] = TensorPrimitives.Dot(qv, new ReadOnlySpan<float>(kBase + (long)j * kvw, headDim)) * scale;
-                float max = TensorPrimitives.Max(s);
-                float sum = 0;
-                for (int j = 0; j <= t; j++) { float e = MathF.Exp(s[j] - max); s[j] = e; sum += e; }
-                float inv = 1f / sum;
-                var o = new Span<float>(op + row * qw + hd * headDim, headDim);
-                o.Clear();
-                for (int j = 0; j <= t; j++) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(vBase + (long)j * kvw, headDim), s[j] * inv, o, o);
-                lp[row * heads + hd] = max + MathF.Log(sum);
-            }
-            return scores;
-        }, _ => { });
+        CausalAttention.Forward(qs.F32, ks.F32, vs.F32, os.F32, ls.F32, new(batch, T, heads, kvHeads, headDim, scale), _threads);
     }
 
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor dOutput, Tensor logSumExp, int batch, int tokensPerSequence,
@@ -174,57 +161,20 @@ public sealed unsafe partial class CpuBackend : ITrainingBackend
     {
         var qs = F32(q); var ks = F32(k); var vs = F32(v); var os = F32(output); var dos = F32(dOutput); var ls = F32(logSumExp);
         var dqs = F32(dq); var dks = F32(dk); var dvs = F32(dv);
-        int T = tokensPerSequence, qw = heads * headDim, kvw = kvHeads * headDim, group = CheckAttention(qs, ks, vs, os, batch, T, heads, kvHeads, headDim);
+        int T = tokensPerSequence;
+        CheckAttention(qs, ks, vs, os, batch, T, heads, kvHeads, headDim);
         if (dos.ElementCount != qs.ElementCount || dqs.ElementCount != qs.ElementCount || dks.ElementCount != ks.ElementCount
             || dvs.ElementCount != vs.ElementCount || ls.ElementCount != (long)batch * T * heads)
             throw Shape("AttentionBackward", q, dOutput);
-        float* qp = qs.F32, kp = ks.F32, vp = vs.F32, op = os.F32, dop = dos.F32, lp = ls.F32, dqp = dqs.F32, dkp = dks.F32, dvp = dvs.F32;
-        // One work item per (sequence, kv head): it owns that head's dk/dv columns and its query heads' dq columns,
-        // so no two threads write the same element.
-        Parallel.For(0, batch * kvHeads, new ParallelOptions { MaxDegreeOfParallelism = _threads }, item =>
-        {
-            int kvh = item % kvHeads, b = item / kvHeads;
-            long kvOffset = (long)b * T * kvw + kvh * headDim;
-            for (int j = 0; j < T; j++)
-            {
-                new Span<float>(dkp + kvOffset + (long)j * kvw, headDim).Clear();
-                new Span<float>(dvp + kvOffset + (long)j * kvw, headDim).Clear();
-            }
-            for (int hd = kvh * group; hd < (kvh + 1) * group; hd++)
-            {
-                for (int t = 0; t < T; t++)
-                {
-                    long row = (long)b * T + t, qo = row * qw + hd * headDim;
-                    var qv = new ReadOnlySpan<float>(qp + qo, headDim);
-                    var dov = new ReadOnlySpan<float>(dop + qo, headDim);
-                    var dqv = new Span<float>(dqp + qo, headDim);
-                    dqv.Clear();
-                    // Σ_j p_j·dp_j equals ⟨dO, O⟩, so the softmax backward needs no second pass over the keys.
-                    float rowDot = TensorPrimitives.Dot(dov, new ReadOnlySpan<float>(op + qo, headDim));
-                    float lse = lp[row * heads + hd];
-                    for (int j = 0; j <= t; j++)
-                    {
-                        var kv = new ReadOnlySpan<float>(kp + kvOffset + (long)j * kvw, headDim);
-                        var vv = new ReadOnlySpan<float>(vp + kvOffset + (long)j * kvw, headDim);
-                        float p = MathF.Exp(TensorPrimitives.Dot(qv, kv) * scale - lse);
-                        var dvv = new Span<float>(dvp + kvOffset + (long)j * kvw, headDim);
-                        TensorPrimitives.MultiplyAdd(dov, p, dvv, dvv);
-                        float ds = p * (TensorPrimitives.Dot(dov, vv) - rowDot) * scale;
-                        TensorPrimitives.MultiplyAdd(kv, ds, dqv, dqv);
-                        var dkv = new Span<float>(dkp + kvOffset + (long)j * kvw, headDim);
-                        TensorPrimitives.MultiplyAdd(qv, ds, dkv, dkv);
-                    }
-                }
-            }
-        });
+        CausalAttention.Backward(qs.F32, ks.F32, vs.F32, os.F32, dos.F32, ls.F32, new(batch, T, heads, kvHeads, headDim, scale),
+            dqs.F32, dks.F32, dvs.F32, _threads);
     }
 
-    static int CheckAttention(CpuTensor q, CpuTensor k, CpuTensor v, CpuTensor o, int batch, int T, int heads, int kvHeads, int headDim)
+    static void CheckAttention(CpuTensor q, CpuTensor k, CpuTensor v, CpuTensor o, int batch, int T, int heads, int kvHeads, int headDim)
     {
         if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || q.Columns != heads * headDim || k.Columns != kvHeads * headDim
             || v.ElementCount != k.ElementCount || q.Rows != (long)batch * T || k.Rows != (long)batch * T || o.ElementCount != q.ElementCount)
             throw Shape("Attention (training)", q, k);
-        return heads / kvHeads;
     }
 
     public void SwiGluBackward(Tensor gate, Tensor up, Tensor dy, Tensor dGate, Tensor dUp)
@@ -234,16 +184,29 @@ public sealed unsafe partial class CpuBackend : ITrainingBackend
         if (us.ElementCount != n || dys.ElementCount != n || dgs.ElementCount != n || dus.ElementCount != n) throw Shape("SwiGluBackward", gate, dy);
         int d = gs.Columns;
         float* gp = gs.F32, upp = us.F32, dyp = dys.F32, dgp = dgs.F32, dup = dus.F32;
-        ForRows(gs.Rows, d, r =>
+        ForRows(gs.Rows, d, r => SwiGluBackwardRow(gp + r * d, upp + r * d, dyp + r * d, dgp + r * d, dup + r * d, d));
+    }
+
+    /// <summary>dUp = dy·silu(g); dGate = dy·up·silu'(g) with silu'(g) = σ(g)·(1 + g·(1 − σ(g))).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void SwiGluBackwardRow(float* g, float* up, float* dy, float* dGate, float* dUp, int d)
+    {
+        int w = Vector<float>.Count, i = 0;
+        var one = Vector<float>.One;
+        for (; i + w <= d; i += w)
         {
-            for (long i = r * d; i < (r + 1) * d; i++)
-            {
-                float g = gp[i], sig = 1f / (1f + MathF.Exp(-g)), silu = g * sig;
-                dup[i] = dyp[i] * silu;
-                // silu'(g) = σ(g)·(1 + g·(1 − σ(g))).
-                dgp[i] = dyp[i] * upp[i] * sig * (1f + g * (1f - sig));
-            }
-        });
+            var gv = Vector.Load(g + i);
+            var dyv = Vector.Load(dy + i);
+            var sig = one / (one + Vector.Exp(-gv));
+            (dyv * gv * sig).Store(dUp + i);
+            (dyv * Vector.Load(up + i) * sig * (one + gv * (one - sig))).Store(dGate + i);
+        }
+        for (; i < d; i++)
+        {
+            float gi = g[i], sig = 1f / (1f + MathF.Exp(-gi));
+            dUp[i] = dy[i] * gi * sig;
+            dGate[i] = dy[i] * up[i] * sig * (1f + gi * (1f - sig));
+        }
     }
 
     public double GatedResidualBackward(Tensor h, Tensor a, Tensor mlp, float gate, Tensor dOut, Tensor dh, Tensor dLayerOutput)
