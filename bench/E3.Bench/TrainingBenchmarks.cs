@@ -21,7 +21,7 @@ namespace E3.Bench;
 [Config(typeof(Config))]
 public class TrainingBenchmarks
 {
-    [Params(128)]
+    [Params(128, 512)]
     public int Tokens { get; set; }
 
     const int Layers = 2;
