@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using E3.Backends.Cpu.Attention;
 using E3.Backends.Numerics;
 
 namespace E3.Backends.Cpu;
@@ -12,6 +13,13 @@ public sealed unsafe partial class CpuBackend : IBackend
 {
     /// <summary>Row work below this many elements stays on the calling thread: the fork/join would cost more.</summary>
     const long ParallelThreshold = 1 << 15;
+
+    /// <summary>
+    /// Query rows from which attention over the KV cache takes the tiled path (scores as register-blocked tile products
+    /// against a transposed copy of the keys). Decode keeps the direct path: with one query per head, transposing the
+    /// whole cache would triple the memory traffic of a step that is bound by it.
+    /// </summary>
+    const int TiledAttentionRows = 16;
 
     readonly RopeTables _rope = new();
     readonly int _threads;
@@ -220,6 +228,13 @@ public sealed unsafe partial class CpuBackend : IBackend
             long dst = ((long)b * capacity + startPosition) * kvw;
             Buffer.MemoryCopy(kp + (long)b * T * kvw, kcp + dst, (long)T * kvw * 4, (long)T * kvw * 4);
             Buffer.MemoryCopy(vp + (long)b * T * kvw, vcp + dst, (long)T * kvw * 4, (long)T * kvw * 4);
+        }
+
+        if (T >= TiledAttentionRows)
+        {
+            CausalAttention.Forward(qp, kcp, vcp, op, null,
+                new CausalAttention.Shape(batch, T, heads, kvHeads, headDim, scale) { Start = startPosition, KeyStride = capacity }, _threads);
+            return;
         }
 
         int group = heads / kvHeads;

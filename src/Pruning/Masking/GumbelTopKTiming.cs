@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using E3.Interop.Kernels;
+using E3.Interop.Kernels.Bench;
 
 namespace E3.Pruning.Masking;
 
@@ -32,8 +33,7 @@ public static class GumbelTopKTiming
             sampler.ForwardBackward(inputs.Logits, spec, inputs.GradMask, hard, soft, grad);
             times[r] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
-        Array.Sort(times);
-        return new GumbelTopKTimingResult(samples, layers, keep, threads, times[repetitions / 2], repetitions);
+        return new GumbelTopKTimingResult(samples, layers, keep, threads, BenchStatistics.Median(times), repetitions);
     }
 }
 

@@ -9,9 +9,10 @@ using TorchTensor = TorchSharp.torch.Tensor;
 namespace E3.Tests.Training;
 
 /// <summary>
-/// The CPU backend's tiled causal GQA attention (forward with saved log-sum-exp, two-pass backward) against TorchSharp
-/// autograd in float64 through the textbook formula softmax(q·kᵀ·scale + causal mask)·v, at shapes that cross the
-/// 32-row query and key blocks, leave partial vectors in T and in the head dimension, and share kv heads.
+/// The CPU backend's tiled causal GQA attention (training forward with saved log-sum-exp, two-pass backward, and prefill
+/// over a KV cache) against TorchSharp autograd in float64 through the textbook formula softmax(q·kᵀ·scale + causal
+/// mask)·v, at shapes that cross the 32-row query and key blocks, leave partial vectors in T and in the head dimension,
+/// and share kv heads.
 /// </summary>
 public sealed class CpuAttentionTests
 {
@@ -40,29 +41,59 @@ public sealed class CpuAttentionTests
         var got = p.Run(cpu);
 
         using var scope = NewDisposeScope();
-        int group = heads / kvHeads;
-        float scale = p.Scale;
-        var q = tensor(p.Q.Select(x => (double)x).ToArray(), float64).reshape(batch, T, heads, headDim).transpose(1, 2).requires_grad_(true);
-        var k = tensor(p.K.Select(x => (double)x).ToArray(), float64).reshape(batch, T, kvHeads, headDim).transpose(1, 2).requires_grad_(true);
-        var v = tensor(p.V.Select(x => (double)x).ToArray(), float64).reshape(batch, T, kvHeads, headDim).transpose(1, 2).requires_grad_(true);
-        var kx = k.repeat_interleave(group, dim: 1);
-        var vx = v.repeat_interleave(group, dim: 1);
-        var mask = ones(T, T, dtype: ScalarType.Bool).triu(1);
-        var scores = matmul(q, kx.transpose(2, 3)).mul(scale).masked_fill(mask, double.NegativeInfinity);
-        var lse = scores.logsumexp(-1);                                        // [B, heads, T]
-        var o = matmul(scores.softmax(-1), vx);                                 // [B, heads, T, d]
-        var dO = tensor(p.DOut.Select(x => (double)x).ToArray(), float64).reshape(batch, T, heads, headDim).transpose(1, 2);
-        (o * dO).sum().backward();
-
-        static double[] Rows(TorchTensor t) => t.transpose(1, 2).contiguous().data<double>().ToArray(); // back to [B·T, heads·d]
-        AssertClose("o", Rows(o.detach()), got.O, ForwardBound);
-        AssertClose("lse", lse.transpose(1, 2).contiguous().data<double>().ToArray(), got.Lse, ForwardBound);
+        var want = Reference.Compute(p);
+        AssertClose("o", want.O, got.O, ForwardBound);
+        AssertClose("lse", want.Lse, got.Lse, ForwardBound);
         // With one visible key (T = 1) dS = P·(dP − D) cancels exactly and dq, dk are zero up to rounding of size
         // ε·|dO||v|, so there they are measured against ‖dO‖ rather than a zero reference.
         double floor = Math.Sqrt(p.DOut.Sum(x => (double)x * x));
-        AssertClose("dq", Rows(q.grad!), got.Dq, GradientBound, floor);
-        AssertClose("dk", Rows(k.grad!), got.Dk, GradientBound, floor);
-        AssertClose("dv", Rows(v.grad!), got.Dv, GradientBound);
+        AssertClose("dq", want.Dq, got.Dq, GradientBound, floor);
+        AssertClose("dk", want.Dk, got.Dk, GradientBound, floor);
+        AssertClose("dv", want.Dv, got.Dv, GradientBound);
+    }
+
+    /// <summary>
+    /// Inference attention over a KV cache (<see cref="CpuBackend.Attention"/>), fed in chunks that take the tiled path
+    /// (≥ 16 rows, starting at position 0 and past it) and the direct one (decode rows), against the same reference.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 77, 4, 2, 64, new[] { 40, 20, 1, 16 })]
+    [InlineData(1, 70, 6, 2, 12, new[] { 1, 3, 66 })]
+    public void CachedPrefillInChunksMatchesTorch(int batch, int T, int heads, int kvHeads, int headDim, int[] chunks)
+    {
+        Assert.Equal(T, chunks.Sum());
+        var p = Problem.Create(batch, T, heads, kvHeads, headDim, seed: 11 + T);
+        using var cpu = new CpuBackend(2);
+        int qw = heads * headDim, kvw = kvHeads * headDim;
+        var output = new float[batch * T * qw];
+        using var kCache = cpu.Allocate(DType.F32, batch, T, kvw);
+        using var vCache = cpu.Allocate(DType.F32, batch, T, kvw);
+        int start = 0;
+        foreach (int n in chunks)
+        {
+            float[] Slice(float[] all, int width)
+            {
+                var part = new float[batch * n * width];
+                for (int b = 0; b < batch; b++)
+                    Array.Copy(all, ((long)b * T + start) * width, part, (long)b * n * width, (long)n * width);
+                return part;
+            }
+            using var q = cpu.Allocate(DType.F32, batch * n, qw);
+            using var k = cpu.Allocate(DType.F32, batch * n, kvw);
+            using var v = cpu.Allocate(DType.F32, batch * n, kvw);
+            using var o = cpu.Allocate(DType.F32, batch * n, qw);
+            cpu.Upload(Slice(p.Q, qw), q);
+            cpu.Upload(Slice(p.K, kvw), k);
+            cpu.Upload(Slice(p.V, kvw), v);
+            cpu.Attention(q, k, v, kCache, vCache, batch, n, start, heads, kvHeads, headDim, p.Scale, o);
+            var part = new float[o.ElementCount];
+            cpu.Download(o, part);
+            for (int b = 0; b < batch; b++)
+                Array.Copy(part, (long)b * n * qw, output, ((long)b * T + start) * qw, (long)n * qw);
+            start += n;
+        }
+        using var scope = NewDisposeScope();
+        AssertClose("o", Reference.Compute(p).O, output, ForwardBound);
     }
 
     [Fact]
@@ -80,6 +111,30 @@ public sealed class CpuAttentionTests
             Assert.Equal(a.Dq, other.Dq);
             Assert.Equal(a.Dk, other.Dk);
             Assert.Equal(a.Dv, other.Dv);
+        }
+    }
+
+    /// <summary>softmax(q·kᵀ·scale + causal mask)·v and its gradients for the loss Σ dO ⊙ o, by TorchSharp in float64.</summary>
+    static class Reference
+    {
+        public sealed record Result(double[] O, double[] Lse, double[] Dq, double[] Dk, double[] Dv);
+
+        public static Result Compute(Problem p)
+        {
+            int batch = p.Batch, T = p.T, heads = p.Heads, kvHeads = p.KvHeads, headDim = p.HeadDim, group = heads / kvHeads;
+            var q = tensor(p.Q.Select(x => (double)x).ToArray(), float64).reshape(batch, T, heads, headDim).transpose(1, 2).requires_grad_(true);
+            var k = tensor(p.K.Select(x => (double)x).ToArray(), float64).reshape(batch, T, kvHeads, headDim).transpose(1, 2).requires_grad_(true);
+            var v = tensor(p.V.Select(x => (double)x).ToArray(), float64).reshape(batch, T, kvHeads, headDim).transpose(1, 2).requires_grad_(true);
+            var kx = k.repeat_interleave(group, dim: 1);
+            var vx = v.repeat_interleave(group, dim: 1);
+            var mask = ones(T, T, dtype: ScalarType.Bool).triu(1);
+            var scores = matmul(q, kx.transpose(2, 3)).mul(p.Scale).masked_fill(mask, double.NegativeInfinity);
+            var lse = scores.logsumexp(-1);                                        // [B, heads, T]
+            var o = matmul(scores.softmax(-1), vx);                                 // [B, heads, T, d]
+            var dO = tensor(p.DOut.Select(x => (double)x).ToArray(), float64).reshape(batch, T, heads, headDim).transpose(1, 2);
+            (o * dO).sum().backward();
+            static double[] Rows(TorchTensor t) => t.transpose(1, 2).contiguous().data<double>().ToArray(); // back to [B·T, heads·d]
+            return new Result(Rows(o.detach()), lse.transpose(1, 2).contiguous().data<double>().ToArray(), Rows(q.grad!), Rows(k.grad!), Rows(v.grad!));
         }
     }
 

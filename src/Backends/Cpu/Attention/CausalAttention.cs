@@ -25,17 +25,29 @@ internal static unsafe class CausalAttention
 
     static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
+    /// <summary>
+    /// Batch, T query rows per sequence, heads, kv heads, head dim and the score scale. For prefill into a KV cache,
+    /// <see cref="Start"/> is the first query's position (it sees <see cref="Start"/> earlier keys) and
+    /// <see cref="KeyStride"/> the cache's rows per sequence; training leaves both at their defaults (0 and T).
+    /// </summary>
     public readonly record struct Shape(int Batch, int T, int Heads, int KvHeads, int HeadDim, float Scale)
     {
+        public int Start { get; init; }
+        public int KeyStride { get => _keyStride == 0 ? T : _keyStride; init => _keyStride = value; }
+        readonly int _keyStride;
+
         public int Group => Heads / KvHeads;
         public int QueryWidth => Heads * HeadDim;
         public int KvWidth => KvHeads * HeadDim;
-        /// <summary>Row stride of the transposed K and V: T rounded up to whole key blocks (a multiple of the vector width), the padding zero.</summary>
-        public int Padded => RoundUp(T, Block);
+        /// <summary>Keys of each sequence: the cached ones and this call's.</summary>
+        public int Keys => Start + T;
+        /// <summary>Row stride of the transposed K and V: the keys rounded up to whole key blocks (a multiple of the vector width), the padding zero.</summary>
+        public int Padded => RoundUp(Keys, Block);
         public int Blocks => (T + Block - 1) / Block;
-        public long Work => (long)Batch * Heads * T * T;
+        public long Work => (long)Batch * Heads * T * Keys;
     }
 
+    /// <summary>o = softmax(q·kᵀ·scale, causal)·v; lse (may be null) receives each row's log-sum-exp.</summary>
     public static void Forward(float* q, float* k, float* v, float* o, float* lse, Shape s, int threads)
     {
         var kt = Transposed(k, s);
@@ -45,20 +57,20 @@ internal static unsafe class CausalAttention
             For(s, s.Batch * s.Heads * s.Blocks, threads, Block * tp, 0, (item, scores, _) =>
             {
                 int qb = item % s.Blocks, hd = item / s.Blocks % s.Heads, b = item / s.Blocks / s.Heads, kvh = hd / s.Group;
-                int t0 = qb * Block, rows = Math.Min(Block, s.T - t0), keys = t0 + rows, keysPad = RoundUp(keys, W);
+                int t0 = qb * Block, rows = Math.Min(Block, s.T - t0), keys = s.Start + t0 + rows, keysPad = RoundUp(keys, W);
                 float* qBlock = q + ((long)b * s.T + t0) * s.QueryWidth + hd * s.HeadDim;
                 float* ktHead = kt + ((long)b * s.KvHeads + kvh) * s.HeadDim * tp;
                 TileProduct.Run(qBlock, s.QueryWidth, 1, rows, s.HeadDim, ktHead, tp, keysPad, scores, keysPad, false);
                 for (int i = 0; i < rows; i++)
                 {
                     float* row = scores + i * keysPad;
-                    int valid = t0 + i + 1;
+                    int valid = s.Start + t0 + i + 1;
                     float max = s.Scale * RowMax(row, valid);
                     float sum = ExpRow(row, valid, keysPad, s.Scale, max);
                     ScaleRow(row, keysPad, 1f / sum);
-                    lse[((long)b * s.T + t0 + i) * s.Heads + hd] = max + MathF.Log(sum);
+                    if (lse != null) lse[((long)b * s.T + t0 + i) * s.Heads + hd] = max + MathF.Log(sum);
                 }
-                float* vHead = v + (long)b * s.T * s.KvWidth + kvh * s.HeadDim;
+                float* vHead = v + (long)b * s.KeyStride * s.KvWidth + kvh * s.HeadDim;
                 TileProduct.Run(scores, keysPad, 1, rows, keys, vHead, s.KvWidth, s.HeadDim,
                     o + ((long)b * s.T + t0) * s.QueryWidth + hd * s.HeadDim, s.QueryWidth, false);
             });
@@ -66,8 +78,10 @@ internal static unsafe class CausalAttention
         finally { NativeMemory.AlignedFree(kt); }
     }
 
+    /// <summary>dq, dk, dv of Σ dO ⊙ o from the forward's saved log-sum-exp (training shapes: no cache, Start 0).</summary>
     public static void Backward(float* q, float* k, float* v, float* o, float* dO, float* lse, Shape s, float* dq, float* dk, float* dv, int threads)
     {
+        if (s.Start != 0 || s.KeyStride != s.T) throw new ArgumentException($"the attention backward takes training shapes (no KV cache), got {s}");
         float* kt = Transposed(k, s), vt = null, delta = null;
         try
         {
@@ -178,19 +192,19 @@ internal static unsafe class CausalAttention
 
     static float* Alloc(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(floats, 1) * sizeof(float), 64);
 
-    /// <summary>[B·kvHeads][d][Padded]: each kv head's keys (or values) as columns, zero past T.</summary>
+    /// <summary>[B·kvHeads][d][Padded]: each kv head's keys (or values) as columns, zero past the last key.</summary>
     static float* Transposed(float* x, Shape s)
     {
-        int tp = s.Padded, d = s.HeadDim;
+        int tp = s.Padded, d = s.HeadDim, keys = s.Keys;
         float* dst = Alloc((long)s.Batch * s.KvHeads * d * tp);
         for (int b = 0; b < s.Batch; b++)
             for (int kvh = 0; kvh < s.KvHeads; kvh++)
             {
                 float* head = dst + ((long)b * s.KvHeads + kvh) * d * tp;
-                float* src = x + (long)b * s.T * s.KvWidth + kvh * d;
-                for (int j = 0; j < s.T; j++, src += s.KvWidth)
+                float* src = x + (long)b * s.KeyStride * s.KvWidth + kvh * d;
+                for (int j = 0; j < keys; j++, src += s.KvWidth)
                     for (int c = 0; c < d; c++) head[(long)c * tp + j] = src[c];
-                for (int c = 0; c < d; c++) new Span<float>(head + (long)c * tp + s.T, tp - s.T).Clear();
+                for (int c = 0; c < d; c++) new Span<float>(head + (long)c * tp + keys, tp - keys).Clear();
             }
         return dst;
     }
