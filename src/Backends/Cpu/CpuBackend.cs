@@ -1,6 +1,8 @@
+using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using E3.Backends.Cpu.Attention;
+using E3.Backends.Cpu.Threading;
 using E3.Backends.Numerics;
 
 namespace E3.Backends.Cpu;
@@ -243,8 +245,9 @@ public sealed unsafe partial class CpuBackend : IBackend
         const int QueryBlock = 16;
         int qBlocks = (T + QueryBlock - 1) / QueryBlock;
         int items = batch * heads * qBlocks;
-        Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = _threads }, () => new float[span], (item, _, scores) =>
+        ComputePool.Shared.For(items, _threads, item =>
         {
+            float[] scores = ArrayPool<float>.Shared.Rent(span);
             int qb = item % qBlocks, hd = item / qBlocks % heads, b = item / qBlocks / heads;
             int kvh = hd / group;
             float* kBase = kcp + (long)b * capacity * kvw + kvh * headDim;
@@ -267,8 +270,8 @@ public sealed unsafe partial class CpuBackend : IBackend
                 for (int j = 0; j < keys; j++)
                     TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(vBase + (long)j * kvw, headDim), s[j] * inv, o, o);
             }
-            return scores;
-        }, _ => { });
+            ArrayPool<float>.Shared.Return(scores);
+        });
     }
 
     public void SwiGlu(Tensor gate, Tensor up, Tensor y)
@@ -324,7 +327,13 @@ public sealed unsafe partial class CpuBackend : IBackend
             for (long r = 0; r < rows; r++) body(r);
             return;
         }
-        Parallel.For(0L, rows, new ParallelOptions { MaxDegreeOfParallelism = _threads }, body);
+        // A few contiguous chunks per thread: rows cost alike, and a late or preempted thread still finds work.
+        int chunks = (int)Math.Min(rows, 4L * _threads);
+        ComputePool.Shared.For(chunks, _threads, c =>
+        {
+            long end = rows * (c + 1) / chunks;
+            for (long r = rows * c / chunks; r < end; r++) body(r);
+        });
     }
 
     static CpuTensor Cpu(Tensor t) => t as CpuTensor ?? throw new ArgumentException($"{t} does not belong to the cpu backend");

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using E3.Backends.Cpu.Threading;
 
 namespace E3.Backends.Cpu.Attention;
 
@@ -167,28 +168,15 @@ internal static unsafe class CausalAttention
         });
     }
 
-    /// <summary>Runs <paramref name="body"/>(item, scratchA, scratchB) over the items, each worker with its own two scratch tiles.</summary>
+    /// <summary>Runs <paramref name="body"/>(item, scratchA, scratchB) over the items, each thread with its own two scratch tiles.</summary>
     static void For(Shape s, int items, int threads, int scratchA, int scratchB, TileBody body)
     {
-        if (s.Work < ParallelThreshold || threads <= 1 || items == 1)
-        {
-            float* a = Alloc(scratchA), b = Alloc(scratchB);
-            try { for (int i = 0; i < items; i++) body(i, a, b); }
-            finally { NativeMemory.AlignedFree(a); NativeMemory.AlignedFree(b); }
-            return;
-        }
-        Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = threads },
-            () => new Scratch(Alloc(scratchA), Alloc(scratchB)),
-            (item, _, local) => { body(item, local.A, local.B); return local; },
-            local => { NativeMemory.AlignedFree(local.A); NativeMemory.AlignedFree(local.B); });
+        int usable = s.Work < ParallelThreshold ? 1 : threads;
+        ComputePool.Shared.For(items, usable, item =>
+            body(item, ThreadScratch.Get(ScratchSlot.AttentionScores, scratchA), ThreadScratch.Get(ScratchSlot.AttentionGradients, scratchB)));
     }
 
     delegate void TileBody(int item, float* a, float* b);
-
-    sealed class Scratch(float* a, float* b)
-    {
-        public readonly float* A = a, B = b;
-    }
 
     static float* Alloc(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(floats, 1) * sizeof(float), 64);
 
@@ -214,14 +202,15 @@ internal static unsafe class CausalAttention
     {
         long rows = (long)s.Batch * s.T;
         float* delta = Alloc(rows * s.Heads);
-        var options = new ParallelOptions { MaxDegreeOfParallelism = s.Work < ParallelThreshold ? 1 : threads };
-        Parallel.For(0L, rows, options, r =>
+        int chunks = (int)Math.Min(rows, 8L * threads);
+        ComputePool.Shared.For(chunks, s.Work < ParallelThreshold ? 1 : threads, c =>
         {
-            for (int hd = 0; hd < s.Heads; hd++)
-            {
-                long at = r * s.QueryWidth + hd * s.HeadDim;
-                delta[r * s.Heads + hd] = Dot(dO + at, o + at, s.HeadDim);
-            }
+            for (long r = rows * c / chunks; r < rows * (c + 1) / chunks; r++)
+                for (int hd = 0; hd < s.Heads; hd++)
+                {
+                    long at = r * s.QueryWidth + hd * s.HeadDim;
+                    delta[r * s.Heads + hd] = Dot(dO + at, o + at, s.HeadDim);
+                }
         });
         return delta;
     }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using E3.Backends.Cpu.Threading;
 
 namespace E3.Backends.Cpu.Gemm;
 
@@ -42,14 +43,14 @@ internal static unsafe class BlockedGemm
         for (int row0 = 0; row0 < m; row0 += chunkRows)
         {
             var job = new Job<TKernel, TA, TB>(a, b, c, bias, accumulate, row0, Math.Min(chunkRows, m - row0), n, k, workers);
-            Execute(parallel, job.PackTaskCount, job.PackA);
-            Execute(parallel, job.MultiplyTaskCount, job.Multiply);
+            Execute(parallel, workers, job.PackTaskCount, job.PackA);
+            Execute(parallel, workers, job.MultiplyTaskCount, job.Multiply);
         }
     }
 
-    private static void Execute(bool parallel, int count, Action<int> body)
+    private static void Execute(bool parallel, int workers, int count, Action<int> body)
     {
-        if (parallel && count > 1) Parallel.For(0, count, body);
+        if (parallel && count > 1) ComputePool.Shared.For(count, workers, body);
         else for (int i = 0; i < count; i++) body(i);
     }
 
@@ -80,7 +81,7 @@ internal static unsafe class BlockedGemm
             _nBlocks = (n + _nc - 1) / _nc;
             int groups = Math.Clamp((wanted + _nBlocks - 1) / _nBlocks, 1, _mBlocks);
             _blocksPerGroup = (_mBlocks + groups - 1) / groups;
-            _packedA = PackScratch.Get(ScratchSlot.SharedA, (nint)_rowsPadded * KC * _kBlocks);
+            _packedA = ThreadScratch.Get(ScratchSlot.GemmSharedA, (nint)_rowsPadded * KC * _kBlocks);
         }
 
         public int PackTaskCount => _mBlocks * _kBlocks;
@@ -105,7 +106,7 @@ internal static unsafe class BlockedGemm
             int mr = TKernel.MR, nr = TKernel.NR;
             int j0 = task % _nBlocks * _nc, nc = Math.Min(_nc, _n - j0);
             int firstBlock = task / _nBlocks * _blocksPerGroup, endBlock = Math.Min(_mBlocks, firstBlock + _blocksPerGroup);
-            float* packedB = PackScratch.Get(ScratchSlot.TaskB, (nint)RoundUp(nc, nr) * KC);
+            float* packedB = ThreadScratch.Get(ScratchSlot.GemmTaskB, (nint)RoundUp(nc, nr) * KC);
 
             for (int kBlock = 0; kBlock < _kBlocks; kBlock++)
             {

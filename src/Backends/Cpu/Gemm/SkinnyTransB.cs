@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using E3.Backends.Cpu.Threading;
 
 namespace E3.Backends.Cpu.Gemm;
 
@@ -19,7 +20,7 @@ internal static unsafe class SkinnyTransB
 
     private const long ParallelThreshold = 1L << 20;
 
-    /// <param name="workers">1 runs on the caller only; anything else lets the thread pool share the tasks.
+    /// <param name="workers">1 runs on the caller only; anything else lets the compute pool share the tasks (≤ 0: every core).
     /// The split into tasks is fixed, and each output is computed whole by one task either way.</param>
     public static void Run<T>(float* x, int m, int k, T* w, int n, float* y, float* bias, bool accumulate, int workers)
         where T : unmanaged
@@ -31,7 +32,7 @@ internal static unsafe class SkinnyTransB
             for (int t = 0; t < tasks; t++) job.RunTask(t);
             return;
         }
-        Parallel.For(0, tasks, job.RunTask);
+        ComputePool.Shared.For(tasks, workers <= 0 ? Environment.ProcessorCount : workers, job.RunTask);
     }
 
     private sealed class Job<T>(float* x, int m, int k, T* w, int n, float* y, float* bias, bool accumulate) where T : unmanaged
