@@ -231,7 +231,8 @@ public static class TorchReferenceDecoder
             var attended = hidden + Attention(layer, RmsNorm(hidden, ReferenceLayout.Layer(layer, "input_layernorm.weight")));
             var output = attended + Mlp(layer, RmsNorm(attended, ReferenceLayout.Layer(layer, "post_attention_layernorm.weight")));
             // Gate 1 returns the layer output itself, so it is bit-identical to transformers rather than h + (out − h).
-            var gated = gate == 1f ? output : hidden + (output - hidden) * gate;
+            using var m = gate.ToScalar();
+            var gated = gate == 1f ? output : hidden + (output - hidden).mul(m);
             return gated.MoveToOuterDisposeScope();
         }
 
@@ -247,8 +248,11 @@ public static class TorchReferenceDecoder
         public Tensor RmsNorm(Tensor x, string weightName)
         {
             var wide = x.dtype == _accumulate ? x : x.to(_accumulate);
-            var variance = wide.pow(2).mean([-1L], keepdim: true);
-            var normalized = wide * torch.rsqrt(variance + _config.RmsNormEps);
+            // Scalars are created and disposed explicitly: TorchSharp leaves an operator's implicit Scalar to the
+            // finalizer, which can free it while libtorch still reads it ("Unknown scalar type", seen under GC load).
+            using var eps = _config.RmsNormEps.ToScalar();
+            var variance = wide.square().mean([-1L], keepdim: true);
+            var normalized = wide * torch.rsqrt(variance.add(eps));
             return Weight(weightName) * normalized.to(_dtype);
         }
 
@@ -278,7 +282,8 @@ public static class TorchReferenceDecoder
             key = key.repeat_interleave(groups, dim: 1);
             value = value.repeat_interleave(groups, dim: 1);
 
-            var scores = torch.matmul(query, key.transpose(2, 3)) * Math.Pow(headDim, -0.5);
+            using var scale = Math.Pow(headDim, -0.5).ToScalar();
+            var scores = torch.matmul(query, key.transpose(2, 3)).mul(scale);
             scores = scores.masked_fill(_future, double.NegativeInfinity);
             var probabilities = F.softmax(scores, -1, _accumulate).to(_dtype);
             var context = torch.matmul(probabilities, value).transpose(1, 2).reshape(batch, positions, -1);
