@@ -22,9 +22,14 @@ public static class PlanCommand
         var drop = CommonOptions.Drop();
         drop.Description = "Plan the pruned model: comma-separated layer indices it drops (train mode counts gradients and optimizer state of the retained layers only)";
         var prune = new Option<double?>("--prune") { Description = "Plan the pruned model that drops the last round(R·L) layers (instead of --drop)" };
+        var head = new Option<string>("--head")
+        {
+            Description = "logits: the trainer forms [rows, vocab] logits and their gradient (search, train); fused: the loss is fused with the LM head and the trainer holds none (distill)",
+            DefaultValueFactory = _ => "logits",
+        };
         var json = CommonOptions.Json();
         var cmd = new Command("plan", "Print the memory each training stage needs: weights, activations, gradients, optimizer state")
-            { model, seq, batch, mode, checkpointing, freeze, weights, drop, prune, json };
+            { model, seq, batch, mode, checkpointing, freeze, weights, drop, prune, head, json };
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
             var config = ModelConfig.Load(p.GetValue(model)!);
@@ -53,7 +58,13 @@ public static class PlanCommand
                 "bf16" => DType.BF16,
                 var s => throw new ArgumentException($"--weights: '{s}' is not one of stored, f32, bf16"),
             };
-            var plan = TrainingMemoryPlan.Create(config, p.GetValue(seq), p.GetValue(batch), options, weightType);
+            bool fused = p.GetValue(head) switch
+            {
+                "logits" => false,
+                "fused" => true,
+                var s => throw new ArgumentException($"--head: '{s}' is not one of logits, fused"),
+            };
+            var plan = TrainingMemoryPlan.Create(config, p.GetValue(seq), p.GetValue(batch), options, weightType, fused);
             int retained = options.RetainedLayers?.KeptCount ?? config.NumLayers;
             p.InvocationConfiguration.Output.Write(p.GetValue(json) ? Json(plan, retained) : Text(plan, retained));
             return ExitCodes.Ok;

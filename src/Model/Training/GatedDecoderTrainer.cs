@@ -56,9 +56,27 @@ public sealed class GatedDecoderTrainer : IDisposable
 
     /// <summary>
     /// Runs the training forward on <paramref name="tokens"/> laid out [batch, T] under one gate per layer and returns
-    /// the logits [B·T, V].
+    /// the logits [B·T, V]; follow with <see cref="Backward"/> (or <see cref="BackwardFromHidden"/>).
     /// </summary>
     public float[] Forward(ReadOnlySpan<int> tokens, int batch, ReadOnlySpan<float> gates)
+    {
+        var p = RunToHidden(tokens, batch, gates);
+        var logits = p.EnsureLogits(_b, _model.Config);
+        _b.MatMul(p.Normed, _model.Weights.LmHead, null, logits);
+        p.HasLogits = true;
+        var result = new float[logits.ElementCount];
+        _b.Download(logits, result);
+        return result;
+    }
+
+    /// <summary>
+    /// The training forward up to the final norm, for a loss fused with the LM head: no logits are formed, and no
+    /// [B·T, V] buffer is allocated (for a 152K vocabulary that is 0.6 MB a token, twice over with its gradient).
+    /// Follow with <see cref="NormedHidden"/> and <see cref="BackwardFromHidden"/>.
+    /// </summary>
+    public void ForwardHidden(ReadOnlySpan<int> tokens, int batch, ReadOnlySpan<float> gates) => RunToHidden(tokens, batch, gates);
+
+    Pass RunToHidden(ReadOnlySpan<int> tokens, int batch, ReadOnlySpan<float> gates)
     {
         var c = _model.Config;
         if (batch <= 0 || tokens.Length == 0 || tokens.Length % batch != 0)
@@ -84,6 +102,7 @@ public sealed class GatedDecoderTrainer : IDisposable
         p.Gates = gates.ToArray();
         p.Batch = batch;
         p.Ready = true;
+        p.HasLogits = false;
         var w = _model.Weights;
         _b.Embedding(w.Embedding, tokens, p.H);
         for (int l = 0; l < c.NumLayers; l++)
@@ -95,10 +114,7 @@ public sealed class GatedDecoderTrainer : IDisposable
             _b.GatedResidual(p.H, tape.A, tape.Mlp, p.Gates[l]);
         }
         _b.RmsNorm(p.H, w.FinalNorm, c.RmsNormEps, p.Normed);
-        _b.MatMul(p.Normed, w.LmHead, null, p.Logits);
-        var logits = new float[p.Logits.ElementCount];
-        _b.Download(p.Logits, logits);
-        return logits;
+        return p;
     }
 
     /// <summary>Backward from dL/dlogits [B·T, V] of the last <see cref="Forward"/>.</summary>
@@ -107,18 +123,22 @@ public sealed class GatedDecoderTrainer : IDisposable
         var p = RequirePass();
         var c = _model.Config;
         var w = _model.Weights;
-        if (dLogits.Length != p.Logits.ElementCount)
-            throw new ArgumentException($"dLogits holds {dLogits.Length} values; the forward produced {p.Logits.ElementCount} ([{p.Rows}, {c.VocabSize}])", nameof(dLogits));
-        _b.Upload(dLogits, p.DLogits);
-        _b.MatMulInputGrad(p.DLogits, w.LmHead, p.DNormed, false);
+        if (!p.HasLogits)
+            throw new InvalidOperationException("Backward takes dL/dlogits, but the last forward was ForwardHidden, which forms no logits: use BackwardFromHidden");
+        long expected = (long)p.Rows * c.VocabSize;
+        if (dLogits.Length != expected)
+            throw new ArgumentException($"dLogits holds {dLogits.Length} values; the forward produced {expected} ([{p.Rows}, {c.VocabSize}])", nameof(dLogits));
+        var dLogitsTensor = p.EnsureLogitGradient(_b, c);
+        _b.Upload(dLogits, dLogitsTensor);
+        _b.MatMulInputGrad(dLogitsTensor, w.LmHead, p.DNormed, false);
         string head = c.TieWordEmbeddings ? WeightNames.Embedding : WeightNames.LmHead;
-        if (Grad(head) is { } dHead) _b.MatMulWeightGrad(p.Normed, p.DLogits, dHead, null);
+        if (Grad(head) is { } dHead) _b.MatMulWeightGrad(p.Normed, dLogitsTensor, dHead, null);
         return BackwardFromNormed(p);
     }
 
     /// <summary>
-    /// Backward from dL/d(final normed hidden) [B·T, hidden], the LM head's input: for a loss fused with the LM head,
-    /// which then owns the head's gradient.
+    /// Backward from dL/d(final normed hidden) [B·T, hidden], the LM head's input, after <see cref="ForwardHidden"/> or
+    /// <see cref="Forward"/>: for a loss fused with the LM head, which then owns the head's gradient.
     /// </summary>
     public DecoderGradients BackwardFromHidden(ReadOnlySpan<float> dNormedHidden)
     {
@@ -251,7 +271,10 @@ public sealed class GatedDecoderTrainer : IDisposable
         _grads.Clear();
     }
 
-    /// <summary>Buffers for one row count: saved layer inputs, tapes (one per layer, or one shared when checkpointing), head and gradients.</summary>
+    /// <summary>
+    /// Buffers for one row count: saved layer inputs, tapes (one per layer, or one shared when checkpointing), head and
+    /// gradients. The [rows, V] logits and their gradient are made on first use, so a fused-head loss never has them.
+    /// </summary>
     sealed class Pass : IDisposable
     {
         readonly LayerTape[] _tapes;
@@ -263,8 +286,6 @@ public sealed class GatedDecoderTrainer : IDisposable
             Inputs = Enumerable.Range(0, c.NumLayers).Select(_ => b.Allocate(DType.F32, rows, c.HiddenSize)).ToArray();
             _tapes = Enumerable.Range(0, checkpointing ? 1 : c.NumLayers).Select(_ => new LayerTape(b, c, rows)).ToArray();
             Normed = b.Allocate(DType.F32, rows, c.HiddenSize);
-            Logits = b.Allocate(DType.F32, rows, c.VocabSize);
-            DLogits = b.Allocate(DType.F32, rows, c.VocabSize);
             DNormed = b.Allocate(DType.F32, rows, c.HiddenSize);
             DH = b.Allocate(DType.F32, rows, c.HiddenSize);
             Scratch = new LayerGradScratch(b, c, rows);
@@ -275,7 +296,14 @@ public sealed class GatedDecoderTrainer : IDisposable
         public int[] Tokens = [];
         public float[] Gates = [];
         public bool Ready;
-        public readonly Tensor H, Normed, Logits, DLogits, DNormed, DH;
+        /// <summary>Whether the last forward formed logits (Forward) or stopped at the normed hidden (ForwardHidden).</summary>
+        public bool HasLogits;
+        public readonly Tensor H, Normed, DNormed, DH;
+        Tensor? _logits, _dLogits;
+
+        public Tensor EnsureLogits(IBackend b, ModelConfig c) => _logits ??= b.Allocate(DType.F32, Rows, c.VocabSize);
+
+        public Tensor EnsureLogitGradient(IBackend b, ModelConfig c) => _dLogits ??= b.Allocate(DType.F32, Rows, c.VocabSize);
         public readonly Tensor[] Inputs;
         public readonly LayerGradScratch Scratch;
 
@@ -285,7 +313,9 @@ public sealed class GatedDecoderTrainer : IDisposable
         {
             foreach (var t in _tapes) t.Dispose();
             foreach (var t in Inputs) t.Dispose();
-            foreach (var t in new[] { H, Normed, Logits, DLogits, DNormed, DH }) t.Dispose();
+            foreach (var t in new[] { H, Normed, DNormed, DH }) t.Dispose();
+            _logits?.Dispose();
+            _dLogits?.Dispose();
             Scratch.Dispose();
         }
     }

@@ -8,7 +8,8 @@ namespace E3.Model.Training;
 /// alone (no weights are read), so a 32B model can be planned from its config.json. Weights: projection matrices and
 /// embedding in the weight dtype, norms and biases fp32. Saved activations: every layer's input, the layer tapes (one
 /// shared tape with checkpointing) and the head's outputs. Backward scratch: dlogits and the per-layer gradient
-/// buffers. Gradients: fp32 per trainable tensor. Optimizer state is the AdamW figure (two fp32 moments per
+/// buffers. With a loss fused with the LM head (<see cref="GatedDecoderTrainer.ForwardHidden"/>, as distillation
+/// runs) the trainer holds no [rows, V] logits or dlogits; the loss's own chunk of logits comes on top. Gradients: fp32 per trainable tensor. Optimizer state is the AdamW figure (two fp32 moments per
 /// trainable element), with fp32 master copies of trainable bf16 matrices.
 /// </summary>
 public sealed record TrainingMemoryPlan(long Weights, long SavedActivations, long BackwardScratch, long Gradients, long OptimizerState, long MasterWeights)
@@ -31,7 +32,8 @@ public sealed record TrainingMemoryPlan(long Weights, long SavedActivations, lon
     /// <param name="batch">Sequences B.</param>
     /// <param name="options">Mode, checkpointing and freeze patterns, as the trainer gets them.</param>
     /// <param name="weightType">How projection matrices are kept (F32 or BF16).</param>
-    public static TrainingMemoryPlan Create(ModelConfig config, int sequence, int batch, TrainingOptions options, DType weightType)
+    /// <param name="fusedHead">Plan the fused-head path (no logits or dlogits in the trainer) rather than dense logits.</param>
+    public static TrainingMemoryPlan Create(ModelConfig config, int sequence, int batch, TrainingOptions options, DType weightType, bool fusedHead = false)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(options);
@@ -55,10 +57,11 @@ public sealed record TrainingMemoryPlan(long Weights, long SavedActivations, lon
         }
 
         long tapes = (options.Checkpointing ? 1 : config.NumLayers) * LayerTape.Bytes(config, rows);
+        long logits = fusedHead ? 0 : 4 * rows * v;
         // Layer inputs, running hidden, final normed hidden, logits.
-        long saved = 4 * rows * h * (config.NumLayers + 2) + 4 * rows * v + tapes;
+        long saved = 4 * rows * h * (config.NumLayers + 2) + logits + tapes;
         // dlogits, dnormed, dhidden, per-layer gradient scratch.
-        long scratch = 4 * rows * v + 8 * rows * h + LayerGradScratch.Bytes(config, rows);
+        long scratch = logits + 8 * rows * h + LayerGradScratch.Bytes(config, rows);
         return new TrainingMemoryPlan(weights, saved, scratch, gradients, 2 * gradients, master);
     }
 }

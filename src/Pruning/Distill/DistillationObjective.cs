@@ -61,7 +61,7 @@ public sealed class DistillationObjective : ITrainingObjective
     {
         var c = _student.Config;
         var teacher = _teacher.For(batchIndex, inputs, batch);
-        trainer.Forward(inputs, batch, _gates);
+        trainer.ForwardHidden(inputs, batch, _gates);
         float[] hidden = trainer.NormedHidden();
         var head = new float[(long)c.VocabSize * c.HiddenSize];
         _student.Backend.Download(_student.Weights.LmHead, head);

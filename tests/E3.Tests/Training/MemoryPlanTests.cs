@@ -58,6 +58,57 @@ public sealed class MemoryPlanTests
         }
     }
 
+    /// <summary>
+    /// The fused-head path (ForwardHidden, then BackwardFromHidden, as distillation runs) allocates no [rows, V]
+    /// logits or dlogits: its measured peak is one such buffer below a dense Forward's (whose logits stay allocated),
+    /// the fused plan is two below the dense plan (logits and dlogits) and within 10% of the measured peak, and the
+    /// gradients are the same bits as after a dense Forward.
+    /// </summary>
+    [Theory]
+    [InlineData(TrainingMode.Frozen, false)]
+    [InlineData(TrainingMode.Train, true)]
+    public void FusedHeadPathHoldsNoLogits(TrainingMode mode, bool checkpointing)
+    {
+        using var c = new TrainingCase("qwen3", false, false, [1f, 0.5f, 0f], batch: 3, positions: 11);
+        var options = new TrainingOptions { Mode = mode, Checkpointing = checkpointing, ComputeDroppedLayers = true };
+        var config = ModelConfig.Load(c.Folder);
+        int rows = c.Batch * c.Positions;
+        var random = new Random(5);
+        var dHidden = new float[rows * config.HiddenSize];
+        for (int i = 0; i < dHidden.Length; i++) dHidden[i] = (float)(random.NextDouble() * 2 - 1);
+
+        (long Peak, DecoderGradients Gradients) Run(bool fused)
+        {
+            using var cpu = new CpuBackend(2);
+            using var tracking = new AllocationTrackingBackend(cpu);
+            using var model = DecoderModel.Load(c.Folder, tracking);
+            using var trainer = new GatedDecoderTrainer(model, options);
+            if (fused) trainer.ForwardHidden(c.Tokens, c.Batch, c.Gates);
+            else trainer.Forward(c.Tokens, c.Batch, c.Gates);
+            var gradients = trainer.BackwardFromHidden(dHidden);
+            if (fused)
+            {
+                var error = Assert.Throws<InvalidOperationException>(() => trainer.Backward(new float[rows * config.VocabSize]));
+                Assert.Contains("BackwardFromHidden", error.Message);
+            }
+            return (tracking.PeakBytes, gradients);
+        }
+
+        var dense = Run(fused: false);
+        var fused = Run(fused: true);
+        Assert.Equal(dense.Gradients.InputEmbeddings, fused.Gradients.InputEmbeddings);
+        Assert.Equal(dense.Gradients.Gates, fused.Gradients.Gates);
+        // The dense run formed logits but never dlogits (its backward started from the hidden): one [rows, V] buffer apart.
+        long logitsBytes = 4L * rows * config.VocabSize;
+        Assert.Equal(logitsBytes, dense.Peak - fused.Peak);
+
+        var plan = TrainingMemoryPlan.Create(config, c.Positions, c.Batch, options, DType.F32, fusedHead: true);
+        var densePlan = TrainingMemoryPlan.Create(config, c.Positions, c.Batch, options, DType.F32);
+        Assert.Equal(2 * logitsBytes, densePlan.Backward - plan.Backward);
+        double planError = Math.Abs(plan.Backward - fused.Peak) / (double)fused.Peak;
+        Assert.True(planError <= 0.10, $"fused plan {plan.Backward} B, measured peak {fused.Peak} B ({planError:P1} apart)");
+    }
+
     [Fact]
     public void CheckpointingShrinksWhatIsSaved()
     {
@@ -135,6 +186,20 @@ public sealed class PlanCommandTests
         Assert.True((long)json["gradients"]! < (long)JsonNode.Parse(fullOutput)!["gradients"]!);
         Assert.Equal(1, Run("plan", "--model", c.Folder, "--seq", "8", "--drop", "3").Exit); // layer 3 does not exist
         Assert.Equal(1, Run("plan", "--model", c.Folder, "--seq", "8", "--drop", "1", "--prune", "0.5").Exit);
+    }
+
+    [Fact]
+    public void FusedHeadDropsTheLogitsFromThePlan()
+    {
+        using var c = new TrainingCase("llama", false, false, [1f, 1f]);
+        var (exit, output) = Run("plan", "--model", c.Folder, "--seq", "16", "--batch", "2", "--head", "fused", "--json");
+        Assert.Equal(0, exit);
+        var config = ModelConfig.Load(c.Folder);
+        var fused = TrainingMemoryPlan.Create(config, 16, 2, new TrainingOptions(), DType.F32, fusedHead: true);
+        Assert.Equal(fused.Backward, (long)JsonNode.Parse(output)!["backward"]!);
+        var (_, dense) = Run("plan", "--model", c.Folder, "--seq", "16", "--batch", "2", "--json");
+        Assert.Equal(2L * 4 * 16 * 2 * config.VocabSize, (long)JsonNode.Parse(dense)!["backward"]! - fused.Backward);
+        Assert.Equal(1, Run("plan", "--model", c.Folder, "--seq", "16", "--head", "chunked").Exit);
     }
 
     [Fact]
