@@ -6,9 +6,9 @@ using E3.Backends.Cpu.Threading;
 namespace E3.Backends.Cpu.Attention;
 
 /// <summary>
-/// Causal GQA attention for training on the CPU, tiled as flash attention is, so no [T×T] tensor exists: the forward
-/// keeps each query block's scores in a per-thread [block × T] scratch and saves only the log-sum-exp per row; the
-/// backward recomputes P from it. Layouts: q, o and dO [B·T, heads·d]; k and v [B·T, kvHeads·d]; lse [B·T, heads].
+/// Causal GQA attention on the CPU for training and for prefill over a KV cache, tiled as flash attention is, so no
+/// [T×T] tensor exists: the forward keeps each query block's scores in a per-thread [block × T] scratch and saves only
+/// the log-sum-exp per row; the backward recomputes P from it. Layouts: q, o and dO [B·T, heads·d]; k and v [B·T, kvHeads·d]; lse [B·T, heads].
 /// K (and V) are first transposed per (sequence, kv head) so that every product is a <see cref="TileProduct"/> with
 /// unit-stride vector loads. The backward runs in two passes so that each gradient element has one owner: dK and dV per
 /// key block (over every later query of every head in the group), then dQ per query block; no atomics, no per-thread
@@ -51,7 +51,7 @@ internal static unsafe class CausalAttention
     /// <summary>o = softmax(q·kᵀ·scale, causal)·v; lse (may be null) receives each row's log-sum-exp.</summary>
     public static void Forward(float* q, float* k, float* v, float* o, float* lse, Shape s, int threads)
     {
-        var kt = Transposed(k, s);
+        var kt = Transposed(k, s, threads);
         try
         {
             int tp = s.Padded;
@@ -83,10 +83,10 @@ internal static unsafe class CausalAttention
     public static void Backward(float* q, float* k, float* v, float* o, float* dO, float* lse, Shape s, float* dq, float* dk, float* dv, int threads)
     {
         if (s.Start != 0 || s.KeyStride != s.T) throw new ArgumentException($"the attention backward takes training shapes (no KV cache), got {s}");
-        float* kt = Transposed(k, s), vt = null, delta = null;
+        float* kt = Transposed(k, s, threads), vt = null, delta = null;
         try
         {
-            vt = Transposed(v, s);
+            vt = Transposed(v, s, threads);
             delta = RowDots(dO, o, s, threads);
             KeyBlockPass(q, dO, lse, delta, kt, vt, s, dk, dv, threads);
             QueryBlockPass(q, k, dO, lse, delta, kt, vt, s, dq, threads);
@@ -181,19 +181,19 @@ internal static unsafe class CausalAttention
     static float* Alloc(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(floats, 1) * sizeof(float), 64);
 
     /// <summary>[B·kvHeads][d][Padded]: each kv head's keys (or values) as columns, zero past the last key.</summary>
-    static float* Transposed(float* x, Shape s)
+    static float* Transposed(float* x, Shape s, int threads)
     {
         int tp = s.Padded, d = s.HeadDim, keys = s.Keys;
         float* dst = Alloc((long)s.Batch * s.KvHeads * d * tp);
-        for (int b = 0; b < s.Batch; b++)
-            for (int kvh = 0; kvh < s.KvHeads; kvh++)
-            {
-                float* head = dst + ((long)b * s.KvHeads + kvh) * d * tp;
-                float* src = x + (long)b * s.KeyStride * s.KvWidth + kvh * d;
-                for (int j = 0; j < keys; j++, src += s.KvWidth)
-                    for (int c = 0; c < d; c++) head[(long)c * tp + j] = src[c];
-                for (int c = 0; c < d; c++) new Span<float>(head + (long)c * tp + keys, tp - keys).Clear();
-            }
+        ComputePool.Shared.For(s.Batch * s.KvHeads, s.Work < ParallelThreshold ? 1 : threads, item =>
+        {
+            int b = item / s.KvHeads, kvh = item % s.KvHeads;
+            float* head = dst + (long)item * d * tp;
+            float* src = x + (long)b * s.KeyStride * s.KvWidth + kvh * d;
+            for (int j = 0; j < keys; j++, src += s.KvWidth)
+                for (int c = 0; c < d; c++) head[(long)c * tp + j] = src[c];
+            for (int c = 0; c < d; c++) new Span<float>(head + (long)c * tp + keys, tp - keys).Clear();
+        });
         return dst;
     }
 
