@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using E3.Backends;
 using E3.Model;
 using E3.Model.Training;
@@ -72,13 +72,14 @@ public static class PlanCommand
         return cmd;
     }
 
-    static string Json(TrainingMemoryPlan plan, int retainedLayers) => JsonSerializer.Serialize(new Dictionary<string, long>
+    // JsonObject rather than JsonSerializer: the trimmed publish has reflection-based serialization switched off.
+    static string Json(TrainingMemoryPlan plan, int retainedLayers) => new JsonObject
     {
         ["retained_layers"] = retainedLayers,
         ["weights"] = plan.Weights, ["saved_activations"] = plan.SavedActivations, ["backward_scratch"] = plan.BackwardScratch,
         ["gradients"] = plan.Gradients, ["optimizer_state"] = plan.OptimizerState, ["master_weights"] = plan.MasterWeights,
         ["forward"] = plan.Forward, ["backward"] = plan.Backward, ["optimizer_step"] = plan.OptimizerStep, ["peak"] = plan.Peak,
-    }) + Environment.NewLine;
+    }.ToJsonString() + Environment.NewLine;
 
     static string Text(TrainingMemoryPlan plan, int retainedLayers)
     {

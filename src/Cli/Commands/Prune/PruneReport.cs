@@ -35,7 +35,7 @@ internal sealed record PruneReport(string Markdown, JsonObject Json)
         {
             string method = Path.GetFileNameWithoutExtension(r.Name);
             var h = Healed(method);
-            methods.Add(new JsonObject
+            methods.Add((JsonNode)new JsonObject
             {
                 ["method"] = method, ["dropped"] = r.Dropped == null ? null : new JsonArray(r.Dropped.Select(i => (JsonNode)i).ToArray()),
                 ["perplexity"] = r.Perplexity, ["kl"] = r.Kl, ["top1_agreement"] = r.Top1,
