@@ -10,7 +10,8 @@ namespace E3.Backends.Cpu.Threading;
 /// with one atomic increment each; which thread runs an item never affects its result, because every caller already
 /// gives each output element exactly one owner.
 /// The pool runs one region at a time: a region started while another is running (another thread's call, or a call
-/// from inside an item) runs on its caller alone.
+/// from inside an item) runs on its caller alone. The pool, its background threads and its wake-up event live as long as
+/// the process, so there is nothing for a caller to dispose.
 /// </summary>
 internal sealed class ComputePool
 {
