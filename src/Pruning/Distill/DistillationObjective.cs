@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Model.Training;
@@ -22,6 +23,9 @@ public sealed class DistillationObjective : ITrainingObjective
     readonly KdOptions _options;
     readonly string _headName;
     readonly bool _trainHead;
+    // Reused across steps: for a 152K vocabulary the head and its gradient are V·H floats each (2.5 GB at H = 4096),
+    // which a fresh array per step would push through the large-object heap every time.
+    float[] _head = [], _dHead = [], _dHidden = [];
 
     /// <param name="teacher">The teacher's distributions; must share the student's vocabulary.</param>
     /// <param name="student">The student being trained.</param>
@@ -63,16 +67,19 @@ public sealed class DistillationObjective : ITrainingObjective
         var teacher = _teacher.For(batchIndex, inputs, batch);
         trainer.ForwardHidden(inputs, batch, _gates);
         float[] hidden = trainer.NormedHidden();
-        var head = new float[(long)c.VocabSize * c.HiddenSize];
-        _student.Backend.Download(_student.Weights.LmHead, head);
-        var dHidden = new float[hidden.Length];
-        var dHead = _trainHead ? new float[head.Length] : [];
-        var result = EntropyKdLmHead.Compute(hidden, c.HiddenSize, head, c.VocabSize, teacher, targets, _options, dHidden, dHead, ChunkBudgetBytes);
-        trainer.BackwardFromHidden(dHidden);
+        long headLength = (long)c.VocabSize * c.HiddenSize;
+        if (_head.Length != headLength) _head = new float[headLength];
+        if (_trainHead && _dHead.Length != headLength) _dHead = new float[headLength];
+        if (_dHidden.Length != hidden.Length) _dHidden = new float[hidden.Length];
+        // The head is read again every step: the optimizer may have changed it since the last one.
+        _student.Backend.Download(_student.Weights.LmHead, _head);
+        var dHead = _trainHead ? _dHead.AsSpan() : [];
+        var result = EntropyKdLmHead.Compute(hidden, c.HiddenSize, _head, c.VocabSize, teacher, targets, _options, _dHidden, dHead, ChunkBudgetBytes);
+        trainer.BackwardFromHidden(_dHidden);
         if (_trainHead)
         {
             var sink = extraGradients[_headName];
-            for (int i = 0; i < sink.Length; i++) sink[i] += dHead[i];
+            TensorPrimitives.Add(sink, _dHead, sink);
         }
         return result.Loss.Loss;
     }
