@@ -327,12 +327,9 @@ public sealed unsafe partial class CpuBackend : IBackend
             for (long r = 0; r < rows; r++) body(r);
             return;
         }
-        // A few contiguous chunks per thread: rows cost alike, and a late or preempted thread still finds work.
-        int chunks = (int)Math.Min(rows, 4L * _threads);
-        ComputePool.Shared.For(chunks, _threads, c =>
+        ComputePool.Shared.ForRanges(rows, _threads, (start, end) =>
         {
-            long end = rows * (c + 1) / chunks;
-            for (long r = rows * c / chunks; r < end; r++) body(r);
+            for (long r = start; r < end; r++) body(r);
         });
     }
 

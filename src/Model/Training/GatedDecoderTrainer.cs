@@ -299,13 +299,13 @@ public sealed class GatedDecoderTrainer : IDisposable
         /// <summary>Whether the last forward formed logits (Forward) or stopped at the normed hidden (ForwardHidden).</summary>
         public bool HasLogits;
         public readonly Tensor H, Normed, DNormed, DH;
+        public readonly Tensor[] Inputs;
+        public readonly LayerGradScratch Scratch;
         Tensor? _logits, _dLogits;
 
         public Tensor EnsureLogits(IBackend b, ModelConfig c) => _logits ??= b.Allocate(DType.F32, Rows, c.VocabSize);
 
         public Tensor EnsureLogitGradient(IBackend b, ModelConfig c) => _dLogits ??= b.Allocate(DType.F32, Rows, c.VocabSize);
-        public readonly Tensor[] Inputs;
-        public readonly LayerGradScratch Scratch;
 
         public LayerTape Tape(int layer) => _tapes[_tapes.Length == 1 ? 0 : layer];
 

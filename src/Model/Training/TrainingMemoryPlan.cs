@@ -9,8 +9,9 @@ namespace E3.Model.Training;
 /// embedding in the weight dtype, norms and biases fp32. Saved activations: every layer's input, the layer tapes (one
 /// shared tape with checkpointing) and the head's outputs. Backward scratch: dlogits and the per-layer gradient
 /// buffers. With a loss fused with the LM head (<see cref="GatedDecoderTrainer.ForwardHidden"/>, as distillation
-/// runs) the trainer holds no [rows, V] logits or dlogits; the loss's own chunk of logits comes on top. Gradients: fp32 per trainable tensor. Optimizer state is the AdamW figure (two fp32 moments per
-/// trainable element), with fp32 master copies of trainable bf16 matrices.
+/// runs) the trainer holds no [rows, V] logits or dlogits; the loss's own chunk of logits comes on top. Gradients:
+/// fp32 per trainable tensor. Optimizer state is the AdamW figure (two fp32 moments per trainable element), with fp32
+/// master copies of trainable bf16 matrices.
 /// </summary>
 public sealed record TrainingMemoryPlan(long Weights, long SavedActivations, long BackwardScratch, long Gradients, long OptimizerState, long MasterWeights)
 {

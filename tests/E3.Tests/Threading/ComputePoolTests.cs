@@ -23,6 +23,22 @@ public sealed class ComputePoolTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 2)]
+    [InlineData(7, 2)]
+    [InlineData(1000, 3)]
+    [InlineData(128, 1)]
+    public void RangesCoverEveryIndexExactlyOnce(long count, int threads)
+    {
+        var hits = new int[count];
+        ComputePool.Shared.ForRanges(count, threads, (start, end) =>
+        {
+            Assert.True(start < end && end <= count, $"range [{start}, {end}) of {count}");
+            for (long i = start; i < end; i++) Interlocked.Increment(ref hits[i]);
+        });
+        Assert.All(hits, h => Assert.Equal(1, h));
+    }
+
     [Fact]
     public void AnItemsExceptionReachesTheCallerAndThePoolStaysUsable()
     {

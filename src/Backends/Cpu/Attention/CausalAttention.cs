@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using E3.Backends.Cpu.Threading;
@@ -66,9 +67,9 @@ internal static unsafe class CausalAttention
                 {
                     float* row = scores + i * keysPad;
                     int valid = s.Start + t0 + i + 1;
-                    float max = s.Scale * RowMax(row, valid);
+                    float max = s.Scale * TensorPrimitives.Max(new ReadOnlySpan<float>(row, valid));
                     float sum = ExpRow(row, valid, keysPad, s.Scale, max);
-                    ScaleRow(row, keysPad, 1f / sum);
+                    TensorPrimitives.Multiply(new ReadOnlySpan<float>(row, keysPad), 1f / sum, new Span<float>(row, keysPad));
                     if (lse != null) lse[((long)b * s.T + t0 + i) * s.Heads + hd] = max + MathF.Log(sum);
                 }
                 float* vHead = v + (long)b * s.KeyStride * s.KvWidth + kvh * s.HeadDim;
@@ -171,12 +172,14 @@ internal static unsafe class CausalAttention
     /// <summary>Runs <paramref name="body"/>(item, scratchA, scratchB) over the items, each thread with its own two scratch tiles.</summary>
     static void For(Shape s, int items, int threads, int scratchA, int scratchB, TileBody body)
     {
-        int usable = s.Work < ParallelThreshold ? 1 : threads;
-        ComputePool.Shared.For(items, usable, item =>
+        ComputePool.Shared.For(items, Usable(s, threads), item =>
             body(item, ThreadScratch.Get(ScratchSlot.AttentionScores, scratchA), ThreadScratch.Get(ScratchSlot.AttentionGradients, scratchB)));
     }
 
     delegate void TileBody(int item, float* a, float* b);
+
+    /// <summary>Threads worth waking for this shape: one below <see cref="ParallelThreshold"/>.</summary>
+    static int Usable(Shape s, int threads) => s.Work < ParallelThreshold ? 1 : threads;
 
     static float* Alloc(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(floats, 1) * sizeof(float), 64);
 
@@ -185,7 +188,7 @@ internal static unsafe class CausalAttention
     {
         int tp = s.Padded, d = s.HeadDim, keys = s.Keys;
         float* dst = Alloc((long)s.Batch * s.KvHeads * d * tp);
-        ComputePool.Shared.For(s.Batch * s.KvHeads, s.Work < ParallelThreshold ? 1 : threads, item =>
+        ComputePool.Shared.For(s.Batch * s.KvHeads, Usable(s, threads), item =>
         {
             int b = item / s.KvHeads, kvh = item % s.KvHeads;
             float* head = dst + (long)item * d * tp;
@@ -202,43 +205,16 @@ internal static unsafe class CausalAttention
     {
         long rows = (long)s.Batch * s.T;
         float* delta = Alloc(rows * s.Heads);
-        int chunks = (int)Math.Min(rows, 8L * threads);
-        ComputePool.Shared.For(chunks, s.Work < ParallelThreshold ? 1 : threads, c =>
+        ComputePool.Shared.ForRanges(rows, Usable(s, threads), (start, end) =>
         {
-            for (long r = rows * c / chunks; r < rows * (c + 1) / chunks; r++)
+            for (long r = start; r < end; r++)
                 for (int hd = 0; hd < s.Heads; hd++)
                 {
                     long at = r * s.QueryWidth + hd * s.HeadDim;
-                    delta[r * s.Heads + hd] = Dot(dO + at, o + at, s.HeadDim);
+                    delta[r * s.Heads + hd] = TensorPrimitives.Dot(new ReadOnlySpan<float>(dO + at, s.HeadDim), new ReadOnlySpan<float>(o + at, s.HeadDim));
                 }
         });
         return delta;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static float Dot(float* a, float* b, int n)
-    {
-        int w = W, j = 0;
-        var acc = Vector<float>.Zero;
-        for (; j + w <= n; j += w) acc = Vector.MultiplyAddEstimate(Vector.Load(a + j), Vector.Load(b + j), acc);
-        float sum = Vector.Sum(acc);
-        for (; j < n; j++) sum = float.MultiplyAddEstimate(a[j], b[j], sum);
-        return sum;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static float RowMax(float* s, int valid)
-    {
-        int w = W, j = 0;
-        float max = float.NegativeInfinity;
-        if (valid >= w)
-        {
-            var m = Vector.Load(s);
-            for (j = w; j + w <= valid; j += w) m = Vector.Max(m, Vector.Load(s + j));
-            for (int l = 0; l < w; l++) max = MathF.Max(max, m[l]);
-        }
-        for (; j < valid; j++) max = MathF.Max(max, s[j]);
-        return max;
     }
 
     /// <summary>
@@ -278,12 +254,5 @@ internal static unsafe class CausalAttention
         var vScale = new Vector<float>(scale);
         for (int j = 0; j < padded; j += W)
             (Vector.Load(p + j) * (Vector.Load(dp + j) - vDelta) * vScale).Store(dp + j);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void ScaleRow(float* s, int padded, float factor)
-    {
-        var f = new Vector<float>(factor);
-        for (int j = 0; j < padded; j += W) (Vector.Load(s + j) * f).Store(s + j);
     }
 }

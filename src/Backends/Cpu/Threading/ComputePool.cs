@@ -62,6 +62,17 @@ internal sealed class ComputePool
         finally { Monitor.Exit(_gate); }
     }
 
+    /// <summary>
+    /// Runs body(start, end) over contiguous ranges that cover 0..count, a few per thread: for items of equal cost, where
+    /// one claim per item would cost more than the item, and a late or preempted thread still finds a range to take.
+    /// </summary>
+    public void ForRanges(long count, int maxThreads, Action<long, long> body)
+    {
+        if (count <= 0) return;
+        int ranges = (int)Math.Min(count, 4L * Math.Max(maxThreads, 1));
+        For(ranges, maxThreads, r => body(count * r / ranges, count * (r + 1) / ranges));
+    }
+
     void Work()
     {
         t_inRegion = true;
