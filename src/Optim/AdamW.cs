@@ -105,31 +105,22 @@ public sealed class AdamW : IDisposable
 
     static void Copy(ReadOnlySpan<float> source, Tensor destination) => destination.data<float>().CopyFrom(source);
 
-    /// <summary>Writes the step count and torch's moment state, atomically (temp file, then rename).</summary>
-    public void Save(string path)
+    /// <summary>
+    /// Writes the step count and torch's moment state to <paramref name="stream"/>, which stays open. Making the file
+    /// appear whole is the caller's part: the engine's checkpoints write it through their atomic temp-then-rename file.
+    /// </summary>
+    public void Save(Stream stream)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        string tmp = path + $".tmp-{Environment.ProcessId}";
-        try
-        {
-            using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            using (var writer = new BinaryWriter(stream))
-            {
-                writer.Write(FileMagic);
-                writer.Write(FileVersion);
-                writer.Write(Steps);
-                writer.Write(_slots.Length);
-                foreach (var s in _slots) { writer.Write(s.Name); writer.Write(s.Length); }
-                _torch.save_state_dict(writer);
-                writer.Flush();
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        ArgumentNullException.ThrowIfNull(stream);
+        using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        writer.Write(FileMagic);
+        writer.Write(FileVersion);
+        writer.Write(Steps);
+        writer.Write(_slots.Length);
+        foreach (var s in _slots) { writer.Write(s.Name); writer.Write(s.Length); }
+        _torch.save_state_dict(writer);
+        writer.Flush();
     }
 
     /// <summary>Restores state written by <see cref="Save"/> for the same parameters (names and lengths are checked).</summary>

@@ -46,7 +46,11 @@ public sealed class TrainingCheckpoint
             var tensors = parameters.Names.Select((n, i) => new TensorToWrite(n, SafeTensorsDType.F32, [parameters.Values[i].Length],
                 MemoryMarshal.AsBytes(parameters.Values[i].AsSpan()).ToArray()));
             SafeTensorsWriter.Write(Path.Combine(temp, ParamsFile), tensors);
-            optimizer.Save(Path.Combine(temp, OptimizerFile));
+            using (var file = AtomicFile.Create(Path.Combine(temp, OptimizerFile)))
+            {
+                optimizer.Save(file.Stream);
+                file.Commit();
+            }
             var state = new JsonObject
             {
                 ["format"] = Format, ["version"] = Version, ["step"] = step, ["fingerprint"] = fingerprint,

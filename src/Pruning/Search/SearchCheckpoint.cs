@@ -28,7 +28,11 @@ public static class SearchCheckpoint
     {
         Directory.CreateDirectory(directory);
         string optimizerFile = $"adamw-{state.Step:D8}.bin";
-        optimizer.Save(Path.Combine(directory, optimizerFile));
+        using (var file = AtomicFile.Create(Path.Combine(directory, optimizerFile)))
+        {
+            optimizer.Save(file.Stream);
+            file.Commit();
+        }
         var o = new JsonObject
         {
             ["format"] = FormatName,

@@ -50,7 +50,7 @@ public class AdamWTests
         using (var first = new AdamW(slots, new AdamWOptions(WeightDecay: 0.01)))
         {
             for (int t = 0; t < 4; t++) first.Step([a1.AsMemory(), b1.AsMemory()], [Grad(t, 5).AsMemory(), Grad(t + 9, 3).AsMemory()], 0.05);
-            first.Save(state);
+            using (var file = File.Create(state)) first.Save(file);
             for (int t = 4; t < 8; t++) first.Step([a1.AsMemory(), b1.AsMemory()], [Grad(t, 5).AsMemory(), Grad(t + 9, 3).AsMemory()], 0.05);
         }
         // A fresh optimizer resumed from the saved state, on the values as they were when it was saved.
@@ -74,7 +74,7 @@ public class AdamWTests
         using (var opt = new AdamW([new ParameterSlot("a", 2)], new AdamWOptions()))
         {
             opt.Step([a.AsMemory()], [new float[] { 0.5f, -0.5f }.AsMemory()], 0.1);
-            opt.Save(state);
+            using (var file = File.Create(state)) opt.Save(file);
         }
         using (var other = new AdamW([new ParameterSlot("b", 2)], new AdamWOptions()))
         {
