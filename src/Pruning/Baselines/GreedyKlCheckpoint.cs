@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using E3.Model;
 using E3.Model.IO;
+using E3.Pruning.Masks;
 
 namespace E3.Pruning.Baselines;
 
@@ -58,15 +59,7 @@ public sealed record GreedyKlCheckpoint(string ConfigHash, int Drop, string Cali
     /// </summary>
     public static GreedyKlCheckpoint Load(string path, ModelConfig config, CalibrationSet data, int drop)
     {
-        JsonObject o;
-        try
-        {
-            o = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelFormatException(path, "(root)", "is not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFormatException(path, "(json)", $"is not valid JSON: {e.Message}");
-        }
+        var o = JsonFields.ReadObject(path, "is not valid JSON: ");
         var (configHash, calibrationHash) = Identity(config, data);
         Expect(path, o, "format", FormatName);
         Expect(path, o, "format_version", "1");

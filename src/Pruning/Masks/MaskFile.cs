@@ -122,15 +122,7 @@ public sealed record MaskFile
     public static MaskFile Load(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, "file", "not found");
-        JsonObject o;
-        try
-        {
-            o = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelFormatException(path, "(root)", "is not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFormatException(path, "(json)", e.Message);
-        }
+        var o = JsonFields.ReadObject(path);
         string format = Get<string>(o, path, "format");
         if (format != FormatName) throw new ModelFormatException(path, "format", $"'{format}' is not '{FormatName}'");
         int version = Get<int>(o, path, "format_version");

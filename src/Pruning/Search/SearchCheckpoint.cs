@@ -63,15 +63,7 @@ public static class SearchCheckpoint
     {
         string path = Path.Combine(directory, StateFileName);
         if (!File.Exists(path)) throw new ModelFormatException(path, "file", "not found: nothing to resume (run without --resume to start)");
-        JsonObject o;
-        try
-        {
-            o = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ModelFormatException(path, "(root)", "is not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFormatException(path, "(json)", $"corrupt checkpoint: {e.Message}");
-        }
+        var o = JsonFields.ReadObject(path, "corrupt checkpoint: ");
         if (Get<string>(o, path, "format") != FormatName) throw new ModelFormatException(path, "format", $"is not '{FormatName}'");
         int version = Get<int>(o, path, "format_version");
         if (version != FormatVersion) throw new ModelFormatException(path, "format_version", $"{version} is not supported (this build reads {FormatVersion})");
