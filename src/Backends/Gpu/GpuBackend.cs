@@ -316,11 +316,12 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend
         _device.CopyToHost(ids, d, Stream);
     }
 
-    /// <summary>Waits for queued work, then releases the training kernels and scratch, the attention step, kernels, buffers, the stream and (if owned) the device.</summary>
+    /// <summary>Waits for queued work, then releases the training and distillation kernels and scratch, the attention step, kernels, buffers, the stream and (if owned) the device.</summary>
     public void Dispose()
     {
         _stream.Synchronize();
         _training?.Dispose();
+        _distillation?.Dispose();
         _attention.Dispose();
         _indices.Dispose();
         _argMaxIds.Dispose();

@@ -43,6 +43,16 @@ internal static class CliRunner
         _ => throw new ArgumentException($"--device: '{device}' is not available in this build (available: {string.Join(", ", Devices)})"),
     };
 
+    /// <summary>
+    /// The backend for a command that runs a backward pass (train, distill, search): as <see cref="CreateBackend"/>, but a
+    /// GPU device keeps fp32 activations, because the backward computes in fp32 (bf16 weights are read through an fp32 copy).
+    /// </summary>
+    public static IBackend CreateTrainingBackend(string device, int threads) => device switch
+    {
+        "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.F32),
+        _ => CreateBackend(device, threads),
+    };
+
     public static void WriteJson(JsonNode node) =>
         Console.Out.WriteLine(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
 

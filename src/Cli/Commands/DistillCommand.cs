@@ -71,7 +71,7 @@ public static class DistillCommand
             string studentFolder = studentDir ?? teacherDir;
             DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, ModelConfig.Load(studentFolder));
 
-            using var backend = CliRunner.CreateBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
+            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
             using var student = DecoderModel.Load(studentFolder, backend);
             int[] tokens = EvalCommand.LoadTokens(data, studentFolder, student.Config.VocabSize);
             using var cache = cachePath == null ? null : TeacherCacheReader.Open(cachePath);

@@ -81,7 +81,7 @@ public static class SearchCommand
         if (r.CheckpointEvery < 1) throw new ArgumentException($"--checkpoint-every: {r.CheckpointEvery} must be at least 1");
         if (r.Checkpoint != null && !r.Resume && SearchCheckpoint.Exists(r.Checkpoint))
             throw new ArgumentException($"--checkpoint: {r.Checkpoint} already holds a search checkpoint; pass --resume to continue it or choose an empty folder");
-        using var backend = CliRunner.CreateBackend(r.Device, r.Threads);
+        using var backend = CliRunner.CreateTrainingBackend(r.Device, r.Threads);
         using var decoder = DecoderModel.Load(r.Model, backend);
         var config = decoder.Config;
         int layers = config.NumLayers;

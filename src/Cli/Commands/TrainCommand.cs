@@ -22,7 +22,7 @@ public static class TrainCommand
             string dir = p.GetValue(model)!, data = p.GetValue(o.Data)!, output = p.GetValue(o.Out)!;
             var settings = o.Settings(p);
             settings.Validate();
-            using var backend = CliRunner.CreateBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
+            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
             using var student = DecoderModel.Load(dir, backend);
             int[] tokens = EvalCommand.LoadTokens(data, dir, student.Config.VocabSize);
             var job = new TrainingJob

@@ -58,6 +58,13 @@ public sealed class InferenceSession : IDisposable
     }
 
     /// <summary>
+    /// Runs the next positions like <see cref="Forward"/> with <see cref="LogitsMode.All"/> and returns the logits
+    /// [B·T, V] where they were computed, without downloading them. The tensor belongs to the session: the next call
+    /// overwrites it and <see cref="Dispose"/> frees it.
+    /// </summary>
+    public Tensor ForwardLogits(ReadOnlySpan<int> tokens) => Run(tokens, LogitsMode.All)!;
+
+    /// <summary>
     /// Runs the next positions like <see cref="Forward"/> and returns, per sequence, the index of the largest logit
     /// of its last position (ties to the lowest index). A backend with <see cref="IArgMaxBackend"/> reduces on the
     /// device and transfers one int per sequence; any other downloads the logits and uses <see cref="GreedyGenerator.ArgMax"/>.

@@ -32,6 +32,9 @@ public sealed class GatedDecoderTrainer : IDisposable
         _model = model;
         _b = model.Backend as ITrainingBackend
             ?? throw new NotSupportedException($"backend '{model.Backend.Name}' has no backward pass (it does not implement ITrainingBackend)");
+        // Every buffer below is fp32; a bf16 backend would otherwise fail at the first op, naming only a tensor shape.
+        if (_b.ActivationType != DType.F32)
+            throw new NotSupportedException($"training computes in fp32, but backend '{_b.Name}' keeps {_b.ActivationType} activations: create it with F32 activations");
         Options = options;
         var filter = options.Parameters();
         filter.RequireLayers(model.Config);
@@ -148,6 +151,21 @@ public sealed class GatedDecoderTrainer : IDisposable
         _b.Upload(dNormedHidden, p.DNormed);
         return BackwardFromNormed(p);
     }
+
+    /// <summary>
+    /// The LM head's input [B·T, hidden] of the last forward and the buffer for its gradient, both on the backend: for a
+    /// loss fused with the head that runs there (<see cref="IDistillationBackend"/>). Fill <c>Gradient</c> with
+    /// dL/d(hidden), then call <see cref="BackwardFromHiddenGradient"/>. Both tensors belong to the trainer and are
+    /// overwritten by the next forward.
+    /// </summary>
+    public (Tensor Hidden, Tensor Gradient) HeadInput()
+    {
+        var p = RequirePass();
+        return (p.Normed, p.DNormed);
+    }
+
+    /// <summary>Backward from the gradient written into <see cref="HeadInput"/>'s <c>Gradient</c> tensor.</summary>
+    public DecoderGradients BackwardFromHiddenGradient() => BackwardFromNormed(RequirePass());
 
     /// <summary>The final normed hidden states [B·T, hidden] of the last forward (the LM head's input).</summary>
     public float[] NormedHidden()

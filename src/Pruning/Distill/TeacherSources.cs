@@ -1,3 +1,4 @@
+using E3.Backends;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Pruning.Distillation;
@@ -19,7 +20,11 @@ public interface IKdTeacherSource
     KdTeacher For(long batchIndex, ReadOnlySpan<int> inputs, int batch);
 }
 
-/// <summary>Dense logits from a loaded teacher model run with every gate at 1.</summary>
+/// <summary>
+/// Dense logits from a loaded teacher model run with every gate at 1. On a backend that runs the distillation loss
+/// itself (<see cref="IDistillationBackend"/>) the logits stay there (<see cref="BackendDenseTeacher"/>, to be disposed
+/// after the step); elsewhere they are downloaded.
+/// </summary>
 public sealed class ModelTeacherSource(DecoderModel teacher) : IKdTeacherSource
 {
     /// <inheritdoc/>
@@ -31,6 +36,7 @@ public sealed class ModelTeacherSource(DecoderModel teacher) : IKdTeacherSource
     /// <inheritdoc/>
     public KdTeacher For(long batchIndex, ReadOnlySpan<int> inputs, int batch)
     {
+        if (teacher.Backend is IDistillationBackend) return new BackendDenseTeacher(teacher, inputs, batch);
         using var session = teacher.StartSession(LayerMask.All(teacher.Config.NumLayers), batch, inputs.Length / batch);
         return new DenseTeacher(session.Forward(inputs), inputs.Length, Vocab);
     }

@@ -95,6 +95,43 @@ public sealed class KdPlan
         return plan;
     }
 
+    /// <summary>
+    /// A dense teacher's plan from per-row statistics computed elsewhere (on the device by
+    /// <see cref="E3.Backends.IDistillationBackend.KdTeacherStatistics"/>, over the common vocabulary at 1/τ): the row max,
+    /// log Σ e^{(z − max)/τ} and entropy. A valid row whose statistics are not finite held a NaN or infinite logit: it is an
+    /// error, or an ignored row under <see cref="KdOptions.MaskNonFinite"/>, as in <see cref="Create"/>.
+    /// </summary>
+    public static KdPlan FromStatistics(KdTeacher teacher, ReadOnlySpan<int> labels, int studentVocab, KdOptions options,
+        ReadOnlySpan<float> max, ReadOnlySpan<float> logSum, ReadOnlySpan<float> entropy)
+    {
+        ArgumentNullException.ThrowIfNull(teacher);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(studentVocab);
+        int rows = teacher.Rows;
+        if (max.Length != rows || logSum.Length != rows || entropy.Length != rows)
+            throw new ArgumentException($"teacher statistics: {max.Length}, {logSum.Length} and {entropy.Length} values for {rows} rows");
+        var plan = new KdPlan(rows, CommonVocab(teacher.Vocab, studentVocab, options.MaxPaddingColumns), studentVocab, options) { Teacher = teacher };
+        plan.ReadLabels(labels);
+        plan.TeacherMax = max.ToArray();
+        plan.TeacherLogSum = new double[rows];
+        for (int t = 0; t < rows; t++)
+        {
+            if (!plan.Valid[t]) continue;
+            if (!(float.IsFinite(max[t]) && float.IsFinite(logSum[t]) && float.IsFinite(entropy[t])))
+            {
+                if (!options.MaskNonFinite)
+                    throw new ArgumentException($"teacher logits: row {t} holds a NaN or infinite value (set MaskNonFinite to skip such rows)");
+                plan.Valid[t] = false;
+                continue;
+            }
+            plan.TeacherLogSum[t] = logSum[t];
+            plan.Entropy[t] = Math.Max(0.0, entropy[t]);
+        }
+        plan.Finish();
+        return plan;
+    }
+
     /// <summary>Removes a token after the fact (student row found non-finite with masking on) before weights are used.</summary>
     internal void Invalidate(int row)
     {

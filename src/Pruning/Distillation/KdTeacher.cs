@@ -1,4 +1,6 @@
+using E3.Backends;
 using E3.Backends.Numerics;
+using E3.Model.Decoder;
 
 namespace E3.Pruning.Distillation;
 
@@ -97,4 +99,48 @@ public sealed class SparseTeacher : KdTeacher
 
     /// <summary>Full-vocabulary log-probabilities of those indices, row-major [rows, K].</summary>
     public ReadOnlyMemory<float> LogProbs { get; }
+}
+
+/// <summary>
+/// Dense teacher logits [rows, vocab] left where a teacher model computed them (on a GPU, say), so that a loss fused
+/// with the LM head on the same backend reads them there. Owns the inference session that holds them; dispose it
+/// when the step is done.
+/// </summary>
+public sealed class BackendDenseTeacher : KdTeacher, IDisposable
+{
+    private readonly InferenceSession session;
+
+    /// <summary>Runs <paramref name="teacher"/> with every layer on <paramref name="inputs"/> ([batch, T]) and keeps its logits on its backend.</summary>
+    public BackendDenseTeacher(DecoderModel teacher, ReadOnlySpan<int> inputs, int batch)
+        : base(inputs.Length, teacher.Config.VocabSize)
+    {
+        Backend = teacher.Backend;
+        session = teacher.StartSession(E3.Model.LayerMask.All(teacher.Config.NumLayers), batch, inputs.Length / batch);
+        try
+        {
+            Logits = session.ForwardLogits(inputs);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The backend the logits live on.</summary>
+    public IBackend Backend { get; }
+
+    /// <summary>The logits [rows, vocab], in the backend's activation dtype.</summary>
+    public Tensor Logits { get; }
+
+    /// <summary>The logits downloaded as a host <see cref="DenseTeacher"/>, for a loss computed on the host.</summary>
+    public DenseTeacher ToHost()
+    {
+        var values = new float[Logits.ElementCount];
+        Backend.Download(Logits, values);
+        return new DenseTeacher(values, Rows, Vocab);
+    }
+
+    /// <summary>Frees the session and the logits with it.</summary>
+    public void Dispose() => session.Dispose();
 }

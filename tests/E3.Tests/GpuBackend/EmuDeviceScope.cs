@@ -16,6 +16,13 @@ internal sealed class EmuDeviceScope : IDisposable
         Stream = Device.CreateOwnedStream();
     }
 
+    /// <summary>A scope opened after <paramref name="fixture"/> has loaded the emulator library (one per process).</summary>
+    public static EmuDeviceScope After(E3.Tests.Emulator.EmuFixture fixture)
+    {
+        _ = fixture.Device;
+        return new EmuDeviceScope();
+    }
+
     public IGpuDevice Device { get; }
     public OwnedStream Stream { get; }
 

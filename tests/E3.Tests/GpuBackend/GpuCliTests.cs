@@ -34,6 +34,46 @@ public sealed class GpuCliTests : IDisposable
     }
 
     [Fact]
+    public void TrainDistillAndSearchRunOnTheEmulatorAsOnTheCpu()
+    {
+        // They run a backward pass, which computes in fp32, so the GPU backend they get keeps fp32 activations (the
+        // inference commands' bf16 one refuses the backward). Distillation there runs its loss on the device.
+        string model = _dir["train-model"], data = _dir["train.txt"];
+        E3.Tests.Distill.DistillTestModels.Write(model, layers: 4, seed: 11);
+        E3.Tests.Distill.DistillTestModels.WriteText(data, 120);
+        var mask = _dir["mask.json"];
+        Assert.Equal(0, Run(null, "baseline", "--method", "last", "--model", model, "--prune", "0.25", "--out", mask).ExitCode);
+        string[] steps = ["--data", data, "--tokens", "256", "--seq", "32", "--batch", "2", "--json"];
+        var commands = new Dictionary<string, string[]>
+        {
+            ["train"] = ["train", "--model", model, "--warmup", "2", .. steps],
+            ["distill"] = ["distill", "--teacher", model, "--mask", mask, "--warmup", "2", .. steps],
+            ["search"] = ["search", "--model", model, "--prune", "0.25", "--samples", "2", .. steps],
+        };
+        foreach (var (name, args) in commands)
+        {
+            var result = new Dictionary<string, System.Text.Json.Nodes.JsonNode>();
+            foreach (var device in new[] { "cpu", "emu" })
+            {
+                var r = Run(null, [.. args, "--device", device, "--out", _dir[$"{name}-{device}" + (name == "search" ? ".json" : "")]]);
+                Assert.True(r.ExitCode == 0, $"{name} --device {device}: {r.Stderr}");
+                result[device] = System.Text.Json.Nodes.JsonNode.Parse(r.Stdout)!;
+            }
+            if (name == "search")
+            {
+                // Eight steps move α far more than rounding does: the learned masks must agree.
+                Assert.Equal(result["cpu"]["kept"]!.ToJsonString(), result["emu"]["kept"]!.ToJsonString());
+                continue;
+            }
+            // The first step's loss is taken before any update, so the backends differ by fp32 rounding only. The
+            // distillation loss is a KL of ~3e-3 formed as a difference of terms of size log V ≈ 5.6, so its error is
+            // absolute: ~ε·log V per row, 1e-6 with room; a wrong row, weight or head term moves it by O(KL).
+            double cpu = (double)result["cpu"]["loss_history"]![0]![1]!, emu = (double)result["emu"]["loss_history"]![0]![1]!;
+            Assert.True(Math.Abs(cpu - emu) <= 1e-6 * Math.Max(1, Math.Abs(cpu)), $"{name}: first loss {emu} on emu vs {cpu} on cpu");
+        }
+    }
+
+    [Fact]
     public void MissingEmulatorLibraryIsOneErrorNamingThePath()
     {
         string missing = _dir["nowhere/libe3emu.so"];

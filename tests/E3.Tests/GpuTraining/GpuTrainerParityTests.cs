@@ -27,13 +27,7 @@ public sealed class GpuTrainerParityTests(EmuFixture fixture, ITestOutputHelper 
     // scale or index is O(1) off.
     const double Bound = 1e-4;
 
-    readonly EmuDeviceScope _emu = InitEmu(fixture);
-
-    static EmuDeviceScope InitEmu(EmuFixture fixture)
-    {
-        _ = fixture.Device; // one emulator library per process: the fixture loads it first
-        return new EmuDeviceScope();
-    }
+    readonly EmuDeviceScope _emu = EmuDeviceScope.After(fixture);
 
     public static TheoryData<string, TrainingMode, bool, bool, int, int> Cases() => new()
     {
@@ -90,6 +84,16 @@ public sealed class GpuTrainerParityTests(EmuFixture fixture, ITestOutputHelper 
         using var trainer = new GatedDecoderTrainer(model, pruned);
         var revived = Assert.Throws<ArgumentException>(() => trainer.Forward(c.Tokens, c.Batch, [1f, 0.5f, 1f]));
         Assert.Contains("gates[1] = 0.5, but layer 1 is dropped", revived.Message);
+    }
+
+    [Fact]
+    public void ABf16BackendIsRefusedWhenTheTrainerIsMade()
+    {
+        using var c = new TrainingCase("qwen3", tied: true, attentionBias: false, [1f, 1f, 1f]);
+        using var backend = new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.BF16, ownsDevice: false);
+        using var model = DecoderModel.Load(c.Folder, backend);
+        var error = Assert.Throws<NotSupportedException>(() => new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Train }));
+        Assert.Contains("backend 'emu' keeps BF16 activations", error.Message);
     }
 
     sealed record Result(double[] Gates, float[] Embeddings, Dictionary<string, float[]> Weights);

@@ -1,0 +1,91 @@
+using E3.Backends;
+using E3.Backends.Cpu;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Model.Training;
+using E3.Pruning.Distill;
+using E3.Pruning.Distillation;
+using E3.Tests.Distill;
+using E3.Tests.Distillation;
+using E3.Tests.Emulator;
+using E3.Tests.GpuBackend;
+using E3.Tests.Support;
+using Xunit;
+
+namespace E3.Tests.GpuTraining;
+
+/// <summary>
+/// One distillation step of a pruned student against its unpruned teacher (<see cref="DistillationObjective"/> with a
+/// <see cref="ModelTeacherSource"/>) on GpuBackend over the emulator, where the teacher's logits stay on the device and
+/// the loss runs fused with the LM head there, against the same step on the CPU backend, where both are computed on the
+/// host: the loss and every weight gradient, including the head's.
+/// </summary>
+[Collection(EmuCollection.Name)]
+public sealed class GpuDistillationParityTests(EmuFixture fixture) : IDisposable
+{
+    // As in GpuTrainerParityTests: the two backends differ in summation order only (GEMM blocking, block reductions, the
+    // KD pass's fp32 per-thread sums against the host's double block sums), ~1e-6 relative per step over a few dozen
+    // chained steps; 1e-4 leaves a margin of ten while a wrong coefficient, row or missing head term is O(1) off.
+    const double Bound = 1e-4;
+
+    readonly EmuDeviceScope _emu = EmuDeviceScope.After(fixture);
+
+    sealed record Step(double Loss, Dictionary<string, float[]> Gradients, IReadOnlyCollection<string> SideNames);
+
+    [Theory]
+    [InlineData(true, 0.6)]   // tied: the head's gradient and the embedding's meet in one tensor
+    [InlineData(false, 1.0)]  // a separate lm_head, pure distillation
+    public void AStepMatchesTheCpuBackend(bool tied, double kdFraction)
+    {
+        using var dir = new TempDir("e3-gpu-distill");
+        DistillTestModels.Write(dir["teacher"], layers: 3, seed: 7, tied: tied);
+        var options = new KdOptions { Temperature = 2, KdFraction = kdFraction };
+        var want = Run(new CpuBackend(2), dir["teacher"], options);
+        var got = Run(new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.F32, ownsDevice: false), dir["teacher"], options);
+
+        string head = tied ? WeightNames.Embedding : WeightNames.LmHead;
+        Assert.Equal([head], want.SideNames);
+        Assert.Empty(got.SideNames); // on the device the head's gradient goes into the trainer's own buffer
+        Assert.True(KdTestData.RelativeError(got.Loss, want.Loss) <= Bound, $"loss {got.Loss} vs {want.Loss}");
+        Assert.Equal(want.Gradients.Keys.Order(), got.Gradients.Keys.Order());
+        Assert.Contains(head, want.Gradients.Keys);
+        foreach (var (name, values) in want.Gradients)
+        {
+            double error = KdTestData.RelativeError(got.Gradients[name], values);
+            Assert.True(error <= Bound, $"{name}: {error:E3}");
+        }
+        Assert.Contains(want.Gradients[head], g => Math.Abs(g) > 1e-6f);
+    }
+
+    static Step Run(IBackend backend, string folder, KdOptions options)
+    {
+        using (backend)
+        {
+            using var teacher = DecoderModel.Load(folder, backend);
+            using var student = DecoderModel.Load(folder, backend);
+            string[] freeze = ["model.layers.1.*"];
+            var gates = LayerMask.Dropping(3, [1]).Gates.ToArray();
+            var objective = new DistillationObjective(new ModelTeacherSource(teacher), student, gates, options, freeze);
+            using var trainer = new GatedDecoderTrainer(student, new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze });
+            const int batch = 2, sequence = 11;
+            var inputs = Enumerable.Range(0, batch * sequence).Select(i => (i * 37 + 5) % 250).ToArray();
+            var targets = inputs.Skip(1).Append(options.IgnoreIndex).ToArray();
+            targets[sequence - 1] = options.IgnoreIndex;
+            var side = objective.SideGradientNames.ToDictionary(n => n, n => new float[student.Config.VocabSize * student.Config.HiddenSize]);
+            trainer.ZeroWeightGradients();
+            double loss = objective.ForwardBackward(trainer, 0, inputs, targets, batch, side);
+            var gradients = new Dictionary<string, float[]>();
+            foreach (var (name, tensor) in trainer.WeightGradients)
+            {
+                var values = new float[tensor.ElementCount];
+                backend.Download(tensor, values);
+                if (side.TryGetValue(name, out var extra))
+                    for (int i = 0; i < values.Length; i++) values[i] += extra[i];
+                gradients[name] = values;
+            }
+            return new Step(loss, gradients, objective.SideGradientNames);
+        }
+    }
+
+    public void Dispose() => _emu.Dispose();
+}
