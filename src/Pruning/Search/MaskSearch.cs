@@ -1,6 +1,8 @@
+using E3.Backends;
 using E3.Model.Decoder;
 using E3.Model.Training;
 using E3.Optim;
+using E3.Pruning.Distill;
 using E3.Pruning.Distillation;
 using E3.Pruning.Masking;
 using E3.Pruning.Masks;
@@ -153,14 +155,39 @@ public sealed class MaskSearch : IDisposable
         int vocab = model.Config.VocabSize;
         var allOnes = new float[layers];
         allOnes.AsSpan().Fill(1f);
-        var teacher = batches.Teacher(step, () => trainer.Forward(inputs, batches.Batch, allOnes), vocab);
+        // On a backend that runs the KD loss itself (cuda, emu), the teacher's logits stay there and each sample's loss is
+        // fused with the LM head: no [T, V] logits cross to the host. Elsewhere both are dense host logits.
+        var device = model.Backend as IDistillationBackend;
+        var teacher = batches.Teacher(step, () => device != null
+            ? new BackendDenseTeacher(model, inputs, batches.Batch)
+            : new DenseTeacher(trainer.Forward(inputs, batches.Batch, allOnes), batches.TokensPerBatch, vocab), vocab);
         double lossSum = 0;
-        for (int s = 0; s < options.Samples; s++)
+        try
         {
-            var logits = trainer.Forward(inputs, batches.Batch, hard.AsSpan(s * layers, layers));
-            lossSum += EntropyKdLoss.Compute(logits, vocab, teacher, default, options.Kd).Loss;
-            var gates = trainer.Backward(logits).Gates; // logits now hold dL/dlogits
-            for (int l = 0; l < layers; l++) gateGrads[s * layers + l] = (float)(gates[l] / options.Samples);
+            for (int s = 0; s < options.Samples; s++)
+            {
+                var mask = hard.AsSpan(s * layers, layers);
+                double[] gates;
+                if (device != null)
+                {
+                    trainer.ForwardHidden(inputs, batches.Batch, mask);
+                    var (hidden, dHidden) = trainer.HeadInput();
+                    lossSum += BackendKdLmHead.Compute(device, hidden, model.Weights.LmHead, teacher, default, options.Kd, dHidden, null,
+                        DistillationObjective.ChunkBudgetBytes).Loss.Loss;
+                    gates = trainer.BackwardFromHiddenGradient().Gates;
+                }
+                else
+                {
+                    var logits = trainer.Forward(inputs, batches.Batch, mask);
+                    lossSum += EntropyKdLoss.Compute(logits, vocab, teacher, default, options.Kd).Loss;
+                    gates = trainer.Backward(logits).Gates; // logits now hold dL/dlogits
+                }
+                for (int l = 0; l < layers; l++) gateGrads[s * layers + l] = (float)(gates[l] / options.Samples);
+            }
+        }
+        finally
+        {
+            (teacher as IDisposable)?.Dispose();
         }
         sampler.ForwardBackward(alpha, spec, gateGrads, hard, soft, alphaGrad);
         return new SearchGradient(step, keep, tau, lossSum / options.Samples, hard, soft, gateGrads, alphaGrad);

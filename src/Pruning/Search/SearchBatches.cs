@@ -30,10 +30,11 @@ public abstract class SearchBatches
     public abstract void Fill(long step, Span<int> inputs);
 
     /// <summary>
-    /// The teacher of the batch just filled for <paramref name="step"/>; <paramref name="fullModelLogits"/> runs the
-    /// full model (every gate 1) on it when the teacher is computed on the fly.
+    /// The teacher of the batch just filled for <paramref name="step"/>; <paramref name="fullModel"/> runs the full model
+    /// (every gate 1) on it when the teacher is computed on the fly. A teacher that is <see cref="IDisposable"/> (logits
+    /// left on a device) is disposed by the caller after the step.
     /// </summary>
-    public abstract KdTeacher Teacher(long step, Func<float[]> fullModelLogits, int vocab);
+    public abstract KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab);
 
     private protected static string Identity(int[] tokens) => $"{tokens.Length}:{TeacherCacheHeader.ChecksumTokens(tokens):x8}";
 }
@@ -61,8 +62,7 @@ public sealed class LiveTeacherBatches : SearchBatches
 
     public override void Fill(long step, Span<int> inputs) => windows.Fill(step, inputs, default);
 
-    public override KdTeacher Teacher(long step, Func<float[]> fullModelLogits, int vocab) =>
-        new DenseTeacher(fullModelLogits(), TokensPerBatch, vocab);
+    public override KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab) => fullModel();
 }
 
 /// <summary>
@@ -125,7 +125,7 @@ public sealed class CachedTeacherBatches : SearchBatches
         }
     }
 
-    public override KdTeacher Teacher(long step, Func<float[]> fullModelLogits, int vocab)
+    public override KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab)
     {
         int k = cache.K, rowEntries = SequenceLength * k;
         var indices = new int[Batch * rowEntries];
