@@ -2,7 +2,7 @@
 # Every GPU check in one call, for a GPU machine without .NET. Carry the self-contained publish
 # (./build.sh publish → artifacts/publish/linux-x64) with the working tree, then run: bash bench/gpu/run.sh [OUT_DIR]
 # Steps, in order: doctor; kernel compile report for the device; kernel benchmarks (8B and 32B shapes);
-# the speedup bench on random Qwen3-8B-shaped weights; distillation on cuda against cpu; parity with transformers (cpu and cuda).
+# the speedup bench on random Qwen3-8B-shaped weights; distillation on cuda against cpu (with a libtorch publish); parity with transformers (cpu and cuda).
 # Each step writes JSON into OUT_DIR (default: $OUT or ./gpu-results) and the run goes on when a step fails,
 # so one broken step never hides the others' figures. The exit code is the number of failed steps.
 set -uo pipefail
@@ -41,21 +41,26 @@ for b in 1 8; do
 done
 # Distillation on the device (fp32 training backend; the KD loss fused with the LM head runs there) against the CPU:
 # the same 6 steps of a small random Qwen3 with 25% of its layers dropped. distill-parity.json compares the losses.
-D="$OUT_DIR/distill-work"
-rm -rf "$D" && mkdir -p "$D"
-"$E3" model init --layers 8 --hidden 256 --heads 8 --kv-heads 4 --intermediate 768 --vocab 264 --seed 3 --out "$D/m" > /dev/null 2>&1
-python3 -c 'import sys; sys.stdout.write("And the king went up to the city, and the people came unto the river.\n" * 400)' > "$D/data.txt"
-"$E3" baseline --method last --model "$D/m" --prune 0.25 --out "$D/mask.json" > /dev/null 2>&1
-for dev in cpu cuda; do
-  step "distill-$dev" "$E3" distill --teacher "$D/m" --mask "$D/mask.json" --data "$D/data.txt" --tokens 3072 --seq 128 --batch 4 \
-    --warmup 2 --device "$dev" --out "$D/out-$dev" --json
-done
-step distill-parity python3 -c '
+# AdamW keeps its state in libtorch, which the lean publish leaves out (PUBLISH_WITH_TORCH=1 ./build.sh publish keeps it).
+if [ -e "$(dirname "$E3")/libLibTorchSharp.so" ]; then
+  D="$OUT_DIR/distill-work"
+  rm -rf "$D" && mkdir -p "$D"
+  "$E3" model init --layers 8 --hidden 256 --heads 8 --kv-heads 4 --intermediate 768 --vocab 264 --seed 3 --out "$D/m" > /dev/null 2>&1
+  python3 -c 'import sys; sys.stdout.write("And the king went up to the city, and the people came unto the river.\n" * 400)' > "$D/data.txt"
+  "$E3" baseline --method last --model "$D/m" --prune 0.25 --out "$D/mask.json" > /dev/null 2>&1
+  for dev in cpu cuda; do
+    step "distill-$dev" "$E3" distill --teacher "$D/m" --mask "$D/mask.json" --data "$D/data.txt" --tokens 3072 --seq 128 --batch 4 \
+      --warmup 2 --device "$dev" --out "$D/out-$dev" --json
+  done
+  step distill-parity python3 -c '
 import json, sys
 a, b = (json.load(open(f))["loss_history"] for f in sys.argv[1:3])
 rel = [abs(x[1] - y[1]) / abs(x[1]) for x, y in zip(a, b)]
 print(json.dumps({"cpu": a, "cuda": b, "relative_difference": rel, "first_step_ok": rel[0] < 1e-3}))
 sys.exit(0 if rel[0] < 1e-3 else 1)' "$OUT_DIR/distill-cpu.json" "$OUT_DIR/distill-cuda.json"
+else
+  echo '{"skipped":"this publish has no libtorch, which AdamW needs; CI checks distillation on emu against the cpu"}' > "$OUT_DIR/distill-parity.json"
+fi
 if python3 -c 'import transformers, torch, numpy' 2>/dev/null; then
   step hf-parity-fp32 python3 bench/gpu/hf_parity.py "$E3" "$OUT_DIR/hf-parity-fp32.result.json" --devices cpu,cuda --dtype float32
   step hf-parity-bf16 python3 bench/gpu/hf_parity.py "$E3" "$OUT_DIR/hf-parity-bf16.result.json" --devices cuda --dtype bfloat16
