@@ -12,8 +12,13 @@
 //   the Gumbel-max trick, which draws exactly softmax(z) restricted to the candidates. Every step is a comparison,
 //   one fp32 product or a sequential fp32 sum, so a host that evaluates the same expressions (glibc's expf and log,
 //   as the emulator uses) picks the same token; on a GPU expf/log may differ in the last bit.
+// top-k log-probabilities (the teacher cache): for each row the K best logits in the order above, their indices, and
+//   log p_i = min(0, z_i - lse) with lse = max + log(sum_j expf(z_j - max)), the sum taken per thread in double and
+//   combined by a fixed tree in double (deterministic). A row holding NaN or an infinity writes index -1 in its
+//   first slot and nothing else, for the host to report.
 // Memory traffic per call: argmax and full-row sampling read rows*vocab*E bytes once and write 4*rows bytes;
-//   top-k sampling reads each row K+1 times (K selection passes, from L2 on a GPU when vocab*E fits).
+//   top-k sampling reads each row K+1 times (K selection passes, from L2 on a GPU when vocab*E fits); top-k
+//   log-probabilities read it K+2 times (max, sum, K selections) and write 8*rows*K bytes.
 // Launch shape: grid = (rows), block = (256) (E3_SAMPLING_THREADS; the tree reduction needs that power of two);
 //   no dynamic shared memory.
 #include "common.cuh"
@@ -28,6 +33,7 @@ struct e3_sampling_shared
     int indices[E3_SAMPLING_THREADS];
     float cand_z[E3_SAMPLING_MAX_K];
     int cand_i[E3_SAMPLING_MAX_K];
+    float scratch[32]; // e3_block_sum / e3_block_max
 };
 
 __device__ __forceinline__ float e3_sampling_load(const float* p) { return *p; }
@@ -214,4 +220,71 @@ extern "C" __global__ void e3_sample_bf16(const e3_bf16* x, int* out, int rows, 
     __shared__ e3_sampling_shared shared;
     if ((int)blockIdx.x < rows)
         e3_sample_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, blockIdx.x, vocab, inv_temperature, top_k, top_p, seed, step, shared);
+}
+
+// Block-wide sum of one double per thread by a fixed tree over the 256 shared slots; every thread gets the total.
+__device__ __forceinline__ double e3_sampling_block_sum(double v, double* values)
+{
+    const int t = threadIdx.x;
+    __syncthreads();
+    values[t] = v;
+    __syncthreads();
+    for (int stride = E3_SAMPLING_THREADS / 2; stride > 0; stride >>= 1)
+    {
+        if (t < stride)
+            values[t] += values[t + stride];
+        __syncthreads();
+    }
+    return values[0];
+}
+
+template <typename T>
+__device__ __forceinline__ void e3_topk_logprobs_row(const T* x, int vocab, int k, int* out_indices, float* out_logp, e3_sampling_shared& shared)
+{
+    float* scratch = shared.scratch;
+    float m = E3_NEG_INF;
+    float bad = 0.0f;
+    for (int i = threadIdx.x; i < vocab; i += E3_SAMPLING_THREADS)
+    {
+        const float z = e3_sampling_load(x + i);
+        if (!(z - z == 0.0f))
+            bad = 1.0f; // NaN or an infinity: z - z is NaN
+        m = fmaxf(m, z);
+    }
+    if (e3_block_sum(bad, scratch) > 0.0f)
+    {
+        if (threadIdx.x == 0)
+            out_indices[0] = -1;
+        return;
+    }
+    const float row_max = e3_block_max(m, scratch);
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < vocab; i += E3_SAMPLING_THREADS)
+        sum += (double)expf(e3_sampling_load(x + i) - row_max);
+    const double lse = (double)row_max + log(e3_sampling_block_sum(sum, shared.values));
+    e3_sample_select_top_k(x, vocab, k, 1.0f, shared.values, shared.indices, shared.cand_z, shared.cand_i);
+    if (threadIdx.x != 0)
+        return;
+    for (int j = 0; j < k; ++j)
+    {
+        out_indices[j] = shared.cand_i[j];
+        const double logp = (double)shared.cand_z[j] - lse;
+        out_logp[j] = (float)(logp < 0.0 ? logp : 0.0);
+    }
+}
+
+extern "C" __global__ void e3_topk_logprobs_f32(const float* x, int* out_indices, float* out_logp, int rows, int vocab, int ld, int k)
+{
+    __shared__ e3_sampling_shared shared;
+    const int row = blockIdx.x;
+    if (row < rows)
+        e3_topk_logprobs_row(x + (long long)row * ld, vocab, k, out_indices + (long long)row * k, out_logp + (long long)row * k, shared);
+}
+
+extern "C" __global__ void e3_topk_logprobs_bf16(const e3_bf16* x, int* out_indices, float* out_logp, int rows, int vocab, int ld, int k)
+{
+    __shared__ e3_sampling_shared shared;
+    const int row = blockIdx.x;
+    if (row < rows)
+        e3_topk_logprobs_row(x + (long long)row * ld, vocab, k, out_indices + (long long)row * k, out_logp + (long long)row * k, shared);
 }

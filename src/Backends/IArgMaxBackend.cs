@@ -9,3 +9,20 @@ public interface IArgMaxBackend
     /// <summary>ids[r] = the first index of the largest value of row r of <paramref name="logits"/> ([rows, vocab]).</summary>
     void ArgMaxRows(Tensor logits, Span<int> ids);
 }
+
+/// <summary>
+/// A backend that selects each logits row's top-K tokens and their log-probabilities where the logits live (the teacher
+/// cache's entries), so that K pairs per row come back instead of the vocabulary row.
+/// </summary>
+public interface ITopKBackend
+{
+    /// <summary>The largest K <see cref="TopKLogProbs"/> accepts.</summary>
+    int MaxTopK { get; }
+
+    /// <summary>
+    /// For each row r of <paramref name="logits"/> ([rows, vocab]): the K = indices.Length / rows largest logits in
+    /// descending order, ties to the lower index, into indices[r·K ..], and min(0, z − logsumexp(row)) into
+    /// logProbs[r·K ..]. A row holding NaN or an infinity is an <see cref="ArgumentException"/> naming it.
+    /// </summary>
+    void TopKLogProbs(Tensor logits, Span<int> indices, Span<float> logProbs);
+}

@@ -14,7 +14,7 @@ namespace E3.Backends.Gpu;
 /// with both operands in one dtype. Projections go through <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics),
 /// attention through an <see cref="IAttentionOp"/>.
 /// </summary>
-public sealed partial class GpuBackend : IBackend, IArgMaxBackend
+public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
 {
     readonly IGpuDevice _device;
     readonly bool _ownsDevice;
@@ -22,6 +22,8 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend
     readonly GpuKernelSet _kernels;
     readonly DeviceIndexBuffer _indices;
     readonly DeviceIndexBuffer _argMaxIds;
+    readonly DeviceIndexBuffer _topKIds;
+    DeviceScratch? _topKValues;
     readonly IAttentionOp _attention;
 
     /// <summary>Creates a backend on <paramref name="device"/>.</summary>
@@ -48,6 +50,7 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend
             _kernels = new GpuKernelSet(device);
             _indices = new DeviceIndexBuffer(device, _stream.Handle);
             _argMaxIds = new DeviceIndexBuffer(device, _stream.Handle);
+            _topKIds = new DeviceIndexBuffer(device, _stream.Handle);
             _attention = attention?.Invoke(this) ?? new KernelAttention(this);
         }
         catch
@@ -316,6 +319,33 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend
         _device.CopyToHost(ids, d, Stream);
     }
 
+    /// <inheritdoc/>
+    public int MaxTopK => SamplingKernels.MaxTopK;
+
+    /// <summary>
+    /// The top-K of every logits row on the device (kernels/sampling.cu, <c>e3_topk_logprobs</c>): K indices and
+    /// log-probabilities per row come back instead of the row.
+    /// </summary>
+    public void TopKLogProbs(Tensor logits, Span<int> indices, Span<float> logProbs)
+    {
+        var ls = Act(logits);
+        int rows = checked((int)ls.Rows), vocab = ls.Columns;
+        if (rows == 0) return;
+        int topK = indices.Length / rows;
+        if (indices.Length != rows * topK || topK < 1 || topK > Math.Min(MaxTopK, vocab) || logProbs.Length != indices.Length)
+            throw new ArgumentException($"{indices.Length} indices and {logProbs.Length} log-probabilities for the {rows} rows of {logits}: " +
+                $"need K in [1, min({MaxTopK}, {vocab})] per row");
+        var ids = _topKIds.Reserve(indices.Length);
+        var values = (_topKValues ??= new DeviceScratch(_device, Stream)).Floats(logProbs.Length);
+        if (ActivationType == DType.F32) _kernels.Sampling.TopKLogProbs(ls.F32, vocab, ids, values, rows, vocab, topK, Stream);
+        else _kernels.Sampling.TopKLogProbs(ls.BF16, vocab, ids, values, rows, vocab, topK, Stream);
+        _device.CopyToHost(indices, ids, Stream);
+        _device.CopyToHost(logProbs, values, Stream);
+        for (int r = 0; r < rows; r++)
+            if (indices[r * topK] < 0)
+                throw new ArgumentException($"logits row {r} holds NaN or an infinity: the model produced a non-finite value");
+    }
+
     /// <summary>Waits for queued work, then releases the training and distillation kernels and scratch, the attention step, kernels, buffers, the stream and (if owned) the device.</summary>
     public void Dispose()
     {
@@ -325,6 +355,8 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend
         _attention.Dispose();
         _indices.Dispose();
         _argMaxIds.Dispose();
+        _topKIds.Dispose();
+        _topKValues?.Dispose();
         _kernels.Dispose();
         _stream.Dispose();
         if (_ownsDevice) _device.Dispose();

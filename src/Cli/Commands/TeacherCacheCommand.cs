@@ -96,7 +96,7 @@ public static class TeacherCacheCommand
     private static void Fill(DecoderModel teacher, int[] ids, TeacherCacheWriter writer, Action<long> progress)
     {
         var header = writer.Header;
-        int k = header.K, vocab = header.Vocab;
+        int k = header.K;
         if (writer.TokensWritten % header.SequenceLength != 0 && !writer.IsComplete)
             throw new TeacherCacheException(writer.Path, "shards", $"they end at token {writer.TokensWritten}, not at a sequence boundary of {header.SequenceLength}");
         var indices = new int[header.SequenceLength * k];
@@ -104,9 +104,7 @@ public static class TeacherCacheCommand
         for (long start = writer.TokensWritten; start < ids.Length; start += header.SequenceLength)
         {
             int n = (int)Math.Min(header.SequenceLength, ids.Length - start);
-            float[] logits = teacher.Forward(ids.AsSpan((int)start, n));
-            for (int t = 0; t < n; t++)
-                TopKSelector.Select(logits.AsSpan(t * vocab, vocab), indices.AsSpan(t * k, k), logProbs.AsSpan(t * k, k));
+            TeacherTopK.Compute(teacher, ids.AsSpan((int)start, n), indices.AsSpan(0, n * k), logProbs.AsSpan(0, n * k));
             writer.Append(indices.AsSpan(0, n * k), logProbs.AsSpan(0, n * k), n);
             progress(writer.TokensWritten);
         }

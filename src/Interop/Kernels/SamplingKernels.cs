@@ -27,15 +27,15 @@ public readonly record struct SamplingSettings(float Temperature, int TopK, floa
 
 /// <summary>
 /// Typed launches of kernels/sampling.cu (one block of 256 threads per row): the index of each row's largest
-/// logit, or a token drawn by temperature / top-k / top-p with Gumbel noise from the shared Philox stream.
-/// Only the chosen ids (one int per row) need to come back to the host.
+/// logit, a token drawn by temperature / top-k / top-p with Gumbel noise from the shared Philox stream, or the K best
+/// tokens with their log-probabilities. Only those (a few values per row) need to come back to the host.
 /// </summary>
 public sealed class SamplingKernels : KernelFamily
 {
     /// <summary>Largest top-k (E3_SAMPLING_MAX_K), also the candidate bound of top-p alone.</summary>
     public const int MaxTopK = 64;
 
-    private readonly GpuFunction argmaxF32, argmaxBf16, sampleF32, sampleBf16;
+    private readonly GpuFunction argmaxF32, argmaxBf16, sampleF32, sampleBf16, topKF32, topKBf16;
 
     /// <summary>Loads sampling.cu on <paramref name="device"/>.</summary>
     public SamplingKernels(IGpuDevice device) : base(device, "sampling")
@@ -44,6 +44,8 @@ public sealed class SamplingKernels : KernelFamily
         argmaxBf16 = Function("e3_argmax_bf16");
         sampleF32 = Function("e3_sample_f32");
         sampleBf16 = Function("e3_sample_bf16");
+        topKF32 = Function("e3_topk_logprobs_f32");
+        topKBf16 = Function("e3_topk_logprobs_bf16");
     }
 
     /// <summary>
@@ -64,6 +66,31 @@ public sealed class SamplingKernels : KernelFamily
     /// <summary>bf16 logits; same rule.</summary>
     public void Sample(DevicePointer<Bf16> logits, int ld, DevicePointer<int> ids, int rows, int vocab, in SamplingSettings settings, GpuStream stream) =>
         LaunchSample(sampleBf16, logits.Raw, ld, ids, rows, vocab, settings, stream);
+
+    /// <summary>
+    /// For r &lt; rows: the <paramref name="k"/> largest logits of row r in descending order (ties to the lower index) into
+    /// indices[r·k ..], and their log-softmax over the row into logProbs[r·k ..] (the teacher cache's entries). A row
+    /// holding NaN or an infinity gets index −1 in its first slot instead.
+    /// </summary>
+    public void TopKLogProbs(DevicePointer<float> logits, int ld, DevicePointer<int> indices, DevicePointer<float> logProbs, int rows, int vocab, int k,
+        GpuStream stream) =>
+        LaunchTopK(topKF32, logits.Raw, ld, indices, logProbs, rows, vocab, k, stream);
+
+    /// <summary>bf16 logits; same rule.</summary>
+    public void TopKLogProbs(DevicePointer<Bf16> logits, int ld, DevicePointer<int> indices, DevicePointer<float> logProbs, int rows, int vocab, int k,
+        GpuStream stream) =>
+        LaunchTopK(topKBf16, logits.Raw, ld, indices, logProbs, rows, vocab, k, stream);
+
+    private void LaunchTopK(GpuFunction function, DevicePtr logits, int ld, DevicePointer<int> indices, DevicePointer<float> logProbs, int rows, int vocab,
+        int k, GpuStream stream)
+    {
+        if (k < 1 || k > MaxTopK || k > vocab)
+            throw new ArgumentOutOfRangeException(nameof(k), k, $"must be in [1, min({MaxTopK}, vocab = {vocab})]");
+        var args = new KernelArgs();
+        AddRows(ref args, logits, ld, indices, rows, vocab, logProbs);
+        args.Add(k);
+        Launch(function, LaunchShapes.RowPerBlock(rows), stream, args);
+    }
 
     private void LaunchArgMax(GpuFunction function, DevicePtr logits, int ld, DevicePointer<int> ids, int rows, int vocab, GpuStream stream)
     {
@@ -86,14 +113,16 @@ public sealed class SamplingKernels : KernelFamily
         Launch(function, LaunchShapes.RowPerBlock(rows), stream, args);
     }
 
-    // Both entry points start with (logits, ids, rows, vocab, ld).
-    private static void AddRows(ref KernelArgs args, DevicePtr logits, int ld, DevicePointer<int> ids, int rows, int vocab)
+    // Every entry point starts with (logits, ids, [logProbs,] rows, vocab, ld).
+    private static void AddRows(ref KernelArgs args, DevicePtr logits, int ld, DevicePointer<int> ids, int rows, int vocab,
+        DevicePointer<float>? logProbs = null)
     {
         AtLeast(rows, 0, nameof(rows));
         AtLeast(vocab, 1, nameof(vocab));
         AtLeast(ld, vocab, nameof(ld));
         args.Add(logits);
         args.Add(ids);
+        if (logProbs is { } p) args.Add(p);
         args.Add(rows);
         args.Add(vocab);
         args.Add(ld);

@@ -209,11 +209,18 @@ public sealed partial class KernelWrapperTests
         kernels.ArgMax(B1, 64, Ids, 2, 64, Stream);
         kernels.Sample(F1, 512, Ids, 4, 500, new SamplingSettings(0.5f, 40, 0.9f, 0x1_0000_0002UL, 7), Stream);
         kernels.Sample(B1, 32, Ids, 1, 32, new SamplingSettings(2f, 0, 1f, 5, -3), Stream);
+        kernels.TopKLogProbs(F1, 160_000, Ids, F2, 5, 151_936, 10, Stream);
+        kernels.TopKLogProbs(B1, 64, Ids, F2, 2, 64, 64, Stream);
+        Assert.Throws<ArgumentOutOfRangeException>(() => kernels.TopKLogProbs(F1, 64, Ids, F2, 2, 64, 65, Stream));
+        Assert.Throws<ArgumentOutOfRangeException>(() => kernels.TopKLogProbs(F1, 8, Ids, F2, 2, 8, 9, Stream));
         var l = device.Launches;
         Check(l[0], "e3_argmax_f32", RowShape(3), F1.Address, Ids.Address, 3, 999, 1000);
         Check(l[1], "e3_argmax_bf16", RowShape(2), B1.Address, Ids.Address, 2, 64, 64);
         Check(l[2], "e3_sample_f32", RowShape(4), F1.Address, Ids.Address, 4, 500, 512, 2f, 40, 0.9f, 0x1_0000_0002L, 7L);
         Check(l[3], "e3_sample_bf16", RowShape(1), B1.Address, Ids.Address, 1, 32, 32, 0.5f, 0, 1f, 5L, -3L);
+        Check(l[4], "e3_topk_logprobs_f32", RowShape(5), F1.Address, Ids.Address, F2.Address, 5, 151_936, 160_000, 10);
+        Check(l[5], "e3_topk_logprobs_bf16", RowShape(2), B1.Address, Ids.Address, F2.Address, 2, 64, 64, 64);
+        Assert.Equal(6, l.Count);
     }
 
     [Fact]

@@ -15,7 +15,7 @@ public sealed class BenchKernelsCliTests
     [
         "embedding", "rmsnorm", "add_rmsnorm", "gated_residual", "head_norm_rope", "swiglu", "attention_prefill", "attention_decode",
         "gemm_q_proj", "gemm_kv_proj", "gemm_o_proj", "gemm_gate_up_proj", "gemm_down_proj", "gemm_lm_head", "gemm_lm_head_decode",
-        "kd_teacher", "kd_dense", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax",
+        "kd_teacher", "kd_dense", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax", "topk_logprobs",
     ];
 
     [Fact]
@@ -51,6 +51,10 @@ public sealed class BenchKernelsCliTests
         var prefill = kernels["attention_prefill"];
         long t = Dim(prefill, "tokens");
         Assert.Equal(4 * Dim(prefill, "head_dim") * Dim(prefill, "heads") * t * (t + 1) / 2, prefill.GetProperty("flops").GetInt64());
+        // Top-K log-probabilities: K + 2 reads of each bf16 row, K (int32, fp32) pairs written per row.
+        var topK = kernels["topk_logprobs"];
+        long kRows = Dim(topK, "rows"), kVocab = Dim(topK, "vocab"), kk = Dim(topK, "k");
+        Assert.Equal((kk + 2) * kRows * kVocab * 2 + 8 * kRows * kk, topK.GetProperty("bytes").GetInt64());
         var gumbel = kernels["gumbel_topk_fwd_bwd"];
         Assert.Equal((64L, 48L), (Dim(gumbel, "layers"), Dim(gumbel, "keep")));
     }

@@ -206,6 +206,13 @@ public sealed class GpuKernelBenchmark : IDisposable
         using var ids = Buffer((long)rows * sizeof(int), 0);
         Add("argmax", new() { ["rows"] = rows, ["vocab"] = vocab }, KernelWork.ArgMax(rows, vocab, Bf16Bytes),
             () => sampling.ArgMax(logits.As<Bf16>(), vocab, ids.As<int>(), rows, vocab, stream.Handle));
+        // The teacher cache's selection: one sequence of prefill rows, K entries each.
+        int cacheRows = s.KdRows, k = Math.Min(s.KdTopK, SamplingKernels.MaxTopK);
+        using var cacheLogits = Buffer((long)cacheRows * vocab * Bf16Bytes, Bf16Pair);
+        using var cacheIds = Buffer((long)cacheRows * k * sizeof(int), 0);
+        using var cacheLogProbs = Buffer((long)cacheRows * k * sizeof(float), 0);
+        Add("topk_logprobs", new() { ["rows"] = cacheRows, ["vocab"] = vocab, ["k"] = k }, KernelWork.TopKLogProbs(cacheRows, vocab, k, Bf16Bytes),
+            () => sampling.TopKLogProbs(cacheLogits.As<Bf16>(), vocab, cacheIds.As<int>(), cacheLogProbs.As<float>(), cacheRows, vocab, k, stream.Handle));
     }
 
     private void Add(string name, Dictionary<string, long> shape, KernelWork work, Action launch, string dtype = "bf16") =>

@@ -70,4 +70,12 @@ public readonly record struct KernelWork(long Bytes, long Flops)
 
     /// <summary>Row argmax: every logit read once (one compare each), one int32 written per row.</summary>
     public static KernelWork ArgMax(long rows, long vocab, int e) => new(rows * vocab * e + 4 * rows, rows * vocab);
+
+    /// <summary>
+    /// Top-K log-probabilities: each row read K + 2 times (max, Σ exp, K selection passes; on a GPU the selection passes
+    /// are served from L2 when a row fits), K int32 indices and K fp32 values written per row; one compare per logit in
+    /// the max pass, a subtract, exp and add in the sum pass, two compares per logit in each selection pass.
+    /// </summary>
+    public static KernelWork TopKLogProbs(long rows, long vocab, long k, int e) =>
+        new((k + 2) * rows * vocab * e + 8 * rows * k, (2 * k + 4) * rows * vocab);
 }
