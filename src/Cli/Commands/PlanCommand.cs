@@ -24,7 +24,7 @@ public static class PlanCommand
         var prune = new Option<double?>("--prune") { Description = "Plan the pruned model that drops the last round(R·L) layers (instead of --drop)" };
         var head = new Option<string>("--head")
         {
-            Description = "logits: the trainer forms [rows, vocab] logits and their gradient (search, train); fused: the loss is fused with the LM head and the trainer holds none (distill)",
+            Description = "logits: the trainer forms [rows, vocab] logits and their gradient (train; search on the cpu); fused: the loss is fused with the LM head and the trainer holds none (distill; search on cuda and emu)",
             DefaultValueFactory = _ => "logits",
         };
         var json = CommonOptions.Json();
