@@ -25,10 +25,14 @@ public sealed class AllocationTrackingBackend : ITrainingBackend
     /// <summary>Starts a new peak measurement from the bytes live now.</summary>
     public void ResetPeak() => PeakBytes = LiveBytes;
 
+    /// <summary>Tensors created through this wrapper since creation.</summary>
+    public long Allocations { get; private set; }
+
     Tensor Track(Tensor t)
     {
         lock (_lock)
         {
+            Allocations++;
             Sweep();
             _live.Add(t);
             PeakBytes = Math.Max(PeakBytes, _live.Sum(x => x.SizeInBytes));

@@ -152,6 +152,21 @@ public sealed class InferenceSession : IDisposable
         observer.Observe(index, _observed);
     }
 
+    /// <summary>
+    /// Makes the buffers a call of <paramref name="tokensPerSequence"/> positions per sequence with logits as
+    /// <paramref name="mode"/> asks will use, which the first call of each size would otherwise allocate, so that the
+    /// call itself allocates nothing: a timed call then measures the model, not the allocator.
+    /// </summary>
+    public void Prepare(int tokensPerSequence, LogitsMode mode = LogitsMode.All)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(tokensPerSequence);
+        int rows = checked(tokensPerSequence * Batch);
+        if (_act is not { Rows: var r } || r != rows) ReplaceActivations(rows);
+        if (mode == LogitsMode.None) return;
+        int outRows = mode == LogitsMode.Last ? Batch : rows;
+        if (_head is not { Rows: var hr } || hr != outRows) ReplaceHead(outRows);
+    }
+
     /// <summary>Forgets every cached position (the caches are overwritten by the next call).</summary>
     public void Reset() => Position = 0;
 

@@ -29,6 +29,35 @@ public sealed class DecoderBehaviourTests : IDisposable
         return Enumerable.Range(0, n).Select(_ => r.Next(vocab)).ToArray();
     }
 
+    [Fact]
+    public void APreparedCallAllocatesNothingAndComputesTheSame()
+    {
+        // The speedup bench prepares each phase before its clock starts; a call it times must not allocate.
+        Make(); // writes the model folder
+        using var tracking = new E3.Backends.AllocationTrackingBackend(_cpu);
+        using var m = DecoderModel.Load(_dir[$"{Architecture.Qwen3}-4-{false}-3"], tracking);
+        int[] prompt = Tokens(2 * 7, m.Config.VocabSize, 5), step = Tokens(2, m.Config.VocabSize, 6);
+        var mask = LayerMask.Dropping(4, [1]);
+
+        using var unprepared = m.StartSession(mask, 2, 8);
+        long before = tracking.Allocations;
+        var wantPrefill = unprepared.Forward(prompt, LogitsMode.Last);
+        Assert.True(tracking.Allocations > before, "an unprepared first call allocates its buffers"); // so the check below can fail
+        var wantStep = unprepared.Forward(step, LogitsMode.Last);
+
+        using var prepared = m.StartSession(mask, 2, 8);
+        prepared.Prepare(7, LogitsMode.Last);
+        before = tracking.Allocations;
+        var gotPrefill = prepared.Forward(prompt, LogitsMode.Last);
+        Assert.Equal(before, tracking.Allocations);
+        prepared.Prepare(1, LogitsMode.Last);
+        before = tracking.Allocations;
+        var gotStep = prepared.Forward(step, LogitsMode.Last);
+        Assert.Equal(before, tracking.Allocations);
+        Assert.Equal(wantPrefill, gotPrefill);
+        Assert.Equal(wantStep, gotStep);
+    }
+
     [Theory]
     [InlineData(Architecture.Qwen3)]
     [InlineData(Architecture.Llama)]
