@@ -2,7 +2,8 @@
 # Every GPU check in one call, for a GPU machine without .NET. Carry the self-contained publish
 # (./build.sh publish → artifacts/publish/linux-x64) with the working tree, then run: bash bench/gpu/run.sh [OUT_DIR]
 # Steps, in order: doctor; kernel compile report for the device; kernel benchmarks (8B and 32B shapes);
-# the speedup bench on random Qwen3-8B-shaped weights; distillation on cuda against cpu (with a libtorch publish); parity with transformers (cpu and cuda).
+# the speedup bench on random Qwen3-8B-shaped weights; distillation on cuda against cpu (with a libtorch publish); parity with transformers (cpu and cuda);
+# prefill speed against transformers' eager bf16 forward.
 # Each step writes JSON into OUT_DIR (default: $OUT or ./gpu-results) and the run goes on when a step fails,
 # so one broken step never hides the others' figures. The exit code is the number of failed steps.
 set -uo pipefail
@@ -35,10 +36,15 @@ step kernels-compile "$E3" kernels compile --arch "$SM" --json
 step kernels-bench-8b "$E3" bench kernels --device cuda --shape qwen3-8b --repeats 20 --json
 step kernels-bench-32b "$E3" bench kernels --device cuda --shape qwen3-32b --repeats 20 --json
 # Qwen3-8B layer shape: hidden 4096, 32 heads x 128, 8 kv heads, MLP 12288, 36 layers, vocab 151936; 25% dropped.
+# The random model (16 GB of bf16) is written once for both batch sizes and removed afterwards.
+M8B="$OUT_DIR/qwen3-8b-random"
+rm -rf "$M8B"
+"$E3" model init --arch qwen3 --layers 36 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 12288 \
+  --vocab 151936 --dtype bfloat16 --seed 1 --out "$M8B" > "$OUT_DIR/model-8b.log" 2>&1
 for b in 1 8; do
-  step "speedup-b$b" "$E3" bench speedup --arch qwen3 --layers 36 --hidden 4096 --heads 32 --kv-heads 8 --intermediate 12288 \
-    --vocab 151936 --dtype bfloat16 --prune 0.25 --prefill 512 --decode 64 --batch "$b" --repeats 3 --device cuda --json
+  step "speedup-b$b" "$E3" bench speedup --model "$M8B" --prune 0.25 --prefill 512 --decode 64 --batch "$b" --repeats 3 --device cuda --json
 done
+rm -rf "$M8B"
 # Distillation on the device (fp32 training backend; the KD loss fused with the LM head runs there) against the CPU:
 # the same 6 steps of a small random Qwen3 with 25% of its layers dropped. distill-parity.json compares the losses.
 # AdamW keeps its state in libtorch, which the lean publish leaves out (PUBLISH_WITH_TORCH=1 ./build.sh publish keeps it).
@@ -64,6 +70,8 @@ fi
 if python3 -c 'import transformers, torch, numpy' 2>/dev/null; then
   step hf-parity-fp32 python3 bench/gpu/hf_parity.py "$E3" "$OUT_DIR/hf-parity-fp32.result.json" --devices cpu,cuda --dtype float32
   step hf-parity-bf16 python3 bench/gpu/hf_parity.py "$E3" "$OUT_DIR/hf-parity-bf16.result.json" --devices cuda --dtype bfloat16
+  # Prefill against transformers' eager bf16 forward on the same random weights (Qwen3-8B layer shapes, 8 layers).
+  step hf-prefill python3 bench/gpu/hf_prefill.py "$E3" "$OUT_DIR/hf-prefill.result.json" --layers 8 --tokens 512 --batches 1,8
 else
   echo '{"skipped":"python3 with torch and transformers not found"}' > "$OUT_DIR/hf-parity.json"
 fi
