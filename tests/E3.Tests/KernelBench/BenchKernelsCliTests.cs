@@ -16,6 +16,7 @@ public sealed class BenchKernelsCliTests
         "embedding", "rmsnorm", "add_rmsnorm", "gated_residual", "head_norm_rope", "swiglu", "attention_prefill", "attention_decode",
         "gemm_q_proj", "gemm_kv_proj", "gemm_o_proj", "gemm_gate_up_proj", "gemm_down_proj", "gemm_lm_head", "gemm_lm_head_decode",
         "kd_teacher", "kd_dense", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax", "topk_logprobs",
+        "attention_train_forward", "attention_backward", "rmsnorm_backward", "swiglu_backward", "gated_residual_backward", "embedding_backward",
     ];
 
     [Fact]
@@ -55,6 +56,14 @@ public sealed class BenchKernelsCliTests
         var topK = kernels["topk_logprobs"];
         long kRows = Dim(topK, "rows"), kVocab = Dim(topK, "vocab"), kk = Dim(topK, "k");
         Assert.Equal((kk + 2) * kRows * kVocab * 2 + 8 * kRows * kk, topK.GetProperty("bytes").GetInt64());
+        // Training kernels are fp32: SwiGLU backward reads gate, up and dy and writes dgate and dup.
+        var swigluBackward = kernels["swiglu_backward"];
+        Assert.Equal("f32", swigluBackward.GetProperty("dtype").GetString());
+        Assert.Equal(5 * Dim(swigluBackward, "count") * 4, swigluBackward.GetProperty("bytes").GetInt64());
+        // The attention backward's 14·D FLOPs per causal pair and head, and 2·D per row and head for delta.
+        var attentionBackward = kernels["attention_backward"];
+        long bt = Dim(attentionBackward, "tokens"), bh = Dim(attentionBackward, "heads"), bd = Dim(attentionBackward, "head_dim");
+        Assert.Equal(14 * bd * bh * (bt * (bt + 1) / 2) + 2 * bt * bh * bd, attentionBackward.GetProperty("flops").GetInt64());
         var gumbel = kernels["gumbel_topk_fwd_bwd"];
         Assert.Equal((64L, 48L), (Dim(gumbel, "layers"), Dim(gumbel, "keep")));
     }

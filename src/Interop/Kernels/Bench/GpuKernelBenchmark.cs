@@ -4,10 +4,11 @@ using E3.Interop.Gpu;
 namespace E3.Interop.Kernels.Bench;
 
 /// <summary>
-/// Times every forward kernel family and the projection GEMMs of one layer shape on an <see cref="IGpuDevice"/>,
-/// together with the two roofs it compares them to: a device-to-device copy (bandwidth) and a large bf16 GEMM
-/// (compute), both measured in the same run. Activations are bf16 as in inference; the Gumbel-TopK mask kernels are
-/// fp32. Inputs are filled with small constants: the kernels' work does not depend on the values.
+/// Times every forward kernel family, the projection GEMMs and the training backward kernels of one layer shape on an
+/// <see cref="IGpuDevice"/>, together with the two roofs it compares them to: a device-to-device copy (bandwidth) and a
+/// large bf16 GEMM (compute), both measured in the same run. Inference activations are bf16; the training kernels and
+/// the Gumbel-TopK mask kernels are fp32. Inputs are filled with small constants: the kernels' work does not depend on
+/// the values.
 /// </summary>
 public sealed class GpuKernelBenchmark : IDisposable
 {
@@ -53,6 +54,7 @@ public sealed class GpuKernelBenchmark : IDisposable
         bench.Distillation(shape);
         bench.Masks(shape);
         bench.Sampling(shape);
+        bench.Training(shape);
         return new KernelBenchReport(deviceLabel, device.Info.Name, shape.Name, repeats, bench.timer.Kind, copy, gemm, bench.results);
     }
 
@@ -213,6 +215,74 @@ public sealed class GpuKernelBenchmark : IDisposable
         using var cacheLogProbs = Buffer((long)cacheRows * k * sizeof(float), 0);
         Add("topk_logprobs", new() { ["rows"] = cacheRows, ["vocab"] = vocab, ["k"] = k }, KernelWork.TopKLogProbs(cacheRows, vocab, k, Bf16Bytes),
             () => sampling.TopKLogProbs(cacheLogits.As<Bf16>(), vocab, cacheIds.As<int>(), cacheLogProbs.As<float>(), cacheRows, vocab, k, stream.Handle));
+    }
+
+    /// <summary>The backward kernels of training (fp32 activations and gradients) at the prefill length.</summary>
+    private void Training(BenchShape s)
+    {
+        int t = s.PrefillTokens, h = s.Hidden, qWidth = s.Heads * s.HeadDim, kvWidth = s.KvHeads * s.HeadDim;
+        var layout = new AttentionLayout(1, t, 0, t, s.Heads, s.KvHeads, s.HeadDim, 1f / MathF.Sqrt(s.HeadDim));
+        var attentionShape = new Dictionary<string, long> { ["batch"] = 1, ["tokens"] = t, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads, ["head_dim"] = s.HeadDim };
+        using (var attention = new AttentionKernels(device))
+        using (var q = Buffer((long)t * qWidth * sizeof(float), F32Small))
+        using (var k = Buffer((long)t * kvWidth * sizeof(float), F32Small))
+        using (var v = Buffer((long)t * kvWidth * sizeof(float), F32Small))
+        using (var o = Buffer((long)t * qWidth * sizeof(float), 0))
+        using (var dO = Buffer((long)t * qWidth * sizeof(float), F32Small))
+        using (var lse = Buffer((long)t * s.Heads * sizeof(float), 0))
+        using (var delta = Buffer((long)t * s.Heads * sizeof(float), 0))
+        using (var dq = Buffer((long)t * qWidth * sizeof(float), 0))
+        using (var dk = Buffer((long)t * kvWidth * sizeof(float), 0))
+        using (var dv = Buffer((long)t * kvWidth * sizeof(float), 0))
+        {
+            Add("attention_train_forward", attentionShape, KernelWork.AttentionTrainForward(1, t, s.Heads, s.KvHeads, s.HeadDim),
+                () => attention.TrainingForward(q.As<float>(), k.As<float>(), v.As<float>(), o.As<float>(), lse.As<float>(), layout, stream.Handle), dtype: "f32");
+            Add("attention_backward", attentionShape, KernelWork.AttentionBackward(1, t, s.Heads, s.KvHeads, s.HeadDim),
+                () => attention.Backward(q.As<float>(), k.As<float>(), v.As<float>(), o.As<float>(), dO.As<float>(), lse.As<float>(), delta.As<float>(),
+                    dq.As<float>(), dk.As<float>(), dv.As<float>(), layout, stream.Handle), dtype: "f32");
+        }
+        long rowsShape = (long)t * h;
+        using (var x = Buffer(rowsShape * sizeof(float), F32Small))
+        using (var dy = Buffer(rowsShape * sizeof(float), F32Small))
+        using (var dx = Buffer(rowsShape * sizeof(float), 0))
+        using (var terms = Buffer(rowsShape * sizeof(float), 0))
+        using (var weight = Buffer((long)h * sizeof(float), F32Small))
+        using (var dWeight = Buffer((long)h * sizeof(float), 0))
+        using (var norm = new RmsNormKernels(device))
+        using (var rows = new RowKernels(device))
+            Add("rmsnorm_backward", new() { ["rows"] = t, ["cols"] = h }, KernelWork.RmsNormBackward(t, h), () =>
+            {
+                norm.BackwardRows(x.As<float>(), weight.As<float>(), dy.As<float>(), dx.As<float>(), terms.As<float>(), t, h, 1e-6f, false, stream.Handle);
+                rows.ColumnSum(terms.As<float>(), dWeight.As<float>(), t, h, stream.Handle);
+            }, dtype: "f32");
+        long mlp = (long)t * s.Intermediate;
+        using (var gate = Buffer(mlp * sizeof(float), F32Small))
+        using (var up = Buffer(mlp * sizeof(float), F32Small))
+        using (var dAct = Buffer(mlp * sizeof(float), F32Small))
+        using (var dGate = Buffer(mlp * sizeof(float), 0))
+        using (var dUp = Buffer(mlp * sizeof(float), 0))
+        using (var swiglu = new SwiGluKernels(device))
+            Add("swiglu_backward", new() { ["count"] = mlp }, KernelWork.SwiGluBackward(mlp),
+                () => swiglu.Backward(gate.As<float>(), up.As<float>(), dAct.As<float>(), dGate.As<float>(), dUp.As<float>(), mlp, stream.Handle), dtype: "f32");
+        using (var hs = Buffer(rowsShape * sizeof(float), F32Small))
+        using (var a = Buffer(rowsShape * sizeof(float), F32Small))
+        using (var m = Buffer(rowsShape * sizeof(float), F32Small))
+        using (var dOut = Buffer(rowsShape * sizeof(float), F32Small))
+        using (var dh = Buffer(rowsShape * sizeof(float), 0))
+        using (var dLayer = Buffer(rowsShape * sizeof(float), 0))
+        using (var partials = Buffer(2L * ResidualKernels.MaxBackwardBlocks * sizeof(float), 0))
+        using (var residual = new ResidualKernels(device))
+            Add("gated_residual_backward", new() { ["count"] = rowsShape }, KernelWork.GatedResidualBackward(rowsShape),
+                () => residual.Backward(hs.As<float>(), a.As<float>(), m.As<float>(), dOut.As<float>(), dh.As<float>(), dLayer.As<float>(), partials.As<float>(),
+                    0.5f, rowsShape, stream.Handle), dtype: "f32");
+        var ids = Enumerable.Range(0, t).Select(i => (int)((long)i * 7919 % s.Vocab)).ToArray();
+        var (plan, unique) = EmbeddingKernels.GroupTokens(ids);
+        using (var dEmbedding = Buffer(rowsShape * sizeof(float), F32Small))
+        using (var planBuffer = Upload(plan))
+        using (var table = Buffer((long)s.Vocab * h * sizeof(float), 0))
+        using (var embedding = new EmbeddingKernels(device))
+            Add("embedding_backward", new() { ["tokens"] = t, ["unique"] = unique, ["dim"] = h }, KernelWork.EmbeddingBackward(t, unique, h),
+                () => embedding.BackwardGrouped(dEmbedding.As<float>(), planBuffer.As<int>(), table.As<float>(), unique, h, stream.Handle), dtype: "f32");
     }
 
     private void Add(string name, Dictionary<string, long> shape, KernelWork work, Action launch, string dtype = "bf16") =>

@@ -60,9 +60,9 @@ public sealed record KernelBenchReport(string Device, string DeviceName, string 
         var text = new System.Text.StringBuilder();
         text.AppendLine($"device {Device} ({DeviceName}), shape {ShapeName}, median of {Repeats}, timer {Timer}");
         text.AppendLine($"copy roof {Copy.GigabytesPerSecond:F1} GB/s, GEMM roof {Gemm.TeraflopsPerSecond:F3} TFLOP/s");
-        text.AppendLine($"{"kernel",-22} {"dtype",-5} {"ms",10} {"GB/s",9} {"TFLOP/s",8} {"%copy",6} {"%gemm",6}  shape");
+        text.AppendLine($"{"kernel",-24} {"dtype",-5} {"ms",10} {"GB/s",9} {"TFLOP/s",8} {"%copy",6} {"%gemm",6}  shape");
         foreach (var k in Kernels)
-            text.AppendLine($"{k.Name,-22} {k.DType,-5} {k.MedianMilliseconds,10:F4} {k.GigabytesPerSecond,9:F1} {k.TeraflopsPerSecond,8:F3} " +
+            text.AppendLine($"{k.Name,-24} {k.DType,-5} {k.MedianMilliseconds,10:F4} {k.GigabytesPerSecond,9:F1} {k.TeraflopsPerSecond,8:F3} " +
                 $"{100 * CopyFraction(k),6:F1} {100 * GemmFraction(k),6:F1}  {string.Join(" ", k.Shape.Select(d => $"{d.Key}={d.Value}"))}");
         return text.ToString();
     }

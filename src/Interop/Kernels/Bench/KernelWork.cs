@@ -72,6 +72,48 @@ public readonly record struct KernelWork(long Bytes, long Flops)
     public static KernelWork ArgMax(long rows, long vocab, int e) => new(rows * vocab * e + 4 * rows, rows * vocab);
 
     /// <summary>
+    /// Training attention forward (fp32, no cache): q, k, v read, the output and the per-(row, head) log-sum-exp written;
+    /// 4·D FLOPs per causal pair and head, as in <see cref="AttentionPrefill"/>.
+    /// </summary>
+    public static KernelWork AttentionTrainForward(long batch, long tokens, long heads, long kvHeads, long headDim) =>
+        new(4 * (2 * batch * tokens * heads * headDim + 2 * batch * tokens * kvHeads * headDim + batch * tokens * heads),
+            4 * headDim * heads * (batch * tokens * (tokens + 1) / 2));
+
+    /// <summary>
+    /// Training attention backward (fp32): q, o, dO read and dq written (4·b·T·H·D), k, v read and dk, dv written
+    /// (4·b·T·Hkv·D), the log-sum-exp read and delta written and read (3·b·T·H); per causal pair and head, the dq pass
+    /// recomputes S and dP and forms dQ (6·D) and the dk/dv pass recomputes S and dP and forms dV and dK (8·D), plus
+    /// delta = rowsum(dO∘O) (2·D per row and head).
+    /// </summary>
+    public static KernelWork AttentionBackward(long batch, long tokens, long heads, long kvHeads, long headDim) =>
+        new(4 * (4 * batch * tokens * heads * headDim + 4 * batch * tokens * kvHeads * headDim + 3 * batch * tokens * heads),
+            14 * headDim * heads * (batch * tokens * (tokens + 1) / 2) + 2 * batch * tokens * heads * headDim);
+
+    /// <summary>
+    /// RMSNorm backward over fp32 rows, then the weight gradient's column sum: x and dy read, dx and the per-row terms
+    /// dy·x̂ written, the weight read once (4·rows·cols + cols), then the terms read and dweight written (rows·cols + cols);
+    /// 8 FLOPs per element in the rows pass, 1 in the column sum.
+    /// </summary>
+    public static KernelWork RmsNormBackward(long rows, long cols) =>
+        new(4 * (5 * rows * cols + 2 * cols), 9 * rows * cols);
+
+    /// <summary>SwiGLU backward (fp32): gate, up and dy read, dgate and dup written; sigmoid and the two products, 12 FLOPs per element.</summary>
+    public static KernelWork SwiGluBackward(long count) => new(4 * 5 * count, 12 * count);
+
+    /// <summary>
+    /// Gated-residual backward (fp32): h, a, mlp and dOut read, dh and dLayer written; the gate's dot product and the two
+    /// scalings, 6 FLOPs per element (the per-block partials are negligible).
+    /// </summary>
+    public static KernelWork GatedResidualBackward(long count) => new(4 * 6 * count, 6 * count);
+
+    /// <summary>
+    /// Grouped embedding backward (fp32): every dy row read once and each distinct id's table row read and written, plus
+    /// the 4-byte plan entries (one per token, two per id, one end mark); one add per element of dy.
+    /// </summary>
+    public static KernelWork EmbeddingBackward(long tokens, long unique, long dim) =>
+        new(4 * (tokens * dim + 2 * unique * dim) + 4 * (tokens + 2 * unique + 1), tokens * dim);
+
+    /// <summary>
     /// Top-K log-probabilities: each row read K + 2 times (max, Σ exp, K selection passes; on a GPU the selection passes
     /// are served from L2 when a row fits), K int32 indices and K fp32 values written per row; one compare per logit in
     /// the max pass, a subtract, exp and add in the sum pass, two compares per logit in each selection pass.
