@@ -2,7 +2,7 @@
 # Every GPU check in one call, for a GPU machine without .NET. Carry the self-contained publish
 # (./build.sh publish → artifacts/publish/linux-x64) with the working tree, then run: bash bench/gpu/run.sh [OUT_DIR]
 # Steps, in order: doctor; kernel compile report for the device; kernel benchmarks (8B and 32B shapes);
-# the speedup bench on random Qwen3-8B-shaped weights; distillation on cuda against cpu (with a libtorch publish); parity with transformers (cpu and cuda);
+# the speedup bench on random Qwen3-8B-shaped weights; a distillation step's speed; distillation on cuda against cpu (with a libtorch publish); parity with transformers (cpu and cuda);
 # prefill speed against transformers' eager bf16 forward.
 # Each step writes JSON into OUT_DIR (default: $OUT or ./gpu-results) and the run goes on when a step fails,
 # so one broken step never hides the others' figures. The exit code is the number of failed steps.
@@ -39,6 +39,14 @@ step kernels-bench-32b "$E3" bench kernels --device cuda --shape qwen3-32b --rep
 # The random model (16 GB of bf16) is written once for both batch sizes and removed afterwards.
 M8B="$OUT_DIR/qwen3-8b-random"
 rm -rf "$M8B"
+# One distillation micro-step on the device (teacher forward, fused KD head, backward; no optimizer) of a Qwen3 with the
+# 8B layer shapes and 8 layers, 25% dropped: tokens/s and TFLOP/s of training.
+MT="$OUT_DIR/qwen3-8b-8layers"
+rm -rf "$MT"
+"$E3" model init --arch qwen3 --layers 8 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 12288 \
+  --vocab 151936 --dtype bfloat16 --seed 2 --out "$MT" > "$OUT_DIR/model-8layers.log" 2>&1
+step train-step "$E3" bench train --model "$MT" --prune 0.25 --loss kd --seq 512 --batch 2 --repeats 5 --device cuda --json
+rm -rf "$MT"
 "$E3" model init --arch qwen3 --layers 36 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 12288 \
   --vocab 151936 --dtype bfloat16 --seed 1 --out "$M8B" > "$OUT_DIR/model-8b.log" 2>&1
 for b in 1 8; do

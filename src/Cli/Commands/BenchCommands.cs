@@ -6,7 +6,10 @@ using E3.Model.Evaluation;
 
 namespace E3.Cli.Commands;
 
-/// <summary><c>e3 bench speedup</c>: full vs layer-skipped model, side by side in one process; <c>e3 bench kernels</c> is <see cref="BenchKernelsCommand"/>.</summary>
+/// <summary>
+/// <c>e3 bench speedup</c>: full vs layer-skipped model, side by side in one process; <c>e3 bench kernels</c> is
+/// <see cref="BenchKernelsCommand"/>, <c>e3 bench train</c> <see cref="BenchTrainCommand"/>.
+/// </summary>
 internal static class BenchCommands
 {
     public static Command Create()
@@ -14,6 +17,7 @@ internal static class BenchCommands
         var bench = new Command("bench", "Benchmarks");
         bench.Subcommands.Add(Speedup());
         bench.Subcommands.Add(BenchKernelsCommand.Create());
+        bench.Subcommands.Add(BenchTrainCommand.Create());
         return bench;
     }
 
@@ -29,7 +33,7 @@ internal static class BenchCommands
         var vocab = new Option<int>("--vocab") { Description = "With --arch: vocabulary", DefaultValueFactory = _ => 8192 };
         var dtype = new Option<string>("--dtype") { Description = "With --arch: float32 or bfloat16 weights", DefaultValueFactory = _ => "float32" };
         var drop = CommonOptions.Drop();
-        var prune = new Option<double?>("--prune") { Description = "Drop the last round(R·L) layers when --drop is not given" };
+        var prune = CommonOptions.PruneLast();
         var prefill = new Option<int>("--prefill") { Description = "Prompt tokens per sequence", DefaultValueFactory = _ => 512 };
         var decode = new Option<int>("--decode") { Description = "Generated tokens per sequence", DefaultValueFactory = _ => 128 };
         var batch = new Option<int>("--batch") { Description = "Sequences", DefaultValueFactory = _ => 1 };
@@ -61,9 +65,7 @@ internal static class BenchCommands
                 using var backend = CliRunner.CreateBackend(p.GetValue(device)!, p.GetValue(threads));
                 using var m = DecoderModel.Load(dir!, backend);
                 int L = m.Config.NumLayers;
-                var mask = p.GetValue(drop) is { } d ? LayerMask.ParseDropList(L, d)
-                    : p.GetValue(prune) is { } r ? LayerMask.DropLast(L, r)
-                    : throw new ArgumentException("give --drop LIST or --prune RATIO");
+                var mask = CommonOptions.DropOrPrune(p.GetValue(drop), p.GetValue(prune), L);
                 bool quiet = p.GetValue(json);
                 var result = SpeedupBenchmark.Run(m, mask, p.GetValue(batch), p.GetValue(prefill), p.GetValue(decode), p.GetValue(repeats),
                     progress: quiet ? null : s => Console.Error.WriteLine($"  {s}"));

@@ -7,6 +7,14 @@ internal static class CommonOptions
 {
     public static Option<string> Model(bool required = true) => new("--model") { Description = "Hugging Face model folder (config.json + *.safetensors)", Required = required };
     public static Option<string?> Drop() => new("--drop") { Description = "Comma-separated layer indices to skip, e.g. 3,7" };
+    public static Option<double?> PruneLast() => new("--prune") { Description = "Drop the last round(R·L) layers when --drop is not given" };
+
+    /// <summary>The mask of the benchmarks: --drop's layers, else --prune's last round(R·L); one of them is required.</summary>
+    public static E3.Model.LayerMask DropOrPrune(string? drop, double? prune, int layers) =>
+        drop is { } d ? E3.Model.LayerMask.ParseDropList(layers, d)
+        : prune is { } r ? E3.Model.LayerMask.DropLast(layers, r)
+        : throw new ArgumentException("give --drop LIST or --prune RATIO");
+
     public static Option<string> Device() => new("--device") { Description = "cpu (C# SIMD), cuda or emu", DefaultValueFactory = _ => "cpu" };
     public static Option<int> Threads() => new("--threads") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0 };
     public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };

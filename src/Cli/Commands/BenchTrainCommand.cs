@@ -1,0 +1,71 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using E3.Model.Decoder;
+using E3.Pruning.Bench;
+
+namespace E3.Cli.Commands;
+
+/// <summary><c>e3 bench train</c>: one training micro-step of a pruned student (<see cref="TrainingStepBenchmark"/>).</summary>
+internal static class BenchTrainCommand
+{
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var drop = CommonOptions.Drop();
+        var prune = CommonOptions.PruneLast();
+        var loss = new Option<string>("--loss") { Description = "kd: distillation from the unpruned model (its forward included); ce: next-token cross-entropy", DefaultValueFactory = _ => "kd" };
+        var seq = new Option<int>("--seq") { Description = "Tokens per sequence (T)", DefaultValueFactory = _ => 512 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per micro-step (B)", DefaultValueFactory = _ => 1 };
+        var repeats = new Option<int>("--repeats") { Description = "Timed steps (median reported)", DefaultValueFactory = _ => 5 };
+        var warmup = new Option<int>("--warmup") { Description = "Untimed steps first (at least 1)", DefaultValueFactory = _ => 2 };
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var json = CommonOptions.Json();
+        var cmd = new Command("train", "Time one training micro-step (forward, loss, backward; not the optimizer) of the pruned model: tokens/s and TFLOP/s")
+            { model, drop, prune, loss, seq, batch, repeats, warmup, device, threads, json };
+        cmd.SetAction(p => CliRunner.Guard(() =>
+        {
+            var stepLoss = p.GetValue(loss) switch
+            {
+                "kd" => StepLoss.Distillation,
+                "ce" => StepLoss.CrossEntropy,
+                var other => throw new ArgumentException($"--loss: '{other}' is not one of kd, ce"),
+            };
+            if (p.GetValue(seq) < 2) throw new ArgumentException($"--seq: {p.GetValue(seq)} must be at least 2");
+            if (p.GetValue(batch) < 1) throw new ArgumentException($"--batch: {p.GetValue(batch)} must be at least 1");
+            if (p.GetValue(repeats) < 1) throw new ArgumentException($"--repeats: {p.GetValue(repeats)} must be at least 1");
+            if (p.GetValue(warmup) < 1) throw new ArgumentException($"--warmup: {p.GetValue(warmup)} must be at least 1");
+            string dir = p.GetValue(model)!;
+            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(device)!, p.GetValue(threads));
+            using var student = DecoderModel.Load(dir, backend);
+            int layers = student.Config.NumLayers;
+            var mask = CommonOptions.DropOrPrune(p.GetValue(drop), p.GetValue(prune), layers);
+            using var teacher = stepLoss == StepLoss.Distillation ? DecoderModel.Load(dir, backend) : null;
+            var result = TrainingStepBenchmark.Run(student, teacher, mask, stepLoss, p.GetValue(batch), p.GetValue(seq), p.GetValue(repeats), p.GetValue(warmup));
+            if (p.GetValue(json)) CliRunner.WriteJson(ToJson(result));
+            else
+                Console.Out.WriteLine($"{result.Loss} step, {result.Layers} layers (dropped [{string.Join(",", result.Dropped)}]), batch {result.Batch} x {result.Sequence}, " +
+                    $"device {result.Device}: {result.MedianSeconds * 1e3:F2} ms (median of {result.Repeats}), {result.TokensPerSecond:F1} tokens/s, " +
+                    $"{result.Teraflops:F3} TFLOP/s");
+            return ExitCodes.Ok;
+        }));
+        return cmd;
+    }
+
+    static JsonObject ToJson(TrainingStepResult r) => new()
+    {
+        ["device"] = r.Device,
+        ["loss"] = r.Loss == StepLoss.Distillation ? "kd" : "ce",
+        ["layers"] = r.Layers,
+        ["dropped"] = CliRunner.ToJsonArray(r.Dropped),
+        ["batch"] = r.Batch,
+        ["seq"] = r.Sequence,
+        ["repeats"] = r.Repeats,
+        ["step_ms"] = r.MedianSeconds * 1e3,
+        ["tokens_per_second"] = r.TokensPerSecond,
+        ["flops"] = r.Flops,
+        ["tflops"] = r.Teraflops,
+        ["first_loss"] = r.FirstLoss,
+        ["excludes"] = "the optimizer step (AdamW on the host, once per optimizer step)",
+    };
+}

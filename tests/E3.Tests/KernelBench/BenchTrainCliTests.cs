@@ -1,0 +1,92 @@
+using System.Text.Json;
+using E3.Model;
+using E3.Pruning.Bench;
+using E3.Tests.Support;
+using Xunit;
+
+namespace E3.Tests.KernelBench;
+
+/// <summary><c>e3 bench train</c>: its JSON on cpu and emu, the same step on both, its FLOP count and its errors.</summary>
+public sealed class BenchTrainCliTests : IDisposable
+{
+    readonly TempDir _dir = new("e3-bench-train");
+
+    string Model()
+    {
+        string folder = _dir["model"];
+        if (!Directory.Exists(folder))
+            RandomModel.Write(new RandomModelSpec { Layers = 4, Hidden = 32, Heads = 4, KvHeads = 2, HeadDim = 8, Intermediate = 64, Vocab = 120, InitStd = 0.1f, Seed = 4 },
+                folder);
+        return folder;
+    }
+
+    [Fact]
+    public void TheDistillationStepRunsOnCpuAndEmuWithTheSameLoss()
+    {
+        var results = new Dictionary<string, JsonElement>();
+        foreach (var device in new[] { "cpu", "emu" })
+        {
+            var r = CliProcess.RunWithEnvironment(new Dictionary<string, string?> { ["E3_EMU_LIB"] = null },
+                "bench", "train", "--model", Model(), "--drop", "2", "--seq", "16", "--batch", "2", "--repeats", "1", "--warmup", "1",
+                "--device", device, "--json");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            results[device] = JsonDocument.Parse(r.Stdout).RootElement.Clone();
+        }
+        var cpu = results["cpu"];
+        Assert.Equal("kd", cpu.GetProperty("loss").GetString());
+        Assert.Equal([2], cpu.GetProperty("dropped").EnumerateArray().Select(e => e.GetInt32()));
+        double ms = cpu.GetProperty("step_ms").GetDouble();
+        Assert.True(ms > 0);
+        Assert.Equal(2 * 16 / (ms / 1e3), cpu.GetProperty("tokens_per_second").GetDouble(), 6);
+        var config = ModelConfig.Load(Model());
+        long flops = TrainingStepBenchmark.StepFlops(config, LayerMask.Dropping(4, [2]), StepLoss.Distillation, 2, 16);
+        Assert.Equal(flops, cpu.GetProperty("flops").GetInt64());
+        Assert.Equal(flops, results["emu"].GetProperty("flops").GetInt64());
+        // The first step's loss is taken before anything changes: the backends differ by fp32 rounding of a KL formed
+        // from terms of size log V (see GpuCliTests), ~1e-7 absolute.
+        double a = cpu.GetProperty("first_loss").GetDouble(), b = results["emu"].GetProperty("first_loss").GetDouble();
+        Assert.True(a > 0 && Math.Abs(a - b) <= 1e-6, $"first loss {a} on cpu, {b} on emu");
+    }
+
+    [Fact]
+    public void TheFlopCountIsTheSumOfTheStepsMatrixProducts()
+    {
+        // An independent tally: every product of the step listed with its (m, n, k), 2mnk FLOPs each, the backward of a
+        // trained projection twice its forward, and attention's causal pairs counted one by one.
+        var c = ModelConfig.Load(Model());
+        int batch = 3, t = 10, tokens = batch * t;
+        int qw = c.NumHeads * c.HeadDim, kvw = c.NumKvHeads * c.HeadDim;
+        (long M, long N, long K)[] projections =
+            [(tokens, qw, c.HiddenSize), (tokens, kvw, c.HiddenSize), (tokens, kvw, c.HiddenSize), (tokens, c.HiddenSize, qw),
+             (tokens, c.IntermediateSize, c.HiddenSize), (tokens, c.IntermediateSize, c.HiddenSize), (tokens, c.HiddenSize, c.IntermediateSize)];
+        long layerForward = projections.Sum(p => 2 * p.M * p.N * p.K);
+        long pairs = 0;
+        for (int s = 0; s < batch; s++)
+            for (int q = 0; q < t; q++) pairs += q + 1;
+        long attentionForward = pairs * c.NumHeads * 2 * (2L * c.HeadDim); // QKᵀ and PV
+        long attentionBackward = pairs * c.NumHeads * 2 * (7L * c.HeadDim) + 2L * tokens * c.NumHeads * c.HeadDim;
+        long head = 2L * tokens * c.VocabSize * c.HiddenSize;
+        long kept = 3, all = 4;
+        long student = kept * (3 * layerForward + attentionForward + attentionBackward) + 3 * head;
+        long teacher = all * (layerForward + attentionForward) + head;
+        var mask = LayerMask.Dropping(4, [1]);
+        Assert.Equal(student + teacher, TrainingStepBenchmark.StepFlops(c, mask, StepLoss.Distillation, batch, t));
+        Assert.Equal(student, TrainingStepBenchmark.StepFlops(c, mask, StepLoss.CrossEntropy, batch, t));
+    }
+
+    [Fact]
+    public void BadOptionsAreOneClearError()
+    {
+        var loss = CliProcess.Run("bench", "train", "--model", Model(), "--prune", "0.25", "--loss", "mse");
+        Assert.Equal(1, loss.ExitCode);
+        Assert.Contains("--loss: 'mse' is not one of kd, ce", loss.Stderr);
+        var mask = CliProcess.Run("bench", "train", "--model", Model());
+        Assert.Equal(1, mask.ExitCode);
+        Assert.Contains("give --drop LIST or --prune RATIO", mask.Stderr);
+        var seq = CliProcess.Run("bench", "train", "--model", Model(), "--prune", "0.25", "--seq", "1");
+        Assert.Equal(1, seq.ExitCode);
+        Assert.Contains("--seq: 1 must be at least 2", seq.Stderr);
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
