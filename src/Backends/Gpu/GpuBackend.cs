@@ -10,7 +10,8 @@ namespace E3.Backends.Gpu;
 /// Every operation is queued on one stream, in order; <see cref="Download"/> and <see cref="Synchronize"/> wait.
 /// Activations are <see cref="ActivationType"/> (F32 or BF16); weights may be F32 or BF16 and are uploaded once.
 /// A weight whose dtype differs from the activations' (fp32 norms under bf16 activations, bf16 projections under
-/// fp32 activations) is converted once on first use and the copy kept with it, since GEMMs and kernels compute
+/// fp32 activations) is converted on the device on first use (again after an upload rewrites it) and the copy kept
+/// with it, since GEMMs and kernels compute
 /// with both operands in one dtype. Projections go through <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics),
 /// attention through an <see cref="IAttentionOp"/>.
 /// </summary>
@@ -399,42 +400,20 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         return g.DType == ActivationType ? g : throw new ArgumentException($"{t}: this {Name} backend computes with {ActivationType} activations");
     }
 
-    /// <summary>The weight in the activation dtype: itself, or its converted copy (made once, on the host, in chunks).</summary>
+    /// <summary>
+    /// The weight in the activation dtype: itself, or its converted copy, made on the device (kernels/convert.cu) on first
+    /// use after each upload. Training rewrites its weights every optimizer step, so the conversion must not cross PCIe.
+    /// </summary>
     GpuTensor Weight(Tensor t)
     {
         var g = Own(t);
         if (g.DType == ActivationType) return g;
         if (g.Converted is { } ready) return ready;
         var converted = Create(ActivationType, g.Shape);
-        try
+        if (g.ElementCount > 0)
         {
-            int from = g.DType.SizeInBytes(), to = ActivationType.SizeInBytes();
-            long n = g.ElementCount;
-            int chunk = (int)Math.Min(n, HostConversion.ChunkElements);
-            float[] values = ArrayPool<float>.Shared.Rent(chunk);
-            byte[] source = ArrayPool<byte>.Shared.Rent(chunk * from), target = ArrayPool<byte>.Shared.Rent(chunk * to);
-            try
-            {
-                for (long i0 = 0; i0 < n; i0 += HostConversion.ChunkElements)
-                {
-                    int len = (int)Math.Min(HostConversion.ChunkElements, n - i0);
-                    CopyToHost(g.Pointer.Add(i0 * from), source.AsSpan(0, len * from));
-                    HostConversion.ToSingle(source.AsSpan(0, len * from), g.DType, values.AsSpan(0, len));
-                    HostConversion.FromSingle(values.AsSpan(0, len), ActivationType, target.AsSpan(0, len * to));
-                    CopyToDevice(target.AsSpan(0, len * to), converted.Pointer.Add(i0 * to));
-                }
-            }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(values);
-                ArrayPool<byte>.Shared.Return(source);
-                ArrayPool<byte>.Shared.Return(target);
-            }
-        }
-        catch
-        {
-            converted.Dispose();
-            throw;
+            if (ActivationType == DType.F32) _kernels.Convert.ToF32(g.BF16, converted.F32, g.ElementCount, Stream);
+            else _kernels.Convert.ToBf16(g.F32, converted.BF16, g.ElementCount, Stream);
         }
         g.Converted = converted;
         return converted;

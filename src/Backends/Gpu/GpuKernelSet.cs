@@ -24,6 +24,7 @@ internal sealed class GpuKernelSet : IDisposable
             Residual = Load(d => new ResidualKernels(d));
             Rows = Load(d => new RowKernels(d));
             Sampling = Load(d => new SamplingKernels(d));
+            Convert = Load(d => new ConvertKernels(d));
         }
         catch
         {
@@ -43,6 +44,7 @@ internal sealed class GpuKernelSet : IDisposable
     public ResidualKernels Residual { get; }
     public RowKernels Rows { get; }
     public SamplingKernels Sampling { get; }
+    public ConvertKernels Convert { get; }
 
     public void Dispose()
     {

@@ -224,6 +224,22 @@ public sealed partial class KernelWrapperTests
     }
 
     [Fact]
+    public void ConvertWrappersMatchTheirSignatures()
+    {
+        using var device = new RecordingGpuDevice();
+        using (var kernels = new ConvertKernels(device))
+        {
+            kernels.ToF32(B1, F1, 4096L * 12288, Stream);
+            kernels.ToBf16(F2, B2, 7, Stream);
+            Assert.Throws<ArgumentOutOfRangeException>(() => kernels.ToBf16(F2, B2, -1, Stream));
+        }
+        var l = device.Launches;
+        Check(l[0], "e3_convert_bf16_to_f32", Shape(LaunchShapes.MaxGridStrideBlocks, 256), B1.Address, F1.Address, 4096L * 12288);
+        Check(l[1], "e3_convert_f32_to_bf16", Shape(1, 256), F2.Address, B2.Address, 7L);
+        Assert.Equal(2, l.Count);
+    }
+
+    [Fact]
     public void EveryCatalogEntryPointHasAWrapper()
     {
         using var device = new RecordingGpuDevice();
@@ -238,6 +254,7 @@ public sealed partial class KernelWrapperTests
         using (new GumbelTopKKernels(device))
         using (new EntropyKdKernels(device))
         using (new SamplingKernels(device))
+        using (new ConvertKernels(device))
         {
         }
         var catalog = KernelCatalog.Embedded;

@@ -16,7 +16,8 @@ public sealed class BenchKernelsCliTests
         "embedding", "rmsnorm", "add_rmsnorm", "gated_residual", "head_norm_rope", "swiglu", "attention_prefill", "attention_decode",
         "gemm_q_proj", "gemm_kv_proj", "gemm_o_proj", "gemm_gate_up_proj", "gemm_down_proj", "gemm_lm_head", "gemm_lm_head_decode",
         "kd_teacher", "kd_dense", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax", "topk_logprobs",
-        "attention_train_forward", "attention_backward", "rmsnorm_backward", "swiglu_backward", "gated_residual_backward", "embedding_backward",
+        "attention_train_forward", "attention_backward", "rmsnorm_backward", "swiglu_backward", "gated_residual_backward", "convert_bf16_f32",
+        "embedding_backward",
     ];
 
     [Fact]

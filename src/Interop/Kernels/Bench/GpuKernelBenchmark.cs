@@ -275,6 +275,13 @@ public sealed class GpuKernelBenchmark : IDisposable
             Add("gated_residual_backward", new() { ["count"] = rowsShape }, KernelWork.GatedResidualBackward(rowsShape),
                 () => residual.Backward(hs.As<float>(), a.As<float>(), m.As<float>(), dOut.As<float>(), dh.As<float>(), dLayer.As<float>(), partials.As<float>(),
                     0.5f, rowsShape, stream.Handle), dtype: "f32");
+        // The fp32 copy of one MLP projection's bf16 weight, which training makes again after every optimizer step.
+        long projection = (long)s.Intermediate * h;
+        using (var bf16 = Buffer(projection * Bf16Bytes, Bf16Pair))
+        using (var f32 = Buffer(projection * sizeof(float), 0))
+        using (var convert = new ConvertKernels(device))
+            Add("convert_bf16_f32", new() { ["count"] = projection }, KernelWork.Widen(projection),
+                () => convert.ToF32(bf16.As<Bf16>(), f32.As<float>(), projection, stream.Handle));
         var ids = Enumerable.Range(0, t).Select(i => (int)((long)i * 7919 % s.Vocab)).ToArray();
         var (plan, unique) = EmbeddingKernels.GroupTokens(ids);
         using (var dEmbedding = Buffer(rowsShape * sizeof(float), F32Small))

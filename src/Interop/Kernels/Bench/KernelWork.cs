@@ -113,6 +113,9 @@ public readonly record struct KernelWork(long Bytes, long Flops)
     public static KernelWork EmbeddingBackward(long tokens, long unique, long dim) =>
         new(4 * (tokens * dim + 2 * unique * dim) + 4 * (tokens + 2 * unique + 1), tokens * dim);
 
+    /// <summary>bf16 → fp32 widening (a weight's fp32 copy for fp32 kernels): 2 bytes read and 4 written per element, no arithmetic.</summary>
+    public static KernelWork Widen(long count) => new(6 * count, 0);
+
     /// <summary>
     /// Top-K log-probabilities: each row read K + 2 times (max, Σ exp, K selection passes; on a GPU the selection passes
     /// are served from L2 when a row fits), K int32 indices and K fp32 values written per row; one compare per logit in
