@@ -11,8 +11,7 @@ namespace E3.Backends.Gpu;
 /// Activations are <see cref="ActivationType"/> (F32 or BF16); weights may be F32 or BF16 and are uploaded once.
 /// A weight whose dtype differs from the activations' (fp32 norms under bf16 activations, bf16 projections under
 /// fp32 activations) is converted on the device on first use (again after an upload rewrites it) and the copy kept
-/// with it, since GEMMs and kernels compute
-/// with both operands in one dtype. Projections go through <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics),
+/// with it, since GEMMs and kernels compute with both operands in one dtype. Projections go through <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics),
 /// attention through an <see cref="IAttentionOp"/>.
 /// </summary>
 public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
