@@ -62,6 +62,7 @@ public sealed class AllocationTrackingBackend : ITrainingBackend
     public void SwiGlu(Tensor gate, Tensor up, Tensor y) => _inner.SwiGlu(gate, up, y);
     public void GatherRows(Tensor src, ReadOnlySpan<int> rows, Tensor dst) => _inner.GatherRows(src, rows, dst);
     public void Copy(Tensor src, Tensor dst) => _inner.Copy(src, dst);
+    public void Clear(Tensor t) => _inner.Clear(t);
     public void MatMulInputGrad(Tensor dy, Tensor w, Tensor dx, bool accumulate) => _inner.MatMulInputGrad(dy, w, dx, accumulate);
     public void MatMulWeightGrad(Tensor x, Tensor dy, Tensor dw, Tensor? dBias) => _inner.MatMulWeightGrad(x, dy, dw, dBias);
     public void RmsNormBackward(Tensor x, Tensor weight, float eps, Tensor dy, Tensor dx, bool accumulate, Tensor? dWeight)

@@ -11,6 +11,9 @@ public interface ITrainingBackend : IBackend
     /// <summary>dst = src (same element count, F32).</summary>
     void Copy(Tensor src, Tensor dst);
 
+    /// <summary>Sets every element of <paramref name="t"/> to zero where it lives (no host buffer, no transfer).</summary>
+    void Clear(Tensor t);
+
     /// <summary>dx[M,K] (+)= dy[M,N]·w[N,K]: the input gradient of <see cref="IBackend.MatMul"/>. w may be BF16.</summary>
     void MatMulInputGrad(Tensor dy, Tensor w, Tensor dx, bool accumulate);
 

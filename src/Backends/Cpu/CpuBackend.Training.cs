@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Buffers;
 using System.Numerics;
 using System.Numerics.Tensors;
@@ -15,6 +16,12 @@ public sealed unsafe partial class CpuBackend : ITrainingBackend
         var s = F32(src); var d = F32(dst);
         if (s.ElementCount != d.ElementCount) throw Shape("Copy", src, dst);
         new ReadOnlySpan<float>(s.F32, checked((int)s.ElementCount)).CopyTo(d.AsSpan());
+    }
+
+    public void Clear(Tensor t)
+    {
+        var c = Cpu(t);
+        NativeMemory.Clear(c.Data, checked((nuint)c.SizeInBytes));
     }
 
     public void AddInPlace(Tensor y, Tensor x)

@@ -22,6 +22,14 @@ public sealed partial class GpuBackend : ITrainingBackend
     }
 
     /// <inheritdoc/>
+    public void Clear(Tensor t)
+    {
+        var g = Own(t);
+        if (g.SizeInBytes > 0) _device.FillBytesAsync(g.Pointer, 0, g.SizeInBytes, Stream);
+        g.Converted = null; // a cleared weight's converted copy no longer matches it
+    }
+
+    /// <inheritdoc/>
     public void AddInPlace(Tensor y, Tensor x)
     {
         var ys = Grad(y); var xs = Grad(x);

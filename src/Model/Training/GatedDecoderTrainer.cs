@@ -54,7 +54,7 @@ public sealed class GatedDecoderTrainer : IDisposable
     /// <summary>Zeroes every weight gradient (the backward accumulates into them).</summary>
     public void ZeroWeightGradients()
     {
-        foreach (var g in _grads.Values) _b.Upload(new float[g.ElementCount], g);
+        foreach (var g in _grads.Values) _b.Clear(g);
     }
 
     /// <summary>

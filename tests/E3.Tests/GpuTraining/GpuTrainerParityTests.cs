@@ -87,6 +87,32 @@ public sealed class GpuTrainerParityTests(EmuFixture fixture, ITestOutputHelper 
     }
 
     [Fact]
+    public void ZeroingTheGradientsClearsWhatABackwardAccumulated()
+    {
+        using var c = new TrainingCase("qwen3", tied: true, attentionBias: false, [1f, 1f, 1f]);
+        foreach (var backend in new IBackend[] { new CpuBackend(1), new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.F32, ownsDevice: false) })
+        {
+            using (backend)
+            using (var model = DecoderModel.Load(c.Folder, backend))
+            using (var trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Train }))
+            {
+                trainer.Backward(c.LossGradient(trainer.Forward(c.Tokens, c.Batch, c.Gates)));
+                var embedding = trainer.WeightGradients[WeightNames.Embedding];
+                var values = new float[embedding.ElementCount];
+                backend.Download(embedding, values);
+                Assert.Contains(values, v => v != 0f);
+                trainer.ZeroWeightGradients();
+                foreach (var (name, tensor) in trainer.WeightGradients)
+                {
+                    var zeros = new float[tensor.ElementCount];
+                    backend.Download(tensor, zeros);
+                    Assert.True(zeros.All(v => v == 0f), $"{backend.Name}: {name} not cleared");
+                }
+            }
+        }
+    }
+
+    [Fact]
     public void ABf16BackendIsRefusedWhenTheTrainerIsMade()
     {
         using var c = new TrainingCase("qwen3", tied: true, attentionBias: false, [1f, 1f, 1f]);

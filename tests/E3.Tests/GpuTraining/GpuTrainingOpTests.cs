@@ -56,6 +56,17 @@ public sealed class GpuTrainingOpTests : IDisposable
         Assert.Equal(_p.Read(_p.Gpu, x.Gpu), gpuCopy);
     }
 
+    [Fact]
+    public void ClearZeroesWhereTheTensorLives()
+    {
+        var x = Random(3, 7, 33);
+        Assert.Contains(_p.Read(_p.Gpu, x.Gpu), v => v != 0f); // so the check below can fail
+        Both((b, pick) => b.Clear(pick(x)));
+        var (cpu, gpu) = _p.Read(x);
+        Assert.All(cpu, v => Assert.Equal(0f, v));
+        Assert.All(gpu, v => Assert.Equal(0f, v));
+    }
+
     [Theory]
     [InlineData(DType.F32, false)]
     [InlineData(DType.F32, true)]
