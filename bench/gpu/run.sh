@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU check in one call, for a GPU machine without .NET. Carry the self-contained publish
 # (./build.sh publish → artifacts/publish/linux-x64) with the working tree, then run: bash bench/gpu/run.sh [OUT_DIR]
-# Steps, in order: doctor; kernel compile report for the device; kernel benchmarks (8B and 32B shapes);
-# the speedup bench on random Qwen3-8B-shaped weights; a distillation step's speed; distillation on cuda against cpu (with a libtorch publish); parity with transformers (cpu and cuda);
-# prefill speed against transformers' eager bf16 forward.
+# Steps, in order: doctor; kernel compile report for the device; kernel parity against the CPU backend; kernel
+# benchmarks (8B and 32B shapes); the speedup bench on random Qwen3-8B-shaped weights; a distillation step's speed;
+# distillation on cuda against cpu (with a libtorch publish); logit parity with transformers (cpu and cuda); prefill
+# speed against transformers' eager bf16 forward.
 # Each step writes JSON into OUT_DIR (default: $OUT or ./gpu-results) and the run goes on when a step fails,
 # so one broken step never hides the others' figures. The exit code is the number of failed steps.
 set -uo pipefail
@@ -29,10 +30,12 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT_DIR/
 step doctor "$E3" doctor --json
 SM=$("$E3" doctor --json 2>/dev/null | python3 -c 'import json,sys; g=json.load(sys.stdin)["cuda"]["gpus"]; print("sm_%d" % g[0]["sm"] if g else "sm_90")' 2>/dev/null || echo sm_90)
 step kernels-compile "$E3" kernels compile --arch "$SM" --json
-# Kernel benchmarks: every kernel family and the projection GEMMs at Qwen3-8B and -32B layer shapes, with the copy
-# bandwidth and GEMM rate measured in the same run (schema: KernelBenchReport in src/Interop/Kernels/Bench).
-# Kernel-against-CPU parity has no verb of its own: the hf-parity step below runs e3 on cpu and cuda on the same
-# checkpoint and compares both with transformers.
+# Kernel parity: every forward, backward, distillation and teacher-cache operation on the GPU against the CPU backend
+# with the same inputs, and a small model's logits (fp32 and bf16); exits 1 when one is off by more than its bound.
+step kernel-parity "$E3" kernels parity --device cuda --json
+# Kernel benchmarks: every kernel family, the projection GEMMs and the training kernels at Qwen3-8B and -32B layer
+# shapes, with the copy bandwidth and GEMM rate measured in the same run (schema: KernelBenchReport in
+# src/Interop/Kernels/Bench).
 step kernels-bench-8b "$E3" bench kernels --device cuda --shape qwen3-8b --repeats 20 --json
 step kernels-bench-32b "$E3" bench kernels --device cuda --shape qwen3-32b --repeats 20 --json
 # Qwen3-8B layer shape: hidden 4096, 32 heads x 128, 8 kv heads, MLP 12288, 36 layers, vocab 151936; 25% dropped.

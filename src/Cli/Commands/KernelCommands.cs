@@ -7,15 +7,16 @@ using E3.Interop.Nvrtc;
 
 namespace E3.Cli.Commands;
 
-/// <summary><c>e3 kernels compile|ptx</c>: compile the embedded kernels with NVRTC; needs no GPU.</summary>
+/// <summary><c>e3 kernels compile|ptx</c>: compile the embedded kernels with NVRTC (needs no GPU); <c>parity</c> is <see cref="KernelParityCommand"/>.</summary>
 public static class KernelCommands
 {
-    /// <summary>Builds the <c>kernels</c> command with its <c>compile</c> and <c>ptx</c> subcommands.</summary>
+    /// <summary>Builds the <c>kernels</c> command with its <c>compile</c>, <c>ptx</c> and <c>parity</c> subcommands.</summary>
     public static Command Create()
     {
-        var kernels = new Command("kernels", "Compile the embedded CUDA kernels with NVRTC (no GPU needed).");
+        var kernels = new Command("kernels", "Compile the embedded CUDA kernels with NVRTC (no GPU needed), or check them against the CPU backend.");
         kernels.Subcommands.Add(CreateCompile());
         kernels.Subcommands.Add(CreatePtx());
+        kernels.Subcommands.Add(KernelParityCommand.Create());
         return kernels;
     }
 

@@ -1,0 +1,55 @@
+using System.Text.Json;
+using E3.Pruning.Bench;
+using E3.Tests.Support;
+using Xunit;
+
+namespace E3.Tests.KernelBench;
+
+/// <summary><c>e3 kernels parity</c>, the check a GPU machine runs in place of the test suite, on the emulator.</summary>
+public sealed class KernelParityCliTests
+{
+    static readonly string[] Operations =
+    [
+        "embedding", "rmsnorm", "add_rmsnorm", "gated_residual", "matmul_f32_weight", "matmul_bf16_weight", "head_norm_rope",
+        "attention_prefill_decode", "swiglu", "gather_rows", "matmul_grads", "rmsnorm_backward", "head_norm_rope_backward", "attention_train",
+        "swiglu_backward", "gated_residual_backward", "embedding_backward", "kd_lm_head", "topk_indices", "topk_logprobs", "model_forward",
+        "model_forward",
+    ];
+
+    [Fact]
+    public void EveryOperationOnTheEmulatorIsWithinItsBound()
+    {
+        var r = CliProcess.RunWithEnvironment(new Dictionary<string, string?> { ["E3_EMU_LIB"] = null }, "kernels", "parity", "--device", "emu", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var root = JsonDocument.Parse(r.Stdout).RootElement;
+        Assert.True(root.GetProperty("passed").GetBoolean());
+        var checks = root.GetProperty("checks").EnumerateArray().ToArray();
+        Assert.Equal(Operations, checks.Select(c => c.GetProperty("name").GetString()));
+        foreach (var c in checks)
+        {
+            double error = c.GetProperty("error").GetDouble(), bound = c.GetProperty("bound").GetDouble();
+            Assert.True(error <= bound && c.GetProperty("passed").GetBoolean(), $"{c.GetProperty("name")}: {error} > {bound}");
+        }
+        // The bf16 forward really ran in bf16: its logits differ from the fp32 CPU ones, within the bf16 bound.
+        var bf16 = checks.Single(c => c.GetProperty("dtype").GetString() == "bf16");
+        Assert.InRange(bf16.GetProperty("error").GetDouble(), 1e-3, BackendParity.Bf16ModelBound);
+    }
+
+    [Fact]
+    public void TheErrorMeasureSeesEveryKindOfDifference()
+    {
+        Assert.Equal(0, BackendParity.Error([1f, -2f], [1f, -2f]));
+        Assert.Equal(0.25, BackendParity.Error([1f, -1.5f], [1f, -2f]), 12); // relative to the largest reference value
+        Assert.True(double.IsNaN(BackendParity.Error([1f, float.NaN], [1f, 2f])));
+        Assert.True(double.IsNaN(BackendParity.Error([1f], [1f, 2f])));
+        Assert.False(new ParityCheck("x", "f32", double.NaN, 1).Passed); // a NaN never passes
+    }
+
+    [Fact]
+    public void ACpuDeviceIsRefused()
+    {
+        var r = CliProcess.Run("kernels", "parity", "--device", "cpu");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--device: 'cpu' is not one of cuda, emu", r.Stderr);
+    }
+}
