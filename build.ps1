@@ -46,6 +46,8 @@ switch ($Verb) {
     'publish' {
         Restore
         $rid = if ($IsWindows) { 'win-x64' } else { 'linux-x64' }
+        # From an empty folder, so nothing an earlier run left there ships with it.
+        if (Test-Path "artifacts/publish/$rid") { Remove-Item -Recurse -Force "artifacts/publish/$rid" }
         Invoke-Checked { dotnet publish src/Cli/E3.Cli.csproj -c Release -r $rid --self-contained true -p:PublishTrimmed=true -p:TrimMode=partial -p:DebugType=none -o "artifacts/publish/$rid" }
     }
     'clean' {

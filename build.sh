@@ -136,6 +136,9 @@ do_bench() {
 do_publish() {
   do_restore
   local out=${PUBLISH_DIR:-$ROOT/artifacts/publish/linux-x64}
+  # From an empty folder: files a run of the old e3 left there (TorchSharp copies libtorch from the NuGet cache into
+  # cpu/ when a training command looks for it) would otherwise ride along into the carry.
+  rm -rf "$out"
   dotnet publish src/Cli/E3.Cli.csproj -c Release -r linux-x64 --self-contained true \
     -p:PublishTrimmed=true -p:TrimMode=partial -p:InvariantGlobalization=true -p:DebugType=none -o "$out"
   # libtorch (≈500 MB) holds only the optimizer state of search/distill/train. The default publish is for inference
