@@ -1,3 +1,4 @@
+using E3.Interop.IO;
 using E3.Model.IO;
 using System.CommandLine;
 using System.Text;

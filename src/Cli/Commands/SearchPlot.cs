@@ -1,3 +1,4 @@
+using E3.Interop.IO;
 using E3.Model.IO;
 using E3.Pruning.Search;
 using ScottPlot;

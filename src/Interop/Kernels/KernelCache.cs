@@ -1,3 +1,4 @@
+using E3.Interop.IO;
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
@@ -107,21 +108,8 @@ public sealed class KernelCache
         SHA256.HashData(entry.AsSpan(HeaderBytes), entry.AsSpan(48, 32));
 
         System.IO.Directory.CreateDirectory(Directory);
-        var target = PathFor(key);
-        var temp = Path.Combine(Directory, $".{key.FileName}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                stream.Write(entry);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, target, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        using var file = AtomicFile.Create(PathFor(key));
+        file.Stream.Write(entry);
+        file.Commit();
     }
 }

@@ -1,3 +1,4 @@
+using E3.Interop.IO;
 using System.Buffers.Binary;
 using System.Text.Json;
 

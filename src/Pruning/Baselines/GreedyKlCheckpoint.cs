@@ -1,3 +1,4 @@
+using E3.Interop.IO;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Text.Json;

@@ -1,3 +1,4 @@
+using E3.Interop.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using E3.Model;

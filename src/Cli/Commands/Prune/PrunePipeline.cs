@@ -1,3 +1,4 @@
+using E3.Interop.IO;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using E3.Model;

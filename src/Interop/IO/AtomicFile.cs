@@ -1,4 +1,4 @@
-namespace E3.Model.IO;
+namespace E3.Interop.IO;
 
 /// <summary>
 /// Writes a file so that readers see either the old file or the complete new one: the bytes go to a temp file
