@@ -115,22 +115,15 @@ public sealed class TrainingCheckpoint
     static (long Step, List<LossPoint> History) ReadState(string path, string fingerprint)
     {
         if (!File.Exists(path)) throw new TrainingCheckpointException(path, "file", "not found");
-        JsonObject state;
-        try
-        {
-            state = JsonNode.Parse(File.ReadAllBytes(path)) as JsonObject ?? throw new TrainingCheckpointException(path, "root", "is not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new TrainingCheckpointException(path, "json", e.Message);
-        }
-        if (Str(state, "format", path) != Format) throw new TrainingCheckpointException(path, "format", $"'{state["format"]}' is not {Format}");
-        long version = Long(state, "version", path);
+        var state = JsonFields.ReadObject(path, fail: Fail);
+        if (JsonFields.Get<string>(state, path, "format", fail: Fail) != Format)
+            throw new TrainingCheckpointException(path, "format", $"'{state["format"]}' is not {Format}");
+        long version = JsonFields.Get<long>(state, path, "version", fail: Fail);
         if (version != Version) throw new TrainingCheckpointException(path, "version", $"{version} is not supported (expected {Version})");
-        string saved = Str(state, "fingerprint", path);
+        string saved = JsonFields.Get<string>(state, path, "fingerprint", fail: Fail);
         if (saved != fingerprint)
             throw new TrainingCheckpointException(path, "fingerprint", $"{saved} was written by a run with other options, model or data (this run is {fingerprint})");
-        long step = Long(state, "step", path);
+        long step = JsonFields.Get<long>(state, path, "step", fail: Fail);
         if (step < 0) throw new TrainingCheckpointException(path, "step", $"{step} is negative");
         var history = new List<LossPoint>();
         if (state["loss_history"] is not JsonArray points) throw new TrainingCheckpointException(path, "loss_history", "missing or not an array");
@@ -167,11 +160,7 @@ public sealed class TrainingCheckpoint
         }
     }
 
-    static string Str(JsonObject o, string key, string path) =>
-        o[key] is JsonValue v && v.TryGetValue(out string? s) ? s : throw new TrainingCheckpointException(path, key, "missing or not a string");
-
-    static long Long(JsonObject o, string key, string path) =>
-        o[key] is JsonValue v && v.TryGetValue(out long n) ? n : throw new TrainingCheckpointException(path, key, "missing or not an integer");
+    static TrainingCheckpointException Fail(string file, string field, string problem) => new(file, field, problem);
 
     /// <summary>Hex SHA-256 of <paramref name="parts"/>: identifies a run's options, model and data.</summary>
     public static string Fingerprint(JsonObject parts) =>
