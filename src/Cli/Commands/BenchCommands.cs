@@ -87,7 +87,7 @@ internal static class BenchCommands
         return new JsonObject
         {
             ["prefill"] = Phase(r.Prefill),
-            ["decode"] = Phase(r.Decode),
+            ["decode"] = r.DecodeTokens > 0 ? Phase(r.Decode) : null, // --decode 0 measures the prefill only
             ["layers"] = r.Layers,
             ["dropped"] = CliRunner.ToJsonArray(r.Dropped),
             ["ideal_speedup"] = r.Layers / (double)(r.Layers - r.Dropped.Length),

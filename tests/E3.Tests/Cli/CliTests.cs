@@ -152,6 +152,12 @@ public sealed class CliTests : IDisposable
             Assert.True(full > 0 && pruned > 0);
             Assert.Equal(pruned / full, j[phase]!["speedup"]!.GetValue<double>(), 1e-9);
         }
+        // --decode 0 times the prefill alone (as the transformers comparison does): decode is null, not a NaN ratio.
+        var prefillOnly = CliProcess.Run("bench", "speedup", "--model", model, "--prune", "0.25", "--prefill", "8", "--decode", "0", "--repeats", "1", "--json");
+        Assert.True(prefillOnly.ExitCode == 0, prefillOnly.Stderr);
+        var p = JsonNode.Parse(prefillOnly.Stdout)!;
+        Assert.Null(p["decode"]);
+        Assert.True(p["prefill"]!["full_tps"]!.GetValue<double>() > 0);
     }
 
     [Fact]

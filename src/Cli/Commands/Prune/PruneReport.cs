@@ -90,7 +90,7 @@ internal sealed record PruneReport(string Markdown, JsonObject Json)
         md.AppendLine("|---|---:|---:|---:|---:|");
         foreach (var phase in new[] { "prefill", "decode" })
         {
-            var p = speed[phase]!;
+            if (speed[phase] is not { } p) continue; // --bench-decode 0 measures the prefill only
             md.AppendLine($"| {phase} ({speed[phase + "_tokens"]} tokens) | {N(p["full_tps"]!.GetValue<double>())} | {N(p["pruned_tps"]!.GetValue<double>())} | {p["speedup"]!.GetValue<double>():F3}x | {ideal:F3}x |");
         }
         md.AppendLine().AppendLine("## Search").AppendLine();
