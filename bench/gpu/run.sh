@@ -42,6 +42,12 @@ step kernels-bench-32b "$E3" bench kernels --device cuda --shape qwen3-32b --rep
 # The random model (16 GB of bf16) is written once for both batch sizes and removed afterwards.
 M8B="$OUT_DIR/qwen3-8b-random"
 rm -rf "$M8B"
+"$E3" model init --arch qwen3 --layers 36 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 12288 \
+  --vocab 151936 --dtype bfloat16 --seed 1 --out "$M8B" > "$OUT_DIR/model-8b.log" 2>&1
+for b in 1 8; do
+  step "speedup-b$b" "$E3" bench speedup --model "$M8B" --prune 0.25 --prefill 512 --decode 64 --batch "$b" --repeats 3 --device cuda --json
+done
+rm -rf "$M8B"
 # One distillation micro-step on the device (teacher forward, fused KD head, backward; no optimizer) of a Qwen3 with the
 # 8B layer shapes and 8 layers, 25% dropped: tokens/s and TFLOP/s of training.
 MT="$OUT_DIR/qwen3-8b-8layers"
@@ -50,12 +56,6 @@ rm -rf "$MT"
   --vocab 151936 --dtype bfloat16 --seed 2 --out "$MT" > "$OUT_DIR/model-8layers.log" 2>&1
 step train-step "$E3" bench train --model "$MT" --prune 0.25 --loss kd --seq 512 --batch 2 --repeats 5 --device cuda --json
 rm -rf "$MT"
-"$E3" model init --arch qwen3 --layers 36 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 12288 \
-  --vocab 151936 --dtype bfloat16 --seed 1 --out "$M8B" > "$OUT_DIR/model-8b.log" 2>&1
-for b in 1 8; do
-  step "speedup-b$b" "$E3" bench speedup --model "$M8B" --prune 0.25 --prefill 512 --decode 64 --batch "$b" --repeats 3 --device cuda --json
-done
-rm -rf "$M8B"
 # Distillation on the device (fp32 training backend; the KD loss fused with the LM head runs there) against the CPU:
 # the same 6 steps of a small random Qwen3 with 25% of its layers dropped. distill-parity.json compares the losses.
 # AdamW keeps its state in libtorch, which the lean publish leaves out (PUBLISH_WITH_TORCH=1 ./build.sh publish keeps it).
