@@ -58,9 +58,9 @@ public sealed partial class GpuBackend : IDistillationBackend
         var chunking = new KdHeadChunking(chunkRows, chunkRows * rowBytes);
         if (count == 0) return chunking;
 
-        var r0 = Distillation.RowValues(count);
-        _device.CopyToDevice(r0.Coefficient, rows.KdCoefficient, Stream);
-        _device.CopyToDevice(r0.Labels, rows.Labels, Stream);
+        var perRow = Distillation.RowValues(count);
+        _device.CopyToDevice(perRow.Coefficient, rows.KdCoefficient, Stream);
+        _device.CopyToDevice(perRow.Labels, rows.Labels, Stream);
         var student = StudentSide.For(this, teacher, count, vocab);
         var logits = Distillation.Logits.Floats((long)chunkRows * studentVocab);
         var kernels = Distillation.Kernels;
@@ -69,8 +69,8 @@ public sealed partial class GpuBackend : IDistillationBackend
             int n = Math.Min(chunkRows, count - first);
             var hChunk = h.Pointer.Add((long)first * width * sizeof(float));
             _device.Gemm(RowMajorGemm.Linear(hChunk, w.Pointer, logits.Raw, n, studentVocab, width, GemmDataType.F32, GemmDataType.F32), Stream);
-            var settings = new KdStudentRows(r0.Coefficient.Offset(first), r0.Labels.Offset(first), rows.CeCoefficient, rows.InverseTemperature,
-                rows.Reverse, r0.Kl.Offset(first), r0.Ce.Offset(first));
+            var settings = new KdStudentRows(perRow.Coefficient.Offset(first), perRow.Labels.Offset(first), rows.CeCoefficient, rows.InverseTemperature,
+                rows.Reverse, perRow.Kl.Offset(first), perRow.Ce.Offset(first));
             if (student.Dense is { } z)
                 kernels.Dense(logits, studentVocab, z.Logits.Offset((long)first * z.Width), z.Width, n, vocab, z.Rows(first), settings, Stream);
             else
@@ -81,8 +81,8 @@ public sealed partial class GpuBackend : IDistillationBackend
             if (dw != null)
                 _device.Gemm(RowMajorGemm.LinearWeightGrad(hChunk, logits.Raw, dw.Pointer, n, studentVocab, width, GemmDataType.F32), Stream);
         }
-        _device.CopyToHost(rowKl, r0.Kl, Stream);
-        _device.CopyToHost(rowCe, r0.Ce, Stream);
+        _device.CopyToHost(rowKl, perRow.Kl, Stream);
+        _device.CopyToHost(rowCe, perRow.Ce, Stream);
         return chunking;
     }
 
