@@ -1,7 +1,11 @@
 using E3.Backends;
+using E3.Backends.Gpu;
+using E3.Interop.Gpu;
+using E3.Interop.Kernels;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Pruning.Distillation;
+using E3.Pruning.Masking;
 using E3.Pruning.TeacherCache;
 
 namespace E3.Pruning.Bench;
@@ -18,8 +22,8 @@ public sealed record ParityCheck(string Name, string DType, double Error, double
 }
 
 /// <summary>
-/// Every backend operation of the forward, the backward, the distillation loss and the teacher cache run on a device
-/// backend and on the CPU backend with the same random inputs, so that a GPU machine, which has no test runner, can
+/// Every backend operation of the forward, the backward, the distillation loss and the teacher cache, and the
+/// Gumbel-TopK mask sampler, run on a device backend and on the CPU with the same random inputs, so that a GPU machine, which has no test runner, can
 /// check its kernels against the engine's reference (<c>e3 kernels parity</c>). CI checks the same operations on the
 /// emulator with its own tests.
 /// </summary>
@@ -66,8 +70,57 @@ public static class BackendParity
         Check("kd_lm_head", KdLmHead, F32Bound);
         Check("topk_indices", o => [TopK(o).Indices], 0); // the same tokens in the same order, exactly
         Check("topk_logprobs", o => [TopK(o).LogProbs], F32Bound);
+        if (device is GpuBackend gpu)
+            foreach (var relaxation in new[] { GumbelRelaxation.SoftTopK, GumbelRelaxation.Sigmoid })
+                checks.Add(new ParityCheck($"gumbel_topk_{relaxation.ToString().ToLowerInvariant()}", "f32", GumbelTopK(gpu.Device, relaxation), F32Bound));
         Models(reference, device, bf16Device, scratchFolder, checks);
         return checks;
+    }
+
+    /// <summary>
+    /// The mask sampler (kernels/gumbel_topk.cu) against <see cref="CpuGumbelTopK"/>: hard masks (which must be equal, or
+    /// the error is O(1)), relaxed masks and dL/dα, forward and backward, with the same Philox noise keys.
+    /// </summary>
+    static double GumbelTopK(IGpuDevice gpu, GumbelRelaxation relaxation)
+    {
+        const int samples = 24, layers = 40, keep = 29;
+        const ulong seed = 31337;
+        var spec = new GumbelTopKSpec(layers, keep, samples, 0.8f, seed, 12, relaxation);
+        var logits = Random(90, layers, 1.0);
+        var gradMask = Random(91, samples * layers, 1.0);
+        int n = (int)spec.MaskElements;
+        float[] hard = new float[n], soft = new float[n], grad = new float[layers];
+        new CpuGumbelTopK().ForwardBackward(logits, spec, gradMask, hard, soft, grad);
+
+        using var stream = gpu.CreateOwnedStream();
+        var owned = new List<DeviceBuffer>();
+        try
+        {
+            DevicePointer<float> Upload(float[] values)
+            {
+                var buffer = gpu.AllocateBuffer(values.Length * sizeof(float));
+                owned.Add(buffer);
+                gpu.CopyToDevice(buffer.As<float>(), values, stream.Handle);
+                return buffer.As<float>();
+            }
+            var (dLogits, dGradMask) = (Upload(logits), Upload(gradMask));
+            var (dHard, dSoft, dGrad) = (Upload(new float[n]), Upload(new float[n]), Upload(new float[layers]));
+            var dWork = Upload(new float[GumbelTopKKernels.WorkspaceElements(samples, layers, keep)]);
+            using var kernels = new GumbelTopKKernels(gpu);
+            kernels.Forward(dLogits, dHard, dSoft, dWork, layers, keep, samples, seed, 12, 0.8f, relaxation, stream.Handle);
+            kernels.Backward(dLogits, dGradMask, dWork, dGrad, layers, keep, samples, seed, 12, 0.8f, relaxation, stream.Handle);
+            float[] Download(DevicePointer<float> pointer, int count)
+            {
+                var values = new float[count];
+                gpu.CopyToHost<float>(values, pointer, stream.Handle);
+                return values;
+            }
+            return new[] { Error(Download(dHard, n), hard), Error(Download(dSoft, n), soft), Error(Download(dGrad, layers), grad) }.Max();
+        }
+        finally
+        {
+            foreach (var buffer in owned) buffer.Dispose();
+        }
     }
 
     static void Forward(Action<string, Func<Operands, float[][]>> check)
