@@ -48,6 +48,7 @@ internal static class KernelParityCommand
                     ["checks"] = new JsonArray(checks.Select(c => (JsonNode)new JsonObject
                     {
                         ["name"] = c.Name, ["dtype"] = c.DType, ["error"] = double.IsFinite(c.Error) ? c.Error : null, ["bound"] = c.Bound, ["passed"] = c.Passed,
+                        ["failure"] = c.Failure,
                     }).ToArray()),
                 });
             else
@@ -57,7 +58,9 @@ internal static class KernelParityCommand
                     Console.Out.WriteLine($"{c.Name,-26} {c.DType,-5} {c.Error,10:0.00e+00} {c.Bound,8:G2}  {(c.Passed ? "ok" : "FAILED")}");
             }
             foreach (var c in checks.Where(c => !c.Passed))
-                Console.Error.WriteLine($"e3 kernels parity: {c.Name} ({c.DType}) is off by {c.Error:E3} relative, more than {c.Bound:G3}");
+                Console.Error.WriteLine(c.Failure is { } failure
+                    ? $"e3 kernels parity: {c.Name} ({c.DType}) failed: {failure}"
+                    : $"e3 kernels parity: {c.Name} ({c.DType}) is off by {c.Error:E3} relative, more than {c.Bound:G3}");
             return passed ? ExitCodes.Ok : ExitCodes.Failure;
         }));
         return cmd;

@@ -15,7 +15,8 @@ namespace E3.Pruning.Bench;
 /// <param name="DType">The device's activation dtype for it.</param>
 /// <param name="Error">max |device − reference| / max |reference| over every output it writes.</param>
 /// <param name="Bound">The largest error that passes.</param>
-public sealed record ParityCheck(string Name, string DType, double Error, double Bound)
+/// <param name="Failure">The exception's message when the operation threw on either side (Error is then NaN).</param>
+public sealed record ParityCheck(string Name, string DType, double Error, double Bound, string? Failure = null)
 {
     /// <summary>Whether <see cref="Error"/> is within <see cref="Bound"/> (a NaN error fails).</summary>
     public bool Passed => Error <= Bound;
@@ -57,14 +58,13 @@ public static class BackendParity
         if (bf16Device.ActivationType != DType.BF16) throw new ArgumentException($"the bf16 device backend keeps {bf16Device.ActivationType} activations", nameof(bf16Device));
         var checks = new List<ParityCheck>();
         // Each output is compared on its own scale (a scalar loss beside its gradients would hide their errors).
-        void Check(string name, Func<Operands, float[][]> op, double bound)
+        void Check(string name, Func<Operands, float[][]> op, double bound) => checks.Add(Guarded(name, "f32", bound, () =>
         {
             float[][] want, got;
             using (var r = new Operands(reference)) want = op(r);
             using (var d = new Operands(device)) got = op(d);
-            double error = got.Length == want.Length ? want.Select((w, i) => Error(got[i], w)).Max() : double.NaN;
-            checks.Add(new ParityCheck(name, "f32", error, bound));
-        }
+            return got.Length == want.Length ? want.Select((w, i) => Error(got[i], w)).Max() : double.NaN;
+        }));
         Forward((name, op) => Check(name, op, F32Bound));
         Backward((name, op) => Check(name, op, F32Bound));
         Check("kd_lm_head", KdLmHead, F32Bound);
@@ -72,7 +72,7 @@ public static class BackendParity
         Check("topk_logprobs", o => [TopK(o).LogProbs], F32Bound);
         if (device is GpuBackend gpu)
             foreach (var relaxation in new[] { GumbelRelaxation.SoftTopK, GumbelRelaxation.Sigmoid })
-                checks.Add(new ParityCheck($"gumbel_topk_{relaxation.ToString().ToLowerInvariant()}", "f32", GumbelTopK(gpu.Device, relaxation), F32Bound));
+                checks.Add(Guarded($"gumbel_topk_{relaxation.ToString().ToLowerInvariant()}", "f32", F32Bound, () => GumbelTopK(gpu.Device, relaxation)));
         Models(reference, device, bf16Device, scratchFolder, checks);
         return checks;
     }
@@ -286,8 +286,24 @@ public static class BackendParity
             return model.Forward(tokens, mask);
         }
         var want = Logits(reference);
-        checks.Add(new ParityCheck("model_forward", "f32", Error(Logits(device), want), F32Bound));
-        checks.Add(new ParityCheck("model_forward", "bf16", Error(Logits(bf16Device), want), Bf16ModelBound));
+        checks.Add(Guarded("model_forward", "f32", F32Bound, () => Error(Logits(device), want)));
+        checks.Add(Guarded("model_forward", "bf16", Bf16ModelBound, () => Error(Logits(bf16Device), want)));
+    }
+
+    /// <summary>
+    /// Runs one check; an operation that throws (a launch the device refuses, say) is recorded as a failed check with
+    /// its message, so that one broken kernel does not hide the others' results.
+    /// </summary>
+    internal static ParityCheck Guarded(string name, string dtype, double bound, Func<double> error)
+    {
+        try
+        {
+            return new ParityCheck(name, dtype, error(), bound);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return new ParityCheck(name, dtype, double.NaN, bound, $"{e.GetType().Name}: {e.Message}");
+        }
     }
 
     /// <summary>max |got − want| / max |want|; NaN when the lengths differ or a value is not finite.</summary>

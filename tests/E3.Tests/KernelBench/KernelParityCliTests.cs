@@ -46,6 +46,18 @@ public sealed class KernelParityCliTests
     }
 
     [Fact]
+    public void AnOperationThatThrowsIsAFailedCheckWithItsMessage()
+    {
+        var ok = BackendParity.Guarded("fine", "f32", 1e-4, () => 1e-7);
+        Assert.True(ok.Passed);
+        Assert.Null(ok.Failure);
+        var broken = BackendParity.Guarded("broken", "f32", 1e-4, () => throw new InvalidOperationException("CUDA_ERROR_INVALID_VALUE"));
+        Assert.False(broken.Passed);
+        Assert.True(double.IsNaN(broken.Error));
+        Assert.Equal("InvalidOperationException: CUDA_ERROR_INVALID_VALUE", broken.Failure);
+    }
+
+    [Fact]
     public void ACpuDeviceIsRefused()
     {
         var r = CliProcess.Run("kernels", "parity", "--device", "cpu");
