@@ -1,5 +1,7 @@
+using E3.Backends;
 using E3.Model.Decoder;
 using E3.Model.Training;
+using E3.Pruning.Distill;
 using E3.Pruning.Distillation;
 
 namespace E3.Pruning.Search;
@@ -47,15 +49,34 @@ public static class LayerImportance
         long tokens = 0;
         using var trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen });
         var allOnes = Enumerable.Repeat(1f, layers).ToArray();
+        // On a backend that runs the KD loss itself (cuda, emu) the teacher's logits stay there and each gated model's
+        // KL is fused with the LM head, as in the search; elsewhere both are dense host logits.
+        var device = model.Backend as IDistillationBackend;
         foreach (var batch in batches)
         {
-            var teacher = new DenseTeacher(trainer.Forward(batch, batchSize, allOnes), batch.Length, vocab);
-            for (int i = 0; i < gateSets.Count; i++)
+            KdTeacher teacher = device != null
+                ? new BackendDenseTeacher(model, batch, batchSize)
+                : new DenseTeacher(trainer.Forward(batch, batchSize, allOnes), batch.Length, vocab);
+            try
             {
-                var logits = trainer.Forward(batch, batchSize, gateSets[i]);
-                // With weights off and λ = 1 the loss is Σ_t KL_t / N; the gradient it leaves in logits is unused.
-                var loss = EntropyKdLoss.Compute(logits, vocab, teacher, default, plainKl);
-                sums[i] += loss.Distillation * loss.ValidTokens;
+                for (int i = 0; i < gateSets.Count; i++)
+                {
+                    // With weights off and λ = 1 the loss is Σ_t KL_t / N; the gradient it leaves is unused.
+                    KdLoss loss;
+                    if (device != null)
+                    {
+                        trainer.ForwardHidden(batch, batchSize, gateSets[i]);
+                        var (hidden, dHidden) = trainer.HeadInput();
+                        loss = BackendKdLmHead.Compute(device, hidden, model.Weights.LmHead, teacher, default, plainKl, dHidden, null,
+                            DistillationObjective.ChunkBudgetBytes).Loss;
+                    }
+                    else loss = EntropyKdLoss.Compute(trainer.Forward(batch, batchSize, gateSets[i]), vocab, teacher, default, plainKl);
+                    sums[i] += loss.Distillation * loss.ValidTokens;
+                }
+            }
+            finally
+            {
+                (teacher as IDisposable)?.Dispose();
             }
             tokens += batch.Length;
         }

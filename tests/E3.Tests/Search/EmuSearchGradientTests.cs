@@ -11,8 +11,9 @@ using Xunit;
 namespace E3.Tests.Search;
 
 /// <summary>
-/// A search step on GpuBackend over the emulator, where the teacher's logits stay on the device and each sample's KD
-/// loss runs fused with the LM head there, against the same step on the CPU backend, where both are dense host logits.
+/// A search step and the drop-one-layer KL on GpuBackend over the emulator, where the teacher's logits stay on the
+/// device and each KD loss runs fused with the LM head there, against the same on the CPU backend, where both are
+/// dense host logits.
 /// </summary>
 [Collection(EmuCollection.Name)]
 public sealed class EmuSearchGradientTests(EmuFixture fixture) : IDisposable
@@ -39,6 +40,29 @@ public sealed class EmuSearchGradientTests(EmuFixture fixture) : IDisposable
         Assert.True(KdTestData.RelativeError(got.AlphaGradient, want.AlphaGradient) <= 1e-4,
             $"alpha gradient {KdTestData.RelativeError(got.AlphaGradient, want.AlphaGradient):E3}");
         Assert.Contains(want.AlphaGradient, g => Math.Abs(g) > 1e-7f);
+    }
+
+    [Fact]
+    public void DropOneKlMatchesTheCpuBackend()
+    {
+        // The search's initial α and its final swap refinement: each gated model's KL to the full one, fused with the LM
+        // head on the device. Each KL is built from terms of size log V, so its rounding error is absolute, ~1e-7.
+        using var dir = new TempDir();
+        string folder = SearchModels.Write(dir, "model", layers: 5, weakLayers: [1, 3]);
+        var (_, ids) = SearchModels.Tokens(dir, "data.bin", 400);
+        var batches = new List<int[]> { ids.AsSpan(0, 48).ToArray(), ids.AsSpan(100, 48).ToArray() };
+        double[] Kl(IBackend backend)
+        {
+            using (backend)
+            using (var model = DecoderModel.Load(folder, backend))
+                return LayerImportance.DropOneKl(model, batches, batchSize: 2);
+        }
+        var want = Kl(new CpuBackend(2));
+        var got = Kl(new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.F32, ownsDevice: false));
+        for (int l = 0; l < want.Length; l++)
+            Assert.True(Math.Abs(got[l] - want[l]) <= 1e-6, $"layer {l}: {got[l]} on emu, {want[l]} on cpu");
+        Assert.Equal(Enumerable.Range(0, 5).OrderBy(l => want[l]), Enumerable.Range(0, 5).OrderBy(l => got[l]));
+        Assert.True(want.Max() > 1e-4, "the KLs must be large enough for the comparison to mean something");
     }
 
     static SearchGradient Step(IBackend backend, string folder, int[] ids, SearchOptions options, float[] alpha)
