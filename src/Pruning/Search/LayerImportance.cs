@@ -1,7 +1,5 @@
-using E3.Backends;
 using E3.Model.Decoder;
 using E3.Model.Training;
-using E3.Pruning.Distill;
 using E3.Pruning.Distillation;
 
 namespace E3.Pruning.Search;
@@ -41,36 +39,23 @@ public static class LayerImportance
         ArgumentNullException.ThrowIfNull(batches);
         ArgumentNullException.ThrowIfNull(gateSets);
         if (batches.Count == 0) throw new ArgumentException("mask KL needs at least one calibration batch", nameof(batches));
-        int layers = model.Config.NumLayers, vocab = model.Config.VocabSize;
+        int layers = model.Config.NumLayers;
         foreach (var g in gateSets)
             if (g.Length != layers) throw new ArgumentException($"a gate set has {g.Length} gates; the model has {layers} layers", nameof(gateSets));
         var plainKl = new KdOptions { Weighting = EntropyWeighting.None };
         var sums = new double[gateSets.Count];
         long tokens = 0;
         using var trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen });
-        var allOnes = Enumerable.Repeat(1f, layers).ToArray();
-        // On a backend that runs the KD loss itself (cuda, emu) the teacher's logits stay there and each gated model's
-        // KL is fused with the LM head, as in the search; elsewhere both are dense host logits.
-        var device = model.Backend as IDistillationBackend;
+        var pass = new GatedKdPass(model, trainer);
         foreach (var batch in batches)
         {
-            KdTeacher teacher = device != null
-                ? new BackendDenseTeacher(model, batch, batchSize)
-                : new DenseTeacher(trainer.Forward(batch, batchSize, allOnes), batch.Length, vocab);
+            var teacher = pass.Teacher(batch, batchSize);
             try
             {
                 for (int i = 0; i < gateSets.Count; i++)
                 {
                     // With weights off and λ = 1 the loss is Σ_t KL_t / N; the gradient it leaves is unused.
-                    KdLoss loss;
-                    if (device != null)
-                    {
-                        trainer.ForwardHidden(batch, batchSize, gateSets[i]);
-                        var (hidden, dHidden) = trainer.HeadInput();
-                        loss = BackendKdLmHead.Compute(device, hidden, model.Weights.LmHead, teacher, default, plainKl, dHidden, null,
-                            DistillationObjective.ChunkBudgetBytes).Loss;
-                    }
-                    else loss = EntropyKdLoss.Compute(trainer.Forward(batch, batchSize, gateSets[i]), vocab, teacher, default, plainKl);
+                    var loss = pass.Loss(batch, batchSize, gateSets[i], teacher, plainKl);
                     sums[i] += loss.Distillation * loss.ValidTokens;
                 }
             }

@@ -1,8 +1,6 @@
-using E3.Backends;
 using E3.Model.Decoder;
 using E3.Model.Training;
 using E3.Optim;
-using E3.Pruning.Distill;
 using E3.Pruning.Distillation;
 using E3.Pruning.Masking;
 using E3.Pruning.Masks;
@@ -43,6 +41,7 @@ public sealed class MaskSearch : IDisposable
     private readonly SearchBatches batches;
     private readonly SearchOptions options;
     private readonly GatedDecoderTrainer trainer;
+    private readonly GatedKdPass pass;
     private readonly CpuGumbelTopK sampler;
     private readonly AdamW optimizer;
     private readonly KeepCurriculum curriculum;
@@ -69,6 +68,7 @@ public sealed class MaskSearch : IDisposable
         inputs = new int[batches.TokensPerBatch];
         Fingerprint = options.Fingerprint(model.Config.Hash(), batches.DataIdentity, batches.TeacherIdentity, batches.SequenceLength, batches.Batch);
         trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen, ComputeDroppedLayers = true });
+        pass = new GatedKdPass(model, trainer);
         sampler = new CpuGumbelTopK(threads);
         // No weight decay: it would pull every logit toward 0, a prior toward the uniform mask nobody asked for.
         optimizer = new AdamW([new ParameterSlot("alpha", layers)], new AdamWOptions());
@@ -152,36 +152,14 @@ public sealed class MaskSearch : IDisposable
         sampler.SampleHard(alpha, spec, hard);
 
         batches.Fill(step, inputs);
-        int vocab = model.Config.VocabSize;
-        var allOnes = new float[layers];
-        allOnes.AsSpan().Fill(1f);
-        // On a backend that runs the KD loss itself (cuda, emu), the teacher's logits stay there and each sample's loss is
-        // fused with the LM head: no [T, V] logits cross to the host. Elsewhere both are dense host logits.
-        var device = model.Backend as IDistillationBackend;
-        var teacher = batches.Teacher(step, () => device != null
-            ? new BackendDenseTeacher(model, inputs, batches.Batch)
-            : new DenseTeacher(trainer.Forward(inputs, batches.Batch, allOnes), batches.TokensPerBatch, vocab), vocab);
+        var teacher = batches.Teacher(step, () => pass.Teacher(inputs, batches.Batch), model.Config.VocabSize);
         double lossSum = 0;
         try
         {
             for (int s = 0; s < options.Samples; s++)
             {
-                var mask = hard.AsSpan(s * layers, layers);
-                double[] gates;
-                if (device != null)
-                {
-                    trainer.ForwardHidden(inputs, batches.Batch, mask);
-                    var (hidden, dHidden) = trainer.HeadInput();
-                    lossSum += BackendKdLmHead.Compute(device, hidden, model.Weights.LmHead, teacher, default, options.Kd, dHidden, null,
-                        DistillationObjective.ChunkBudgetBytes).Loss.Loss;
-                    gates = trainer.BackwardFromHiddenGradient().Gates;
-                }
-                else
-                {
-                    var logits = trainer.Forward(inputs, batches.Batch, mask);
-                    lossSum += EntropyKdLoss.Compute(logits, vocab, teacher, default, options.Kd).Loss;
-                    gates = trainer.Backward(logits).Gates; // logits now hold dL/dlogits
-                }
+                lossSum += pass.Loss(inputs, batches.Batch, hard.AsSpan(s * layers, layers), teacher, options.Kd).Loss;
+                var gates = pass.Backward().Gates;
                 for (int l = 0; l < layers; l++) gateGrads[s * layers + l] = (float)(gates[l] / options.Samples);
             }
         }
