@@ -97,7 +97,7 @@ public sealed class InferenceSession : IDisposable
         _model.ValidateTokens(tokens);
 
         int rows = tokens.Length;
-        var a = _act is { Rows: var r } && r == rows ? _act : ReplaceActivations(rows);
+        var a = ActivationsFor(rows);
         var w = _model.Weights;
         _b.Embedding(w.Embedding, tokens, a.H);
 
@@ -130,8 +130,7 @@ public sealed class InferenceSession : IDisposable
 
         Tensor hidden = a.H;
         int outRows = mode == LogitsMode.Last ? Batch : rows;
-        // Kept between calls like the activations, so a decode step allocates nothing on the device.
-        var head = _head is { Rows: var hr } && hr == outRows ? _head : ReplaceHead(outRows);
+        var head = HeadFor(outRows);
         if (mode == LogitsMode.Last && T > 1)
         {
             var rowsWanted = new int[Batch];
@@ -161,14 +160,17 @@ public sealed class InferenceSession : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(tokensPerSequence);
         int rows = checked(tokensPerSequence * Batch);
-        if (_act is not { Rows: var r } || r != rows) ReplaceActivations(rows);
-        if (mode == LogitsMode.None) return;
-        int outRows = mode == LogitsMode.Last ? Batch : rows;
-        if (_head is not { Rows: var hr } || hr != outRows) ReplaceHead(outRows);
+        ActivationsFor(rows);
+        if (mode != LogitsMode.None) HeadFor(mode == LogitsMode.Last ? Batch : rows);
     }
 
     /// <summary>Forgets every cached position (the caches are overwritten by the next call).</summary>
     public void Reset() => Position = 0;
+
+    // Kept between calls, so a call of the same size (every decode step) allocates nothing.
+    Activations ActivationsFor(int rows) => _act is { Rows: var r } && r == rows ? _act : ReplaceActivations(rows);
+
+    HeadBuffers HeadFor(int rows) => _head is { Rows: var r } && r == rows ? _head : ReplaceHead(rows);
 
     HeadBuffers ReplaceHead(int rows)
     {
