@@ -11,8 +11,8 @@ namespace E3.Backends.Gpu;
 /// Activations are <see cref="ActivationType"/> (F32 or BF16); weights may be F32 or BF16 and are uploaded once.
 /// A weight whose dtype differs from the activations' (fp32 norms under bf16 activations, bf16 projections under
 /// fp32 activations) is converted on the device on first use (again after an upload rewrites it) and the copy kept
-/// with it, since GEMMs and kernels compute with both operands in one dtype. Projections go through <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics),
-/// attention through an <see cref="IAttentionOp"/>.
+/// with it, since GEMMs and kernels compute with both operands in one dtype. Projections go through
+/// <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics), attention through an <see cref="IAttentionOp"/>.
 /// </summary>
 public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
 {
@@ -21,9 +21,9 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
     readonly OwnedStream _stream;
     readonly GpuKernelSet _kernels;
     readonly DeviceIndexBuffer _indices;
-    readonly DeviceIndexBuffer _argMaxIds;
-    readonly DeviceIndexBuffer _topKIds;
-    DeviceScratch? _topKValues;
+    // The row selections (argmax, top-K) finish with a synchronous download, so one pair of buffers serves them all.
+    readonly DeviceIndexBuffer _selectedIds;
+    readonly DeviceScratch _selectedValues;
     readonly IAttentionOp _attention;
 
     /// <summary>Creates a backend on <paramref name="device"/>.</summary>
@@ -49,8 +49,8 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         {
             _kernels = new GpuKernelSet(device);
             _indices = new DeviceIndexBuffer(device, _stream.Handle);
-            _argMaxIds = new DeviceIndexBuffer(device, _stream.Handle);
-            _topKIds = new DeviceIndexBuffer(device, _stream.Handle);
+            _selectedIds = new DeviceIndexBuffer(device, _stream.Handle);
+            _selectedValues = new DeviceScratch(device, _stream.Handle);
             _attention = attention?.Invoke(this) ?? new KernelAttention(this);
         }
         catch
@@ -313,7 +313,7 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         int rows = checked((int)ls.Rows), vocab = ls.Columns;
         if (ids.Length != rows) throw new ArgumentException($"{ids.Length} ids for the {rows} rows of {logits}", nameof(ids));
         if (rows == 0) return;
-        var d = _argMaxIds.Reserve(rows);
+        var d = _selectedIds.Reserve(rows);
         if (ActivationType == DType.F32) _kernels.Sampling.ArgMax(ls.F32, vocab, d, rows, vocab, Stream);
         else _kernels.Sampling.ArgMax(ls.BF16, vocab, d, rows, vocab, Stream);
         _device.CopyToHost(ids, d, Stream);
@@ -335,8 +335,8 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         if (indices.Length != rows * topK || topK < 1 || topK > Math.Min(MaxTopK, vocab) || logProbs.Length != indices.Length)
             throw new ArgumentException($"{indices.Length} indices and {logProbs.Length} log-probabilities for the {rows} rows of {logits}: " +
                 $"need K in [1, min({MaxTopK}, {vocab})] per row");
-        var ids = _topKIds.Reserve(indices.Length);
-        var values = (_topKValues ??= new DeviceScratch(_device, Stream)).Floats(logProbs.Length);
+        var ids = _selectedIds.Reserve(indices.Length);
+        var values = _selectedValues.Floats(logProbs.Length);
         if (ActivationType == DType.F32) _kernels.Sampling.TopKLogProbs(ls.F32, vocab, ids, values, rows, vocab, topK, Stream);
         else _kernels.Sampling.TopKLogProbs(ls.BF16, vocab, ids, values, rows, vocab, topK, Stream);
         _device.CopyToHost(indices, ids, Stream);
@@ -354,9 +354,8 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         _distillation?.Dispose();
         _attention.Dispose();
         _indices.Dispose();
-        _argMaxIds.Dispose();
-        _topKIds.Dispose();
-        _topKValues?.Dispose();
+        _selectedIds.Dispose();
+        _selectedValues.Dispose();
         _kernels.Dispose();
         _stream.Dispose();
         if (_ownsDevice) _device.Dispose();
