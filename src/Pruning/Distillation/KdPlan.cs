@@ -120,9 +120,7 @@ public sealed class KdPlan
             if (!plan.Valid[t]) continue;
             if (!(float.IsFinite(max[t]) && float.IsFinite(logSum[t]) && float.IsFinite(entropy[t])))
             {
-                if (!options.MaskNonFinite)
-                    throw new ArgumentException($"teacher logits: row {t} holds a NaN or infinite value (set MaskNonFinite to skip such rows)");
-                plan.Valid[t] = false;
+                plan.SkipNonFiniteTeacherRow(t);
                 continue;
             }
             plan.TeacherLogSum[t] = logSum[t];
@@ -152,6 +150,14 @@ public sealed class KdPlan
         CeCoefficient = n > 0 && lambda < 1 ? (1 - lambda) / n : 0.0;
         for (int t = 0; t < Rows; t++)
             if (!Valid[t]) Labels[t] = -1;
+    }
+
+    /// <summary>A dense teacher row holding NaN or ±∞: an error, or an ignored token under <see cref="KdOptions.MaskNonFinite"/>.</summary>
+    private void SkipNonFiniteTeacherRow(int t)
+    {
+        if (!Options.MaskNonFinite)
+            throw new ArgumentException($"teacher logits: row {t} holds a NaN or infinite value (set MaskNonFinite to skip such rows)");
+        Valid[t] = false;
     }
 
     internal static int CommonVocab(int teacherVocab, int studentVocab, int maxPadding)
@@ -211,9 +217,7 @@ public sealed class KdPlan
             }
             if (!finite)
             {
-                if (!Options.MaskNonFinite)
-                    throw new ArgumentException($"teacher logits: row {t} holds a NaN or infinite value (set MaskNonFinite to skip such rows)");
-                Valid[t] = false;
+                SkipNonFiniteTeacherRow(t);
                 return scratch;
             }
             maxima[t] = state.Max;
