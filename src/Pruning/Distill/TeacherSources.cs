@@ -1,5 +1,4 @@
 using E3.Backends;
-using E3.Model;
 using E3.Model.Decoder;
 using E3.Pruning.Distillation;
 using E3.Pruning.Masking;
@@ -36,9 +35,9 @@ public sealed class ModelTeacherSource(DecoderModel teacher) : IKdTeacherSource
     /// <inheritdoc/>
     public KdTeacher For(long batchIndex, ReadOnlySpan<int> inputs, int batch)
     {
-        if (teacher.Backend is IDistillationBackend) return new BackendDenseTeacher(teacher, inputs, batch);
-        using var session = teacher.StartSession(LayerMask.All(teacher.Config.NumLayers), batch, inputs.Length / batch);
-        return new DenseTeacher(session.Forward(inputs), inputs.Length, Vocab);
+        var logits = new BackendDenseTeacher(teacher, inputs, batch);
+        if (teacher.Backend is IDistillationBackend) return logits;
+        using (logits) return logits.ToHost();
     }
 }
 
