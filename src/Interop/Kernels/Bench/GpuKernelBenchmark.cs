@@ -85,7 +85,7 @@ public sealed class GpuKernelBenchmark : IDisposable
         using var y = Buffer((long)t * h * Bf16Bytes, 0);
         using var weight = Buffer((long)h * Bf16Bytes, Bf16Pair);
         using (var table = Buffer((long)s.Vocab * h * Bf16Bytes, Bf16Pair))
-        using (var ids = Upload(Enumerable.Range(0, t).Select(i => (int)((long)i * 7919 % s.Vocab)).ToArray()))
+        using (var ids = Upload(TokenIds(t, s.Vocab)))
         using (var embedding = new EmbeddingKernels(device))
             Add("embedding", new() { ["tokens"] = t, ["dim"] = h }, KernelWork.Embedding(t, h, Bf16Bytes),
                 () => embedding.Forward(table.As<Bf16>(), ids.As<int>(), y.As<Bf16>(), t, h, stream.Handle));
@@ -282,7 +282,7 @@ public sealed class GpuKernelBenchmark : IDisposable
         using (var convert = new ConvertKernels(device))
             Add("convert_bf16_f32", new() { ["count"] = projection }, KernelWork.Widen(projection),
                 () => convert.ToF32(bf16.As<Bf16>(), f32.As<float>(), projection, stream.Handle));
-        var ids = Enumerable.Range(0, t).Select(i => (int)((long)i * 7919 % s.Vocab)).ToArray();
+        var ids = TokenIds(t, s.Vocab);
         var (plan, unique) = EmbeddingKernels.GroupTokens(ids);
         using (var dEmbedding = Buffer(rowsShape * sizeof(float), F32Small))
         using (var planBuffer = Upload(plan))
@@ -291,6 +291,9 @@ public sealed class GpuKernelBenchmark : IDisposable
             Add("embedding_backward", new() { ["tokens"] = t, ["unique"] = unique, ["dim"] = h }, KernelWork.EmbeddingBackward(t, unique, h),
                 () => embedding.BackwardGrouped(dEmbedding.As<float>(), planBuffer.As<int>(), table.As<float>(), unique, h, stream.Handle), dtype: "f32");
     }
+
+    /// <summary>Token ids spread over the vocabulary (a prime stride), as the embedding kernels see them.</summary>
+    private static int[] TokenIds(int tokens, int vocab) => Enumerable.Range(0, tokens).Select(i => (int)((long)i * 7919 % vocab)).ToArray();
 
     private void Add(string name, Dictionary<string, long> shape, KernelWork work, Action launch, string dtype = "bf16") =>
         results.Add(Time(name, dtype, shape, work, launch));
