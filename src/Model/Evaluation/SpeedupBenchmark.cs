@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using E3.Interop.Kernels.Bench;
 using System.Diagnostics;
+using E3.Backends;
 using E3.Model.Decoder;
 
 namespace E3.Model.Evaluation;
@@ -11,7 +12,9 @@ public sealed record PhaseSpeed(double FullTps, double PrunedTps)
     public double Speedup => PrunedTps / FullTps;
 }
 
-public sealed record SpeedupResult(PhaseSpeed Prefill, PhaseSpeed Decode, int Layers, int[] Dropped, int Batch, int PrefillTokens, int DecodeTokens, int Repeats, string Device, int Threads);
+/// <param name="Roofline">The speedup each phase shows at a constant rate of the resource that limits it (<see cref="RooflineSpeedup"/>).</param>
+public sealed record SpeedupResult(PhaseSpeed Prefill, PhaseSpeed Decode, int Layers, int[] Dropped, int Batch, int PrefillTokens, int DecodeTokens, int Repeats, string Device, int Threads,
+    RooflineSpeedup Roofline);
 
 /// <summary>
 /// Full vs layer-skipped model on the same weights in one process. Each repeat runs the full and the pruned
@@ -69,7 +72,10 @@ public static class SpeedupBenchmark
         var prefillSpeed = new PhaseSpeed(prefillTokens / Median(fp), prefillTokens / Median(pp));
         var decodeSpeed = decode == 0 ? new PhaseSpeed(0, 0) : new PhaseSpeed(decodeTokens / Median(fd), decodeTokens / Median(pd));
         int threads = model.Backend is E3.Backends.Cpu.CpuBackend cpu ? cpu.Threads : 0;
-        return new SpeedupResult(prefillSpeed, decodeSpeed, model.Config.NumLayers, pruned.Dropped.ToArray(), batch, prefill, decode, repeats, model.Backend.Name, threads);
+        var roofline = RooflineSpeedup.For(model.Config, pruned.KeptCount, batch, prefill, decode,
+            model.Weights.Layers[0].Q.DType.SizeInBytes(), model.Backend.ActivationType.SizeInBytes());
+        return new SpeedupResult(prefillSpeed, decodeSpeed, model.Config.NumLayers, pruned.Dropped.ToArray(), batch, prefill, decode, repeats, model.Backend.Name, threads,
+            roofline);
     }
 
 }

@@ -151,6 +151,8 @@ public sealed class CliTests : IDisposable
             double full = j[phase]!["full_tps"]!.GetValue<double>(), pruned = j[phase]!["pruned_tps"]!.GetValue<double>();
             Assert.True(full > 0 && pruned > 0);
             Assert.Equal(pruned / full, j[phase]!["speedup"]!.GetValue<double>(), 1e-9);
+            // The roofline counts the head that no mask removes: above 1, below layers / kept.
+            Assert.InRange(j[phase]!["roofline_speedup"]!.GetValue<double>(), 1.0, j["ideal_speedup"]!.GetValue<double>() - 1e-6);
         }
         // --decode 0 times the prefill alone (as the transformers comparison does): decode is null, not a NaN ratio.
         var prefillOnly = CliProcess.Run("bench", "speedup", "--model", model, "--prune", "0.25", "--prefill", "8", "--decode", "0", "--repeats", "1", "--json");

@@ -86,13 +86,14 @@ internal sealed record PruneReport(string Markdown, JsonObject Json)
         md.AppendLine().AppendLine("## Speed").AppendLine();
         double ideal = speed["ideal_speedup"]!.GetValue<double>();
         md.AppendLine($"`e3 bench speedup` on {speed["device"]} ({speed["threads"]} threads), batch {speed["batch"]}, median of {speed["repeats"]}; full and pruned alternate in one process.").AppendLine();
-        md.AppendLine("| phase | full tok/s | pruned tok/s | speedup | ideal |");
-        md.AppendLine("|---|---:|---:|---:|---:|");
+        md.AppendLine("| phase | full tok/s | pruned tok/s | speedup | roofline | ideal |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|");
         foreach (var phase in new[] { "prefill", "decode" })
         {
             if (speed[phase] is not { } p) continue; // --bench-decode 0 measures the prefill only
-            md.AppendLine($"| {phase} ({speed[phase + "_tokens"]} tokens) | {N(p["full_tps"]!.GetValue<double>())} | {N(p["pruned_tps"]!.GetValue<double>())} | {p["speedup"]!.GetValue<double>():F3}x | {ideal:F3}x |");
+            md.AppendLine($"| {phase} ({speed[phase + "_tokens"]} tokens) | {N(p["full_tps"]!.GetValue<double>())} | {N(p["pruned_tps"]!.GetValue<double>())} | {p["speedup"]!.GetValue<double>():F3}x | {p["roofline_speedup"]!.GetValue<double>():F3}x | {ideal:F3}x |");
         }
+        md.AppendLine().AppendLine("Ideal is layers over kept layers. Roofline counts, besides the layers, the work that no mask removes (the LM head, the KV cache): prefill by FLOPs, decode by bytes read. It is the speedup of a phase that runs at a constant rate of its limiting resource.");
         md.AppendLine().AppendLine("## Search").AppendLine();
         md.AppendLine("Keep probability of every layer across steps, and the distillation loss of the sampled masks:").AppendLine();
         md.AppendLine("![search](search.png)").AppendLine();
