@@ -42,7 +42,7 @@ public static class CpuKernelBenchmark
         foreach (var (name, m, n, k) in Projections(shape))
             results.Add(MeasureGemm(backend, name, m, n, k, Time));
         Losses(shape, threads, Add);
-        return new KernelBenchReport("cpu", $"{Environment.ProcessorCount}-core x86-64, {backend.Threads} threads", shape.Name, repeats, timer.Kind,
+        return new KernelBenchReport("cpu", $"{Environment.ProcessorCount}-core x86-64, {backend.Threads} threads", shape.Name, repeats, timer.Kind, 0,
             copy, gemm, results);
     }
 

@@ -34,6 +34,7 @@ public sealed class BenchKernelsCliTests
         Assert.Equal("emu", root.GetProperty("device").GetString());
         Assert.Equal("small", root.GetProperty("shape").GetString()); // the emulator's default shape
         Assert.Equal("monotonic-clock", root.GetProperty("timer").GetString());
+        Assert.Equal(0, root.GetProperty("l2_flush_bytes").GetInt64()); // the emulator reports no L2 to flush
         Assert.Equal(1, root.GetProperty("repeats").GetInt32());
         var kernels = CheckSchema(root);
         Assert.Equal(GpuKernels, kernels.Keys);

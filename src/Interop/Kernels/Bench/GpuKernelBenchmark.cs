@@ -22,6 +22,9 @@ public sealed class GpuKernelBenchmark : IDisposable
     private readonly List<KernelMeasurement> results = [];
     private readonly int warmup, repeats;
     private readonly Action<string>? progress;
+    private readonly DeviceBuffer? flush;
+    private readonly long flushBytes;
+    private byte flushValue;
 
     private GpuKernelBenchmark(IGpuDevice device, int warmup, int repeats, Action<string>? progress)
     {
@@ -31,8 +34,26 @@ public sealed class GpuKernelBenchmark : IDisposable
         this.progress = progress;
         stream = device.CreateOwnedStream();
         // Events time what the GPU did; the emulator runs launches on the host, so the host clock is its truth.
-        timer = device is EmuGpuDevice ? new MonotonicBenchTimer(stream.Synchronize) : new EventBenchTimer(device, stream.Handle);
+        if (device is EmuGpuDevice)
+        {
+            timer = new MonotonicBenchTimer(stream.Synchronize);
+        }
+        else
+        {
+            flushBytes = FlushBytes(device.Info);
+            if (flushBytes > 0) flush = device.AllocateBuffer(flushBytes);
+            timer = new EventBenchTimer(device, stream.Handle, flush == null ? null : FlushL2);
+        }
     }
+
+    /// <summary>
+    /// Bytes written before each timed run on a GPU to evict the previous run's data from L2: four times the L2, so that
+    /// no line of it survives (0 where the device reports no L2, as the emulator does).
+    /// </summary>
+    public static long FlushBytes(GpuDeviceInfo info) => 4L * Math.Max(0, info.L2CacheBytes);
+
+    // A different byte each time, so that the write is never a repeat of the last one.
+    private void FlushL2() => device.FillBytesAsync(flush!.Pointer, ++flushValue, flushBytes, stream.Handle);
 
     /// <summary>Runs the whole bench; <paramref name="deviceLabel"/> is the report's device name (cuda or emu).</summary>
     /// <param name="device">Where to run.</param>
@@ -55,7 +76,7 @@ public sealed class GpuKernelBenchmark : IDisposable
         bench.Masks(shape);
         bench.Sampling(shape);
         bench.Training(shape);
-        return new KernelBenchReport(deviceLabel, device.Info.Name, shape.Name, repeats, bench.timer.Kind, copy, gemm, bench.results);
+        return new KernelBenchReport(deviceLabel, device.Info.Name, shape.Name, repeats, bench.timer.Kind, bench.flushBytes, copy, gemm, bench.results);
     }
 
     private KernelMeasurement MeasureCopy(long bytes)
@@ -326,6 +347,7 @@ public sealed class GpuKernelBenchmark : IDisposable
     {
         stream.Synchronize();
         (timer as IDisposable)?.Dispose();
+        flush?.Dispose();
         stream.Dispose();
     }
 }
