@@ -28,6 +28,14 @@ public sealed class GpuDistillationParityTests(EmuFixture fixture) : IDisposable
     // chained steps; 1e-4 leaves a margin of ten while a wrong coefficient, row or missing head term is O(1) off.
     const double Bound = 1e-4;
 
+    // The loss is held to an absolute bound instead. It is a KL between the teacher's and the student's
+    // log-probabilities, each term of size log V (5.6 for V = 264), so the backends' rounding shows in it as an absolute
+    // error of a few 1e-6 (fp32 logits that differ by ~1e-6 relative, through a log-sum-exp), whatever the KL's own size:
+    // on a KL of 0.02 that is ~1e-4 of it, and which side of 1e-4 it lands on depends on the CPU's SIMD width (the
+    // CPU backend's AVX2 and SSE paths sum in different orders). 1e-5 is 0.05% of this loss, still far below a real
+    // defect (a wrong row, coefficient or temperature factor moves the loss by a sizeable fraction of itself).
+    const double LossBound = 1e-5;
+
     readonly EmuDeviceScope _emu = EmuDeviceScope.After(fixture);
 
     sealed record Step(double Loss, Dictionary<string, float[]> Gradients, IReadOnlyCollection<string> SideNames);
@@ -46,7 +54,7 @@ public sealed class GpuDistillationParityTests(EmuFixture fixture) : IDisposable
         string head = tied ? WeightNames.Embedding : WeightNames.LmHead;
         Assert.Equal([head], want.SideNames);
         Assert.Empty(got.SideNames); // on the device the head's gradient goes into the trainer's own buffer
-        Assert.True(KdTestData.RelativeError(got.Loss, want.Loss) <= Bound, $"loss {got.Loss} vs {want.Loss}");
+        Assert.True(Math.Abs(got.Loss - want.Loss) <= LossBound, $"loss {got.Loss} vs {want.Loss}");
         Assert.Equal(want.Gradients.Keys.Order(), got.Gradients.Keys.Order());
         Assert.Contains(head, want.Gradients.Keys);
         foreach (var (name, values) in want.Gradients)
