@@ -138,6 +138,60 @@ __device__ __forceinline__ void e3_load_bf16x8(const e3_bf16* address, float out
     }
 }
 
+// The bf16 vector paths: 8 elements a thread per 16-byte access, where the scalar paths move 2 bytes an access. An
+// H100 keeps enough bytes in flight to approach its copy bandwidth only with wide accesses, so the memory-bound bf16
+// kernels take this path whenever their pointers allow it (every allocation is 256-byte aligned; a pointer offset into
+// a tensor may not be) and fall back to the scalar loop otherwise. Both compute each element with the same function,
+// so only the order of a row reduction can differ between them.
+__device__ __forceinline__ bool e3_is_aligned16(const void* address)
+{
+    return ((unsigned long long)address & 15ull) == 0ull;
+}
+
+// Element i (0..7) of eight packed bf16, widened; element 2j is the low half of word j (little-endian memory order).
+__device__ __forceinline__ float e3_vec16_bf16_at(const e3_vec16& v, int i)
+{
+    const unsigned int w = v.word[i >> 1];
+    return __uint_as_float((i & 1) ? (w & 0xffff0000u) : (w << 16));
+}
+
+// Sets element i (0..7) of eight packed bf16.
+__device__ __forceinline__ void e3_vec16_set_bf16(e3_vec16& v, int i, e3_bf16 value)
+{
+    unsigned int& w = v.word[i >> 1];
+    w = (i & 1) ? ((w & 0x0000ffffu) | ((unsigned int)value << 16)) : ((w & 0xffff0000u) | (unsigned int)value);
+}
+
+// y[i] = f(a[i], b[i], c[i]) over n bf16 elements (widened to fp32; f returns the stored bf16), grid-stride: 8
+// elements a thread per iteration when every pointer is 16-byte aligned, then the element loop for what is left. c may
+// be null, and f then gets 0 for it, so a kernel that only sometimes needs a third input does not read it. y may alias
+// any input: each thread reads its elements before it writes them.
+template <typename F>
+__device__ __forceinline__ void e3_bf16_map3(const e3_bf16* a, const e3_bf16* b, const e3_bf16* c, e3_bf16* y, long long n, F f)
+{
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long scalar_from = 0;
+    if (e3_is_aligned16(a) && e3_is_aligned16(b) && e3_is_aligned16(c) && e3_is_aligned16(y))
+    {
+        const long long vectors = n >> 3;
+        for (long long v = first; v < vectors; v += stride)
+        {
+            const e3_vec16 a8 = e3_load16(a + 8 * v), b8 = e3_load16(b + 8 * v);
+            e3_vec16 c8 = {};
+            if (c != 0)
+                c8 = e3_load16(c + 8 * v);
+            e3_vec16 y8 = {};
+            for (int j = 0; j < 8; ++j)
+                e3_vec16_set_bf16(y8, j, f(e3_vec16_bf16_at(a8, j), e3_vec16_bf16_at(b8, j), e3_vec16_bf16_at(c8, j)));
+            e3_store16(y + 8 * v, y8);
+        }
+        scalar_from = vectors << 3;
+    }
+    for (long long i = scalar_from + first; i < n; i += stride)
+        y[i] = f(e3_bf16_to_float(a[i]), e3_bf16_to_float(b[i]), c != 0 ? e3_bf16_to_float(c[i]) : 0.0f);
+}
+
 // Four bf16 values (as fp32) from one 8-byte load; the address must be 8-byte aligned.
 struct alignas(8) e3_vec8
 {

@@ -6,7 +6,8 @@
 //   unique id (deterministic). Ids are validated against the table's rows on the host before launch.
 // Memory traffic per call: forward reads tokens rows of the table and writes tokens rows: 2*tokens*dim*E bytes
 //   (+4*tokens for ids); backward reads dy and atomically adds into dtable: 2*tokens*dim*4 bytes.
-// Launch shape: grid = (tokens), block = (256); one block per token, threads stride the row. dtable must be
+// Launch shape: grid = (tokens), block = (256); one block per token, threads stride the row (bf16: 8 elements, one
+//   16-byte access, a step when dim is a multiple of 8 and both pointers are 16-byte aligned). dtable must be
 //   zeroed (or hold the gradient to accumulate into) before the backward kernel.
 #include "common.cuh"
 
@@ -28,6 +29,12 @@ extern "C" __global__ void e3_embedding_bf16(const e3_bf16* table, const int* id
         return;
     const e3_bf16* src = table + (long long)ids[t] * dim;
     e3_bf16* dst = y + (long long)t * dim;
+    if ((dim & 7) == 0 && e3_is_aligned16(table) && e3_is_aligned16(y))
+    {
+        for (int c = 8 * threadIdx.x; c < dim; c += 8 * blockDim.x)
+            e3_store16(dst + c, e3_load16(src + c));
+        return;
+    }
     for (int c = threadIdx.x; c < dim; c += blockDim.x)
         dst[c] = src[c];
 }

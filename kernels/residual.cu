@@ -9,8 +9,9 @@
 //   add_inplace: y += x (gradient accumulation).
 // Memory traffic per call: reads h, a, m and writes h: 4*n*E bytes (3*n*E when gate == 1: h is not read);
 //   backward reads h, a, m, dOut and writes dh, d_layer: 6*n*4 bytes (+8 per block); add_inplace 3*n*4.
-// Launch shape: grid = (min(ceil(n / 256), 65536)), block = (256); grid-stride loop, so any grid is correct.
-//   h may alias a or m (each element is read before it is written by the same thread).
+// Launch shape: grid = (min(ceil(n / 256), 65536)), block = (256); grid-stride loop, so any grid is correct. The bf16
+//   forward uses 16-byte accesses of 8 elements when h, a and m are 16-byte aligned, with grid = (min(ceil(n / 2048),
+//   65536)). h may alias a or m (each element is read before it is written by the same thread).
 #include "common.cuh"
 
 extern "C" __global__ void e3_gated_residual_f32(float* h, const float* a, const float* m, float gate, long long n)
@@ -23,22 +24,17 @@ extern "C" __global__ void e3_gated_residual_f32(float* h, const float* a, const
     }
 }
 
+// old is only used when gate != 1; a gate-1 call passes no h to read (see e3_bf16_map3).
+__device__ __forceinline__ e3_bf16 e3_gated_residual_bf16_value(float old, float a, float m, float gate)
+{
+    const e3_bf16 s = e3_float_to_bf16(a + m);
+    return gate == 1.0f ? s : e3_float_to_bf16(old + gate * (e3_bf16_to_float(s) - old));
+}
+
 extern "C" __global__ void e3_gated_residual_bf16(e3_bf16* h, const e3_bf16* a, const e3_bf16* m, float gate, long long n)
 {
-    const long long stride = (long long)gridDim.x * blockDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-    {
-        const e3_bf16 s = e3_float_to_bf16(e3_bf16_to_float(a[i]) + e3_bf16_to_float(m[i]));
-        if (gate == 1.0f)
-        {
-            h[i] = s;
-        }
-        else
-        {
-            const float old = e3_bf16_to_float(h[i]);
-            h[i] = e3_float_to_bf16(old + gate * (e3_bf16_to_float(s) - old));
-        }
-    }
+    e3_bf16_map3(a, m, gate == 1.0f ? (const e3_bf16*)0 : h, h, n,
+        [gate](float a_value, float m_value, float old) { return e3_gated_residual_bf16_value(old, a_value, m_value, gate); });
 }
 
 // Backward of the gated residual, given dOut = dL/dh_out (fp32):

@@ -13,6 +13,9 @@
 //   and writes dx, atomically adds dw: ~5*rows*n*4.
 // Launch shape: grid = (rows), block = (256) — any multiple of 32 up to 1024 works; one block per row,
 //   threads stride the row. No dynamic shared memory. dw must be zeroed before the backward kernel.
+//   The bf16 forward kernels stride by 8 elements (16-byte accesses) when cols is a multiple of 8 and every pointer
+//   is 16-byte aligned; each element is computed as on the scalar path, only the sum of squares is added in another
+//   order.
 #include "common.cuh"
 
 __device__ __forceinline__ float e3_row_inverse_rms(const float* x, int cols, float eps, float* scratch)
@@ -47,6 +50,20 @@ extern "C" __global__ void e3_rmsnorm_f32(const float* x, const float* weight, f
         yr[c] = weight[c] * (xr[c] * inv);
 }
 
+// y = bf16(w * bf16(x * r)): Hugging Face's bf16 RMSNorm, one element and eight packed elements.
+__device__ __forceinline__ e3_bf16 e3_rmsnorm_bf16_value(float x, float w, float inv)
+{
+    return e3_float_to_bf16(w * e3_round_bf16(x * inv));
+}
+
+__device__ __forceinline__ e3_vec16 e3_rmsnorm_bf16x8(const e3_vec16& x8, const e3_vec16& w8, float inv)
+{
+    e3_vec16 y8 = {};
+    for (int j = 0; j < 8; ++j)
+        e3_vec16_set_bf16(y8, j, e3_rmsnorm_bf16_value(e3_vec16_bf16_at(x8, j), e3_vec16_bf16_at(w8, j), inv));
+    return y8;
+}
+
 extern "C" __global__ void e3_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
 {
     __shared__ float scratch[32];
@@ -55,12 +72,23 @@ extern "C" __global__ void e3_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* weig
         return;
     const e3_bf16* xr = x + (long long)row * cols;
     e3_bf16* yr = y + (long long)row * cols;
+    if ((cols & 7) == 0 && e3_is_aligned16(x) && e3_is_aligned16(weight) && e3_is_aligned16(y))
+    {
+        float squares = 0.0f;
+        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
+        {
+            const e3_vec16 x8 = e3_load16(xr + c);
+            for (int j = 0; j < 8; ++j)
+                squares += e3_vec16_bf16_at(x8, j) * e3_vec16_bf16_at(x8, j);
+        }
+        const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
+        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
+            e3_store16(yr + c, e3_rmsnorm_bf16x8(e3_load16(xr + c), e3_load16(weight + c), inv));
+        return;
+    }
     const float inv = e3_row_inverse_rms_bf16(xr, cols, eps, scratch);
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
-    {
-        const float normed = e3_round_bf16(e3_bf16_to_float(xr[c]) * inv);
-        yr[c] = e3_float_to_bf16(e3_bf16_to_float(weight[c]) * normed);
-    }
+        yr[c] = e3_rmsnorm_bf16_value(e3_bf16_to_float(xr[c]), e3_bf16_to_float(weight[c]), inv);
 }
 
 // h += gate * delta, then y = rmsnorm(h) * weight. Each thread updates the same columns it later normalises,
@@ -97,6 +125,25 @@ extern "C" __global__ void e3_add_scaled_rmsnorm_bf16(e3_bf16* h, const e3_bf16*
     e3_bf16* hr = h + (long long)row * cols;
     const e3_bf16* dr = delta + (long long)row * cols;
     e3_bf16* yr = y + (long long)row * cols;
+    if ((cols & 7) == 0 && e3_is_aligned16(h) && e3_is_aligned16(delta) && e3_is_aligned16(weight) && e3_is_aligned16(y))
+    {
+        float squares = 0.0f;
+        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
+        {
+            const e3_vec16 h8 = e3_load16(hr + c), d8 = e3_load16(dr + c);
+            e3_vec16 s8 = {};
+            for (int j = 0; j < 8; ++j)
+            {
+                e3_vec16_set_bf16(s8, j, e3_float_to_bf16(e3_vec16_bf16_at(h8, j) + gate * e3_vec16_bf16_at(d8, j)));
+                squares += e3_vec16_bf16_at(s8, j) * e3_vec16_bf16_at(s8, j);
+            }
+            e3_store16(hr + c, s8);
+        }
+        const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
+        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
+            e3_store16(yr + c, e3_rmsnorm_bf16x8(e3_load16(hr + c), e3_load16(weight + c), inv));
+        return;
+    }
     float sum = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
     {
@@ -159,6 +206,25 @@ extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* 
     if (row >= rows)
         return;
     const long long base = (long long)row * cols;
+    if ((cols & 7) == 0 && e3_is_aligned16(x) && e3_is_aligned16(delta) && e3_is_aligned16(sum) && e3_is_aligned16(weight) && e3_is_aligned16(y))
+    {
+        float squares = 0.0f;
+        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
+        {
+            const e3_vec16 x8 = e3_load16(x + base + c), d8 = e3_load16(delta + base + c);
+            e3_vec16 s8 = {};
+            for (int j = 0; j < 8; ++j)
+            {
+                e3_vec16_set_bf16(s8, j, e3_float_to_bf16(e3_vec16_bf16_at(x8, j) + e3_vec16_bf16_at(d8, j)));
+                squares += e3_vec16_bf16_at(s8, j) * e3_vec16_bf16_at(s8, j);
+            }
+            e3_store16(sum + base + c, s8);
+        }
+        const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
+        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
+            e3_store16(y + base + c, e3_rmsnorm_bf16x8(e3_load16(sum + base + c), e3_load16(weight + c), inv));
+        return;
+    }
     e3_add_rmsnorm_row(x + base, delta + base, sum + base, weight, y + base, cols, eps, scratch);
 }
 

@@ -27,6 +27,6 @@ public sealed class ConvertKernels : KernelFamily
         args.Add(src);
         args.Add(dst);
         args.Add(count);
-        Launch(function, LaunchShapes.GridStride(count), stream, args);
+        Launch(function, LaunchShapes.GridStrideVectors(count), stream, args);
     }
 }

@@ -24,6 +24,16 @@ public static class LaunchShapes
     public static LaunchShape GridStride(long n) =>
         new(new Dim3((uint)Math.Min((n + BlockThreads - 1) / BlockThreads, MaxGridStrideBlocks)), new Dim3(BlockThreads));
 
+    /// <summary>Elements a thread moves per iteration on the bf16 vector paths (one 16-byte access).</summary>
+    public const int VectorElements = 8;
+
+    /// <summary>
+    /// A grid-stride launch for the kernels that take <see cref="VectorElements"/> elements a thread per iteration when
+    /// their pointers are 16-byte aligned: ceil(n / (8 · 256)) blocks, capped at <see cref="MaxGridStrideBlocks"/>. On
+    /// their scalar fallback the same grid strides further, which is still correct.
+    /// </summary>
+    public static LaunchShape GridStrideVectors(long n) => GridStride((n + VectorElements - 1) / VectorElements);
+
     /// <summary>One warp per item, <see cref="WarpsPerBlock"/> warps per block.</summary>
     public static LaunchShape WarpPerItem(long items) =>
         new(new Dim3(checked((uint)((items + WarpsPerBlock - 1) / WarpsPerBlock))), new Dim3(32 * WarpsPerBlock));

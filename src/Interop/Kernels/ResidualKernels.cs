@@ -57,13 +57,13 @@ public sealed class ResidualKernels : KernelFamily
 
     /// <summary>h = gate == 1 ? a + m : h + gate * (a + m - h), over <paramref name="count"/> values.</summary>
     public void Gated(DevicePointer<float> h, DevicePointer<float> a, DevicePointer<float> m, float gate, long count, GpuStream stream) =>
-        LaunchGated(gatedF32, h.Raw, a.Raw, m.Raw, gate, count, stream);
+        LaunchGated(gatedF32, h.Raw, a.Raw, m.Raw, gate, count, LaunchShapes.GridStride(count), stream);
 
     /// <summary>bf16 version: a + m is rounded to bf16 first, the blend computed in fp32 and rounded once.</summary>
     public void Gated(DevicePointer<Bf16> h, DevicePointer<Bf16> a, DevicePointer<Bf16> m, float gate, long count, GpuStream stream) =>
-        LaunchGated(gatedBf16, h.Raw, a.Raw, m.Raw, gate, count, stream);
+        LaunchGated(gatedBf16, h.Raw, a.Raw, m.Raw, gate, count, LaunchShapes.GridStrideVectors(count), stream);
 
-    private void LaunchGated(GpuFunction function, DevicePtr h, DevicePtr a, DevicePtr m, float gate, long count, GpuStream stream)
+    private void LaunchGated(GpuFunction function, DevicePtr h, DevicePtr a, DevicePtr m, float gate, long count, LaunchShape shape, GpuStream stream)
     {
         AtLeast(count, 0, nameof(count));
         var args = new KernelArgs();
@@ -72,6 +72,6 @@ public sealed class ResidualKernels : KernelFamily
         args.Add(m);
         args.Add(gate);
         args.Add(count);
-        Launch(function, LaunchShapes.GridStride(count), stream, args);
+        Launch(function, shape, stream, args);
     }
 }

@@ -17,11 +17,11 @@ public sealed class SwiGluKernels : KernelFamily
 
     /// <summary>y = silu(gate) * up over <paramref name="count"/> values; y may alias gate or up.</summary>
     public void Forward(DevicePointer<float> gate, DevicePointer<float> up, DevicePointer<float> y, long count, GpuStream stream) =>
-        LaunchForward(forwardF32, gate.Raw, up.Raw, y.Raw, count, stream);
+        LaunchForward(forwardF32, gate.Raw, up.Raw, y.Raw, count, LaunchShapes.GridStride(count), stream);
 
     /// <summary>bf16 version; silu(gate) is rounded to bf16 before the product, as torch does.</summary>
     public void Forward(DevicePointer<Bf16> gate, DevicePointer<Bf16> up, DevicePointer<Bf16> y, long count, GpuStream stream) =>
-        LaunchForward(forwardBf16, gate.Raw, up.Raw, y.Raw, count, stream);
+        LaunchForward(forwardBf16, gate.Raw, up.Raw, y.Raw, count, LaunchShapes.GridStrideVectors(count), stream);
 
     /// <summary>dgate and dup of y = silu(gate) * up.</summary>
     public void Backward(DevicePointer<float> gate, DevicePointer<float> up, DevicePointer<float> dy, DevicePointer<float> dgate, DevicePointer<float> dup,
@@ -38,7 +38,7 @@ public sealed class SwiGluKernels : KernelFamily
         Launch(backwardF32, LaunchShapes.GridStride(count), stream, args);
     }
 
-    private void LaunchForward(GpuFunction function, DevicePtr gate, DevicePtr up, DevicePtr y, long count, GpuStream stream)
+    private void LaunchForward(GpuFunction function, DevicePtr gate, DevicePtr up, DevicePtr y, long count, LaunchShape shape, GpuStream stream)
     {
         AtLeast(count, 0, nameof(count));
         var args = new KernelArgs();
@@ -46,6 +46,6 @@ public sealed class SwiGluKernels : KernelFamily
         args.Add(up);
         args.Add(y);
         args.Add(count);
-        Launch(function, LaunchShapes.GridStride(count), stream, args);
+        Launch(function, shape, stream, args);
     }
 }

@@ -50,11 +50,14 @@ public sealed partial class KernelWrapperTests
         kernels.Forward(F1, F2, F1, 1000, Stream);
         kernels.Forward(B1, B2, B3, 5_000_000_000L, Stream);
         kernels.Backward(F1, F2, F3, F4, F5, 257, Stream);
+        kernels.Forward(B1, B2, B3, 100_000, Stream);
         var l = device.Launches;
         Check(l[0], "e3_swiglu_f32", Shape(4, 256), F1.Address, F2.Address, F1.Address, 1000L);
         // Past 2^16 blocks the grid is capped and the kernel's grid-stride loop covers the rest.
         Check(l[1], "e3_swiglu_bf16", Shape(LaunchShapes.MaxGridStrideBlocks, 256), B1.Address, B2.Address, B3.Address, 5_000_000_000L);
         Check(l[2], "e3_swiglu_backward_f32", Shape(2, 256), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 257L);
+        // bf16 takes 8 elements a thread: ceil(100,000 / 2048) = 49 blocks, where fp32 would take 391.
+        Check(l[3], "e3_swiglu_bf16", Shape(49, 256), B1.Address, B2.Address, B3.Address, 100_000L);
     }
 
     [Fact]
@@ -234,7 +237,8 @@ public sealed partial class KernelWrapperTests
             Assert.Throws<ArgumentOutOfRangeException>(() => kernels.ToBf16(F2, B2, -1, Stream));
         }
         var l = device.Launches;
-        Check(l[0], "e3_convert_bf16_to_f32", Shape(LaunchShapes.MaxGridStrideBlocks, 256), B1.Address, F1.Address, 4096L * 12288);
+        // 8 elements a thread (one 16-byte bf16 access): ceil(4096 · 12288 / 2048) = 24,576 blocks.
+        Check(l[0], "e3_convert_bf16_to_f32", Shape(24_576, 256), B1.Address, F1.Address, 4096L * 12288);
         Check(l[1], "e3_convert_f32_to_bf16", Shape(1, 256), F2.Address, B2.Address, 7L);
         Assert.Equal(2, l.Count);
     }
