@@ -26,6 +26,8 @@
 //     are the (up to 16) query heads sharing one kv head, so each K/V tile is read once per group. It writes
 //     unnormalised partials: partial_o[((b*heads + h)*splits + x)*D + d] and partial_ml[...*2] = (m, l).
 //   e3_attention_decode_combine_*: grid (heads, B), block 32: o = sum_x exp(m_x - M) acc_x / sum_x exp(m_x - M) l_x.
+//   In both, a warp computes only its present rows (decode: a block's rows are one kv head's query heads, 4 of 16
+//   for Qwen3-8B, so one row per warp), and bf16 tiles of head_dim 32..128 arrive through 16-byte loads.
 // Memory traffic per call (E bytes per element): append 4*B*T*kvw*E; prefill reads Q once and K, V once per
 //   query tile: B*heads*D*E*(T + 2*ceil(T/16)*(start + T/2)) and writes O; decode reads K, V once per group:
 //   2*B*kv_heads*(start+1)*D*E, plus 4*(D+2)*B*heads*splits bytes of partials written and read back.
@@ -86,6 +88,123 @@ struct e3_attn_rows
     float acc[E3_ATTN_ROWS_PER_WARP][CHUNKS];
 };
 
+// Loads one tile of keys [tile, tile + tile_keys) of K and V into shared memory as fp32 (rows past tile_keys as 0).
+// The element loop, for any T and head_dim.
+template <int CHUNKS, typename T>
+__device__ __forceinline__ void e3_attn_load_tile(const T* k, const T* v, long long kv_stride, int tile, int tile_keys,
+    int head_dim, float* ks, float* vs, int k_stride)
+{
+    for (int i = threadIdx.x; i < E3_ATTN_KEYS * head_dim; i += blockDim.x)
+    {
+        const int j = i / head_dim;
+        const int d = i - j * head_dim;
+        const bool present = j < tile_keys;
+        const long long at = (long long)(tile + j) * kv_stride + d;
+        ks[j * k_stride + d] = present ? e3_attn_load(k + at) : 0.0f;
+        vs[j * head_dim + d] = present ? e3_attn_load(v + at) : 0.0f;
+    }
+}
+
+// One tensor's share of a bf16 tile when head_dim = 32 * CHUNKS: a key row is 4 * CHUNKS 16-byte vectors, and each of
+// the 128 threads moves CHUNKS of the tile's 128 * CHUNKS, all loads issued before the first store to shared memory.
+// The row length is a compile-time constant here, so the index arithmetic is shifts and masks, not divisions.
+template <int CHUNKS>
+__device__ __forceinline__ void e3_attn_stage_bf16x8(const e3_bf16* src, long long kv_stride, int tile, int tile_keys,
+    float* dst, int dst_stride)
+{
+    constexpr int PER_KEY = 4 * CHUNKS;
+    e3_vec16 staged[CHUNKS];
+    E3_ATTN_UNROLL
+    for (int c = 0; c < CHUNKS; ++c)
+    {
+        const int i = threadIdx.x + c * E3_ATTN_THREADS;
+        const int j = i / PER_KEY;
+        staged[c] = e3_vec16{};
+        if (j < tile_keys)
+            staged[c] = e3_load16(src + (long long)(tile + j) * kv_stride + (i % PER_KEY) * 8);
+    }
+    E3_ATTN_UNROLL
+    for (int c = 0; c < CHUNKS; ++c)
+    {
+        const int i = threadIdx.x + c * E3_ATTN_THREADS;
+        float* row = dst + (i / PER_KEY) * dst_stride + (i % PER_KEY) * 8;
+        E3_ATTN_UNROLL
+        for (int e = 0; e < 8; ++e)
+            row[e] = e3_vec16_bf16_at(staged[c], e);
+    }
+}
+
+// bf16 caches whose rows are whole 16-byte vectors (head_dim = 32 * CHUNKS, the cache's row stride a multiple of 8,
+// k and v 16-byte aligned, 128 threads): each thread issues its 16-byte loads of a tensor's tile before it stores any,
+// so a block has 8 KB (D = 128) in flight at once, where the element loop keeps a few 2-byte loads per thread. The
+// values stored are those of the element loop.
+template <int CHUNKS>
+__device__ __forceinline__ void e3_attn_load_tile(const e3_bf16* k, const e3_bf16* v, long long kv_stride, int tile,
+    int tile_keys, int head_dim, float* ks, float* vs, int k_stride)
+{
+    // Head sizes above 128 keep the element loop: ptxas hoists every load of a tile above its stores, and for CHUNKS > 4
+    // the staged vectors would push the kernel past the 128 registers that four blocks an SM allow.
+    if (CHUNKS > 4 || head_dim != 32 * CHUNKS || (kv_stride & 7) != 0 || !e3_is_aligned16(k) || !e3_is_aligned16(v) || blockDim.x != E3_ATTN_THREADS)
+    {
+        e3_attn_load_tile<CHUNKS, e3_bf16>(k, v, kv_stride, tile, tile_keys, head_dim, ks, vs, k_stride);
+        return;
+    }
+    e3_attn_stage_bf16x8<CHUNKS>(k, kv_stride, tile, tile_keys, ks, k_stride);
+    e3_attn_stage_bf16x8<CHUNKS>(v, kv_stride, tile, tile_keys, vs, head_dim);
+}
+
+// The two products of a tile for the first ACTIVE of a warp's rows; the rest of its rows are missing (past `rows`),
+// and skipping them matters in decode, where a block's rows are the query heads of one kv head: 4 for Qwen3-8B, so
+// each warp has one real row of its four and would otherwise do four times the work.
+// Scores: s[i] += q_row(i) . k_(tile + lane).
+template <int ACTIVE>
+__device__ __forceinline__ void e3_attn_scores(const float* qs, const float* krow, int head_dim, int warp, float* s)
+{
+    for (int d = 0; d < head_dim; ++d)
+    {
+        const float kd = krow[d];
+        E3_ATTN_UNROLL
+        for (int i = 0; i < ACTIVE; ++i)
+            s[i] += qs[(i * E3_ATTN_WARPS + warp) * head_dim + d] * kd;
+    }
+}
+
+// acc += P V: lane j's probability is broadcast; lanes own output columns.
+template <int CHUNKS, int ACTIVE>
+__device__ __forceinline__ void e3_attn_accumulate(const float* vs, const float* p, int tile_keys, int head_dim, int lane,
+    e3_attn_rows<CHUNKS>& state)
+{
+    for (int j = 0; j < tile_keys; ++j)
+    {
+        float pj[ACTIVE];
+        E3_ATTN_UNROLL
+        for (int i = 0; i < ACTIVE; ++i)
+            pj[i] = __shfl_sync(E3_FULL_MASK, p[i], j);
+        const float* vrow = vs + j * head_dim;
+        E3_ATTN_UNROLL
+        for (int c = 0; c < CHUNKS; ++c)
+        {
+            const int d = lane + 32 * c;
+            const float vd = d < head_dim ? vrow[d] : 0.0f;
+            E3_ATTN_UNROLL
+            for (int i = 0; i < ACTIVE; ++i)
+                state.acc[i][c] += pj[i] * vd;
+        }
+    }
+}
+
+// Calls body<n>() for the warp's active row count n (warp-uniform), so each product loop has a constant trip count.
+static_assert(E3_ATTN_ROWS_PER_WARP == 4, "E3_ATTN_FOR_ACTIVE lists the row counts 1..4");
+#define E3_ATTN_FOR_ACTIVE(active, body) \
+    switch (active) \
+    { \
+    case 1: body(1); break; \
+    case 2: body(2); break; \
+    case 3: body(3); break; \
+    case 4: body(4); break; \
+    default: break; \
+    }
+
 // One block's work: `rows` query rows (row r at q + r*q_stride, allowed keys up to limit_base + r*limit_step)
 // against keys [key_begin, key_end) of one kv head (key j at k + j*kv_stride). Leaves each warp's state for
 // its rows (r = i*E3_ATTN_WARPS + warp) in `state`. Every thread of the block must call it (it syncs).
@@ -107,11 +226,14 @@ __device__ __forceinline__ void e3_attn_block(const T* q, long long q_stride, in
         qs[i] = r < rows ? e3_attn_load(q + r * q_stride + (i - r * head_dim)) : 0.0f;
     }
     int limit[E3_ATTN_ROWS_PER_WARP]; // last key each of this warp's rows may see; -1 for a missing row
+    int active = 0;                   // this warp's rows are r = i*E3_ATTN_WARPS + warp, so the present ones are i < active
     E3_ATTN_UNROLL
     for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
     {
         const int r = i * E3_ATTN_WARPS + warp;
         limit[i] = r < rows ? min(limit_base + r * limit_step, key_end - 1) : -1;
+        if (r < rows)
+            active = i + 1;
         state.m[i] = E3_NEG_INF;
         state.l[i] = 0.0f;
         E3_ATTN_UNROLL
@@ -123,15 +245,7 @@ __device__ __forceinline__ void e3_attn_block(const T* q, long long q_stride, in
     {
         const int tile_keys = min(E3_ATTN_KEYS, key_end - tile);
         __syncthreads(); // every warp is done with the previous tile (and, the first time, nothing is pending)
-        for (int i = threadIdx.x; i < E3_ATTN_KEYS * head_dim; i += blockDim.x)
-        {
-            const int j = i / head_dim;
-            const int d = i - j * head_dim;
-            const bool present = j < tile_keys;
-            const long long at = (long long)(tile + j) * kv_stride + d;
-            ks[j * k_stride + d] = present ? e3_attn_load(k + at) : 0.0f;
-            vs[j * head_dim + d] = present ? e3_attn_load(v + at) : 0.0f;
-        }
+        e3_attn_load_tile<CHUNKS>(k, v, kv_stride, tile, tile_keys, head_dim, ks, vs, k_stride);
         __syncthreads();
 
         // Scores of all this warp's rows against key `tile + lane`: one shared K read feeds every row.
@@ -145,14 +259,9 @@ __device__ __forceinline__ void e3_attn_block(const T* q, long long q_stride, in
             warp_limit = max(warp_limit, limit[i]);
         if (tile <= warp_limit) // otherwise every row of this warp is done with this tile
         {
-            const float* krow = ks + lane * k_stride;
-            for (int d = 0; d < head_dim; ++d)
-            {
-                const float kd = krow[d];
-                E3_ATTN_UNROLL
-                for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
-                    s[i] += qs[(i * E3_ATTN_WARPS + warp) * head_dim + d] * kd;
-            }
+#define E3_ATTN_SCORES(n) e3_attn_scores<n>(qs, ks + lane * k_stride, head_dim, warp, s)
+            E3_ATTN_FOR_ACTIVE(active, E3_ATTN_SCORES)
+#undef E3_ATTN_SCORES
         }
 
         const int key = tile + lane;
@@ -176,24 +285,9 @@ __device__ __forceinline__ void e3_attn_block(const T* q, long long q_stride, in
                 state.acc[i][c] *= alpha;
         }
 
-        // acc += P V: lane j's probability is broadcast; lanes own output columns.
-        for (int j = 0; j < tile_keys; ++j)
-        {
-            float pj[E3_ATTN_ROWS_PER_WARP];
-            E3_ATTN_UNROLL
-            for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
-                pj[i] = __shfl_sync(E3_FULL_MASK, p[i], j);
-            const float* vrow = vs + j * head_dim;
-            E3_ATTN_UNROLL
-            for (int c = 0; c < CHUNKS; ++c)
-            {
-                const int d = lane + 32 * c;
-                const float vd = d < head_dim ? vrow[d] : 0.0f;
-                E3_ATTN_UNROLL
-                for (int i = 0; i < E3_ATTN_ROWS_PER_WARP; ++i)
-                    state.acc[i][c] += pj[i] * vd;
-            }
-        }
+#define E3_ATTN_ACCUMULATE(n) e3_attn_accumulate<CHUNKS, n>(vs, p, tile_keys, head_dim, lane, state)
+        E3_ATTN_FOR_ACTIVE(active, E3_ATTN_ACCUMULATE)
+#undef E3_ATTN_ACCUMULATE
     }
 }
 
