@@ -79,6 +79,9 @@ __device__ __forceinline__ float e3_attn_load(const e3_bf16* p) { return e3_bf16
 __device__ __forceinline__ void e3_attn_store(float* p, float value) { *p = value; }
 __device__ __forceinline__ void e3_attn_store(e3_bf16* p, float value) { *p = e3_float_to_bf16(value); }
 
+// Where query row r (warp r % 4, slot r / 4) and column d sit in the block's shared Q: [d][warp][slot].
+#define E3_ATTN_Q_AT(r, d) (((d) * E3_ATTN_WARPS + (r) % E3_ATTN_WARPS) * E3_ATTN_ROWS_PER_WARP + (r) / E3_ATTN_WARPS)
+
 // Running softmax state of the rows one warp owns; lane holds output columns d = lane + 32*c, c < CHUNKS.
 template <int CHUNKS>
 struct e3_attn_rows
@@ -156,16 +159,25 @@ __device__ __forceinline__ void e3_attn_load_tile(const e3_bf16* k, const e3_bf1
 // The two products of a tile for the first ACTIVE of a warp's rows; the rest of its rows are missing (past `rows`),
 // and skipping them matters in decode, where a block's rows are the query heads of one kv head: 4 for Qwen3-8B, so
 // each warp has one real row of its four and would otherwise do four times the work.
-// Scores: s[i] += q_row(i) . k_(tile + lane).
+// Scores: s[i] += q_row(i) . k_(tile + lane). Q sits in shared memory as [d][warp][i] (E3_ATTN_Q_AT), so the four
+// values a warp needs at column d are one 16-byte broadcast load: two shared loads per four FMAs, where [row][d] took
+// five, and shared-memory bandwidth, not arithmetic, bounds this loop.
+struct alignas(16) e3_attn_q4
+{
+    float v[E3_ATTN_ROWS_PER_WARP];
+};
+
 template <int ACTIVE>
 __device__ __forceinline__ void e3_attn_scores(const float* qs, const float* krow, int head_dim, int warp, float* s)
 {
+    const e3_attn_q4* q4 = reinterpret_cast<const e3_attn_q4*>(qs) + warp;
     for (int d = 0; d < head_dim; ++d)
     {
         const float kd = krow[d];
+        const e3_attn_q4 q = q4[d * E3_ATTN_WARPS];
         E3_ATTN_UNROLL
         for (int i = 0; i < ACTIVE; ++i)
-            s[i] += qs[(i * E3_ATTN_WARPS + warp) * head_dim + d] * kd;
+            s[i] += q.v[i] * kd;
     }
 }
 
@@ -223,7 +235,8 @@ __device__ __forceinline__ void e3_attn_block(const T* q, long long q_stride, in
     for (int i = threadIdx.x; i < E3_ATTN_ROWS * head_dim; i += blockDim.x)
     {
         const int r = i / head_dim;
-        qs[i] = r < rows ? e3_attn_load(q + r * q_stride + (i - r * head_dim)) : 0.0f;
+        const int d = i - r * head_dim;
+        qs[E3_ATTN_Q_AT(r, d)] = r < rows ? e3_attn_load(q + r * q_stride + d) : 0.0f;
     }
     int limit[E3_ATTN_ROWS_PER_WARP]; // last key each of this warp's rows may see; -1 for a missing row
     int active = 0;                   // this warp's rows are r = i*E3_ATTN_WARPS + warp, so the present ones are i < active
