@@ -32,14 +32,14 @@
 //   query tile: B*heads*D*E*(T + 2*ceil(T/16)*(start + T/2)) and writes O; decode reads K, V once per group:
 //   2*B*kv_heads*(start+1)*D*E, plus 4*(D+2)*B*heads*splits bytes of partials written and read back.
 //
-// Emulator coverage (native/ runs the portable path only):
-//   covered:     every kernel in this file; there is only the portable path so far.
-//   not covered: the 48 KiB dynamic shared memory limit and its opt-in (the emulator allocates whatever the
-//                launch asks for; AttentionKernels checks the device's opt-in limit itself), shared-memory bank
-//                conflicts and timing, and expf's GPU accuracy (the emulator uses libm's).
-//   not written: a tensor-core prefill (mma.sync, sm_80+) would go under
-//                #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 next to the portable loop, behind an
-//                opt-out, and would be the first path here the emulator cannot run.
+//   e3_attention_prefill_mma_bf16: the bf16 prefill for head_dim 128 on tensor cores (sm_80+), at the end of this
+//     file with its own launch shape; AttentionKernels picks it, E3_ATTENTION_TENSOR_CORES=0 turns it off.
+// Emulator coverage (native/ runs the portable paths):
+//   covered:     every kernel in this file, the tensor-core prefill through e3_mma_bf16_16x8x16's portable form
+//                (the same fragments, the instruction's result computed with shuffles).
+//   not covered: the mma.sync instruction itself, the 48 KiB dynamic shared memory limit and its opt-in (the
+//                emulator allocates whatever the launch asks for; AttentionKernels checks the device's opt-in limit
+//                itself), shared-memory bank conflicts and timing, and expf's GPU accuracy (the emulator uses libm's).
 // Training (fp32 only, no cache, positions 0..T-1; q [B*T, heads*D], k, v [B*T, kv_heads*D]):
 //   e3_attention_train_forward_f32: the prefill body with k, v read as a cache of capacity T; writes o and
 //     lse[(b*T + t)*heads + h] = m + log l. Same grid, block and shared memory as the prefill.
@@ -748,4 +748,209 @@ extern "C" __global__ void e3_attention_backward_dkdv_f32(const float* q, const 
 {
     E3_DYNAMIC_SHARED(float, smem);
     E3_ATTN_BWD_DISPATCH(E3_ATTN_BWD_DKDV);
+}
+
+// ---- Tensor-core prefill: bf16, head_dim 128 ----------------------------------------------------------------------
+// The same function as e3_attention_prefill_bf16 (causal GQA over the cache, online softmax, output rounded to bf16
+// once, optional (m, lse) statistics), with both products on tensor cores: mma.sync m16n8k16, bf16 inputs, fp32
+// accumulation. The portable kernel does them on CUDA cores in fp32 and is bounded by shared-memory bandwidth at a few
+// percent of what the tensor cores give; prefill attention grows with T^2, so at a few hundred tokens it is a large part
+// of a layer. What differs numerically: the probabilities are rounded to bf16 before the P·V product (FlashAttention-2
+// does the same), a relative 2^-9 on each term, below the bf16 rounding of the output.
+// Launch: grid (ceil(T / 64), heads, B), block 128 (4 warps; warp w owns the block's query rows 16w..16w+15), dynamic
+//   shared memory 2 * 64 * 136 * 2 = 34,816 bytes: one tile of 64 keys of K and of V, rows padded from 128 to 136 bf16
+//   so that the fragment reads below hit 32 distinct banks. The host uses it for head_dim 128 with 16-byte-aligned
+//   tensors on sm_80 and newer, and on the emulator.
+// Fragments (PTX ISA, mma.m16n8k16 .bf16; g = lane / 4, t = lane % 4): A (16 x 16, row-major) a[0] = A[g][2t, 2t+1],
+//   a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9]; B (16 x 8) b[0] = B[2t, 2t+1][g],
+//   b[1] = B[2t+8, 2t+9][g]; C (16 x 8, fp32) c[0], c[1] = C[g][2t, 2t+1], c[2], c[3] = C[g+8][2t, 2t+1]. The lower
+//   column of a pair is the low half of its 32-bit register. S = Q·K^T takes K rows as B columns; the S accumulators of
+//   two adjacent 8-key blocks are, element for element, the A fragment of P for the P·V product over those 16 keys.
+// Emulator: e3_mma_bf16_16x8x16 (common.cuh) computes the instruction's result from the same fragments, so the kernel's
+//   fragment bookkeeping runs and is tested on the CPU; only the instruction itself differs on a GPU.
+#define E3_MMA_ROWS 64
+#define E3_MMA_KEYS 64
+#define E3_MMA_D 128
+#define E3_MMA_STRIDE (E3_MMA_D + 8)
+
+extern "C" __global__ void e3_attention_prefill_mma_bf16(const e3_bf16* q, const e3_bf16* k_cache, const e3_bf16* v_cache, e3_bf16* o,
+    float* stats, int tokens_per_sequence, int start_position, int capacity, int heads, int kv_heads, float scale)
+{
+    E3_DYNAMIC_SHARED(e3_vec16, mma_smem);
+    e3_bf16* ks = reinterpret_cast<e3_bf16*>(mma_smem);
+    e3_bf16* vs = ks + E3_MMA_KEYS * E3_MMA_STRIDE;
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int g = lane >> 2;
+    const int t = lane & 3;
+    const int h = blockIdx.y;
+    const int b = blockIdx.z;
+    const int first = blockIdx.x * E3_MMA_ROWS;
+    const int rows = min(E3_MMA_ROWS, tokens_per_sequence - first);
+    const long long q_stride = (long long)heads * E3_MMA_D;
+    const long long kv_stride = (long long)kv_heads * E3_MMA_D;
+    const long long row0 = (long long)b * tokens_per_sequence + first;
+    const long long kv_offset = (long long)b * capacity * kv_stride + (long long)(h / (heads / kv_heads)) * E3_MMA_D;
+    const int last_key = start_position + first + rows - 1;
+
+    // This lane's rows of the block, their absolute positions (the last key each may see), and whether they exist.
+    const int r0 = 16 * warp + g;
+    const int r1 = r0 + 8;
+    const int pos0 = start_position + first + r0;
+    const int pos1 = pos0 + 8;
+    const bool warp_has_rows = 16 * warp < rows;
+    const int warp_last = start_position + first + min(16 * warp + 15, rows - 1);
+
+    unsigned qa[E3_MMA_D / 16][4];
+    E3_ATTN_UNROLL
+    for (int s = 0; s < E3_MMA_D / 16; ++s)
+    {
+        const e3_bf16* q0 = q + (row0 + r0) * q_stride + (long long)h * E3_MMA_D + 16 * s + 2 * t;
+        const e3_bf16* q1 = q0 + 8 * q_stride;
+        qa[s][0] = r0 < rows ? *reinterpret_cast<const unsigned*>(q0) : 0u;
+        qa[s][1] = r1 < rows ? *reinterpret_cast<const unsigned*>(q1) : 0u;
+        qa[s][2] = r0 < rows ? *reinterpret_cast<const unsigned*>(q0 + 8) : 0u;
+        qa[s][3] = r1 < rows ? *reinterpret_cast<const unsigned*>(q1 + 8) : 0u;
+    }
+    float acc[E3_MMA_D / 8][4];
+    E3_ATTN_UNROLL
+    for (int n = 0; n < E3_MMA_D / 8; ++n)
+        acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    float m0 = E3_NEG_INF, m1 = E3_NEG_INF; // running max of the scaled scores, rows r0 and r1
+    float l0 = 0.0f, l1 = 0.0f;             // this lane's share of the running sums; the 4 lanes of a row add up at the end
+
+    for (int tile = 0; tile <= last_key; tile += E3_MMA_KEYS)
+    {
+        __syncthreads(); // every warp is done with the previous tile
+        for (int i = threadIdx.x; i < E3_MMA_KEYS * (E3_MMA_D / 8); i += blockDim.x)
+        {
+            const int j = i / (E3_MMA_D / 8);
+            const int d = (i % (E3_MMA_D / 8)) * 8;
+            e3_vec16 kv = {}, vv = {};
+            if (tile + j <= last_key)
+            {
+                kv = e3_load16(k_cache + kv_offset + (long long)(tile + j) * kv_stride + d);
+                vv = e3_load16(v_cache + kv_offset + (long long)(tile + j) * kv_stride + d);
+            }
+            e3_store16(ks + j * E3_MMA_STRIDE + d, kv);
+            e3_store16(vs + j * E3_MMA_STRIDE + d, vv);
+        }
+        __syncthreads();
+        if (!warp_has_rows || tile > warp_last)
+            continue; // every key of this tile is in the future of this warp's rows (warp-uniform)
+
+        // S = Q·K^T: 8 blocks of 8 keys, each over 8 steps of 16 columns.
+        float s[E3_MMA_KEYS / 8][4];
+        E3_ATTN_UNROLL
+        for (int n = 0; n < E3_MMA_KEYS / 8; ++n)
+        {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+            const e3_bf16* krow = ks + (n * 8 + g) * E3_MMA_STRIDE + 2 * t;
+            E3_ATTN_UNROLL
+            for (int step = 0; step < E3_MMA_D / 16; ++step)
+            {
+                const unsigned bk[2] = {*reinterpret_cast<const unsigned*>(krow + 16 * step), *reinterpret_cast<const unsigned*>(krow + 16 * step + 8)};
+                e3_mma_bf16_16x8x16(s[n], qa[step], bk);
+            }
+        }
+
+        // Scale, causal mask, and the online softmax update of both rows.
+        float max0 = E3_NEG_INF, max1 = E3_NEG_INF;
+        E3_ATTN_UNROLL
+        for (int n = 0; n < E3_MMA_KEYS / 8; ++n)
+        {
+            E3_ATTN_UNROLL
+            for (int e = 0; e < 2; ++e)
+            {
+                const int key = tile + 8 * n + 2 * t + e;
+                s[n][e] = key <= pos0 ? s[n][e] * scale : E3_NEG_INF;
+                s[n][2 + e] = key <= pos1 ? s[n][2 + e] * scale : E3_NEG_INF;
+                max0 = fmaxf(max0, s[n][e]);
+                max1 = fmaxf(max1, s[n][2 + e]);
+            }
+        }
+        max0 = fmaxf(max0, __shfl_xor_sync(E3_FULL_MASK, max0, 1));
+        max0 = fmaxf(max0, __shfl_xor_sync(E3_FULL_MASK, max0, 2));
+        max1 = fmaxf(max1, __shfl_xor_sync(E3_FULL_MASK, max1, 1));
+        max1 = fmaxf(max1, __shfl_xor_sync(E3_FULL_MASK, max1, 2));
+        const float new0 = fmaxf(m0, max0), new1 = fmaxf(m1, max1);
+        // A row that has seen no key yet keeps -inf; subtracting 0 then keeps every exp a clean 0 instead of a NaN.
+        const float base0 = new0 == E3_NEG_INF ? 0.0f : new0, base1 = new1 == E3_NEG_INF ? 0.0f : new1;
+        const float alpha0 = expf(m0 - base0), alpha1 = expf(m1 - base1);
+        m0 = new0;
+        m1 = new1;
+        float sum0 = 0.0f, sum1 = 0.0f;
+        E3_ATTN_UNROLL
+        for (int n = 0; n < E3_MMA_KEYS / 8; ++n)
+        {
+            E3_ATTN_UNROLL
+            for (int e = 0; e < 2; ++e)
+            {
+                s[n][e] = expf(s[n][e] - base0);
+                s[n][2 + e] = expf(s[n][2 + e] - base1);
+                sum0 += s[n][e];
+                sum1 += s[n][2 + e];
+            }
+        }
+        l0 = l0 * alpha0 + sum0;
+        l1 = l1 * alpha1 + sum1;
+        E3_ATTN_UNROLL
+        for (int n = 0; n < E3_MMA_D / 8; ++n)
+        {
+            acc[n][0] *= alpha0;
+            acc[n][1] *= alpha0;
+            acc[n][2] *= alpha1;
+            acc[n][3] *= alpha1;
+        }
+
+        // O += P·V: 4 steps of 16 keys; P's A fragment is the S accumulators of key blocks 2j and 2j+1, rounded to bf16.
+        E3_ATTN_UNROLL
+        for (int j = 0; j < E3_MMA_KEYS / 16; ++j)
+        {
+            const unsigned pa[4] = {e3_pack_bf16x2(s[2 * j][0], s[2 * j][1]), e3_pack_bf16x2(s[2 * j][2], s[2 * j][3]),
+                e3_pack_bf16x2(s[2 * j + 1][0], s[2 * j + 1][1]), e3_pack_bf16x2(s[2 * j + 1][2], s[2 * j + 1][3])};
+            const e3_bf16* vcol = vs + (16 * j + 2 * t) * E3_MMA_STRIDE + g;
+            E3_ATTN_UNROLL
+            for (int n = 0; n < E3_MMA_D / 8; ++n)
+            {
+                const e3_bf16* v0 = vcol + 8 * n;
+                const unsigned bv[2] = {(unsigned)v0[0] | ((unsigned)v0[E3_MMA_STRIDE] << 16),
+                    (unsigned)v0[8 * E3_MMA_STRIDE] | ((unsigned)v0[9 * E3_MMA_STRIDE] << 16)};
+                e3_mma_bf16_16x8x16(acc[n], pa, bv);
+            }
+        }
+    }
+
+    if (!warp_has_rows)
+        return;
+    l0 += __shfl_xor_sync(E3_FULL_MASK, l0, 1);
+    l0 += __shfl_xor_sync(E3_FULL_MASK, l0, 2);
+    l1 += __shfl_xor_sync(E3_FULL_MASK, l1, 1);
+    l1 += __shfl_xor_sync(E3_FULL_MASK, l1, 2);
+    const float inverse0 = 1.0f / l0, inverse1 = 1.0f / l1;
+    e3_bf16* out0 = o + (row0 + r0) * q_stride + (long long)h * E3_MMA_D + 2 * t;
+    e3_bf16* out1 = out0 + 8 * q_stride;
+    E3_ATTN_UNROLL
+    for (int n = 0; n < E3_MMA_D / 8; ++n)
+    {
+        if (r0 < rows)
+            *reinterpret_cast<unsigned*>(out0 + 8 * n) = e3_pack_bf16x2(acc[n][0] * inverse0, acc[n][1] * inverse0);
+        if (r1 < rows)
+            *reinterpret_cast<unsigned*>(out1 + 8 * n) = e3_pack_bf16x2(acc[n][2] * inverse1, acc[n][3] * inverse1);
+    }
+    if (stats != 0 && t == 0)
+    {
+        if (r0 < rows)
+        {
+            const long long slot = (row0 + r0) * heads + h;
+            stats[slot * 2] = m0;
+            stats[slot * 2 + 1] = m0 + logf(l0);
+        }
+        if (r1 < rows)
+        {
+            const long long slot = (row0 + r1) * heads + h;
+            stats[slot * 2] = m1;
+            stats[slot * 2 + 1] = m1 + logf(l1);
+        }
+    }
 }

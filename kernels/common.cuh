@@ -208,6 +208,61 @@ __device__ __forceinline__ void e3_load_bf16x4(const e3_bf16* address, float out
     }
 }
 
+// ---- warp-level bf16 matrix multiply-accumulate --------------------------------------------------------------
+// mma.sync m16n8k16 with bf16 inputs and fp32 accumulators. Fragments as the PTX ISA lays them out (g = lane / 4,
+// t = lane % 4; the lower column of a pair is the low half of its 32-bit register):
+//   A (16 x 16, row-major): a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9]
+//   B (16 x 8):             b[0] = B[2t, 2t+1][g], b[1] = B[2t+8, 2t+9][g]
+//   C (16 x 8, fp32):       c[0], c[1] = C[g][2t, 2t+1], c[2], c[3] = C[g+8][2t, 2t+1]
+// On sm_80 and newer this is the instruction. Elsewhere (the emulator) the same result is computed from the same
+// fragments: each lane gathers the rows of A and columns of B it needs from the lanes holding them, with shuffles, and
+// adds the products in fp32 (in its own order; the instruction's order is unspecified too). native/tests/kernels/mma.cu
+// checks this path against a plain matrix product with the fragments loaded as above.
+
+__device__ __forceinline__ unsigned e3_pack_bf16x2(float low, float high)
+{
+    return (unsigned)e3_float_to_bf16(low) | ((unsigned)e3_float_to_bf16(high) << 16);
+}
+
+__device__ __forceinline__ float e3_bf16x2_low(unsigned pair) { return __uint_as_float(pair << 16); }
+__device__ __forceinline__ float e3_bf16x2_high(unsigned pair) { return __uint_as_float(pair & 0xffff0000u); }
+
+// Every lane of the warp must call it.
+__device__ __forceinline__ void e3_mma_bf16_16x8x16(float* c, const unsigned* a, const unsigned* b)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    const int lane = threadIdx.x & 31;
+    const int g = lane >> 2;
+    const int t = lane & 3;
+    for (int src = 0; src < 4; ++src)
+    {
+        // Lane 4g + src holds rows g and g+8 of A at columns 2src, 2src+1 (a[0], a[1]) and 2src+8, 2src+9 (a[2], a[3]);
+        // lane 4n + src holds column n of B at rows 2src, 2src+1 (b[0]) and 2src+8, 2src+9 (b[1]). This lane's
+        // outputs are rows g and g+8 by columns 2t and 2t+1, so it needs B's columns from lanes 8t + src and 8t + 4 + src.
+        const unsigned a0 = __shfl_sync(E3_FULL_MASK, a[0], 4 * g + src);
+        const unsigned a1 = __shfl_sync(E3_FULL_MASK, a[1], 4 * g + src);
+        const unsigned a2 = __shfl_sync(E3_FULL_MASK, a[2], 4 * g + src);
+        const unsigned a3 = __shfl_sync(E3_FULL_MASK, a[3], 4 * g + src);
+        const unsigned b00 = __shfl_sync(E3_FULL_MASK, b[0], 8 * t + src);
+        const unsigned b01 = __shfl_sync(E3_FULL_MASK, b[1], 8 * t + src);
+        const unsigned b10 = __shfl_sync(E3_FULL_MASK, b[0], 8 * t + 4 + src);
+        const unsigned b11 = __shfl_sync(E3_FULL_MASK, b[1], 8 * t + 4 + src);
+        c[0] += e3_bf16x2_low(a0) * e3_bf16x2_low(b00) + e3_bf16x2_high(a0) * e3_bf16x2_high(b00)
+            + e3_bf16x2_low(a2) * e3_bf16x2_low(b01) + e3_bf16x2_high(a2) * e3_bf16x2_high(b01);
+        c[1] += e3_bf16x2_low(a0) * e3_bf16x2_low(b10) + e3_bf16x2_high(a0) * e3_bf16x2_high(b10)
+            + e3_bf16x2_low(a2) * e3_bf16x2_low(b11) + e3_bf16x2_high(a2) * e3_bf16x2_high(b11);
+        c[2] += e3_bf16x2_low(a1) * e3_bf16x2_low(b00) + e3_bf16x2_high(a1) * e3_bf16x2_high(b00)
+            + e3_bf16x2_low(a3) * e3_bf16x2_low(b01) + e3_bf16x2_high(a3) * e3_bf16x2_high(b01);
+        c[3] += e3_bf16x2_low(a1) * e3_bf16x2_low(b10) + e3_bf16x2_high(a1) * e3_bf16x2_high(b10)
+            + e3_bf16x2_low(a3) * e3_bf16x2_low(b11) + e3_bf16x2_high(a3) * e3_bf16x2_high(b11);
+    }
+#endif
+}
+
 // ---- scalar math helpers -------------------------------------------------------------------------------
 
 __device__ __forceinline__ float e3_sigmoid(float x)

@@ -50,12 +50,24 @@ public readonly record struct AttentionLayout(int Batch, int TokensPerSequence, 
 public sealed class AttentionKernels : KernelFamily
 {
     private readonly GpuFunction appendF32, appendBf16, prefillF32, prefillBf16, decodeF32, decodeBf16, combineF32, combineBf16;
+    private readonly GpuFunction prefillTensorCoresBf16;
     private readonly GpuFunction trainForward, backwardDelta, backwardDq, backwardDkDv;
     private readonly Dictionary<GpuFunction, int> sharedOptIn = [];
+    private readonly bool tensorCores;
+
+    /// <summary>The variable that turns the tensor-core prefill off (value 0), to compare it with the portable kernel.</summary>
+    public const string TensorCoresVariable = "E3_ATTENTION_TENSOR_CORES";
 
     /// <summary>Loads attention.cu on <paramref name="device"/>.</summary>
-    public AttentionKernels(IGpuDevice device) : base(device, "attention")
+    /// <param name="device">Where the kernels run.</param>
+    /// <param name="tensorCores">
+    /// Whether a bf16 prefill of head dim 128 may take the tensor-core kernel (on sm_80 and newer, and on the emulator,
+    /// which runs its fragment code); false, or <see cref="TensorCoresVariable"/>=0, keeps the portable kernel.
+    /// </param>
+    public AttentionKernels(IGpuDevice device, bool tensorCores = true) : base(device, "attention")
     {
+        this.tensorCores = tensorCores && Environment.GetEnvironmentVariable(TensorCoresVariable) != "0";
+        prefillTensorCoresBf16 = Function("e3_attention_prefill_mma_bf16");
         appendF32 = Function("e3_kv_append_f32");
         appendBf16 = Function("e3_kv_append_bf16");
         prefillF32 = Function("e3_attention_prefill_f32");
@@ -180,16 +192,32 @@ public sealed class AttentionKernels : KernelFamily
     /// <param name="stream">Stream the launches are queued on.</param>
     public void Forward(DevicePointer<float> q, DevicePointer<float> k, DevicePointer<float> v, DevicePointer<float> kCache, DevicePointer<float> vCache,
         DevicePointer<float> output, DevicePointer<float> stats, DevicePointer<float> workspace, in AttentionLayout layout, GpuStream stream) =>
-        Run(new Kernels(appendF32, prefillF32, decodeF32, combineF32), new Operands(q.Raw, k.Raw, v.Raw, kCache.Raw, vCache.Raw, output.Raw),
+        Run(new Kernels(appendF32, prefillF32, decodeF32, combineF32, null), new Operands(q.Raw, k.Raw, v.Raw, kCache.Raw, vCache.Raw, output.Raw),
             stats, workspace, layout, stream);
 
     /// <summary>bf16 storage, fp32 math; the output is rounded to bf16 once. Statistics and workspace stay fp32.</summary>
     public void Forward(DevicePointer<Bf16> q, DevicePointer<Bf16> k, DevicePointer<Bf16> v, DevicePointer<Bf16> kCache, DevicePointer<Bf16> vCache,
         DevicePointer<Bf16> output, DevicePointer<float> stats, DevicePointer<float> workspace, in AttentionLayout layout, GpuStream stream) =>
-        Run(new Kernels(appendBf16, prefillBf16, decodeBf16, combineBf16), new Operands(q.Raw, k.Raw, v.Raw, kCache.Raw, vCache.Raw, output.Raw),
+        Run(new Kernels(appendBf16, prefillBf16, decodeBf16, combineBf16, prefillTensorCoresBf16), new Operands(q.Raw, k.Raw, v.Raw, kCache.Raw, vCache.Raw, output.Raw),
             stats, workspace, layout, stream);
 
-    private readonly record struct Kernels(GpuFunction Append, GpuFunction Prefill, GpuFunction Decode, GpuFunction Combine);
+    private readonly record struct Kernels(GpuFunction Append, GpuFunction Prefill, GpuFunction Decode, GpuFunction Combine,
+        GpuFunction? TensorCorePrefill);
+
+    /// <summary>
+    /// Whether a prefill with these shapes and operands takes the tensor-core kernel: head dim 128 (the kernel's fixed
+    /// width), every tensor 16-byte aligned (it moves K and V in 16-byte vectors), and a device with bf16 mma.sync
+    /// (sm_80+) or the emulator.
+    /// </summary>
+    private bool UsesTensorCores(in Kernels kernels, in Operands x, in AttentionLayout layout) =>
+        tensorCores && kernels.TensorCorePrefill != null && layout.TokensPerSequence > 1 && layout.HeadDim == LaunchShapes.TensorCoreHeadDim
+        && (Device.Info.ComputeCapability >= 80 || Device is Emulator.EmuGpuDevice)
+        && (x.Q.Address | x.KCache.Address | x.VCache.Address | x.Output.Address) % 16 == 0;
+
+    /// <summary>Whether a bf16 prefill of <paramref name="layout"/> on 256-byte-aligned buffers would run on tensor cores.</summary>
+    public bool PrefillUsesTensorCores(in AttentionLayout layout) =>
+        UsesTensorCores(new Kernels(appendBf16, prefillBf16, decodeBf16, combineBf16, prefillTensorCoresBf16),
+            new Operands(new DevicePtr(256), new DevicePtr(256), new DevicePtr(256), new DevicePtr(256), new DevicePtr(256), new DevicePtr(256)), layout);
 
     private readonly record struct Operands(DevicePtr Q, DevicePtr K, DevicePtr V, DevicePtr KCache, DevicePtr VCache, DevicePtr Output);
 
@@ -204,6 +232,8 @@ public sealed class AttentionKernels : KernelFamily
         Append(kernels.Append, x, layout, stream);
         if (decode)
             Decode(kernels, x, stats, workspace, layout, stream);
+        else if (UsesTensorCores(kernels, x, layout))
+            PrefillTensorCores(kernels.TensorCorePrefill!.Value, x, stats, layout, stream);
         else
             Prefill(kernels.Prefill, x, stats, layout, stream);
     }
@@ -225,9 +255,17 @@ public sealed class AttentionKernels : KernelFamily
         Launch(function, LaunchShapes.GridStride(count), stream, args);
     }
 
-    private void Prefill(GpuFunction function, in Operands x, DevicePointer<float> stats, in AttentionLayout layout, GpuStream stream)
+    private void Prefill(GpuFunction function, in Operands x, DevicePointer<float> stats, in AttentionLayout layout, GpuStream stream) =>
+        Launch(function, LaunchShapes.AttentionPrefill(layout.Batch, layout.TokensPerSequence, layout.Heads, layout.HeadDim), stream,
+            PrefillArgs(x, stats, layout, headDim: true));
+
+    // The tensor-core kernel has its head dim built in, so it takes no head_dim argument.
+    private void PrefillTensorCores(GpuFunction function, in Operands x, DevicePointer<float> stats, in AttentionLayout layout, GpuStream stream) =>
+        Launch(function, LaunchShapes.AttentionPrefillTensorCores(layout.Batch, layout.TokensPerSequence, layout.Heads), stream,
+            PrefillArgs(x, stats, layout, headDim: false));
+
+    private static KernelArgs PrefillArgs(in Operands x, DevicePointer<float> stats, in AttentionLayout layout, bool headDim)
     {
-        var shape = LaunchShapes.AttentionPrefill(layout.Batch, layout.TokensPerSequence, layout.Heads, layout.HeadDim);
         var args = new KernelArgs();
         args.Add(x.Q);
         args.Add(x.KCache);
@@ -239,9 +277,9 @@ public sealed class AttentionKernels : KernelFamily
         args.Add(layout.Capacity);
         args.Add(layout.Heads);
         args.Add(layout.KvHeads);
-        args.Add(layout.HeadDim);
+        if (headDim) args.Add(layout.HeadDim);
         args.Add(layout.Scale);
-        Launch(function, shape, stream, args);
+        return args;
     }
 
     private void Decode(in Kernels kernels, in Operands x, DevicePointer<float> stats, DevicePointer<float> workspace, in AttentionLayout layout, GpuStream stream)

@@ -100,6 +100,20 @@ public static class LaunchShapes
     public static LaunchShape AttentionBackwardDkDv(int batch, int tokensPerSequence, int kvHeads, int headDim) =>
         AttentionBackwardDq(batch, tokensPerSequence, kvHeads, headDim);
 
+    /// <summary>Head dim of the tensor-core prefill (attention.cu's E3_MMA_D).</summary>
+    public const int TensorCoreHeadDim = 128;
+
+    /// <summary>Query rows per tensor-core prefill block (E3_MMA_ROWS: 16 per warp) and keys per tile (E3_MMA_KEYS).</summary>
+    public const int TensorCoreRows = 64, TensorCoreKeys = 64;
+
+    /// <summary>Shared memory of a tensor-core prefill block: one bf16 tile of K and of V, rows padded to 136 (E3_MMA_STRIDE).</summary>
+    public const int TensorCoreSharedBytes = 2 * TensorCoreKeys * (TensorCoreHeadDim + 8) * 2;
+
+    /// <summary>Tensor-core prefill: one block of 4 warps per (64 query rows, head, sequence).</summary>
+    public static LaunchShape AttentionPrefillTensorCores(int batch, int tokensPerSequence, int heads) =>
+        new(new Dim3(checked((uint)((tokensPerSequence + TensorCoreRows - 1) / TensorCoreRows)), checked((uint)heads), checked((uint)batch)),
+            new Dim3(AttentionThreads), TensorCoreSharedBytes);
+
     /// <summary>Decode combine: one warp per (head, sequence).</summary>
     public static LaunchShape AttentionCombine(int batch, int heads) =>
         new(new Dim3(checked((uint)heads), checked((uint)batch)), new Dim3(32));

@@ -1,3 +1,4 @@
+using E3.Backends.Numerics;
 using E3.Backends;
 using E3.Backends.Gpu;
 using E3.Interop.Gpu;
@@ -73,8 +74,55 @@ public static class BackendParity
         if (device is GpuBackend gpu)
             foreach (var relaxation in new[] { GumbelRelaxation.SoftTopK, GumbelRelaxation.Sigmoid })
                 checks.Add(Guarded($"gumbel_topk_{relaxation.ToString().ToLowerInvariant()}", "f32", F32Bound, () => GumbelTopK(gpu.Device, relaxation)));
+        checks.Add(Guarded("attention_prefill_d128", "bf16", Bf16AttentionBound, () => AttentionBf16(reference, bf16Device)));
         Models(reference, device, bf16Device, scratchFolder, checks);
         return checks;
+    }
+
+    /// <summary>
+    /// bf16 prefill attention at head dim 128, against the fp32 CPU attention of the same (bf16-valued) inputs: the output
+    /// is rounded to bf16 once (2^-9 relative), and the tensor-core kernel also rounds each probability to bf16 before
+    /// P·V (at most 2^-9 of max|v| more); with a softmax this peaked, max|o| is a sizeable fraction of max|v|, so about
+    /// 1% of the output scale. A wrong fragment, row or key moves outputs by O(1).
+    /// </summary>
+    public const double Bf16AttentionBound = 0.02;
+
+    /// <summary>
+    /// The inference attention's bf16 prefill with the Qwen3/Llama head size, which on sm_80 and newer runs the
+    /// tensor-core kernel: 100 rows of 2 sequences (two 64-row blocks, the second partial) with GQA 4:2.
+    /// </summary>
+    static double AttentionBf16(IBackend reference, IBackend bf16Device)
+    {
+        const int b = 2, t = 100, heads = 4, kv = 2, d = 128;
+        const float scale = 0.3f;
+        float[] Rounded(int seed, int count) => Random(seed, count, 1.0).Select(x => BFloat16.ToSingle(BFloat16.FromSingle(x))).ToArray();
+        float[] q = Rounded(60, b * t * heads * d), k = Rounded(61, b * t * kv * d), v = Rounded(62, b * t * kv * d);
+        float[] Run(IBackend backend)
+        {
+            var dt = backend.ActivationType;
+            var owned = new List<Tensor>();
+            Tensor Put(float[] values, params int[] shape)
+            {
+                var tensor = backend.Allocate(dt, shape);
+                owned.Add(tensor);
+                backend.Upload(values, tensor);
+                return tensor;
+            }
+            try
+            {
+                var (kc, vc) = (Put(new float[b * t * kv * d], b, t, kv * d), Put(new float[b * t * kv * d], b, t, kv * d));
+                var output = Put(new float[b * t * heads * d], b * t, heads * d);
+                backend.Attention(Put(q, b * t, heads * d), Put(k, b * t, kv * d), Put(v, b * t, kv * d), kc, vc, b, t, 0, heads, kv, d, scale, output);
+                var values = new float[output.ElementCount];
+                backend.Download(output, values);
+                return values;
+            }
+            finally
+            {
+                foreach (var tensor in owned) tensor.Dispose();
+            }
+        }
+        return Error(Run(bf16Device), Run(reference));
     }
 
     /// <summary>

@@ -28,6 +28,10 @@ public sealed class AttentionEmulatorTests(EmuFixture fixture, ITestOutputHelper
     // bf16 storage: the fp32 result is rounded to nearest once, a relative error of at most 2^-8 (8 significant bits).
     private const double Bf16Rounding = 1.0 / 256;
 
+    // The tensor-core prefill also rounds each probability to bf16 before P·V (relative 2^-9, round to nearest), which
+    // moves the output, a convex combination of v rows, by at most 2^-9 · max|v| more.
+    private const double ProbabilityRounding = 1.0 / 512;
+
     public static TheoryData<AttentionCase> Cases() =>
     [
         // fp32 prefill: MHA, GQA 2:1 and 4:1 (MQA), head dims 16/64/128, T = 7/33/64, empty and filled caches.
@@ -52,7 +56,14 @@ public sealed class AttentionEmulatorTests(EmuFixture fixture, ITestOutputHelper
         new(2, 4, 2, 64, 7, 0, true),
         new(1, 4, 1, 64, 1, 50, true),
         new(2, 4, 2, 128, 1, 0, true),
+        // bf16, head dim 128: the tensor-core prefill. Several 64-row blocks and 64-key tiles, a partial last block, a
+        // filled cache (keys before the block's rows), GQA and MQA.
+        new(2, 4, 2, 128, 130, 37, true),
+        new(1, 4, 1, 128, 65, 0, true),
+        new(1, 2, 2, 128, 2, 70, true),
     ];
+
+    static bool TensorCorePrefill(AttentionCase c) => c.Bf16 && c.HeadDim == 128 && c.Tokens > 1;
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -64,12 +75,31 @@ public sealed class AttentionEmulatorTests(EmuFixture fixture, ITestOutputHelper
 
         Assert.Equal(shape.Tokens == 1
             ? ["e3_kv_append", "e3_attention_decode", "e3_attention_decode_combine"]
-            : new[] { "e3_kv_append", "e3_attention_prefill" },
+            : new[] { "e3_kv_append", TensorCorePrefill(shape) ? "e3_attention_prefill_mma" : "e3_attention_prefill" },
             got.Launches.Select(l => l.EntryPoint[..l.EntryPoint.LastIndexOf('_')]));
         AssertCachesUpdated(expected, got);
         double worst = AssertOutputsClose(problem, expected, got);
         double worstStat = AssertStatsClose(problem, expected, got);
         output.WriteLine($"{shape}: max |error| / bound = {worst:F3} (output), {worstStat:F3} (stats)");
+    }
+
+    [Fact]
+    public void TheTensorCorePrefillAndThePortableOneAgree()
+    {
+        // The same bf16 problem through both kernels: each within its bound of the double reference, and the two within
+        // the sum of those bounds of each other (they round the probabilities differently, so not bit for bit).
+        var shape = new AttentionCase(2, 4, 2, 128, 100, 29, true);
+        var problem = new AttentionProblem(shape, seed: 128);
+        var expected = new AttentionReference(problem);
+        var mma = EmuAttentionRun.Forward(emulator, problem, tensorCores: true);
+        var portable = EmuAttentionRun.Forward(emulator, problem, tensorCores: false);
+        Assert.Equal("e3_attention_prefill_mma_bf16", mma.Launches[1].EntryPoint);
+        Assert.Equal("e3_attention_prefill_bf16", portable.Launches[1].EntryPoint);
+        Assert.Equal(new Interop.Gpu.Dim3(2, 4, 2), mma.Launches[1].Shape.Grid); // ceil(100 / 64) row blocks
+        AssertOutputsClose(problem, expected, mma);
+        AssertStatsClose(problem, expected, mma);
+        AssertOutputsClose(problem, expected, portable, tensorCores: false);
+        Assert.NotEqual(portable.Output, mma.Output); // the two kernels really differ in their rounding
     }
 
     [Fact]
@@ -151,16 +181,17 @@ public sealed class AttentionEmulatorTests(EmuFixture fixture, ITestOutputHelper
     }
 
     // Returns the largest error as a fraction of its bound, for the log.
-    private static double AssertOutputsClose(AttentionProblem problem, AttentionReference expected, EmuAttentionResult got)
+    private static double AssertOutputsClose(AttentionProblem problem, AttentionReference expected, EmuAttentionResult got, bool tensorCores = true)
     {
         var c = problem.Case;
+        double probabilities = tensorCores && TensorCorePrefill(c) ? ProbabilityRounding : 0;
         double worst = 0;
         for (int i = 0; i < expected.Output.Length; i++)
         {
             int item = i / c.HeadDim; // (row, head)
             double reference = expected.Output[i];
             double fp32 = (Fp32Relative + 2 * c.HeadDim * Math.Pow(2, -24) * expected.DotMagnitude[item]) * expected.ValueScale[item];
-            double bound = c.Bf16 ? Bf16Rounding * (Math.Abs(reference) + fp32) + fp32 : fp32;
+            double bound = c.Bf16 ? Bf16Rounding * (Math.Abs(reference) + fp32) + fp32 + probabilities * expected.ValueScale[item] : fp32;
             double error = Math.Abs(got.Output[i] - reference);
             Assert.True(error <= bound, $"{c}: output[{i}] (row {item / c.Heads}, head {item % c.Heads}) = {got.Output[i]}, expected {reference}, error {error:E2} > {bound:E2}");
             worst = Math.Max(worst, error / bound);

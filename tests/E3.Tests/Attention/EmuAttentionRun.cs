@@ -12,10 +12,10 @@ internal sealed record EmuAttentionResult(float[] Output, float[] Stats, float[]
 /// <summary>Uploads a problem in its dtype, runs the typed wrapper on the emulator and downloads everything.</summary>
 internal static class EmuAttentionRun
 {
-    public static EmuAttentionResult Forward(EmuDevice emulator, AttentionProblem problem, int multiprocessors = 8)
+    public static EmuAttentionResult Forward(EmuDevice emulator, AttentionProblem problem, int multiprocessors = 8, bool tensorCores = true)
     {
         var device = new EmuLaunchDevice(emulator, multiprocessors);
-        using var kernels = new AttentionKernels(device);
+        using var kernels = new AttentionKernels(device, tensorCores);
         var layout = problem.Layout;
         bool bf16 = problem.Case.Bf16;
         using var q = Upload(emulator, problem.Q, bf16);

@@ -31,6 +31,39 @@ public sealed class EmuKernelTests(EmuFixture fixture)
     }
 
     [Fact]
+    public void WarpMatrixMultiplyFollowsThePtxFragmentLayout()
+    {
+        // D = A·B + C for A 16x16, B 16x8 in bf16, C fp32. Entries are multiples of 1/8 in [-2, 2] (exact in bf16) and C
+        // of 1/64, so every product and partial sum is exact in fp32 and D must equal the double product exactly: any
+        // element taken from the wrong lane, register or half moves a sum by at least 1/64.
+        var random = new Random(11);
+        float[] a = Enumerable.Range(0, 16 * 16).Select(_ => random.Next(-16, 17) / 8f).ToArray();
+        float[] b = Enumerable.Range(0, 16 * 8).Select(_ => random.Next(-16, 17) / 8f).ToArray(); // row-major B[k][n]
+        float[] c = Enumerable.Range(0, 16 * 8).Select(_ => random.Next(-64, 65) / 64f).ToArray();
+        ushort[] aBits = a.Select(E3.Backends.Numerics.BFloat16.FromSingle).ToArray();
+        ushort[] bByColumn = new ushort[16 * 8];
+        for (int k = 0; k < 16; k++)
+            for (int n = 0; n < 8; n++)
+                bByColumn[n * 16 + k] = E3.Backends.Numerics.BFloat16.FromSingle(b[k * 8 + n]);
+
+        using var da = _device.Upload<ushort>(aBits);
+        using var db = _device.Upload<ushort>(bByColumn);
+        using var dc = _device.Upload<float>(c);
+        using var dd = _device.Allocate(16 * 8 * sizeof(float));
+        dd.Fill(0xff);
+        _device.Launch(_device.GetFunction("mma", "e3t_mma_bf16_16x8x16"), 1, 32, 0, null, da, db, dc, dd);
+
+        var d = dd.Download<float>(16 * 8);
+        for (int m = 0; m < 16; m++)
+            for (int n = 0; n < 8; n++)
+            {
+                double want = c[m * 8 + n];
+                for (int k = 0; k < 16; k++) want += (double)a[m * 16 + k] * b[k * 8 + n];
+                Assert.Equal(want, (double)d[m * 8 + n]);
+            }
+    }
+
+    [Fact]
     public void TiledTransposeOfNonMultipleSizeMatchesIndexReference()
     {
         const int rows = 333, cols = 190;

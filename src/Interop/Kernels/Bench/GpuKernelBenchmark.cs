@@ -149,9 +149,18 @@ public sealed class GpuKernelBenchmark : IDisposable
             using var kc = Buffer((long)t * kvWidth * Bf16Bytes, 0);
             using var vc = Buffer((long)t * kvWidth * Bf16Bytes, 0);
             using var o = Buffer((long)t * qWidth * Bf16Bytes, 0);
-            Add("attention_prefill", new() { ["batch"] = 1, ["tokens"] = t, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads, ["head_dim"] = s.HeadDim },
-                KernelWork.AttentionPrefill(1, t, s.Heads, s.KvHeads, s.HeadDim, Bf16Bytes),
+            Dictionary<string, long> Shape() => new() { ["batch"] = 1, ["tokens"] = t, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads, ["head_dim"] = s.HeadDim };
+            var work = KernelWork.AttentionPrefill(1, t, s.Heads, s.KvHeads, s.HeadDim, Bf16Bytes);
+            Add("attention_prefill", Shape(), work,
                 () => kernels.Forward(q.As<Bf16>(), k.As<Bf16>(), v.As<Bf16>(), kc.As<Bf16>(), vc.As<Bf16>(), o.As<Bf16>(), default, default, layout, stream.Handle));
+            // Where the tensor-core kernel ran above, the portable one too, side by side (the same work, so the ratio of
+            // their times is the tensor cores' gain).
+            if (kernels.PrefillUsesTensorCores(layout))
+            {
+                using var portable = new AttentionKernels(device, tensorCores: false);
+                Add("attention_prefill_portable", Shape(), work,
+                    () => portable.Forward(q.As<Bf16>(), k.As<Bf16>(), v.As<Bf16>(), kc.As<Bf16>(), vc.As<Bf16>(), o.As<Bf16>(), default, default, layout, stream.Handle));
+            }
         }
         {
             int b = s.DecodeBatch, context = s.DecodeContext;
