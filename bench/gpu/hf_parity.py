@@ -17,7 +17,7 @@ the same with means), on the logit scale of this model.
     error, on the max and on the mean: the two round at comparable points (every activation stored in bf16, products
     summed in fp32), and a factor of two leaves room for rounding at different places. A real mistake (a wrong RoPE
     pair, a skipped norm, the wrong layer dropped) moves the logits by a sizeable fraction of their scale, far past it.
-Usage: hf_parity.py E3_BINARY OUT_JSON [--devices cpu,cuda] [--dtype float32|bfloat16] [--tokens 64]
+Usage: hf_parity.py E3_BINARY OUT_JSON [--devices cpu,cuda] [--dtype float32|bfloat16] [--tokens 100]
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 
@@ -58,14 +58,15 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--tokens", type=int, default=100)
     args = ap.parse_args()
 
     torch.manual_seed(0)
     # rope_theta is left at Qwen3's default: both sides read it back from the saved config.json, and newer
-    # transformers moved it into rope_parameters, which e3 reads as well.
+    # transformers moved it into rope_parameters, which e3 reads as well. head_dim 128, as in every Qwen3, is the size
+    # e3's tensor-core prefill handles on a GPU; 100 tokens span two of its 64-row blocks.
     cfg = Qwen3Config(vocab_size=4096, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
-                      num_attention_heads=8, num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
+                      num_attention_heads=8, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096,
                       rms_norm_eps=1e-6, tie_word_embeddings=False, initializer_range=0.05)
     cfg._attn_implementation = "eager"
     saved_dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
