@@ -7,6 +7,9 @@
 # speed against transformers' eager bf16 forward.
 # Each step writes JSON into OUT_DIR (default: $OUT or ./gpu-results) and the run goes on when a step fails,
 # so one broken step never hides the others' figures. The exit code is the number of failed steps.
+# STEPS selects groups, for a machine whose per-command limit the whole run might exceed (all by default):
+#   STEPS="doctor parity kernels" bash bench/gpu/run.sh OUT    then    STEPS="speedup train distill hf" bash ...
+# Groups: doctor (doctor, compile report), parity, kernels, speedup, train, distill, hf (parity and prefill).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT_DIR=${1:-${OUT:-gpu-results}}
@@ -14,6 +17,8 @@ mkdir -p "$OUT_DIR"
 E3=${E3:-artifacts/publish/linux-x64/e3}
 [ -x "$E3" ] || { echo "run.sh: $E3 not found; run ./build.sh publish first and carry artifacts/publish" >&2; exit 100; }
 failed=0
+STEPS=${STEPS:-doctor parity kernels speedup train distill hf}
+want() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 step() {
   local name=$1; shift
   echo "== $name: $*" >&2
@@ -27,19 +32,24 @@ step() {
 }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT_DIR/nvidia-smi.csv" 2>&1 || true
 
+if want doctor; then
 step doctor "$E3" doctor --json
 SM=$("$E3" doctor --json 2>/dev/null | python3 -c 'import json,sys; g=json.load(sys.stdin)["cuda"]["gpus"]; print("sm_%d" % g[0]["sm"] if g else "sm_90")' 2>/dev/null || echo sm_90)
 step kernels-compile "$E3" kernels compile --arch "$SM" --json
+fi
 # Kernel parity: every forward, backward, distillation and teacher-cache operation on the GPU against the CPU backend
 # with the same inputs, and a small model's logits (fp32 and bf16); exits 1 when one is off by more than its bound.
-step kernel-parity "$E3" kernels parity --device cuda --json
+want parity && step kernel-parity "$E3" kernels parity --device cuda --json
 # Kernel benchmarks: every kernel family, the projection GEMMs and the training kernels at Qwen3-8B and -32B layer
 # shapes, with the copy bandwidth and GEMM rate measured in the same run (schema: KernelBenchReport in
 # src/Interop/Kernels/Bench).
+if want kernels; then
 step kernels-bench-8b "$E3" bench kernels --device cuda --shape qwen3-8b --repeats 20 --json
 step kernels-bench-32b "$E3" bench kernels --device cuda --shape qwen3-32b --repeats 20 --json
+fi
 # Qwen3-8B layer shape: hidden 4096, 32 heads x 128, 8 kv heads, MLP 12288, 36 layers, vocab 151936; 25% dropped.
 # The random model (16 GB of bf16) is written once for both batch sizes and removed afterwards.
+if want speedup; then
 M8B="$OUT_DIR/qwen3-8b-random"
 rm -rf "$M8B"
 "$E3" model init --arch qwen3 --layers 36 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 12288 \
@@ -48,18 +58,23 @@ for b in 1 8; do
   step "speedup-b$b" "$E3" bench speedup --model "$M8B" --prune 0.25 --prefill 512 --decode 64 --batch "$b" --repeats 3 --device cuda --json
 done
 rm -rf "$M8B"
+fi
 # One distillation micro-step on the device (teacher forward, fused KD head, backward; no optimizer) of a Qwen3 with the
 # 8B layer shapes and 8 layers, 25% dropped: tokens/s and TFLOP/s of training.
+if want train; then
 MT="$OUT_DIR/qwen3-8b-8layers"
 rm -rf "$MT"
 "$E3" model init --arch qwen3 --layers 8 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 12288 \
   --vocab 151936 --dtype bfloat16 --seed 2 --out "$MT" > "$OUT_DIR/model-8layers.log" 2>&1
 step train-step "$E3" bench train --model "$MT" --prune 0.25 --loss kd --seq 512 --batch 2 --repeats 5 --device cuda --json
 rm -rf "$MT"
+fi
 # Distillation on the device (fp32 training backend; the KD loss fused with the LM head runs there) against the CPU:
 # the same 6 steps of a small random Qwen3 with 25% of its layers dropped. distill-parity.json compares the losses.
 # AdamW keeps its state in libtorch, which the lean publish leaves out (PUBLISH_WITH_TORCH=1 ./build.sh publish keeps it).
-if [ -e "$(dirname "$E3")/libLibTorchSharp.so" ]; then
+if ! want distill; then
+  :
+elif [ -e "$(dirname "$E3")/libLibTorchSharp.so" ]; then
   D="$OUT_DIR/distill-work"
   rm -rf "$D" && mkdir -p "$D"
   "$E3" model init --layers 8 --hidden 256 --heads 8 --kv-heads 4 --intermediate 768 --vocab 264 --seed 3 --out "$D/m" > /dev/null 2>&1
@@ -80,7 +95,9 @@ else
 fi
 # Logit parity with transformers (fp32 and bf16 weights), each side against transformers' fp32 forward of the same
 # weights; the cuda bound is twice transformers' own bf16 error (hf_parity.py says why). Exits 1 past a bound.
-if python3 -c 'import transformers, torch, numpy' 2>/dev/null; then
+if ! want hf; then
+  :
+elif python3 -c 'import transformers, torch, numpy' 2>/dev/null; then
   step hf-parity-fp32 python3 bench/gpu/hf_parity.py "$E3" "$OUT_DIR/hf-parity-fp32.result.json" --devices cpu,cuda --dtype float32
   step hf-parity-bf16 python3 bench/gpu/hf_parity.py "$E3" "$OUT_DIR/hf-parity-bf16.result.json" --devices cpu,cuda --dtype bfloat16
   # Prefill against transformers' eager bf16 forward on the same random weights (Qwen3-8B layer shapes, 8 layers).
