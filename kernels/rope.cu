@@ -10,7 +10,8 @@
 // Memory traffic per call: reads and writes x once: 2*tokens*heads*head_dim*E bytes (+ head_dim*E for w).
 // Backward (fp32, e3_head_norm_rope_backward_f32, at the end of the file): rotate dy by -angle, then the per-head RMSNorm
 //   backward; the norm weight's gradient terms go to a [tokens*heads, head_dim] buffer for a column sum (no atomics).
-// Launch shape: block = (128) = 4 warps, one warp per (row, head); grid = (ceil(tokens * heads / 4)).
+// Launch shape: block = (128) = 4 warps, one warp per (row, head); grid = (ceil(tokens * heads / 4)) for the backward
+//   kernels, capped at E3_ROPE_MAX_BLOCKS for the forward ones, whose warps loop over items (grid-stride).
 //   head_dim must be even; each lane owns pairs (i, i + half) for i = lane, lane + 32, ... so the in-place
 //   update has no cross-lane hazards; the norm needs only a warp reduction.
 #include "common.cuh"
@@ -46,76 +47,121 @@ __device__ __forceinline__ float e3_rope_inverse_frequency(int i, int head_dim, 
     return 1.0f / (float)power;
 }
 
+// The forward kernels loop a warp over (row, head) items and keep the inverse frequencies of the lane's first pairs
+// (i = lane + 32c, c < E3_ROPE_CACHED_PAIRS, all of them up to head_dim 256) in registers: each costs an fp64 exp and
+// log, which per element would rival the kernel's memory traffic. Pairs beyond that compute theirs as they go.
+#define E3_ROPE_CACHED_PAIRS 4
+#ifdef __CUDACC_RTC__
+#define E3_ROPE_UNROLL _Pragma("unroll")
+#else
+#define E3_ROPE_UNROLL
+#endif
+
+// Most items a forward launch gives each warp more than one of: 2048 blocks of 4 warps fill any GPU several times over.
+#define E3_ROPE_MAX_BLOCKS 2048
+
+__device__ __forceinline__ void e3_rope_lane_frequencies(int lane, int head_dim, float theta, float* freq)
+{
+    E3_ROPE_UNROLL
+    for (int c = 0; c < E3_ROPE_CACHED_PAIRS; ++c)
+    {
+        const int i = lane + 32 * c;
+        freq[c] = i < (head_dim >> 1) ? e3_rope_inverse_frequency(i, head_dim, theta) : 0.0f;
+    }
+}
+
+// Calls pair(i, inverse frequency of i) for each of this lane's pairs.
+template <typename F>
+__device__ __forceinline__ void e3_rope_for_lane_pairs(int lane, int head_dim, float theta, const float* freq, F pair)
+{
+    const int half = head_dim >> 1;
+    E3_ROPE_UNROLL
+    for (int c = 0; c < E3_ROPE_CACHED_PAIRS; ++c)
+        if (lane + 32 * c < half)
+            pair(lane + 32 * c, freq[c]);
+    for (int i = lane + 32 * E3_ROPE_CACHED_PAIRS; i < half; i += 32)
+        pair(i, e3_rope_inverse_frequency(i, head_dim, theta));
+}
+
 extern "C" __global__ void e3_head_norm_rope_f32(float* x, const float* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
 {
-    const int item = blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
-    if (item >= tokens * heads)
-        return; // whole warps leave together, so the warp reduction below always sees 32 lanes
-    const int row = item / heads;
-    const int half = head_dim >> 1;
-    float* v = x + (long long)item * head_dim;
-    float inv = 1.0f;
-    if (norm_weight != 0)
+    const long long items = (long long)tokens * heads;
+    const long long warps = (long long)gridDim.x * E3_ROPE_WARPS_PER_BLOCK;
+    float freq[E3_ROPE_CACHED_PAIRS];
+    e3_rope_lane_frequencies(lane, head_dim, theta, freq);
+    // Whole warps take the same items, so the warp reduction below always sees 32 lanes.
+    for (long long item = (long long)blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5); item < items; item += warps)
     {
-        float sum = 0.0f;
-        for (int i = lane; i < head_dim; i += 32)
-            sum += v[i] * v[i];
-        inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
-    }
-    const float position = (float)(start_position + row % tokens_per_sequence);
-    for (int i = lane; i < half; i += 32)
-    {
-        float a = v[i];
-        float b = v[i + half];
+        const int row = (int)(item / heads);
+        const int half = head_dim >> 1;
+        float* v = x + item * head_dim;
+        float inv = 1.0f;
         if (norm_weight != 0)
         {
-            a = norm_weight[i] * (a * inv);
-            b = norm_weight[i + half] * (b * inv);
+            float sum = 0.0f;
+            for (int i = lane; i < head_dim; i += 32)
+                sum += v[i] * v[i];
+            inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
         }
-        float s, c;
-        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, theta), &s, &c);
-        v[i] = a * c - b * s;
-        v[i + half] = b * c + a * s;
+        const float position = (float)(start_position + row % tokens_per_sequence);
+        e3_rope_for_lane_pairs(lane, head_dim, theta, freq, [&](int i, float frequency)
+        {
+            float a = v[i];
+            float b = v[i + half];
+            if (norm_weight != 0)
+            {
+                a = norm_weight[i] * (a * inv);
+                b = norm_weight[i + half] * (b * inv);
+            }
+            float s, c;
+            e3_sincos(position * frequency, &s, &c);
+            v[i] = a * c - b * s;
+            v[i + half] = b * c + a * s;
+        });
     }
 }
 
 extern "C" __global__ void e3_head_norm_rope_bf16(e3_bf16* x, const e3_bf16* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
 {
-    const int item = blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
-    if (item >= tokens * heads)
-        return;
-    const int row = item / heads;
-    const int half = head_dim >> 1;
-    e3_bf16* v = x + (long long)item * head_dim;
-    float inv = 1.0f;
-    if (norm_weight != 0)
+    const long long items = (long long)tokens * heads;
+    const long long warps = (long long)gridDim.x * E3_ROPE_WARPS_PER_BLOCK;
+    float freq[E3_ROPE_CACHED_PAIRS];
+    e3_rope_lane_frequencies(lane, head_dim, theta, freq);
+    for (long long item = (long long)blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5); item < items; item += warps)
     {
-        float sum = 0.0f;
-        for (int i = lane; i < head_dim; i += 32)
-        {
-            const float f = e3_bf16_to_float(v[i]);
-            sum += f * f;
-        }
-        inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
-    }
-    const float position = (float)(start_position + row % tokens_per_sequence);
-    for (int i = lane; i < half; i += 32)
-    {
-        float a = e3_bf16_to_float(v[i]);
-        float b = e3_bf16_to_float(v[i + half]);
+        const int row = (int)(item / heads);
+        const int half = head_dim >> 1;
+        e3_bf16* v = x + item * head_dim;
+        float inv = 1.0f;
         if (norm_weight != 0)
         {
-            a = e3_round_bf16(e3_bf16_to_float(norm_weight[i]) * e3_round_bf16(a * inv));
-            b = e3_round_bf16(e3_bf16_to_float(norm_weight[i + half]) * e3_round_bf16(b * inv));
+            float sum = 0.0f;
+            for (int i = lane; i < head_dim; i += 32)
+            {
+                const float f = e3_bf16_to_float(v[i]);
+                sum += f * f;
+            }
+            inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
         }
-        float s, c;
-        e3_sincos(position * e3_rope_inverse_frequency(i, head_dim, theta), &s, &c);
-        s = e3_round_bf16(s);
-        c = e3_round_bf16(c);
-        v[i] = e3_float_to_bf16(e3_round_bf16(a * c) + e3_round_bf16(-b * s));
-        v[i + half] = e3_float_to_bf16(e3_round_bf16(b * c) + e3_round_bf16(a * s));
+        const float position = (float)(start_position + row % tokens_per_sequence);
+        e3_rope_for_lane_pairs(lane, head_dim, theta, freq, [&](int i, float frequency)
+        {
+            float a = e3_bf16_to_float(v[i]);
+            float b = e3_bf16_to_float(v[i + half]);
+            if (norm_weight != 0)
+            {
+                a = e3_round_bf16(e3_bf16_to_float(norm_weight[i]) * e3_round_bf16(a * inv));
+                b = e3_round_bf16(e3_bf16_to_float(norm_weight[i + half]) * e3_round_bf16(b * inv));
+            }
+            float s, c;
+            e3_sincos(position * frequency, &s, &c);
+            s = e3_round_bf16(s);
+            c = e3_round_bf16(c);
+            v[i] = e3_float_to_bf16(e3_round_bf16(a * c) + e3_round_bf16(-b * s));
+            v[i + half] = e3_float_to_bf16(e3_round_bf16(b * c) + e3_round_bf16(a * s));
+        });
     }
 }
 

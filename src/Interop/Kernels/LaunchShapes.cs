@@ -38,6 +38,13 @@ public static class LaunchShapes
     public static LaunchShape WarpPerItem(long items) =>
         new(new Dim3(checked((uint)((items + WarpsPerBlock - 1) / WarpsPerBlock))), new Dim3(32 * WarpsPerBlock));
 
+    /// <summary>Cap on the RoPE forward grid (rope.cu's E3_ROPE_MAX_BLOCKS); its warps loop over the remaining items.</summary>
+    public const int MaxRopeBlocks = 2048;
+
+    /// <summary>Warp per item as <see cref="WarpPerItem"/>, but at most <paramref name="maxBlocks"/> blocks, whose warps loop over the rest.</summary>
+    public static LaunchShape WarpsOverItems(long items, int maxBlocks) =>
+        new(new Dim3((uint)Math.Min((items + WarpsPerBlock - 1) / WarpsPerBlock, maxBlocks)), new Dim3(32 * WarpsPerBlock));
+
     /// <summary>Threads per attention block (attention.cu's E3_ATTN_THREADS: 4 warps).</summary>
     public const int AttentionThreads = 128;
 

@@ -85,7 +85,7 @@ public sealed class RopeKernels : KernelFamily
         args.Add(x);
         args.Add(normWeight);
         AddNormLayout(ref args, eps, layout);
-        Launch(function, LaunchShapes.WarpPerItem((long)layout.Tokens * layout.Heads), stream, args);
+        Launch(function, LaunchShapes.WarpsOverItems((long)layout.Tokens * layout.Heads, LaunchShapes.MaxRopeBlocks), stream, args);
     }
 
     // The scalar tail shared by the forward and its backward: tokens, heads, head_dim, eps, theta, T, start.

@@ -84,11 +84,14 @@ public sealed class EmuGpuDeviceTests(EmuFixture fixture) : IDisposable
         Assert.Equal(ToBf16(want), _emu.Download(yb, want.Length));
     }
 
-    [Fact]
-    public void HeadNormRopeMatchesDoubleInFp32AndBf16()
+    [Theory]
+    [InlineData(3, 64)]     // every lane of the warp owns one rotation pair
+    [InlineData(1400, 16)]  // 8,400 (row, head) items: more than the forward grid's 2,048 blocks of 4 warps, so warps loop
+    [InlineData(2, 320)]    // 160 pairs: past the 128 whose frequencies a lane keeps in registers
+    public void HeadNormRopeMatchesDoubleInFp32AndBf16(int heads, int headDim)
     {
-        // Two sequences of 3 tokens from position 5, 3 heads of 64: every lane of the warp owns one rotation pair.
-        const int batch = 2, T = 3, start = 5, heads = 3, headDim = 64;
+        // Two sequences of 3 tokens from position 5.
+        const int batch = 2, T = 3, start = 5;
         const float theta = 10000f, eps = 1e-6f;
         int n = batch * T * heads * headDim;
         var x = Approx.Random(n, 6, 2f);
