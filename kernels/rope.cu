@@ -83,7 +83,19 @@ __device__ __forceinline__ void e3_rope_for_lane_pairs(int lane, int head_dim, f
         pair(i, e3_rope_inverse_frequency(i, head_dim, theta));
 }
 
-extern "C" __global__ void e3_head_norm_rope_f32(float* x, const float* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
+// Element access for the one templated forward body: loads widen to fp32, e3_rope_as_stored gives the value a tensor of
+// the row's dtype would hold (bf16 rounds where the Hugging Face modules do; fp32 leaves the value as it is, so the
+// fp32 kernel computes w * (a * inv) and a * c - b * s exactly).
+__device__ __forceinline__ float e3_rope_load(const float* p) { return *p; }
+__device__ __forceinline__ float e3_rope_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
+__device__ __forceinline__ void e3_rope_store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void e3_rope_store(e3_bf16* p, float v) { *p = e3_float_to_bf16(v); }
+__device__ __forceinline__ float e3_rope_as_stored(float v, const float*) { return v; }
+__device__ __forceinline__ float e3_rope_as_stored(float v, const e3_bf16*) { return e3_round_bf16(v); }
+
+template <typename T>
+__device__ __forceinline__ void e3_head_norm_rope(T* x, const T* norm_weight, int tokens, int heads, int head_dim, float eps, float theta,
+    int tokens_per_sequence, int start_position)
 {
     const int lane = threadIdx.x & 31;
     const long long items = (long long)tokens * heads;
@@ -95,52 +107,14 @@ extern "C" __global__ void e3_head_norm_rope_f32(float* x, const float* norm_wei
     {
         const int row = (int)(item / heads);
         const int half = head_dim >> 1;
-        float* v = x + item * head_dim;
-        float inv = 1.0f;
-        if (norm_weight != 0)
-        {
-            float sum = 0.0f;
-            for (int i = lane; i < head_dim; i += 32)
-                sum += v[i] * v[i];
-            inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
-        }
-        const float position = (float)(start_position + row % tokens_per_sequence);
-        e3_rope_for_lane_pairs(lane, head_dim, theta, freq, [&](int i, float frequency)
-        {
-            float a = v[i];
-            float b = v[i + half];
-            if (norm_weight != 0)
-            {
-                a = norm_weight[i] * (a * inv);
-                b = norm_weight[i + half] * (b * inv);
-            }
-            float s, c;
-            e3_sincos(position * frequency, &s, &c);
-            v[i] = a * c - b * s;
-            v[i + half] = b * c + a * s;
-        });
-    }
-}
-
-extern "C" __global__ void e3_head_norm_rope_bf16(e3_bf16* x, const e3_bf16* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
-{
-    const int lane = threadIdx.x & 31;
-    const long long items = (long long)tokens * heads;
-    const long long warps = (long long)gridDim.x * E3_ROPE_WARPS_PER_BLOCK;
-    float freq[E3_ROPE_CACHED_PAIRS];
-    e3_rope_lane_frequencies(lane, head_dim, theta, freq);
-    for (long long item = (long long)blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5); item < items; item += warps)
-    {
-        const int row = (int)(item / heads);
-        const int half = head_dim >> 1;
-        e3_bf16* v = x + item * head_dim;
+        T* v = x + item * head_dim;
         float inv = 1.0f;
         if (norm_weight != 0)
         {
             float sum = 0.0f;
             for (int i = lane; i < head_dim; i += 32)
             {
-                const float f = e3_bf16_to_float(v[i]);
+                const float f = e3_rope_load(v + i);
                 sum += f * f;
             }
             inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
@@ -148,21 +122,31 @@ extern "C" __global__ void e3_head_norm_rope_bf16(e3_bf16* x, const e3_bf16* nor
         const float position = (float)(start_position + row % tokens_per_sequence);
         e3_rope_for_lane_pairs(lane, head_dim, theta, freq, [&](int i, float frequency)
         {
-            float a = e3_bf16_to_float(v[i]);
-            float b = e3_bf16_to_float(v[i + half]);
+            float a = e3_rope_load(v + i);
+            float b = e3_rope_load(v + i + half);
             if (norm_weight != 0)
             {
-                a = e3_round_bf16(e3_bf16_to_float(norm_weight[i]) * e3_round_bf16(a * inv));
-                b = e3_round_bf16(e3_bf16_to_float(norm_weight[i + half]) * e3_round_bf16(b * inv));
+                a = e3_rope_as_stored(e3_rope_load(norm_weight + i) * e3_rope_as_stored(a * inv, v), v);
+                b = e3_rope_as_stored(e3_rope_load(norm_weight + i + half) * e3_rope_as_stored(b * inv, v), v);
             }
             float s, c;
             e3_sincos(position * frequency, &s, &c);
-            s = e3_round_bf16(s);
-            c = e3_round_bf16(c);
-            v[i] = e3_float_to_bf16(e3_round_bf16(a * c) + e3_round_bf16(-b * s));
-            v[i + half] = e3_float_to_bf16(e3_round_bf16(b * c) + e3_round_bf16(a * s));
+            s = e3_rope_as_stored(s, v);
+            c = e3_rope_as_stored(c, v);
+            e3_rope_store(v + i, e3_rope_as_stored(a * c, v) + e3_rope_as_stored(-b * s, v));
+            e3_rope_store(v + i + half, e3_rope_as_stored(b * c, v) + e3_rope_as_stored(a * s, v));
         });
     }
+}
+
+extern "C" __global__ void e3_head_norm_rope_f32(float* x, const float* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
+{
+    e3_head_norm_rope(x, norm_weight, tokens, heads, head_dim, eps, theta, tokens_per_sequence, start_position);
+}
+
+extern "C" __global__ void e3_head_norm_rope_bf16(e3_bf16* x, const e3_bf16* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
+{
+    e3_head_norm_rope(x, norm_weight, tokens, heads, head_dim, eps, theta, tokens_per_sequence, start_position);
 }
 
 // Gradient of the rotation alone (no norm): the transpose of a rotation by angle is the rotation by -angle.
