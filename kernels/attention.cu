@@ -74,11 +74,6 @@
 #define E3_ATTN_UNROLL
 #endif
 
-__device__ __forceinline__ float e3_attn_load(const float* p) { return *p; }
-__device__ __forceinline__ float e3_attn_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
-__device__ __forceinline__ void e3_attn_store(float* p, float value) { *p = value; }
-__device__ __forceinline__ void e3_attn_store(e3_bf16* p, float value) { *p = e3_float_to_bf16(value); }
-
 // Where query row r (warp r % 4, slot r / 4) and column d sit in the block's shared Q: [d][warp][slot].
 #define E3_ATTN_Q_AT(r, d) (((d) * E3_ATTN_WARPS + (r) % E3_ATTN_WARPS) * E3_ATTN_ROWS_PER_WARP + (r) / E3_ATTN_WARPS)
 
@@ -103,8 +98,8 @@ __device__ __forceinline__ void e3_attn_load_tile(const T* k, const T* v, long l
         const int d = i - j * head_dim;
         const bool present = j < tile_keys;
         const long long at = (long long)(tile + j) * kv_stride + d;
-        ks[j * k_stride + d] = present ? e3_attn_load(k + at) : 0.0f;
-        vs[j * head_dim + d] = present ? e3_attn_load(v + at) : 0.0f;
+        ks[j * k_stride + d] = present ? e3_load_float(k + at) : 0.0f;
+        vs[j * head_dim + d] = present ? e3_load_float(v + at) : 0.0f;
     }
 }
 
@@ -236,7 +231,7 @@ __device__ __forceinline__ void e3_attn_block(const T* q, long long q_stride, in
     {
         const int r = i / head_dim;
         const int d = i - r * head_dim;
-        qs[E3_ATTN_Q_AT(r, d)] = r < rows ? e3_attn_load(q + r * q_stride + d) : 0.0f;
+        qs[E3_ATTN_Q_AT(r, d)] = r < rows ? e3_load_float(q + r * q_stride + d) : 0.0f;
     }
     int limit[E3_ATTN_ROWS_PER_WARP]; // last key each of this warp's rows may see; -1 for a missing row
     int active = 0;                   // this warp's rows are r = i*E3_ATTN_WARPS + warp, so the present ones are i < active
@@ -338,7 +333,7 @@ __device__ __forceinline__ void e3_attn_prefill(const T* q, const T* k_cache, co
         {
             const int d = lane + 32 * c;
             if (d < head_dim)
-                e3_attn_store(out + d, state.acc[i][c] * inverse);
+                e3_store_float(out + d, state.acc[i][c] * inverse);
         }
         if (stats != 0 && lane == 0)
         {
@@ -420,7 +415,7 @@ __device__ __forceinline__ void e3_attn_combine(const float* partial_o, const fl
         float acc = 0.0f;
         for (int x = 0; x < splits; ++x)
             acc += expf(ml[2 * x] - m) * partial_o[(item * splits + x) * head_dim + d];
-        e3_attn_store(o + item * head_dim + d, acc * inverse);
+        e3_store_float(o + item * head_dim + d, acc * inverse);
     }
     if (stats != 0 && threadIdx.x == 0)
     {

@@ -46,6 +46,16 @@ __device__ __forceinline__ float e3_round_bf16(float value)
     return e3_bf16_to_float(e3_float_to_bf16(value));
 }
 
+// Element access for kernels templated over the storage type: loads widen to fp32, stores narrow (round to nearest
+// even for bf16), and e3_as_stored gives the value a tensor of that dtype would hold (the second argument only picks
+// the dtype), so one body computes the fp32 result exactly and rounds a bf16 one where torch's bf16 modules do.
+__device__ __forceinline__ float e3_load_float(const float* p) { return *p; }
+__device__ __forceinline__ float e3_load_float(const e3_bf16* p) { return e3_bf16_to_float(*p); }
+__device__ __forceinline__ void e3_store_float(float* p, float v) { *p = v; }
+__device__ __forceinline__ void e3_store_float(e3_bf16* p, float v) { *p = e3_float_to_bf16(v); }
+__device__ __forceinline__ float e3_as_stored(float v, const float*) { return v; }
+__device__ __forceinline__ float e3_as_stored(float v, const e3_bf16*) { return e3_round_bf16(v); }
+
 // ---- reductions ----------------------------------------------------------------------------------------
 // The xor butterfly leaves the full result in every lane, so no broadcast step is needed afterwards.
 // Requires all 32 lanes of the warp to be active.

@@ -23,10 +23,6 @@
 
 #define E3_KD_MAX_K 64
 
-__device__ __forceinline__ float e3_kd_load(const float* p) { return *p; }
-__device__ __forceinline__ float e3_kd_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
-__device__ __forceinline__ void e3_kd_store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void e3_kd_store(e3_bf16* p, float v) { *p = e3_float_to_bf16(v); }
 __device__ __forceinline__ void e3_kd_load4(const float* p, float out[4]) { e3_load_f32x4(p, out); }
 __device__ __forceinline__ void e3_kd_load4(const e3_bf16* p, float out[4]) { e3_load_bf16x4(p, out); }
 __device__ __forceinline__ bool e3_kd_aligned4(const float* p) { return ((unsigned long long)p & 15u) == 0; }
@@ -45,7 +41,7 @@ __device__ __forceinline__ void e3_kd_walk(const T* row, int count, F visit)
             visit(4 * v + j, x[j]);
     }
     for (int c = 4 * vectors + threadIdx.x; c < count; c += blockDim.x)
-        visit(c, e3_kd_load(row + c));
+        visit(c, e3_load_float(row + c));
 }
 
 // Calls visit(c, a[c], b[c]) for this thread's columns c < count; vector loads only when both rows are aligned.
@@ -62,7 +58,7 @@ __device__ __forceinline__ void e3_kd_walk2(const T* a, const T* b, int count, F
             visit(4 * v + j, x[j], y[j]);
     }
     for (int c = 4 * vectors + threadIdx.x; c < count; c += blockDim.x)
-        visit(c, e3_kd_load(a + c), e3_kd_load(b + c));
+        visit(c, e3_load_float(a + c), e3_load_float(b + c));
 }
 
 // Folds a thread's online state (max m, sum s = sum e^{(z-m)k}, shifted sum r = sum e^u (u - x)) into the block's
@@ -128,11 +124,11 @@ __device__ __forceinline__ void e3_kd_dense_row(T* zs, int student_vocab, const 
     __shared__ float scratch[32];
     if (label == -2)
     {
-        for (int c = threadIdx.x; c < student_vocab; c += blockDim.x) e3_kd_store(zs + c, 0.0f);
+        for (int c = threadIdx.x; c < student_vocab; c += blockDim.x) e3_store_float(zs + c, 0.0f);
         if (threadIdx.x == 0) { *row_kl = 0.0f; *row_ce = 0.0f; }
         return;
     }
-    const float z_label = label >= 0 ? e3_kd_load(zs + label) : 0.0f; // read before anyone overwrites it
+    const float z_label = label >= 0 ? e3_load_float(zs + label) : 0.0f; // read before anyone overwrites it
     // Pass 1 (online): s = sum e^{(z-m)k}, s1 = sum e^{z-m}; forward: p = sum p_j, pz = sum p_j (z_j - m);
     // reverse: r = sum e^u (u - v), u = (z-m)k, v = (z_t - tMax)k.
     float m = E3_NEG_INF, s = 0.0f, s1 = 0.0f, r = 0.0f, p = 0.0f, pz = 0.0f;
@@ -186,9 +182,9 @@ __device__ __forceinline__ void e3_kd_dense_row(T* zs, int student_vocab, const 
         const float q = __expf(u);
         float g = reverse ? c0 * q * (u - v - kl) : c0 * (q - __expf(v));
         g += ce * (__expf(d - log_s1) - (c == label ? 1.0f : 0.0f));
-        e3_kd_store(zs + c, g);
+        e3_store_float(zs + c, g);
     });
-    for (int c = vocab + threadIdx.x; c < student_vocab; c += blockDim.x) e3_kd_store(zs + c, 0.0f);
+    for (int c = vocab + threadIdx.x; c < student_vocab; c += blockDim.x) e3_store_float(zs + c, 0.0f);
     if (threadIdx.x == 0)
     {
         *row_kl = kl;
@@ -205,16 +201,16 @@ __device__ __forceinline__ void e3_kd_sparse_row(T* zs, int student_vocab, int v
     __shared__ float top_z[E3_KD_MAX_K];
     if (label == -2)
     {
-        for (int c = threadIdx.x; c < student_vocab; c += blockDim.x) e3_kd_store(zs + c, 0.0f);
+        for (int c = threadIdx.x; c < student_vocab; c += blockDim.x) e3_store_float(zs + c, 0.0f);
         if (threadIdx.x == 0) { *row_kl = 0.0f; *row_ce = 0.0f; }
         return;
     }
     for (int i = threadIdx.x; i < top_k; i += blockDim.x)
     {
         top_index[i] = indices[i];
-        top_z[i] = e3_kd_load(zs + indices[i]);
+        top_z[i] = e3_load_float(zs + indices[i]);
     }
-    const float z_label = label >= 0 ? e3_kd_load(zs + label) : 0.0f;
+    const float z_label = label >= 0 ? e3_load_float(zs + label) : 0.0f;
     __syncthreads();
     // Pass 1 over the tail columns only.
     float m = E3_NEG_INF, s = 0.0f, s1 = 0.0f;
@@ -283,9 +279,9 @@ __device__ __forceinline__ void e3_kd_sparse_row(T* zs, int student_vocab, int v
         if (slot < 0) g = c0 * f * q;
         else g = reverse ? c0 * q * (log_q - logp[slot] - kl) : c0 * (q - __expf(logp[slot]));
         g += ce * (__expf(d - log_s1) - (c == label ? 1.0f : 0.0f));
-        e3_kd_store(zs + c, g);
+        e3_store_float(zs + c, g);
     });
-    for (int c = vocab + threadIdx.x; c < student_vocab; c += blockDim.x) e3_kd_store(zs + c, 0.0f);
+    for (int c = vocab + threadIdx.x; c < student_vocab; c += blockDim.x) e3_store_float(zs + c, 0.0f);
     if (threadIdx.x == 0)
     {
         *row_kl = kl;

@@ -160,15 +160,6 @@ extern "C" __global__ void e3_add_scaled_rmsnorm_bf16(e3_bf16* h, const e3_bf16*
     }
 }
 
-// Element access for the add kernels, so one templated row body serves fp32 and bf16: loads widen to fp32, stores
-// narrow (round to nearest even for bf16), and e3_as_stored gives the value a tensor of that dtype would hold.
-__device__ __forceinline__ float e3_addnorm_load(const float* p) { return *p; }
-__device__ __forceinline__ float e3_addnorm_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
-__device__ __forceinline__ void e3_addnorm_store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void e3_addnorm_store(e3_bf16* p, float v) { *p = e3_float_to_bf16(v); }
-__device__ __forceinline__ float e3_addnorm_as_stored(float v, const float*) { return v; }
-__device__ __forceinline__ float e3_addnorm_as_stored(float v, const e3_bf16*) { return e3_round_bf16(v); }
-
 // One row of sum = x + delta, y = rmsnorm(sum) * weight. The sum is rounded to the dtype before it is stored and
 // normalised (bf16: torch adds two bf16 tensors), and for bf16 the normed value is rounded before the weight
 // multiply, as e3_rmsnorm_bf16 does. Each thread reads x and delta at exactly the columns it writes, so sum may
@@ -179,13 +170,13 @@ __device__ __forceinline__ void e3_add_rmsnorm_row(const T* x, const T* delta, T
     float squares = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
     {
-        const float v = e3_addnorm_as_stored(e3_addnorm_load(x + c) + e3_addnorm_load(delta + c), sum);
-        e3_addnorm_store(sum + c, v);
+        const float v = e3_as_stored(e3_load_float(x + c) + e3_load_float(delta + c), sum);
+        e3_store_float(sum + c, v);
         squares += v * v;
     }
     const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
-        e3_addnorm_store(y + c, e3_addnorm_load(weight + c) * e3_addnorm_as_stored(e3_addnorm_load(sum + c) * inv, y));
+        e3_store_float(y + c, e3_load_float(weight + c) * e3_as_stored(e3_load_float(sum + c) * inv, y));
 }
 
 // sum = x + delta, then y = rmsnorm(sum) * weight: a decoder layer's attention residual fused with its MLP norm.

@@ -83,15 +83,8 @@ __device__ __forceinline__ void e3_rope_for_lane_pairs(int lane, int head_dim, f
         pair(i, e3_rope_inverse_frequency(i, head_dim, theta));
 }
 
-// Element access for the one templated forward body: loads widen to fp32, e3_rope_as_stored gives the value a tensor of
-// the row's dtype would hold (bf16 rounds where the Hugging Face modules do; fp32 leaves the value as it is, so the
-// fp32 kernel computes w * (a * inv) and a * c - b * s exactly).
-__device__ __forceinline__ float e3_rope_load(const float* p) { return *p; }
-__device__ __forceinline__ float e3_rope_load(const e3_bf16* p) { return e3_bf16_to_float(*p); }
-__device__ __forceinline__ void e3_rope_store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void e3_rope_store(e3_bf16* p, float v) { *p = e3_float_to_bf16(v); }
-__device__ __forceinline__ float e3_rope_as_stored(float v, const float*) { return v; }
-__device__ __forceinline__ float e3_rope_as_stored(float v, const e3_bf16*) { return e3_round_bf16(v); }
+// One templated forward body (common.cuh's e3_as_stored: bf16 rounds where the Hugging Face modules do, fp32 leaves
+// each value as it is, so the fp32 kernel computes w * (a * inv) and a * c - b * s exactly).
 
 template <typename T>
 __device__ __forceinline__ void e3_head_norm_rope(T* x, const T* norm_weight, int tokens, int heads, int head_dim, float eps, float theta,
@@ -114,7 +107,7 @@ __device__ __forceinline__ void e3_head_norm_rope(T* x, const T* norm_weight, in
             float sum = 0.0f;
             for (int i = lane; i < head_dim; i += 32)
             {
-                const float f = e3_rope_load(v + i);
+                const float f = e3_load_float(v + i);
                 sum += f * f;
             }
             inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
@@ -122,19 +115,19 @@ __device__ __forceinline__ void e3_head_norm_rope(T* x, const T* norm_weight, in
         const float position = (float)(start_position + row % tokens_per_sequence);
         e3_rope_for_lane_pairs(lane, head_dim, theta, freq, [&](int i, float frequency)
         {
-            float a = e3_rope_load(v + i);
-            float b = e3_rope_load(v + i + half);
+            float a = e3_load_float(v + i);
+            float b = e3_load_float(v + i + half);
             if (norm_weight != 0)
             {
-                a = e3_rope_as_stored(e3_rope_load(norm_weight + i) * e3_rope_as_stored(a * inv, v), v);
-                b = e3_rope_as_stored(e3_rope_load(norm_weight + i + half) * e3_rope_as_stored(b * inv, v), v);
+                a = e3_as_stored(e3_load_float(norm_weight + i) * e3_as_stored(a * inv, v), v);
+                b = e3_as_stored(e3_load_float(norm_weight + i + half) * e3_as_stored(b * inv, v), v);
             }
             float s, c;
             e3_sincos(position * frequency, &s, &c);
-            s = e3_rope_as_stored(s, v);
-            c = e3_rope_as_stored(c, v);
-            e3_rope_store(v + i, e3_rope_as_stored(a * c, v) + e3_rope_as_stored(-b * s, v));
-            e3_rope_store(v + i + half, e3_rope_as_stored(b * c, v) + e3_rope_as_stored(a * s, v));
+            s = e3_as_stored(s, v);
+            c = e3_as_stored(c, v);
+            e3_store_float(v + i, e3_as_stored(a * c, v) + e3_as_stored(-b * s, v));
+            e3_store_float(v + i + half, e3_as_stored(b * c, v) + e3_as_stored(a * s, v));
         });
     }
 }
