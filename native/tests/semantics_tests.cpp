@@ -141,8 +141,8 @@ TEST_F(Semantics, AtomicsFromManyBlocksGiveExactTotals) {
 }
 
 TEST_F(Semantics, BarrierDivergenceIsReportedNotHung) {
-    DeviceBuffer<float> x(64);
-    int n = 40; // threads 40..63 of the block exit before the barrier
+    DeviceBuffer<float> x(128); // 64 per block
+    int n = 40; // threads 40..63 of each block exit before the barrier
     void* params[] = {x.param(), &n};
     const auto start = std::chrono::steady_clock::now();
     const e3emu_result r =

@@ -4,9 +4,11 @@
 extern "C" __global__ void e3t_barrier_divergence(float* x, int n)
 {
     if ((int)threadIdx.x >= n) return;
-    x[threadIdx.x] = 1.0f;
+    // Each block writes its own elements: two blocks sharing them would race on the += when they run concurrently.
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    x[i] = 1.0f;
     __syncthreads();
-    x[threadIdx.x] += 1.0f;
+    x[i] += 1.0f;
 }
 
 // Lane 5 exits before the full-warp shuffle the other lanes wait in.
