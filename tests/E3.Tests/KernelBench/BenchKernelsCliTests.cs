@@ -118,6 +118,11 @@ public sealed class BenchKernelsCliTests
             Assert.Equal(gbps / copyRate, e.GetProperty("copy_fraction").GetDouble(), 1e-9 * gbps / copyRate);
             Assert.Equal(tflops / gemmRate, e.GetProperty("gemm_fraction").GetDouble(), 1e-9 * tflops / gemmRate + 1e-300);
             Assert.True(e.GetProperty("bytes").GetInt64() > 0, name);
+            // The bound follows from the work at the two measured roofs.
+            double memoryMs = e.GetProperty("bytes").GetInt64() / (copyRate * 1e6), computeMs = e.GetProperty("flops").GetInt64() / (gemmRate * 1e9);
+            string bound = Math.Max(memoryMs, computeMs) < E3.Interop.Kernels.Bench.KernelBenchReport.LatencyFloorMilliseconds ? "latency"
+                : memoryMs >= computeMs ? "memory" : "compute";
+            Assert.Equal(bound, e.GetProperty("bound").GetString());
             kernels.Add(name, e);
         }
         return kernels;

@@ -30,7 +30,8 @@ public sealed record KernelMeasurement(string Name, string DType, IReadOnlyDicti
 /// }
 /// MEASUREMENT = { "name": string, "dtype": string, "shape": { dim: int, ... }, "bytes": int, "flops": int,
 ///   "median_ms": number, "gbps": bytes / median / 1e9 * 1e3, "tflops": flops / median / 1e12 * 1e3,
-///   "copy_fraction": gbps / copy.gbps, "gemm_fraction": tflops / gemm.tflops }
+///   "copy_fraction": gbps / copy.gbps, "gemm_fraction": tflops / gemm.tflops,
+///   "bound": "memory" | "compute" | "latency" }   // which roof the kernel can at best reach (Bound below)
 /// </code>
 /// bytes and flops follow the <see cref="KernelWork"/> formula named after the kernel, over the listed shape.
 /// </summary>
@@ -63,14 +64,33 @@ public sealed record KernelBenchReport(string Device, string DeviceName, string 
         text.AppendLine($"device {Device} ({DeviceName}), shape {ShapeName}, median of {Repeats}, timer {Timer}" +
             (L2FlushBytes > 0 ? $", L2 flushed ({L2FlushBytes >> 20} MiB written) before each run" : ""));
         text.AppendLine($"copy roof {Copy.GigabytesPerSecond:F1} GB/s, GEMM roof {Gemm.TeraflopsPerSecond:F3} TFLOP/s");
-        text.AppendLine($"{"kernel",-24} {"dtype",-5} {"ms",10} {"GB/s",9} {"TFLOP/s",8} {"%copy",6} {"%gemm",6}  shape");
+        text.AppendLine($"{"kernel",-26} {"dtype",-5} {"ms",10} {"GB/s",9} {"TFLOP/s",8} {"%copy",6} {"%gemm",6} {"bound",-7}  shape");
         foreach (var k in Kernels)
-            text.AppendLine($"{k.Name,-24} {k.DType,-5} {k.MedianMilliseconds,10:F4} {k.GigabytesPerSecond,9:F1} {k.TeraflopsPerSecond,8:F3} " +
-                $"{100 * CopyFraction(k),6:F1} {100 * GemmFraction(k),6:F1}  {string.Join(" ", k.Shape.Select(d => $"{d.Key}={d.Value}"))}");
+            text.AppendLine($"{k.Name,-26} {k.DType,-5} {k.MedianMilliseconds,10:F4} {k.GigabytesPerSecond,9:F1} {k.TeraflopsPerSecond,8:F3} " +
+                $"{100 * CopyFraction(k),6:F1} {100 * GemmFraction(k),6:F1} {Bound(k),-7}  {string.Join(" ", k.Shape.Select(d => $"{d.Key}={d.Value}"))}");
         return text.ToString();
     }
 
     private double CopyFraction(KernelMeasurement k) => k.GigabytesPerSecond / Copy.GigabytesPerSecond;
+
+    /// <summary>
+    /// A kernel whose work would take less than this at both roofs is bound by launch and tail latency, not by either roof.
+    /// A launch and its last wave cost a few microseconds whatever the kernel does, so such a kernel cannot show 80% of
+    /// either roof however it is written: its fraction says little.
+    /// </summary>
+    public const double LatencyFloorMilliseconds = 0.01;
+
+    /// <summary>
+    /// Which roof limits <paramref name="k"/>, from its analytic work and the roofs measured in this run: its bytes at the
+    /// copy bandwidth against its FLOPs at the GEMM rate, the slower of the two; "latency" when both are under
+    /// <see cref="LatencyFloorMilliseconds"/>. The fraction to judge a kernel by is the one of its bound.
+    /// </summary>
+    public string Bound(KernelMeasurement k)
+    {
+        double memory = k.Work.Bytes / (Copy.GigabytesPerSecond * 1e6), compute = k.Work.Flops / (Gemm.TeraflopsPerSecond * 1e9);
+        if (Math.Max(memory, compute) < LatencyFloorMilliseconds) return "latency";
+        return memory >= compute ? "memory" : "compute";
+    }
 
     private double GemmFraction(KernelMeasurement k) => k.TeraflopsPerSecond / Gemm.TeraflopsPerSecond;
 
@@ -90,6 +110,7 @@ public sealed record KernelBenchReport(string Device, string DeviceName, string 
             ["tflops"] = k.TeraflopsPerSecond,
             ["copy_fraction"] = CopyFraction(k),
             ["gemm_fraction"] = GemmFraction(k),
+            ["bound"] = Bound(k),
         };
     }
 }
