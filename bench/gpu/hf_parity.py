@@ -67,8 +67,11 @@ def main():
     # e3's tensor-core prefill handles on a GPU; 100 tokens span two of its 64-row blocks.
     cfg = Qwen3Config(vocab_size=4096, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
                       num_attention_heads=8, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096,
-                      rms_norm_eps=1e-6, tie_word_embeddings=False, initializer_range=0.05)
-    cfg._attn_implementation = "eager"
+                      rms_norm_eps=1e-6, tie_word_embeddings=False, attn_implementation="eager", initializer_range=0.05)
+    try:  # older transformers read only the private field
+        cfg._attn_implementation = "eager"
+    except AttributeError:
+        pass
     saved_dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
     model = Qwen3ForCausalLM(cfg).eval().to(saved_dtype)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -53,8 +53,11 @@ def main():
 
     cfg = Qwen3Config(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=args.layers,
                       num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
-                      rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=False, initializer_range=0.02)
-    cfg._attn_implementation = "eager"
+                      rms_norm_eps=1e-6, tie_word_embeddings=False, attn_implementation="eager", initializer_range=0.02)
+    try:  # older transformers read only the private field
+        cfg._attn_implementation = "eager"
+    except AttributeError:
+        pass
     result = {"shape": "qwen3-8b layers", "layers": args.layers, "tokens": args.tokens, "attention": "eager", "dtype": "bfloat16",
               "runs": []}
     failed = False
