@@ -57,6 +57,15 @@ public static class LaunchShapes
     /// <summary>Most key splits of one decode launch; bounds the partials workspace.</summary>
     public const int MaxDecodeSplits = 64;
 
+    /// <summary>
+    /// Decode blocks wanted per SM. Decode attention streams the KV cache, and a block has one tile (8 KB of K, then of V
+    /// at head dim 128 in bf16) in flight only while it loads, not while it computes; four resident blocks keep about
+    /// twice what two did, near the ~20 KB per SM that the copy bandwidth times the memory latency asks for. Four fit on
+    /// sm_90 (4 x 42 KB of shared memory with the per-block reserve, of 228 KB; 96 registers a thread). sm_80's 164 KB
+    /// holds three, and the fourth wave of splits then costs one more round of the combine, not a wrong answer.
+    /// </summary>
+    public const long DecodeBlocksPerSM = 4;
+
     /// <summary>Fewest keys a decode split gets: below this the combine step costs more than the split saves.</summary>
     public const int MinKeysPerSplit = 64;
 
@@ -73,15 +82,15 @@ public static class LaunchShapes
             new Dim3(AttentionThreads), (uint)AttentionSharedBytes(headDim));
 
     /// <summary>
-    /// Decode over <paramref name="keys"/> cached keys: enough splits of the keys for about two blocks per SM
-    /// (each split at least <see cref="MinKeysPerSplit"/> keys, a whole number of tiles, at most
+    /// Decode over <paramref name="keys"/> cached keys: enough splits of the keys for about <see cref="DecodeBlocksPerSM"/>
+    /// blocks per SM (each split at least <see cref="MinKeysPerSplit"/> keys, a whole number of tiles, at most
     /// <see cref="MaxDecodeSplits"/> splits); grid (splits, kvHeads * ceil(group / 16), batch).
     /// </summary>
     public static AttentionDecodeShape AttentionDecode(int batch, int heads, int kvHeads, int headDim, int keys, int multiprocessors)
     {
         int headBlocks = kvHeads * ((heads / kvHeads + AttentionRows - 1) / AttentionRows);
         long blocksPerSplit = (long)batch * headBlocks;
-        int wanted = (int)Math.Clamp((2L * Math.Max(1, multiprocessors) + blocksPerSplit - 1) / blocksPerSplit, 1, MaxDecodeSplits);
+        int wanted = (int)Math.Clamp((DecodeBlocksPerSM * Math.Max(1, multiprocessors) + blocksPerSplit - 1) / blocksPerSplit, 1, MaxDecodeSplits);
         int perSplit = (keys + wanted - 1) / wanted;
         perSplit = Math.Max(MinKeysPerSplit, (perSplit + AttentionKeys - 1) / AttentionKeys * AttentionKeys);
         int splits = (keys + perSplit - 1) / perSplit;

@@ -119,7 +119,7 @@ public sealed partial class KernelWrapperTests
         // Prefill: T = 40 rows of 20 heads (group 5), 30 positions already cached.
         var prefill = new AttentionLayout(Batch: 2, TokensPerSequence: 40, StartPosition: 30, Capacity: 100, Heads: 20, KvHeads: 4, HeadDim: 128, Scale: 0.125f);
         kernels.Forward(F1, F2, F3, F4, F5, new DevicePointer<float>(0x6000), new DevicePointer<float>(0x7000), default, prefill, Stream);
-        // Decode: 1000 keys; the recorder has 132 SMs, so 264 blocks are wanted over 2 * 4 (kv heads) = 8 per split.
+        // Decode: 1000 keys; the recorder has 132 SMs, so 528 blocks are wanted over 2 * 4 (kv heads) = 8 per split.
         var decode = prefill with { TokensPerSequence = 1, StartPosition = 999, Capacity = 1000 };
         kernels.Forward(B1, B2, B3, B4, new DevicePointer<Bf16>(0x5500), new DevicePointer<Bf16>(0x6600), default, new DevicePointer<float>(0x8000), decode, Stream);
         var l = device.Launches;
@@ -129,7 +129,7 @@ public sealed partial class KernelWrapperTests
         var prefillShape = new LaunchShape(new Dim3(3, 20, 2), new Dim3(128), 41_088);
         Check(l[1], "e3_attention_prefill_f32", prefillShape, F1.Address, F4.Address, F5.Address, 0x6000UL, 0x7000UL, 40, 30, 100, 20, 4, 128, 0.125f);
         Check(l[2], "e3_kv_append_bf16", Shape(4, 256), B2.Address, B3.Address, B4.Address, 0x5500UL, 2L * 512, 1, 999, 1000, 512);
-        // 33 splits wanted; 1000 / 33 rounds up to 32 keys, below the 64-key minimum, so 16 splits of 64.
+        // 66 splits wanted, capped at 64; 1000 / 64 rounds up to 32 keys, below the 64-key minimum, so 16 splits of 64.
         var decodeShape = new LaunchShape(new Dim3(16, 4, 2), new Dim3(128), 41_088);
         long partials = 2L * 20 * 16 * 128;
         Check(l[3], "e3_attention_decode_bf16", decodeShape, B1.Address, B4.Address, 0x5500UL, 0x8000UL, 0x8000UL + (ulong)partials * 4, 999, 1000, 20, 4, 128, 0.125f, 64);
