@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -84,35 +86,12 @@ public static class RandomModel
         {
             bool bf16 = spec.Dtype == "bfloat16";
             if (!bf16 && spec.Dtype != "float32") throw new ArgumentException($"dtype '{spec.Dtype}' must be float32 or bfloat16");
-            var expected = WeightNames.Expected(config).ToList();
-            var tensors = new TensorToWrite[expected.Count];
-            // Every tensor, and every 1M-value chunk of it, has its own seed: the result does not depend on how many
-            // threads fill it, and an 8B-parameter model fills in seconds rather than minutes.
-            Parallel.For(0, expected.Count, t =>
-            {
-                var (name, shape) = expected[t];
-                long n = shape.Aggregate(1L, (a, b) => a * b);
-                var values = new float[n];
-                bool isNorm = name.EndsWith("norm.weight", StringComparison.Ordinal);
-                const int Chunk = 1 << 20;
-                Parallel.For(0, (int)((n + Chunk - 1) / Chunk), c =>
-                {
-                    var rng = new Random(ChunkSeed(spec.Seed, t, c));
-                    long end = Math.Min(n, (long)(c + 1) * Chunk);
-                    for (long i = (long)c * Chunk; i < end; i++)
-                        values[i] = isNorm ? 1f + 0.1f * Normal(rng) : spec.InitStd * Normal(rng);
-                });
-                byte[] data;
-                if (bf16)
-                {
-                    var bits = new ushort[n];
-                    BFloat16.FromSingle(values, bits);
-                    data = MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
-                }
-                else data = MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
-                tensors[t] = new TensorToWrite(name, bf16 ? SafeTensorsDType.BF16 : SafeTensorsDType.F32, shape, data);
-            });
-            SafeTensorsWriter.Write(Path.Combine(tmp, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+            var dtype = bf16 ? SafeTensorsDType.BF16 : SafeTensorsDType.F32;
+            var layouts = WeightNames.Expected(config)
+                .Select(e => new TensorLayout(e.Name, dtype, e.Shape, e.Shape.Aggregate((long)dtype.SizeInBytes(), (a, b) => checked(a * b))))
+                .ToList();
+            SafeTensorsWriter.WriteStreamed(Path.Combine(tmp, "model.safetensors"), layouts,
+                (t, stream) => WriteTensor(spec, t, layouts[t], stream), new Dictionary<string, string> { ["format"] = "pt" });
             File.WriteAllText(Path.Combine(tmp, "config.json"), config.Json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             if (Directory.Exists(target)) Directory.Delete(target);
             Directory.Move(tmp, target);
@@ -125,19 +104,54 @@ public static class RandomModel
         return ModelConfig.Load(target);
     }
 
-    /// <summary>A stable seed per (model seed, tensor, chunk); HashCode is randomised per process, so it will not do.</summary>
-    static int ChunkSeed(int seed, int tensor, int chunk)
+    /// <summary>
+    /// Tensor <paramref name="index"/>'s values, block by block (<see cref="SeededNormal"/>): std × z for weights,
+    /// 1 + 0.1 z for norms. Blocks are filled in parallel a batch at a time and written in order, so the result does not
+    /// depend on the thread count and memory holds one batch, not the model.
+    /// </summary>
+    static void WriteTensor(RandomModelSpec spec, int index, TensorLayout layout, Stream stream)
     {
-        ulong z = (ulong)(uint)seed * 0x9E3779B97F4A7C15UL ^ (ulong)(uint)tensor << 32 ^ (uint)chunk;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return (int)(z ^ (z >> 31));
+        bool bf16 = layout.DType == SafeTensorsDType.BF16;
+        bool isNorm = layout.Name.EndsWith("norm.weight", StringComparison.Ordinal);
+        float scale = isNorm ? 0.1f : spec.InitStd, shift = isNorm ? 1f : 0f;
+        ulong key = SeededNormal.Key(spec.Seed, index);
+        long count = layout.ByteLength / layout.DType.SizeInBytes();
+        long blocks = (count + SeededNormal.BlockValues - 1) / SeededNormal.BlockValues;
+        int batch = Math.Max(1, 2 * Environment.ProcessorCount);
+        int elementBytes = bf16 ? 2 : 4;
+        var buffer = new byte[(int)Math.Min(count, (long)batch * SeededNormal.BlockValues) * elementBytes];
+        for (long first = 0; first < blocks; first += batch)
+        {
+            int inBatch = (int)Math.Min(batch, blocks - first);
+            long batchStart = first * SeededNormal.BlockValues;
+            int batchValues = (int)Math.Min(count - batchStart, (long)inBatch * SeededNormal.BlockValues);
+            Parallel.For(0, inBatch, i =>
+            {
+                int offset = i * SeededNormal.BlockValues;
+                int length = Math.Min(SeededNormal.BlockValues, batchValues - offset);
+                if (bf16)
+                {
+                    float[] values = ArrayPool<float>.Shared.Rent(length);
+                    try
+                    {
+                        Fill(key, first + i, values.AsSpan(0, length), scale, shift);
+                        BFloat16.FromSingle(values.AsSpan(0, length), MemoryMarshal.Cast<byte, ushort>(buffer.AsSpan(2 * offset, 2 * length)));
+                    }
+                    finally
+                    {
+                        ArrayPool<float>.Shared.Return(values);
+                    }
+                }
+                else Fill(key, first + i, MemoryMarshal.Cast<byte, float>(buffer.AsSpan(4 * offset, 4 * length)), scale, shift);
+            });
+            stream.Write(buffer, 0, batchValues * elementBytes);
+        }
     }
 
-    static float Normal(Random rng)
+    static void Fill(ulong key, long block, Span<float> values, float scale, float shift)
     {
-        // Box–Muller on (0,1]: never log(0).
-        double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
-        return (float)(Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+        SeededNormal.FillBlock(key, block, values);
+        TensorPrimitives.Multiply(values, scale, values);
+        if (shift != 0f) TensorPrimitives.Add(values, shift, values);
     }
 }

@@ -68,6 +68,33 @@ public static class SafeTensorsWriter
         return indexPath;
     }
 
+    /// <summary>
+    /// Writes one .safetensors file whose tensors are produced while it is written, so that no more than one of them
+    /// need be in memory: the header from <paramref name="tensors"/>, then, for each in order, whatever
+    /// <paramref name="writeData"/> writes to the stream it is given, which must be exactly the tensor's byte length.
+    /// The layouts are checked as <see cref="Write"/> checks tensors; on any failure (a producer that writes too
+    /// little or too much included) neither the target nor a temp file remains.
+    /// </summary>
+    public static void WriteStreamed(string path, IReadOnlyList<TensorLayout> tensors, Action<int, Stream> writeData,
+        IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(writeData);
+        Validate(path, tensors.Select(t => (t.Name, t.DType, t.Shape, t.ByteLength)));
+        byte[] header = HeaderBytes(tensors, metadata);
+        using var file = AtomicFile.Create(path);
+        WriteHeader(file.Stream, header);
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            long before = file.Stream.Position;
+            writeData(i, file.Stream);
+            long written = file.Stream.Position - before;
+            if (written != tensors[i].ByteLength)
+                throw new InvalidOperationException($"{path}: tensor '{tensors[i].Name}': the producer wrote {written} bytes where the header says {tensors[i].ByteLength}");
+        }
+        file.Commit();
+    }
+
     static List<List<TensorToWrite>> Pack(List<TensorToWrite> tensors, long maxShardBytes) =>
         PackShards(tensors, t => t.Data.Length, maxShardBytes);
 
@@ -94,10 +121,13 @@ public static class SafeTensorsWriter
         return shards;
     }
 
-    static void Validate(string path, List<TensorToWrite> tensors)
+    static void Validate(string path, List<TensorToWrite> tensors) =>
+        Validate(path, tensors.Select(t => (t.Name, t.DType, t.Shape, (long)t.Data.Length)));
+
+    static void Validate(string path, IEnumerable<(string Name, SafeTensorsDType DType, long[] Shape, long ByteLength)> tensors)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (TensorToWrite t in tensors)
+        foreach (var t in tensors)
         {
             if (string.IsNullOrEmpty(t.Name) || t.Name == "__metadata__")
                 throw new ArgumentException($"{path}: tensor name '{t.Name}' is not allowed", nameof(tensors));
@@ -106,8 +136,8 @@ public static class SafeTensorsWriter
             if (t.Shape == null || t.Shape.Any(d => d < 0))
                 throw new ArgumentException($"{path}: tensor '{t.Name}': shape {(t.Shape == null ? "null" : ShapeFormat.Brackets(t.Shape))} must be non-negative", nameof(tensors));
             long? needed = ShapeFormat.CheckedProduct(t.Shape, t.DType.SizeInBytes());
-            if (needed != t.Data.Length)
-                throw new ArgumentException($"{path}: tensor '{t.Name}': {t.Data.Length} data bytes but dtype {t.DType} x shape {ShapeFormat.Brackets(t.Shape)} needs {(needed?.ToString() ?? "more than 2^63")} bytes", nameof(tensors));
+            if (needed != t.ByteLength)
+                throw new ArgumentException($"{path}: tensor '{t.Name}': {t.ByteLength} data bytes but dtype {t.DType} x shape {ShapeFormat.Brackets(t.Shape)} needs {(needed?.ToString() ?? "more than 2^63")} bytes", nameof(tensors));
         }
     }
 
@@ -115,12 +145,17 @@ public static class SafeTensorsWriter
     {
         byte[] header = Header(tensors, metadata);
         using var file = AtomicFile.Create(path);
-        Span<byte> length = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
-        file.Stream.Write(length);
-        file.Stream.Write(header);
+        WriteHeader(file.Stream, header);
         foreach (TensorToWrite t in tensors) file.Stream.Write(t.Data.Span);
         file.Commit();
+    }
+
+    static void WriteHeader(Stream stream, byte[] header)
+    {
+        Span<byte> length = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+        stream.Write(length);
+        stream.Write(header);
     }
 
     static byte[] Header(List<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata) =>
