@@ -16,6 +16,11 @@ OUT_DIR=${1:-${OUT:-gpu-results}}
 mkdir -p "$OUT_DIR"
 E3=${E3:-artifacts/publish/linux-x64/e3}
 [ -x "$E3" ] || { echo "run.sh: $E3 not found; run ./build.sh publish first and carry artifacts/publish" >&2; exit 100; }
+# Models and other scratch go to a folder outside OUT_DIR, removed on exit however the run ends: a run cut off by a
+# time limit must not leave 16 GB of weights among the results that are to be copied back.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/e3-gpu-run.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 143' TERM INT
 failed=0
 STEPS=${STEPS:-doctor parity kernels speedup train distill hf}
 want() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -59,7 +64,7 @@ fi
 # Qwen3-8B layer shape: hidden 4096, 32 heads x 128, 8 kv heads, MLP 12288, 36 layers, vocab 151936; 25% dropped.
 # The random model (16 GB of bf16) is written once for both batch sizes and removed afterwards.
 if want speedup; then
-M8B="$OUT_DIR/qwen3-8b-random"
+M8B="$WORK/qwen3-8b-random"
 rm -rf "$M8B"
 "$E3" model init --arch qwen3 --layers 36 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 12288 \
   --vocab 151936 --dtype bfloat16 --seed 1 --out "$M8B" > "$OUT_DIR/model-8b.log" 2>&1
@@ -71,7 +76,7 @@ fi
 # One distillation micro-step on the device (teacher forward, fused KD head, backward; no optimizer) of a Qwen3 with the
 # 8B layer shapes and 8 layers, 25% dropped: tokens/s and TFLOP/s of training.
 if want train; then
-MT="$OUT_DIR/qwen3-8b-8layers"
+MT="$WORK/qwen3-8b-8layers"
 rm -rf "$MT"
 "$E3" model init --arch qwen3 --layers 8 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 --intermediate 12288 \
   --vocab 151936 --dtype bfloat16 --seed 2 --out "$MT" > "$OUT_DIR/model-8layers.log" 2>&1
@@ -84,7 +89,7 @@ fi
 if ! want distill; then
   :
 elif [ -e "$(dirname "$E3")/libLibTorchSharp.so" ]; then
-  D="$OUT_DIR/distill-work"
+  D="$WORK/distill-work"
   rm -rf "$D" && mkdir -p "$D"
   "$E3" model init --layers 8 --hidden 256 --heads 8 --kv-heads 4 --intermediate 768 --vocab 264 --seed 3 --out "$D/m" > /dev/null 2>&1
   python3 -c 'import sys; sys.stdout.write("And the king went up to the city, and the people came unto the river.\n" * 400)' > "$D/data.txt"
