@@ -17,6 +17,12 @@ namespace E3.Pruning.Bench;
 public static class CpuKernelBenchmark
 {
     private const int F32Bytes = 4;
+
+    /// <summary>
+    /// The least warm-up per measurement (<see cref="BenchWarmup"/>): the CPU kernels are .NET code, which the JIT
+    /// promotes out of tier 0 only after 30 calls and 100 ms without new compilations.
+    /// </summary>
+    public const double WarmupMilliseconds = 250;
     private const float Small = 1f / 128;
 
     /// <summary>Runs the bench on a <see cref="CpuBackend"/> with <paramref name="threads"/> threads (0 = all cores).</summary>
@@ -25,7 +31,7 @@ public static class CpuKernelBenchmark
         ArgumentNullException.ThrowIfNull(shape);
         if (repeats < 1) throw new ArgumentOutOfRangeException(nameof(repeats), repeats, "--repeats must be >= 1");
         using var backend = new CpuBackend(threads);
-        var timer = new MonotonicBenchTimer();
+        var timer = new MonotonicBenchTimer(minimumWarmupMilliseconds: WarmupMilliseconds);
         int warmup = Math.Min(2, repeats);
         var results = new List<KernelMeasurement>();
         KernelMeasurement Time(string name, Dictionary<string, long> dims, KernelWork work, Action run)
@@ -42,7 +48,7 @@ public static class CpuKernelBenchmark
         foreach (var (name, m, n, k) in Projections(shape))
             results.Add(MeasureGemm(backend, name, m, n, k, Time));
         Losses(shape, threads, Add);
-        return new KernelBenchReport("cpu", $"{Environment.ProcessorCount}-core x86-64, {backend.Threads} threads", shape.Name, repeats, timer.Kind, 0,
+        return new KernelBenchReport("cpu", $"{Environment.ProcessorCount}-core x86-64, {backend.Threads} threads", shape.Name, repeats, timer.Kind, timer.MinimumWarmupMilliseconds, 0,
             copy, gemm, results);
     }
 

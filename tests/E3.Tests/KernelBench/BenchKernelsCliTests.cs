@@ -35,6 +35,7 @@ public sealed class BenchKernelsCliTests
         Assert.Equal("small", root.GetProperty("shape").GetString()); // the emulator's default shape
         Assert.Equal("monotonic-clock", root.GetProperty("timer").GetString());
         Assert.Equal(0, root.GetProperty("l2_flush_bytes").GetInt64()); // the emulator reports no L2 to flush
+        Assert.Equal(0, root.GetProperty("warmup_ms").GetDouble()); // native kernels: nothing for the JIT to settle
         Assert.Equal(1, root.GetProperty("repeats").GetInt32());
         var kernels = CheckSchema(root);
         Assert.Equal(GpuKernels, kernels.Keys);
@@ -77,6 +78,7 @@ public sealed class BenchKernelsCliTests
         Assert.True(r.ExitCode == 0, r.Stderr);
         using var json = JsonDocument.Parse(r.Stdout);
         Assert.Equal("cpu", json.RootElement.GetProperty("device").GetString());
+        Assert.Equal(E3.Pruning.Bench.CpuKernelBenchmark.WarmupMilliseconds, json.RootElement.GetProperty("warmup_ms").GetDouble());
         var kernels = CheckSchema(json.RootElement);
         foreach (var name in new[] { "rmsnorm", "swiglu", "attention_prefill", "attention_decode", "gemm_lm_head", "kd_loss_dense", "gumbel_topk_fwd_bwd" })
             Assert.Contains(name, kernels.Keys);

@@ -13,7 +13,7 @@ public sealed class KernelBenchReportTests
     public void EachKernelIsJudgedByTheRoofItsWorkReachesFirst()
     {
         // Roofs: 2e9 bytes in 1 ms is 2,000 GB/s; 1e12 FLOPs in 1 ms is 1,000 TFLOP/s.
-        var report = new KernelBenchReport("cuda", "test", "qwen3-8b", 5, "cuda-events", 0,
+        var report = new KernelBenchReport("cuda", "test", "qwen3-8b", 5, "cuda-events", 100, 0,
             Measured("copy", 2_000_000_000, 0, 1), Measured("gemm", 1_000_000_000, 1_000_000_000_000, 1),
             [
                 Measured("streaming", 1_000_000_000, 1_000_000_000, 0.6),   // 0.5 ms of bytes, 0.001 ms of FLOPs
@@ -24,5 +24,23 @@ public sealed class KernelBenchReportTests
         var json = report.ToJson();
         Assert.Equal("memory", json["kernels"]![0]!["bound"]!.GetValue<string>());
         Assert.Contains("latency", report.ToTable());
+        Assert.Equal(100.0, json["warmup_ms"]!.GetValue<double>());
+        Assert.Contains("median of 5 after 100 ms of warm-up", report.ToTable());
+    }
+
+    [Fact]
+    public void WarmupRunsAtLeastTheCountAndAtLeastTheTime()
+    {
+        var events = new List<string>();
+        // A count with no least time: exactly the count, each run followed by the synchronisation.
+        Assert.Equal(2, BenchWarmup.Run(() => events.Add("run"), 2, 0, () => events.Add("sync")));
+        Assert.Equal(["run", "sync", "run", "sync"], events);
+        // A least time: runs go on past the count until it has passed.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        int calls = BenchWarmup.Run(() => Thread.Sleep(1), 2, 40, null);
+        Assert.True(clock.Elapsed.TotalMilliseconds >= 40, $"warm-up ended after {clock.Elapsed.TotalMilliseconds} ms");
+        Assert.True(calls > 2, $"{calls} calls");
+        // A slow run: the count still holds after the time has passed.
+        Assert.Equal(3, BenchWarmup.Run(() => Thread.Sleep(30), 3, 10, null));
     }
 }

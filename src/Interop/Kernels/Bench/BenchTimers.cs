@@ -9,24 +9,63 @@ public interface IBenchTimer
     /// <summary>How the time is taken, as the report names it.</summary>
     string Kind { get; }
 
-    /// <summary>Runs <paramref name="run"/> <paramref name="warmup"/> times untimed, then <paramref name="repeats"/> times timed; the median in ms.</summary>
+    /// <summary>
+    /// Runs <paramref name="run"/> untimed at least <paramref name="warmup"/> times and for at least
+    /// <see cref="MinimumWarmupMilliseconds"/>, then <paramref name="repeats"/> times timed; the median in ms.
+    /// </summary>
     double MedianMilliseconds(Action run, int warmup, int repeats);
+
+    /// <summary>The least time each measurement's warm-up lasts (see <see cref="BenchWarmup"/>).</summary>
+    double MinimumWarmupMilliseconds { get; }
+}
+
+/// <summary>
+/// The untimed runs before a measurement. A count alone is not enough under tiered compilation: .NET runs a method's
+/// unoptimised tier-0 code for its first 30 calls, and promotes it only once no new method has been compiled for 100 ms,
+/// so the two warm-up calls of a few-microsecond CPU kernel left the timed repeats in tier-0 code, unvectorised. The CPU
+/// bench's SwiGLU measured 1.86 ms that way and 0.03 ms with the JIT settled. Hence a least duration as well as a count
+/// (e3 itself also turns tier-0 compilation off for non-precompiled code; framework code still tiers up).
+/// </summary>
+public static class BenchWarmup
+{
+    /// <summary>
+    /// Calls <paramref name="run"/> (and <paramref name="synchronize"/> after each, so that queued device work counts
+    /// as time passed) until it has run <paramref name="calls"/> times and <paramref name="minimumMilliseconds"/> have
+    /// passed; returns the number of calls.
+    /// </summary>
+    public static int Run(Action run, int calls, double minimumMilliseconds, Action? synchronize)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        long start = Stopwatch.GetTimestamp();
+        int done = 0;
+        while (done < calls || Stopwatch.GetElapsedTime(start).TotalMilliseconds < minimumMilliseconds)
+        {
+            run();
+            synchronize?.Invoke();
+            done++;
+        }
+        return done;
+    }
 }
 
 /// <summary>
 /// Wall time from <see cref="Stopwatch"/> (a monotonic clock) around each run and the optional
 /// <paramref name="synchronize"/> that waits for it to finish (the emulator's stream; nothing on the CPU).
 /// </summary>
-public sealed class MonotonicBenchTimer(Action? synchronize = null) : IBenchTimer
+/// <param name="synchronize">Waits for a run to finish; null where runs are synchronous.</param>
+/// <param name="minimumWarmupMilliseconds">The least warm-up per measurement (<see cref="BenchWarmup"/>).</param>
+public sealed class MonotonicBenchTimer(Action? synchronize = null, double minimumWarmupMilliseconds = 0) : IBenchTimer
 {
     /// <inheritdoc/>
     public string Kind => "monotonic-clock";
 
     /// <inheritdoc/>
+    public double MinimumWarmupMilliseconds => minimumWarmupMilliseconds;
+
+    /// <inheritdoc/>
     public double MedianMilliseconds(Action run, int warmup, int repeats)
     {
-        for (int i = 0; i < warmup; i++) run();
-        synchronize?.Invoke();
+        BenchWarmup.Run(run, warmup, minimumWarmupMilliseconds, synchronize);
         var times = new double[repeats];
         for (int i = 0; i < repeats; i++)
         {
@@ -55,17 +94,21 @@ public sealed class EventBenchTimer : IBenchTimer, IDisposable
     private readonly IGpuDevice device;
     private readonly GpuStream stream;
     private readonly Action? coldStart;
+    private readonly double minimumWarmupMilliseconds;
     private readonly OwnedEvent start, end;
 
     /// <summary>Creates the two timing events on <paramref name="device"/>.</summary>
     /// <param name="device">Where the runs execute.</param>
     /// <param name="stream">The stream the runs are enqueued on.</param>
     /// <param name="coldStart">Enqueued on <paramref name="stream"/> before each timed run, outside the events; may be null.</param>
-    public EventBenchTimer(IGpuDevice device, GpuStream stream, Action? coldStart = null)
+    /// <param name="minimumWarmupMilliseconds">The least warm-up per measurement (<see cref="BenchWarmup"/>): the host
+    /// code that enqueues a run must be out of tier 0 too, or the GPU may wait for it inside the events.</param>
+    public EventBenchTimer(IGpuDevice device, GpuStream stream, Action? coldStart = null, double minimumWarmupMilliseconds = 0)
     {
         this.device = device;
         this.stream = stream;
         this.coldStart = coldStart;
+        this.minimumWarmupMilliseconds = minimumWarmupMilliseconds;
         start = device.CreateOwnedEvent();
         try
         {
@@ -82,10 +125,12 @@ public sealed class EventBenchTimer : IBenchTimer, IDisposable
     public string Kind => "cuda-events";
 
     /// <inheritdoc/>
+    public double MinimumWarmupMilliseconds => minimumWarmupMilliseconds;
+
+    /// <inheritdoc/>
     public double MedianMilliseconds(Action run, int warmup, int repeats)
     {
-        for (int i = 0; i < warmup; i++) run();
-        device.Synchronize(stream);
+        BenchWarmup.Run(run, warmup, minimumWarmupMilliseconds, () => device.Synchronize(stream));
         var times = new double[repeats];
         for (int i = 0; i < repeats; i++)
         {

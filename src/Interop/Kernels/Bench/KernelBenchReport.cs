@@ -23,6 +23,7 @@ public sealed record KernelMeasurement(string Name, string DType, IReadOnlyDicti
 /// {
 ///   "device": "cuda" | "emu" | "cpu",   "device_name": string,   "shape": "qwen3-8b" | "qwen3-32b" | "small",
 ///   "repeats": int,   "timer": "cuda-events" | "monotonic-clock",
+///   "warmup_ms": number,     // the least untimed warm-up before each measurement (BenchWarmup), after at least 2 runs
 ///   "l2_flush_bytes": int,   // written before each timed run, outside the timing, so inputs come from DRAM (0: none)
 ///   "copy": MEASUREMENT,   // the device-to-device copy that defines the bandwidth roof
 ///   "gemm": MEASUREMENT,   // the large bf16 GEMM that defines the compute roof
@@ -35,8 +36,8 @@ public sealed record KernelMeasurement(string Name, string DType, IReadOnlyDicti
 /// </code>
 /// bytes and flops follow the <see cref="KernelWork"/> formula named after the kernel, over the listed shape.
 /// </summary>
-public sealed record KernelBenchReport(string Device, string DeviceName, string ShapeName, int Repeats, string Timer, long L2FlushBytes,
-    KernelMeasurement Copy, KernelMeasurement Gemm, IReadOnlyList<KernelMeasurement> Kernels)
+public sealed record KernelBenchReport(string Device, string DeviceName, string ShapeName, int Repeats, string Timer, double WarmupMilliseconds,
+    long L2FlushBytes, KernelMeasurement Copy, KernelMeasurement Gemm, IReadOnlyList<KernelMeasurement> Kernels)
 {
     /// <summary>The report as the JSON document described above.</summary>
     public JsonObject ToJson()
@@ -50,6 +51,7 @@ public sealed record KernelBenchReport(string Device, string DeviceName, string 
             ["shape"] = ShapeName,
             ["repeats"] = Repeats,
             ["timer"] = Timer,
+            ["warmup_ms"] = WarmupMilliseconds,
             ["l2_flush_bytes"] = L2FlushBytes,
             ["copy"] = Entry(Copy),
             ["gemm"] = Entry(Gemm),
@@ -61,7 +63,7 @@ public sealed record KernelBenchReport(string Device, string DeviceName, string 
     public string ToTable()
     {
         var text = new System.Text.StringBuilder();
-        text.AppendLine($"device {Device} ({DeviceName}), shape {ShapeName}, median of {Repeats}, timer {Timer}" +
+        text.AppendLine($"device {Device} ({DeviceName}), shape {ShapeName}, median of {Repeats} after {WarmupMilliseconds:0} ms of warm-up, timer {Timer}" +
             (L2FlushBytes > 0 ? $", L2 flushed ({L2FlushBytes >> 20} MiB written) before each run" : ""));
         text.AppendLine($"copy roof {Copy.GigabytesPerSecond:F1} GB/s, GEMM roof {Gemm.TeraflopsPerSecond:F3} TFLOP/s");
         text.AppendLine($"{"kernel",-26} {"dtype",-5} {"ms",10} {"GB/s",9} {"TFLOP/s",8} {"%copy",6} {"%gemm",6} {"bound",-7}  shape");
