@@ -23,7 +23,9 @@ import argparse, json, os, subprocess, sys, tempfile, time
 
 import numpy as np
 import torch
-from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers import Qwen3ForCausalLM
+
+from hf_common import eager_qwen3_config, save_safetensors
 
 CPU_BOUND = 1e-4
 BF16_FACTOR = 2.0
@@ -65,13 +67,9 @@ def main():
     # rope_theta is left at Qwen3's default: both sides read it back from the saved config.json, and newer
     # transformers moved it into rope_parameters, which e3 reads as well. head_dim 128, as in every Qwen3, is the size
     # e3's tensor-core prefill handles on a GPU; 100 tokens span two of its 64-row blocks.
-    cfg = Qwen3Config(vocab_size=4096, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
-                      num_attention_heads=8, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096,
-                      rms_norm_eps=1e-6, tie_word_embeddings=False, attn_implementation="eager", initializer_range=0.05)
-    try:  # older transformers read only the private field
-        cfg._attn_implementation = "eager"
-    except AttributeError:
-        pass
+    cfg = eager_qwen3_config(vocab_size=4096, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
+                             num_attention_heads=8, num_key_value_heads=2, head_dim=128, max_position_embeddings=4096,
+                             rms_norm_eps=1e-6, tie_word_embeddings=False, initializer_range=0.05)
     saved_dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
     model = Qwen3ForCausalLM(cfg).eval().to(saved_dtype)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -79,7 +77,7 @@ def main():
               "bounds": {"cpu_max_rel": CPU_BOUND, "cuda_factor_over_transformers_bf16": BF16_FACTOR}, "checks": []}
     failed = False
     with tempfile.TemporaryDirectory() as d:
-        model.save_pretrained(d, safe_serialization=True)
+        save_safetensors(model, d)
         del model
         ids = torch.randint(0, cfg.vocab_size, (args.tokens,), generator=torch.Generator().manual_seed(1))
         for drop in [[], [2, 5]]:

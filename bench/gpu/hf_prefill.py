@@ -14,7 +14,9 @@ Usage: hf_prefill.py E3_BINARY OUT_JSON [--layers 8] [--tokens 512] [--batches 1
 import argparse, gc, json, statistics, subprocess, sys, tempfile, time
 
 import torch
-from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers import Qwen3ForCausalLM
+
+from hf_common import eager_qwen3_config, save_safetensors
 
 
 def time_transformers(model, vocab, batch, tokens, repeats):
@@ -51,13 +53,9 @@ def main():
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",") if b]
 
-    cfg = Qwen3Config(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=args.layers,
-                      num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
-                      rms_norm_eps=1e-6, tie_word_embeddings=False, attn_implementation="eager", initializer_range=0.02)
-    try:  # older transformers read only the private field
-        cfg._attn_implementation = "eager"
-    except AttributeError:
-        pass
+    cfg = eager_qwen3_config(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=args.layers,
+                             num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+                             rms_norm_eps=1e-6, tie_word_embeddings=False, initializer_range=0.02)
     result = {"shape": "qwen3-8b layers", "layers": args.layers, "tokens": args.tokens, "attention": "eager", "dtype": "bfloat16",
               "runs": []}
     failed = False
@@ -67,7 +65,7 @@ def main():
         with torch.device("cuda"):
             model = Qwen3ForCausalLM(cfg).eval()
         torch.set_default_dtype(torch.float32)
-        model.save_pretrained(d, safe_serialization=True)
+        save_safetensors(model, d)
         hf = {b: time_transformers(model, cfg.vocab_size, b, args.tokens, args.repeats) for b in batches}
         del model
         gc.collect()
