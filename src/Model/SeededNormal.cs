@@ -10,9 +10,10 @@ namespace E3.Model;
 /// <remarks>
 /// Block b of m values takes p = ceil(m / 2) counter-hashed 64-bit words h_j = mix(key, b, j). Each word gives
 /// u1 = (h >> 40) + 1 over 2^24, in (0, 1], and u2 = the next 24 bits over 2^24, in [0, 1); Box–Muller turns them into
-/// r_j cos(2π u2) and r_j sin(2π u2) (the angle rounded to fp32) with r_j = sqrt(-2 ln u1). The cosines fill the block's first p values and the
-/// sines the rest. The logarithm, square root and sine/cosine run vectorised (System.Numerics.Tensors), which makes an
-/// 8B-parameter model a matter of seconds; 24-bit uniforms bound |z| by 5.8, which no random weight needs to exceed.
+/// r_j cos(2π u2) and r_j sin(2π u2) (the angle rounded to fp32) with r_j = sqrt(-2 ln u1). The cosines fill the block's
+/// first p values and the sines the rest. The logarithm, square root, sine and cosine run vectorised
+/// (System.Numerics.Tensors), which makes an 8B-parameter model a matter of seconds; 24-bit uniforms bound |z| by 5.8,
+/// which no random weight needs to exceed.
 /// </remarks>
 public static class SeededNormal
 {
@@ -44,7 +45,7 @@ public static class SeededNormal
             TensorPrimitives.Multiply(radius, -2f, radius);
             TensorPrimitives.Sqrt(radius, radius);
             Span<float> cos = values[..pairs];
-            // Cos and Sin separately: TensorPrimitives vectorises them, and not (yet) SinCos, which is 6x slower.
+            // Cos and Sin separately: .NET 10's TensorPrimitives vectorises them but not SinCos, which measured 3-7x slower.
             TensorPrimitives.Cos(angle, cos);
             TensorPrimitives.Sin(angle, sin);
             TensorPrimitives.Multiply(cos, radius, cos);
@@ -56,7 +57,8 @@ public static class SeededNormal
         }
     }
 
-    // SplitMix64's finaliser: a bijection whose outputs pass BigCrush for consecutive inputs.
+    // SplitMix64's finaliser (a bijection). Applied to a golden-ratio counter, as above, it is SplitMix64, which passes
+    // BigCrush.
     static ulong Mix(ulong z)
     {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
