@@ -59,4 +59,6 @@ internal static class CliRunner
     public static JsonArray ToJsonArrayStrings(IEnumerable<string> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
 
     public static JsonArray ToJsonArray(IEnumerable<int> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
+
+    public static JsonArray ToJsonArray(IEnumerable<double> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
 }

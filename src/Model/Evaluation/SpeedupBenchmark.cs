@@ -7,9 +7,24 @@ using E3.Model.Decoder;
 namespace E3.Model.Evaluation;
 
 /// <summary>Throughput of one phase for the full and the pruned model, measured side by side.</summary>
+/// <param name="FullTps">Tokens per second of the full model, over its median time.</param>
+/// <param name="PrunedTps">Tokens per second of the pruned model, over its median time.</param>
 public sealed record PhaseSpeed(double FullTps, double PrunedTps)
 {
+    /// <summary>The ratio of the two medians' rates.</summary>
     public double Speedup => PrunedTps / FullTps;
+
+    /// <summary>The full model's time in each repeat, in run order (seconds).</summary>
+    public IReadOnlyList<double> FullSeconds { get; init; } = [];
+
+    /// <summary>The pruned model's time in each repeat, in run order (seconds).</summary>
+    public IReadOnlyList<double> PrunedSeconds { get; init; } = [];
+
+    /// <summary>
+    /// Each repeat's own ratio (full time over pruned time): the two ran back to back, so drift between repeats cancels
+    /// in each, and their spread shows how far a single measurement can be trusted.
+    /// </summary>
+    public IReadOnlyList<double> PairedSpeedups => FullSeconds.Zip(PrunedSeconds, (f, p) => f / p).ToArray();
 }
 
 /// <param name="Roofline">The speedup each phase shows at a constant rate of the resource that limits it (<see cref="RooflineSpeedup"/>).</param>
@@ -69,8 +84,10 @@ public static class SpeedupBenchmark
             fp.Add(f.Prefill); fd.Add(f.Decode); pp.Add(p.Prefill); pd.Add(p.Decode);
         }
         double prefillTokens = (double)batch * prefill, decodeTokens = (double)batch * decode;
-        var prefillSpeed = new PhaseSpeed(prefillTokens / Median(fp), prefillTokens / Median(pp));
-        var decodeSpeed = decode == 0 ? new PhaseSpeed(0, 0) : new PhaseSpeed(decodeTokens / Median(fd), decodeTokens / Median(pd));
+        // Median sorts its list in place: the per-repeat times are kept in run order first.
+        var prefillSpeed = new PhaseSpeed(prefillTokens / Median([.. fp]), prefillTokens / Median([.. pp])) { FullSeconds = fp, PrunedSeconds = pp };
+        var decodeSpeed = decode == 0 ? new PhaseSpeed(0, 0)
+            : new PhaseSpeed(decodeTokens / Median([.. fd]), decodeTokens / Median([.. pd])) { FullSeconds = fd, PrunedSeconds = pd };
         int threads = model.Backend is E3.Backends.Cpu.CpuBackend cpu ? cpu.Threads : 0;
         var roofline = RooflineSpeedup.For(model.Config, pruned.KeptCount, batch, prefill, decode,
             model.Weights.Layers[0].Q.DType.SizeInBytes(), model.Backend.ActivationType.SizeInBytes());

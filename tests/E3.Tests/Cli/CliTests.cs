@@ -137,20 +137,29 @@ public sealed class CliTests : IDisposable
         Assert.Contains("77", r.Stderr);
     }
 
+    static double[] Doubles(JsonNode array) => array.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+
     [Fact]
     public void SpeedupBenchPrintsTheDocumentedJson()
     {
         string model = InitModel();
-        var r = CliProcess.Run("bench", "speedup", "--model", model, "--prune", "0.25", "--prefill", "8", "--decode", "4", "--repeats", "1", "--json");
+        var r = CliProcess.Run("bench", "speedup", "--model", model, "--prune", "0.25", "--prefill", "8", "--decode", "4", "--repeats", "3", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var j = JsonNode.Parse(r.Stdout)!;
         Assert.Equal(4, j["layers"]!.GetValue<int>());
         Assert.Equal(new[] { 3 }, j["dropped"]!.AsArray().Select(x => x!.GetValue<int>()));
-        foreach (var phase in new[] { "prefill", "decode" })
+        foreach (var (phase, tokens) in new[] { ("prefill", 8), ("decode", 4) })
         {
             double full = j[phase]!["full_tps"]!.GetValue<double>(), pruned = j[phase]!["pruned_tps"]!.GetValue<double>();
             Assert.True(full > 0 && pruned > 0);
             Assert.Equal(pruned / full, j[phase]!["speedup"]!.GetValue<double>(), 1e-9);
+            // The rates are the tokens over the median of the per-repeat times, and each repeat's ratio is its own pair's.
+            double[] fullSeconds = Doubles(j[phase]!["full_seconds"]!), prunedSeconds = Doubles(j[phase]!["pruned_seconds"]!);
+            Assert.Equal(3, fullSeconds.Length);
+            Assert.Equal(3, prunedSeconds.Length);
+            Assert.Equal(tokens / fullSeconds.Order().ElementAt(1), full, 1e-9 * full);
+            Assert.Equal(tokens / prunedSeconds.Order().ElementAt(1), pruned, 1e-9 * pruned);
+            Assert.Equal(fullSeconds.Zip(prunedSeconds, (f, p) => f / p), Doubles(j[phase]!["paired_speedups"]!));
             // The roofline counts the head that no mask removes: above 1, below layers / kept.
             Assert.InRange(j[phase]!["roofline_speedup"]!.GetValue<double>(), 1.0, j["ideal_speedup"]!.GetValue<double>() - 1e-6);
         }
