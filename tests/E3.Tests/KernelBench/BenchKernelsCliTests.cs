@@ -88,6 +88,15 @@ public sealed class BenchKernelsCliTests
     }
 
     [Fact]
+    public void E3CompilesItsCodeOptimisedOnFirstCall()
+    {
+        // The benchmarks' short warm-ups rely on it: with tier-0 code, the CPU SwiGLU timed 50x slow (BenchWarmup).
+        using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "e3.runtimeconfig.json")));
+        var properties = config.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
+        Assert.False(properties.GetProperty("System.Runtime.TieredCompilation.QuickJit").GetBoolean());
+    }
+
+    [Fact]
     public void UnknownShapeOrDeviceIsOneClearError()
     {
         var shape = CliProcess.Run("bench", "kernels", "--device", "cpu", "--shape", "qwen3-9b");
