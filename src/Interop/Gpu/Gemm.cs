@@ -50,16 +50,21 @@ public readonly record struct GemmDescriptor(
         Require(BatchCount >= 1, nameof(BatchCount), BatchCount, "must be >= 1");
         int aRows = TransA == GemmOperation.None ? M : K;
         int bRows = TransB == GemmOperation.None ? K : N;
-        Require(A.LeadingDimension >= Math.Max(1, aRows), "A.LeadingDimension", A.LeadingDimension, $"must be >= max(1, {aRows}) (rows of A as stored)");
-        Require(B.LeadingDimension >= Math.Max(1, bRows), "B.LeadingDimension", B.LeadingDimension, $"must be >= max(1, {bRows}) (rows of B as stored)");
-        Require(C.LeadingDimension >= Math.Max(1, M), "C.LeadingDimension", C.LeadingDimension, $"must be >= max(1, {M}) (M)");
+        // The messages are formatted only on failure: this runs for every GEMM of every decode step.
+        if (A.LeadingDimension < Math.Max(1, aRows))
+            Fail("A.LeadingDimension", A.LeadingDimension, $"must be >= max(1, {aRows}) (rows of A as stored)");
+        if (B.LeadingDimension < Math.Max(1, bRows))
+            Fail("B.LeadingDimension", B.LeadingDimension, $"must be >= max(1, {bRows}) (rows of B as stored)");
+        if (C.LeadingDimension < Math.Max(1, M))
+            Fail("C.LeadingDimension", C.LeadingDimension, $"must be >= max(1, {M}) (M)");
     }
 
     private static void Require(bool condition, string field, long value, string rule)
     {
-        if (!condition)
-            throw new ArgumentException($"GEMM {field} = {value} {rule}", field);
+        if (!condition) Fail(field, value, rule);
     }
+
+    private static void Fail(string field, long value, string rule) => throw new ArgumentException($"GEMM {field} = {value} {rule}", field);
 }
 
 /// <summary>
