@@ -1,5 +1,4 @@
 using E3.Backends;
-using E3.Backends.Gpu;
 using E3.Interop.Gpu;
 using E3.Model;
 using E3.Model.Decoder;
