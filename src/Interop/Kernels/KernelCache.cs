@@ -62,7 +62,7 @@ public sealed class KernelCache
     /// <summary>
     /// Reads the entry for <paramref name="key"/>: <see cref="KernelCacheOutcome.Hit"/> with its image and log,
     /// <see cref="KernelCacheOutcome.Miss"/> when absent, <see cref="KernelCacheOutcome.Corrupt"/> when present
-    /// but truncated, for another key, or failing its checksum.
+    /// but unreadable, truncated, for another key, or failing its checksum.
     /// </summary>
     public KernelCacheOutcome TryRead(KernelCacheKey key, out byte[] image, out string log)
     {
@@ -76,6 +76,12 @@ public sealed class KernelCache
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             return KernelCacheOutcome.Miss;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // An entry that cannot be read (no permission, a folder in its place) is rebuilt like a damaged one: the
+            // cache only saves time and must never stop a kernel from loading.
+            return KernelCacheOutcome.Corrupt;
         }
         if (bytes.Length < HeaderBytes || !bytes.AsSpan(0, 4).SequenceEqual(Magic)
             || BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(4)) != FormatVersion

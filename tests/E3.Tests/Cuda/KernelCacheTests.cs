@@ -67,6 +67,27 @@ public sealed class KernelCacheTests
     }
 
     [Fact]
+    public void UnreadableEntryIsRebuiltNotFatal()
+    {
+        NvrtcRequirement.Ensure();
+        using var temp = new TempFolder();
+        var cache = new KernelCache(temp.Path);
+        var compiler = new KernelCompiler(KernelCatalog.Embedded, cache);
+        var original = compiler.Compile("swiglu", Sm80);
+        // A folder where the entry should be: reading it fails (as a file without read permission would, for a user
+        // other than root), and so does writing the rebuilt entry over it.
+        var entry = Directory.GetFiles(temp.Path).Single();
+        File.Delete(entry);
+        Directory.CreateDirectory(entry);
+
+        var rebuilt = compiler.Compile("swiglu", Sm80);
+
+        Assert.Equal(KernelCacheOutcome.Corrupt, rebuilt.Cache);
+        Assert.Equal(original.Image, rebuilt.Image);
+        Assert.Contains("kernel cache not written", rebuilt.Log);
+    }
+
+    [Fact]
     public void TruncatedEntryIsCorrupt()
     {
         using var temp = new TempFolder();
