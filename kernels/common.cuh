@@ -202,6 +202,22 @@ __device__ __forceinline__ void e3_bf16_map3(const e3_bf16* a, const e3_bf16* b,
         y[i] = f(e3_bf16_to_float(a[i]), e3_bf16_to_float(b[i]), c != 0 ? e3_bf16_to_float(c[i]) : 0.0f);
 }
 
+// h <- h + gate * ((a + m) - h), elementwise, as a torch decoder layer's gated end computes it: the sum a + m is
+// rounded to the dtype first (torch adds two tensors), gate 1 stores that sum itself (h + 1 * (s - h) could differ in
+// the last bit), and the blend is computed in fp32 and rounded once. residual.cu's e3_gated_residual_* and
+// rmsnorm.cu's e3_gated_residual_rmsnorm_* both compute it here. The second argument only picks the dtype.
+__device__ __forceinline__ float e3_gated_residual_value(float old, float a, float m, float gate, const float*)
+{
+    const float s = a + m;
+    return gate == 1.0f ? s : old + gate * (s - old);
+}
+
+__device__ __forceinline__ float e3_gated_residual_value(float old, float a, float m, float gate, const e3_bf16*)
+{
+    const float s = e3_round_bf16(a + m);
+    return gate == 1.0f ? s : e3_round_bf16(old + gate * (s - old));
+}
+
 // Four bf16 values (as fp32) from one 8-byte load; the address must be 8-byte aligned.
 struct alignas(8) e3_vec8
 {

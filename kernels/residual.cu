@@ -19,22 +19,16 @@ extern "C" __global__ void e3_gated_residual_f32(float* h, const float* a, const
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
     {
-        const float s = a[i] + m[i];
-        h[i] = gate == 1.0f ? s : h[i] + gate * (s - h[i]);
+        h[i] = e3_gated_residual_value(gate == 1.0f ? 0.0f : h[i], a[i], m[i], gate, h);
     }
 }
 
-// old is only used when gate != 1; a gate-1 call passes no h to read (see e3_bf16_map3).
-__device__ __forceinline__ e3_bf16 e3_gated_residual_bf16_value(float old, float a, float m, float gate)
-{
-    const e3_bf16 s = e3_float_to_bf16(a + m);
-    return gate == 1.0f ? s : e3_float_to_bf16(old + gate * (e3_bf16_to_float(s) - old));
-}
-
+// A gate-1 call passes no h to read (see e3_bf16_map3): old is then 0 and unused.
 extern "C" __global__ void e3_gated_residual_bf16(e3_bf16* h, const e3_bf16* a, const e3_bf16* m, float gate, long long n)
 {
-    e3_bf16_map3(a, m, gate == 1.0f ? (const e3_bf16*)0 : h, h, n,
-        [gate](float a_value, float m_value, float old) { return e3_gated_residual_bf16_value(old, a_value, m_value, gate); });
+    e3_bf16_map3(a, m, gate == 1.0f ? (const e3_bf16*)0 : h, h, n, [gate, h](float a_value, float m_value, float old) {
+        return e3_float_to_bf16(e3_gated_residual_value(old, a_value, m_value, gate, h));
+    });
 }
 
 // Backward of the gated residual, given dOut = dL/dh_out (fp32):

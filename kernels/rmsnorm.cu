@@ -2,14 +2,16 @@
 //
 // Math (one row x of length n, weight w):   r = rsqrt(mean(x^2) + eps);   y = w * (x * r)
 //   bf16 rows round like the Hugging Face modules: y = bf16(w * bf16(x * r)), all sums in fp32.
-//   Fused:   h = h + gate * delta (h rounded to its own dtype first);   y = rmsnorm(h) * w.
+//   Gated:   h = h + gate * ((a + m) - h) as residual.cu computes it;   y = rmsnorm(h) * w   (a layer's end fused
+//            with the next kept layer's input norm).
 //   Add:     sum = x + delta (rounded to the dtype);   y = rmsnorm(sum) * w   (sum may be x).
 //   Backward (fp32): dx = r * (w*dy) - x * r^3 / n * sum(w*dy*x);   dw += dy * x * r.
 //     e3_rmsnorm_backward_f32 adds dw with atomicAdd across rows (not bit-deterministic; kept for the kernel tests);
 //     e3_rmsnorm_backward_rows_f32 (the training backend's) can add into dx, and stores each row's dw terms in a
 //     [rows, n] buffer that rows.cu's e3_column_sum_f32 adds up in row order (deterministic, no atomics).
 // Memory traffic per call (elements, E bytes each): forward reads x + w per row and writes y: 3*rows*n*E
-//   (w is re-read per row from L2); fused and add read delta and write h/sum too: 5*rows*n*E; backward reads x, w, dy
+//   (w is re-read per row from L2); add reads delta and writes sum too: 5*rows*n*E; gated reads h, a, m, w and writes
+//   h, y: 6*rows*n*E (5 when gate == 1: h is not read); backward reads x, w, dy
 //   and writes dx, atomically adds dw: ~5*rows*n*4.
 // Launch shape: grid = (rows), block = (256) — any multiple of 32 up to 1024 works; one block per row,
 //   threads stride the row. No dynamic shared memory. dw must be zeroed before the backward kernel.
@@ -91,92 +93,91 @@ extern "C" __global__ void e3_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* weig
         yr[c] = e3_rmsnorm_bf16_value(e3_bf16_to_float(xr[c]), e3_bf16_to_float(weight[c]), inv);
 }
 
-// h += gate * delta, then y = rmsnorm(h) * weight. Each thread updates the same columns it later normalises,
-// so the only cross-thread dependency is the block sum.
-extern "C" __global__ void e3_add_scaled_rmsnorm_f32(float* h, const float* delta, float gate, const float* weight, float* y, int rows, int cols, float eps)
-{
-    __shared__ float scratch[32];
-    const int row = blockIdx.x;
-    if (row >= rows)
-        return;
-    float* hr = h + (long long)row * cols;
-    const float* dr = delta + (long long)row * cols;
-    float* yr = y + (long long)row * cols;
-    float sum = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x)
-    {
-        const float v = hr[c] + gate * dr[c];
-        hr[c] = v;
-        sum += v * v;
-    }
-    const float inv = rsqrtf(e3_block_sum(sum, scratch) / (float)cols + eps);
-    for (int c = threadIdx.x; c < cols; c += blockDim.x)
-        yr[c] = weight[c] * (hr[c] * inv);
-}
-
-// bf16 residual: the updated h is rounded to bf16 before it is stored and before it is normalised, so the
-// result equals an unfused AddScaled followed by RmsNorm on bf16 tensors.
-extern "C" __global__ void e3_add_scaled_rmsnorm_bf16(e3_bf16* h, const e3_bf16* delta, float gate, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
-{
-    __shared__ float scratch[32];
-    const int row = blockIdx.x;
-    if (row >= rows)
-        return;
-    e3_bf16* hr = h + (long long)row * cols;
-    const e3_bf16* dr = delta + (long long)row * cols;
-    e3_bf16* yr = y + (long long)row * cols;
-    if ((cols & 7) == 0 && e3_is_aligned16(h) && e3_is_aligned16(delta) && e3_is_aligned16(weight) && e3_is_aligned16(y))
-    {
-        float squares = 0.0f;
-        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
-        {
-            const e3_vec16 h8 = e3_load16(hr + c), d8 = e3_load16(dr + c);
-            e3_vec16 s8 = {};
-            for (int j = 0; j < 8; ++j)
-            {
-                e3_vec16_set_bf16(s8, j, e3_float_to_bf16(e3_vec16_bf16_at(h8, j) + gate * e3_vec16_bf16_at(d8, j)));
-                squares += e3_vec16_bf16_at(s8, j) * e3_vec16_bf16_at(s8, j);
-            }
-            e3_store16(hr + c, s8);
-        }
-        const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
-        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
-            e3_store16(yr + c, e3_rmsnorm_bf16x8(e3_load16(hr + c), e3_load16(weight + c), inv));
-        return;
-    }
-    float sum = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x)
-    {
-        const e3_bf16 stored = e3_float_to_bf16(e3_bf16_to_float(hr[c]) + gate * e3_bf16_to_float(dr[c]));
-        hr[c] = stored;
-        const float v = e3_bf16_to_float(stored);
-        sum += v * v;
-    }
-    const float inv = rsqrtf(e3_block_sum(sum, scratch) / (float)cols + eps);
-    for (int c = threadIdx.x; c < cols; c += blockDim.x)
-    {
-        const float normed = e3_round_bf16(e3_bf16_to_float(hr[c]) * inv);
-        yr[c] = e3_float_to_bf16(e3_bf16_to_float(weight[c]) * normed);
-    }
-}
-
-// One row of sum = x + delta, y = rmsnorm(sum) * weight. The sum is rounded to the dtype before it is stored and
-// normalised (bf16: torch adds two bf16 tensors), and for bf16 the normed value is rounded before the weight
-// multiply, as e3_rmsnorm_bf16 does. Each thread reads x and delta at exactly the columns it writes, so sum may
-// alias x.
-template <typename T>
-__device__ __forceinline__ void e3_add_rmsnorm_row(const T* x, const T* delta, T* sum, const T* weight, T* y, int cols, float eps, float* scratch)
+// One row of a residual update fused with the RMSNorm of its result: update(c) gives the value column c is to hold
+// (already rounded to T's precision), which is stored in out[c] and normalised: y = rmsnorm(out) * weight. Each
+// thread reads and writes only the columns it later normalises, so out may alias an input of update, and the only
+// cross-thread dependency is the block sum. The squares are added in the order e3_rmsnorm_* adds them, so y equals
+// the unfused update followed by e3_rmsnorm_* bit for bit.
+template <typename T, typename Update>
+__device__ __forceinline__ void e3_update_rmsnorm_row(Update update, T* out, const T* weight, T* y, int cols, float eps, float* scratch)
 {
     float squares = 0.0f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
     {
-        const float v = e3_as_stored(e3_load_float(x + c) + e3_load_float(delta + c), sum);
-        e3_store_float(sum + c, v);
+        const float v = update(c);
+        e3_store_float(out + c, v);
         squares += v * v;
     }
     const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
-        e3_store_float(y + c, e3_load_float(weight + c) * e3_as_stored(e3_load_float(sum + c) * inv, y));
+        e3_store_float(y + c, e3_load_float(weight + c) * e3_as_stored(e3_load_float(out + c) * inv, y));
+}
+
+// The bf16 row through 16-byte accesses (cols a multiple of 8, every pointer 16-byte aligned): update8(c) gives the
+// eight bf16 values columns c..c+7 are to hold.
+template <typename Update8>
+__device__ __forceinline__ void e3_update_rmsnorm_row_bf16x8(Update8 update8, e3_bf16* out, const e3_bf16* weight, e3_bf16* y, int cols, float eps, float* scratch)
+{
+    float squares = 0.0f;
+    for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
+    {
+        const e3_vec16 s8 = update8(c);
+        for (int j = 0; j < 8; ++j)
+            squares += e3_vec16_bf16_at(s8, j) * e3_vec16_bf16_at(s8, j);
+        e3_store16(out + c, s8);
+    }
+    const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
+    for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
+        e3_store16(y + c, e3_rmsnorm_bf16x8(e3_load16(out + c), e3_load16(weight + c), inv));
+}
+
+// The end of one decoder layer fused with the input norm of the next kept one: h <- the gated residual
+// (e3_gated_residual_value, common.cuh), then
+// y = rmsnorm(h) * weight. h may alias a or m.
+template <typename T>
+__device__ __forceinline__ void e3_gated_residual_rmsnorm_row(T* h, const T* a, const T* m, float gate, const T* weight, T* y, int cols, float eps, float* scratch)
+{
+    e3_update_rmsnorm_row([=](int c) {
+        // A gate-1 layer does not read h: it may hold anything, NaN included.
+        const float old = gate == 1.0f ? 0.0f : e3_load_float(h + c);
+        return e3_gated_residual_value(old, e3_load_float(a + c), e3_load_float(m + c), gate, h);
+    }, h, weight, y, cols, eps, scratch);
+}
+
+extern "C" __global__ void e3_gated_residual_rmsnorm_f32(float* h, const float* a, const float* m, float gate, const float* weight, float* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const long long base = (long long)row * cols;
+    e3_gated_residual_rmsnorm_row(h + base, a + base, m + base, gate, weight, y + base, cols, eps, scratch);
+}
+
+extern "C" __global__ void e3_gated_residual_rmsnorm_bf16(e3_bf16* h, const e3_bf16* a, const e3_bf16* m, float gate, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
+{
+    __shared__ float scratch[32];
+    const int row = blockIdx.x;
+    if (row >= rows)
+        return;
+    const long long base = (long long)row * cols;
+    e3_bf16* hr = h + base;
+    const e3_bf16* ar = a + base;
+    const e3_bf16* mr = m + base;
+    if ((cols & 7) == 0 && e3_is_aligned16(h) && e3_is_aligned16(a) && e3_is_aligned16(m) && e3_is_aligned16(weight) && e3_is_aligned16(y))
+    {
+        e3_update_rmsnorm_row_bf16x8([=](int c) {
+            const e3_vec16 a8 = e3_load16(ar + c), m8 = e3_load16(mr + c);
+            const e3_vec16 h8 = gate == 1.0f ? e3_vec16{} : e3_load16(hr + c);
+            e3_vec16 s8 = {};
+            for (int j = 0; j < 8; ++j)
+                e3_vec16_set_bf16(s8, j, e3_float_to_bf16(e3_gated_residual_value(e3_vec16_bf16_at(h8, j), e3_vec16_bf16_at(a8, j),
+                    e3_vec16_bf16_at(m8, j), gate, hr)));
+            return s8;
+        }, hr, weight, y + base, cols, eps, scratch);
+        return;
+    }
+    e3_gated_residual_rmsnorm_row(hr, ar, mr, gate, weight, y + base, cols, eps, scratch);
 }
 
 // sum = x + delta, then y = rmsnorm(sum) * weight: a decoder layer's attention residual fused with its MLP norm.
@@ -187,7 +188,9 @@ extern "C" __global__ void e3_add_rmsnorm_f32(const float* x, const float* delta
     if (row >= rows)
         return;
     const long long base = (long long)row * cols;
-    e3_add_rmsnorm_row(x + base, delta + base, sum + base, weight, y + base, cols, eps, scratch);
+    const float* xr = x + base;
+    const float* dr = delta + base;
+    e3_update_rmsnorm_row([=](int c) { return xr[c] + dr[c]; }, sum + base, weight, y + base, cols, eps, scratch);
 }
 
 extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* delta, e3_bf16* sum, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
@@ -197,26 +200,21 @@ extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* 
     if (row >= rows)
         return;
     const long long base = (long long)row * cols;
+    const e3_bf16* xr = x + base;
+    const e3_bf16* dr = delta + base;
     if ((cols & 7) == 0 && e3_is_aligned16(x) && e3_is_aligned16(delta) && e3_is_aligned16(sum) && e3_is_aligned16(weight) && e3_is_aligned16(y))
     {
-        float squares = 0.0f;
-        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
-        {
-            const e3_vec16 x8 = e3_load16(x + base + c), d8 = e3_load16(delta + base + c);
+        e3_update_rmsnorm_row_bf16x8([=](int c) {
+            const e3_vec16 x8 = e3_load16(xr + c), d8 = e3_load16(dr + c);
             e3_vec16 s8 = {};
             for (int j = 0; j < 8; ++j)
-            {
                 e3_vec16_set_bf16(s8, j, e3_float_to_bf16(e3_vec16_bf16_at(x8, j) + e3_vec16_bf16_at(d8, j)));
-                squares += e3_vec16_bf16_at(s8, j) * e3_vec16_bf16_at(s8, j);
-            }
-            e3_store16(sum + base + c, s8);
-        }
-        const float inv = rsqrtf(e3_block_sum(squares, scratch) / (float)cols + eps);
-        for (int c = 8 * threadIdx.x; c < cols; c += 8 * blockDim.x)
-            e3_store16(y + base + c, e3_rmsnorm_bf16x8(e3_load16(sum + base + c), e3_load16(weight + c), inv));
+            return s8;
+        }, sum + base, weight, y + base, cols, eps, scratch);
         return;
     }
-    e3_add_rmsnorm_row(x + base, delta + base, sum + base, weight, y + base, cols, eps, scratch);
+    // torch adds two bf16 tensors: the sum is rounded before it is stored and normalised.
+    e3_update_rmsnorm_row([=](int c) { return e3_round_bf16(e3_bf16_to_float(xr[c]) + e3_bf16_to_float(dr[c])); }, sum + base, weight, y + base, cols, eps, scratch);
 }
 
 // One row of the backward: dx = r*w*dy - x*r^3/n*sum(w*dy*x), overwriting or adding to dx; each column's dy*x*r term

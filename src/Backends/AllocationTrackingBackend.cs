@@ -53,6 +53,8 @@ public sealed class AllocationTrackingBackend : ITrainingBackend
     public void RmsNorm(Tensor x, Tensor weight, float eps, Tensor y) => _inner.RmsNorm(x, weight, eps, y);
     public void AddRmsNorm(Tensor x, Tensor delta, Tensor sum, Tensor weight, float eps, Tensor y) => _inner.AddRmsNorm(x, delta, sum, weight, eps, y);
     public void GatedResidual(Tensor h, Tensor a, Tensor mlp, float gate) => _inner.GatedResidual(h, a, mlp, gate);
+    public void GatedResidualRmsNorm(Tensor h, Tensor a, Tensor mlp, float gate, Tensor weight, float eps, Tensor y) =>
+        _inner.GatedResidualRmsNorm(h, a, mlp, gate, weight, eps, y);
     public void MatMul(Tensor x, Tensor w, Tensor? bias, Tensor y) => _inner.MatMul(x, w, bias, y);
     public void HeadNormRope(Tensor x, int heads, int headDim, Tensor? normWeight, float eps, float ropeTheta, int tokensPerSequence, int startPosition)
         => _inner.HeadNormRope(x, heads, headDim, normWeight, eps, ropeTheta, tokensPerSequence, startPosition);

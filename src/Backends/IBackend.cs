@@ -43,6 +43,12 @@ public interface IBackend : IDisposable
     /// </summary>
     void GatedResidual(Tensor h, Tensor a, Tensor mlp, float gate);
 
+    /// <summary>
+    /// <see cref="GatedResidual"/>, then y = RmsNorm(h): a decoder layer's end fused with the next kept layer's input
+    /// norm, so h is read once. The same values as the two calls one after the other.
+    /// </summary>
+    void GatedResidualRmsNorm(Tensor h, Tensor a, Tensor mlp, float gate, Tensor weight, float eps, Tensor y);
+
     /// <summary>y[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]); the layout of a torch Linear weight.</summary>
     void MatMul(Tensor x, Tensor w, Tensor? bias, Tensor y);
 

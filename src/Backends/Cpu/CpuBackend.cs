@@ -148,18 +148,35 @@ public sealed unsafe partial class CpuBackend : IBackend
         if (@as.ElementCount != hs.ElementCount || ms.ElementCount != hs.ElementCount) throw Shape("GatedResidual", h, a);
         int d = hs.Columns;
         float* hp = hs.F32, ap = @as.F32, mp = ms.F32;
+        ForRows(hs.Rows, d, r => GatedResidualRow(hp + r * d, ap + r * d, mp + r * d, d, gate));
+    }
+
+    public void GatedResidualRmsNorm(Tensor h, Tensor a, Tensor mlp, float gate, Tensor weight, float eps, Tensor y)
+    {
+        var hs = F32(h); var @as = F32(a); var ms = F32(mlp); var ws = F32(weight); var ys = F32(y);
+        int d = hs.Columns;
+        if (@as.ElementCount != hs.ElementCount || ms.ElementCount != hs.ElementCount || ys.ElementCount != hs.ElementCount || ws.ElementCount != d)
+            throw Shape("GatedResidualRmsNorm", h, a);
+        float* hp = hs.F32, ap = @as.F32, mp = ms.F32, wp = ws.F32, yp = ys.F32;
+        // Row by row, while the row is still in cache: the same arithmetic as the two unfused calls.
         ForRows(hs.Rows, d, r =>
         {
-            var hr = new Span<float>(hp + r * d, d);
-            var ar = new ReadOnlySpan<float>(ap + r * d, d);
-            var mr = new ReadOnlySpan<float>(mp + r * d, d);
-            if (gate == 1f)
-            {
-                TensorPrimitives.Add(ar, mr, hr);
-                return;
-            }
-            for (int i = 0; i < d; i++) hr[i] += gate * (ar[i] + mr[i] - hr[i]);
+            GatedResidualRow(hp + r * d, ap + r * d, mp + r * d, d, gate);
+            NormRow(hp + r * d, wp, yp + r * d, d, eps);
         });
+    }
+
+    static void GatedResidualRow(float* h, float* a, float* m, int d, float gate)
+    {
+        var hr = new Span<float>(h, d);
+        var ar = new ReadOnlySpan<float>(a, d);
+        var mr = new ReadOnlySpan<float>(m, d);
+        if (gate == 1f)
+        {
+            TensorPrimitives.Add(ar, mr, hr);
+            return;
+        }
+        for (int i = 0; i < d; i++) hr[i] += gate * (ar[i] + mr[i] - hr[i]);
     }
 
     public void MatMul(Tensor x, Tensor w, Tensor? bias, Tensor y)

@@ -225,6 +225,18 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         else _kernels.Residual.Gated(hs.BF16, @as.BF16, ms.BF16, gate, hs.ElementCount, Stream);
     }
 
+    /// <inheritdoc/>
+    public void GatedResidualRmsNorm(Tensor h, Tensor a, Tensor mlp, float gate, Tensor weight, float eps, Tensor y)
+    {
+        var hs = Act(h); var @as = Act(a); var ms = Act(mlp); var ws = Weight(weight); var ys = Act(y);
+        int d = hs.Columns;
+        if (@as.ElementCount != hs.ElementCount || ms.ElementCount != hs.ElementCount || ys.ElementCount != hs.ElementCount || ws.ElementCount != d)
+            throw Shape("GatedResidualRmsNorm", h, a);
+        int rows = checked((int)hs.Rows);
+        if (ActivationType == DType.F32) _kernels.RmsNorm.GatedResidualForward(hs.F32, @as.F32, ms.F32, gate, ws.F32, ys.F32, rows, d, eps, Stream);
+        else _kernels.RmsNorm.GatedResidualForward(hs.BF16, @as.BF16, ms.BF16, gate, ws.BF16, ys.BF16, rows, d, eps, Stream);
+    }
+
     /// <summary>
     /// y = x·wᵀ as one GEMM (<see cref="RowMajorGemm.Linear"/>). A bias is broadcast into y first and added by the
     /// GEMM's epilogue (beta = 1), so a bf16 output is rounded once, as torch's addmm does.

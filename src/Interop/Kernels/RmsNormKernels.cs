@@ -12,8 +12,8 @@ public sealed class RmsNormKernels : KernelFamily
     {
         forwardF32 = Function("e3_rmsnorm_f32");
         forwardBf16 = Function("e3_rmsnorm_bf16");
-        fusedF32 = Function("e3_add_scaled_rmsnorm_f32");
-        fusedBf16 = Function("e3_add_scaled_rmsnorm_bf16");
+        fusedF32 = Function("e3_gated_residual_rmsnorm_f32");
+        fusedBf16 = Function("e3_gated_residual_rmsnorm_bf16");
         addF32 = Function("e3_add_rmsnorm_f32");
         addBf16 = Function("e3_add_rmsnorm_bf16");
         backwardF32 = Function("e3_rmsnorm_backward_f32");
@@ -28,15 +28,19 @@ public sealed class RmsNormKernels : KernelFamily
     public void Forward(DevicePointer<Bf16> x, DevicePointer<Bf16> weight, DevicePointer<Bf16> y, int rows, int cols, float eps, GpuStream stream) =>
         LaunchForward(forwardBf16, x.Raw, weight.Raw, y.Raw, rows, cols, eps, stream);
 
-    /// <summary>h += gate * delta, then y = rmsnorm(h) * w.</summary>
-    public void AddScaledForward(DevicePointer<float> h, DevicePointer<float> delta, float gate, DevicePointer<float> weight, DevicePointer<float> y,
-        int rows, int cols, float eps, GpuStream stream) =>
-        LaunchFused(fusedF32, h.Raw, delta.Raw, gate, weight.Raw, y.Raw, rows, cols, eps, stream);
+    /// <summary>
+    /// h = h + gate * ((a + m) - h), exactly as <see cref="ResidualKernels.Gated(DevicePointer{float}, DevicePointer{float}, DevicePointer{float}, float, long, GpuStream)"/>
+    /// computes it, then y = rmsnorm(h) * w: a decoder layer's end fused with the next kept layer's input norm. Equal bit
+    /// for bit to those two kernels run one after the other. <paramref name="h"/> may be <paramref name="a"/> or <paramref name="m"/>.
+    /// </summary>
+    public void GatedResidualForward(DevicePointer<float> h, DevicePointer<float> a, DevicePointer<float> m, float gate, DevicePointer<float> weight,
+        DevicePointer<float> y, int rows, int cols, float eps, GpuStream stream) =>
+        LaunchGated(fusedF32, h.Raw, a.Raw, m.Raw, gate, weight.Raw, y.Raw, rows, cols, eps, stream);
 
-    /// <summary>bf16 version of <see cref="AddScaledForward(DevicePointer{float}, DevicePointer{float}, float, DevicePointer{float}, DevicePointer{float}, int, int, float, GpuStream)"/>.</summary>
-    public void AddScaledForward(DevicePointer<Bf16> h, DevicePointer<Bf16> delta, float gate, DevicePointer<Bf16> weight, DevicePointer<Bf16> y,
-        int rows, int cols, float eps, GpuStream stream) =>
-        LaunchFused(fusedBf16, h.Raw, delta.Raw, gate, weight.Raw, y.Raw, rows, cols, eps, stream);
+    /// <summary>bf16 version of <see cref="GatedResidualForward(DevicePointer{float}, DevicePointer{float}, DevicePointer{float}, float, DevicePointer{float}, DevicePointer{float}, int, int, float, GpuStream)"/>.</summary>
+    public void GatedResidualForward(DevicePointer<Bf16> h, DevicePointer<Bf16> a, DevicePointer<Bf16> m, float gate, DevicePointer<Bf16> weight,
+        DevicePointer<Bf16> y, int rows, int cols, float eps, GpuStream stream) =>
+        LaunchGated(fusedBf16, h.Raw, a.Raw, m.Raw, gate, weight.Raw, y.Raw, rows, cols, eps, stream);
 
     /// <summary>sum = x + delta, then y = rmsnorm(sum) * w; <paramref name="sum"/> may be <paramref name="x"/>.</summary>
     public void AddForward(DevicePointer<float> x, DevicePointer<float> delta, DevicePointer<float> sum, DevicePointer<float> weight, DevicePointer<float> y,
@@ -93,12 +97,14 @@ public sealed class RmsNormKernels : KernelFamily
         Launch(function, LaunchShapes.RowPerBlock(rows), stream, args);
     }
 
-    private void LaunchFused(GpuFunction function, DevicePtr h, DevicePtr delta, float gate, DevicePtr weight, DevicePtr y, int rows, int cols, float eps, GpuStream stream)
+    private void LaunchGated(GpuFunction function, DevicePtr h, DevicePtr a, DevicePtr m, float gate, DevicePtr weight, DevicePtr y, int rows, int cols,
+        float eps, GpuStream stream)
     {
         Validate(rows, cols);
         var args = new KernelArgs();
         args.Add(h);
-        args.Add(delta);
+        args.Add(a);
+        args.Add(m);
         args.Add(gate);
         args.Add(weight);
         args.Add(y);

@@ -102,6 +102,11 @@ public sealed class InferenceSession : IDisposable
         _b.Embedding(w.Embedding, tokens, a.H);
 
         float scale = 1f / MathF.Sqrt(c.HeadDim);
+        int outRows = mode == LogitsMode.Last ? Batch : rows;
+        var head = mode == LogitsMode.None ? null : HeadFor(outRows);
+        // The last kept layer's end can compute the final norm too, unless only some rows go to the head.
+        bool fuseFinalNorm = head != null && outRows == rows;
+        bool inputNormed = false, finalNormed = false; // whether a fused layer end already wrote X, or head.Normed
         for (int l = 0; l < c.NumLayers; l++)
         {
             if (observer != null) Observe(observer, l, a.H);
@@ -109,7 +114,7 @@ public sealed class InferenceSession : IDisposable
             if (gate == 0f) continue;
             _model.CountExecution(l);
             var lw = w.Layers[l];
-            _b.RmsNorm(a.H, lw.InputNorm, c.RmsNormEps, a.X);
+            if (!inputNormed) _b.RmsNorm(a.H, lw.InputNorm, c.RmsNormEps, a.X);
             _b.MatMul(a.X, lw.Q, lw.QBias, a.Q);
             _b.MatMul(a.X, lw.K, lw.KBias, a.K);
             _b.MatMul(a.X, lw.V, lw.VBias, a.V);
@@ -122,25 +127,43 @@ public sealed class InferenceSession : IDisposable
             _b.MatMul(a.X, lw.Up, null, a.Up);
             _b.SwiGlu(a.Gate, a.Up, a.Gate);
             _b.MatMul(a.Gate, lw.Down, null, a.O);
-            _b.GatedResidual(a.H, a.A, a.O, gate);
+            // The layer's end reads h once and also normalises it for whatever reads it next: the next kept layer's
+            // input norm, or the final norm.
+            int next = NextKept(l + 1);
+            inputNormed = next < c.NumLayers;
+            if (inputNormed) _b.GatedResidualRmsNorm(a.H, a.A, a.O, gate, w.Layers[next].InputNorm, c.RmsNormEps, a.X);
+            else if (fuseFinalNorm)
+            {
+                _b.GatedResidualRmsNorm(a.H, a.A, a.O, gate, w.FinalNorm, c.RmsNormEps, head!.Normed);
+                finalNormed = true;
+            }
+            else _b.GatedResidual(a.H, a.A, a.O, gate);
         }
         if (observer != null) Observe(observer, c.NumLayers, a.H);
         Position += T;
-        if (mode == LogitsMode.None) return null;
+        if (head is null) return null;
 
-        Tensor hidden = a.H;
-        int outRows = mode == LogitsMode.Last ? Batch : rows;
-        var head = HeadFor(outRows);
-        if (mode == LogitsMode.Last && T > 1)
+        if (!finalNormed)
         {
-            var rowsWanted = new int[Batch];
-            for (int b = 0; b < Batch; b++) rowsWanted[b] = b * T + T - 1;
-            _b.GatherRows(a.H, rowsWanted, head.Last);
-            hidden = head.Last;
+            Tensor hidden = a.H;
+            if (outRows != rows)
+            {
+                var rowsWanted = new int[Batch];
+                for (int b = 0; b < Batch; b++) rowsWanted[b] = b * T + T - 1;
+                _b.GatherRows(a.H, rowsWanted, head.Last);
+                hidden = head.Last;
+            }
+            _b.RmsNorm(hidden, w.FinalNorm, c.RmsNormEps, head.Normed);
         }
-        _b.RmsNorm(hidden, w.FinalNorm, c.RmsNormEps, head.Normed);
         _b.MatMul(head.Normed, w.LmHead, null, head.Logits);
         return head.Logits;
+    }
+
+    /// <summary>The first layer at or after <paramref name="from"/> that the mask keeps; the layer count when none is.</summary>
+    int NextKept(int from)
+    {
+        while (from < Mask.Count && Mask[from] == 0f) from++;
+        return from;
     }
 
     void Observe(IHiddenStateObserver observer, int index, Tensor hidden)

@@ -198,6 +198,12 @@ public static class BackendParity
             o.B.GatedResidual(h, o.Act(9, 13, 70), o.Act(10, 13, 70), 0.37f);
             return [o.Read(h)];
         });
+        check("gated_residual_rmsnorm", o =>
+        {
+            var (h, y) = (o.Act(8, 13, 96), o.Zeros(13, 96));
+            o.B.GatedResidualRmsNorm(h, o.Act(9, 13, 96), o.Act(10, 13, 96), 0.37f, o.Weight(7, DType.F32, 96), 1e-6f, y);
+            return [o.Read(h), o.Read(y)];
+        });
         foreach (var store in new[] { DType.F32, DType.BF16 })
             check($"matmul_{(store == DType.F32 ? "f32" : "bf16")}_weight", o =>
             {

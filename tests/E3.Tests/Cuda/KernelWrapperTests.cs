@@ -24,8 +24,8 @@ public sealed partial class KernelWrapperTests
         {
             kernels.Forward(F1, F2, F3, 5, 4096, 1e-6f, Stream);
             kernels.Forward(B1, B2, B3, 3, 896, 1e-5f, Stream);
-            kernels.AddScaledForward(F1, F2, 0.5f, F3, F4, 7, 1024, 1e-6f, Stream);
-            kernels.AddScaledForward(B1, B2, -0.25f, B3, B4, 2, 64, 1e-6f, Stream);
+            kernels.GatedResidualForward(F1, F2, F3, 0.5f, F4, F5, 7, 1024, 1e-6f, Stream);
+            kernels.GatedResidualForward(B1, B2, B3, -0.25f, B4, B1, 2, 64, 1e-6f, Stream);
             kernels.Backward(F1, F2, F3, F4, F5, 9, 128, 1e-6f, Stream);
             kernels.AddForward(F1, F2, F3, F4, F5, 4, 96, 1e-5f, Stream);
             kernels.AddForward(B1, B2, B1, B3, B4, 6, 64, 1e-6f, Stream);
@@ -33,8 +33,8 @@ public sealed partial class KernelWrapperTests
         var l = device.Launches;
         Check(l[0], "e3_rmsnorm_f32", RowShape(5), F1.Address, F2.Address, F3.Address, 5, 4096, 1e-6f);
         Check(l[1], "e3_rmsnorm_bf16", RowShape(3), B1.Address, B2.Address, B3.Address, 3, 896, 1e-5f);
-        Check(l[2], "e3_add_scaled_rmsnorm_f32", RowShape(7), F1.Address, F2.Address, 0.5f, F3.Address, F4.Address, 7, 1024, 1e-6f);
-        Check(l[3], "e3_add_scaled_rmsnorm_bf16", RowShape(2), B1.Address, B2.Address, -0.25f, B3.Address, B4.Address, 2, 64, 1e-6f);
+        Check(l[2], "e3_gated_residual_rmsnorm_f32", RowShape(7), F1.Address, F2.Address, F3.Address, 0.5f, F4.Address, F5.Address, 7, 1024, 1e-6f);
+        Check(l[3], "e3_gated_residual_rmsnorm_bf16", RowShape(2), B1.Address, B2.Address, B3.Address, -0.25f, B4.Address, B1.Address, 2, 64, 1e-6f);
         Check(l[4], "e3_rmsnorm_backward_f32", RowShape(9), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 9, 128, 1e-6f);
         Check(l[5], "e3_add_rmsnorm_f32", RowShape(4), F1.Address, F2.Address, F3.Address, F4.Address, F5.Address, 4, 96, 1e-5f);
         Check(l[6], "e3_add_rmsnorm_bf16", RowShape(6), B1.Address, B2.Address, B1.Address, B3.Address, B4.Address, 6, 64, 1e-6f);

@@ -24,12 +24,7 @@ public sealed class Bf16VectorPathTests(EmuFixture fixture) : IDisposable
 
     static readonly int[] Offsets = [0, 1]; // 0: aligned (vector path); 1 element = 2 bytes: the scalar path
 
-    DevicePointer<T> Put<T>(T[] values, int offset) where T : unmanaged
-    {
-        var padded = new T[values.Length + 8];
-        values.CopyTo(padded, offset);
-        return _emu.Upload<T>(_buffers, padded).Offset(offset);
-    }
+    DevicePointer<T> Put<T>(T[] values, int offset) where T : unmanaged => _emu.UploadAt(_buffers, values, offset);
 
     static Bf16[] Bf16Values(int n, int seed, float scale) => EmuGpuDeviceTests.ToBf16(Approx.Random(n, seed, scale));
 
@@ -109,6 +104,7 @@ public sealed class Bf16VectorPathTests(EmuFixture fixture) : IDisposable
         var x = Bf16Values(rows * cols, 5, 2f);
         var delta = Bf16Values(rows * cols, 6, 1f);
         var w = Bf16Values(cols, 7, 1f);
+        var w2 = Bf16Values(rows * cols, 8, 1f);
         using var kernels = new RmsNormKernels(_emu.Device);
 
         var results = Offsets.Select(offset =>
@@ -117,7 +113,7 @@ public sealed class Bf16VectorPathTests(EmuFixture fixture) : IDisposable
             kernels.Forward(Put(x, offset), Put(w, offset), y, rows, cols, 1e-6f, Stream);
             var h = Put(x, offset);
             var yScaled = Put(new Bf16[rows * cols], offset);
-            kernels.AddScaledForward(h, Put(delta, offset), 0.625f, Put(w, offset), yScaled, rows, cols, 1e-6f, Stream);
+            kernels.GatedResidualForward(h, Put(delta, offset), Put(w2, offset), 0.625f, Put(w, offset), yScaled, rows, cols, 1e-6f, Stream);
             var sum = Put(new Bf16[rows * cols], offset);
             var yAdd = Put(new Bf16[rows * cols], offset);
             kernels.AddForward(Put(x, offset), Put(delta, offset), sum, Put(w, offset), yAdd, rows, cols, 1e-6f, Stream);
@@ -131,7 +127,7 @@ public sealed class Bf16VectorPathTests(EmuFixture fixture) : IDisposable
         Assert.Equal(results[1].Sum, results[0].Sum);
         Assert.NotEqual(Bits(x), results[0].H);
         WithinOneStep(results[1].Y, results[0].Y, "rmsnorm");
-        WithinOneStep(results[1].YScaled, results[0].YScaled, "add_scaled_rmsnorm");
+        WithinOneStep(results[1].YScaled, results[0].YScaled, "gated_residual_rmsnorm");
         WithinOneStep(results[1].YAdd, results[0].YAdd, "add_rmsnorm");
     }
 

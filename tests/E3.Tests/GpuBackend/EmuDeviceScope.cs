@@ -34,6 +34,17 @@ internal sealed class EmuDeviceScope : IDisposable
         return buffer.As<T>();
     }
 
+    /// <summary>
+    /// <paramref name="values"/> starting <paramref name="offset"/> elements into a fresh (256-byte-aligned) buffer: an
+    /// offset of one bf16 element makes every pointer misaligned for 16-byte accesses, so kernels take their scalar path.
+    /// </summary>
+    public DevicePointer<T> UploadAt<T>(List<DeviceBuffer> owned, T[] values, int offset) where T : unmanaged
+    {
+        var padded = new T[values.Length + 8];
+        values.CopyTo(padded, offset);
+        return Upload<T>(owned, padded).Offset(offset);
+    }
+
     public T[] Download<T>(DevicePointer<T> source, int count) where T : unmanaged
     {
         var result = new T[count];

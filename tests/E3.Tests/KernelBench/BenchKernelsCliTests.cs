@@ -13,7 +13,7 @@ public sealed class BenchKernelsCliTests
 {
     static readonly string[] GpuKernels =
     [
-        "embedding", "rmsnorm", "add_rmsnorm", "gated_residual", "head_norm_rope", "swiglu", "attention_prefill", "attention_decode",
+        "embedding", "rmsnorm", "add_rmsnorm", "gated_residual_rmsnorm", "gated_residual", "head_norm_rope", "swiglu", "attention_prefill", "attention_decode",
         "gemm_q_proj", "gemm_kv_proj", "gemm_o_proj", "gemm_gate_up_proj", "gemm_down_proj", "gemm_lm_head", "gemm_lm_head_decode",
         "kd_teacher", "kd_dense", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax", "topk_logprobs",
         "attention_train_forward", "attention_backward", "rmsnorm_backward", "swiglu_backward", "gated_residual_backward", "convert_bf16_f32",
@@ -46,6 +46,10 @@ public sealed class BenchKernelsCliTests
         Assert.Equal((rows, cols), (64L, 256L));
         Assert.Equal((2 * rows * cols + cols) * 2, norm.GetProperty("bytes").GetInt64());
         Assert.Equal(4 * rows * cols, norm.GetProperty("flops").GetInt64());
+        // The fused layer end: h, a and m read, h and y written (5·rows·cols), the weight once; 8 FLOPs per element.
+        var fused = kernels["gated_residual_rmsnorm"];
+        Assert.Equal((5 * rows * cols + cols) * 2, fused.GetProperty("bytes").GetInt64());
+        Assert.Equal(8 * rows * cols, fused.GetProperty("flops").GetInt64());
         // A projection: x [m,k] and w [n,k] read, y [m,n] written in bf16; 2mnk FLOPs.
         var q = kernels["gemm_q_proj"];
         long m = Dim(q, "m"), n = Dim(q, "n"), k = Dim(q, "k");

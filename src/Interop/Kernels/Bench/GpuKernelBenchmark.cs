@@ -124,6 +124,9 @@ public sealed class GpuKernelBenchmark : IDisposable
                 () => norm.Forward(x.As<Bf16>(), weight.As<Bf16>(), y.As<Bf16>(), t, h, 1e-6f, stream.Handle));
             Add("add_rmsnorm", new() { ["rows"] = t, ["cols"] = h }, KernelWork.AddRmsNorm(t, h, Bf16Bytes),
                 () => norm.AddForward(x.As<Bf16>(), delta.As<Bf16>(), sum.As<Bf16>(), weight.As<Bf16>(), y.As<Bf16>(), t, h, 1e-6f, stream.Handle));
+            // A layer's end as decoding runs it: the gated residual fused with the next layer's input norm.
+            Add("gated_residual_rmsnorm", new() { ["rows"] = t, ["cols"] = h }, KernelWork.GatedResidualRmsNorm(t, h, Bf16Bytes),
+                () => norm.GatedResidualForward(sum.As<Bf16>(), x.As<Bf16>(), delta.As<Bf16>(), 0.5f, weight.As<Bf16>(), y.As<Bf16>(), t, h, 1e-6f, stream.Handle));
         }
         using (var residual = new ResidualKernels(device))
             Add("gated_residual", new() { ["count"] = (long)t * h }, KernelWork.GatedResidual((long)t * h, Bf16Bytes),

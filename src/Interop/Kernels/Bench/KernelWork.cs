@@ -26,6 +26,11 @@ public readonly record struct KernelWork(long Bytes, long Flops)
     /// <summary>Gated residual h += g(a + m - h): h, a, m read, h written; 4 per element.</summary>
     public static KernelWork GatedResidual(long count, int e) => new(4 * count * e, 4 * count);
 
+    /// <summary>
+    /// Gated residual fused with the next RMSNorm: h, a, m read, h and y written, the weight once; 4 + 4 per element.
+    /// </summary>
+    public static KernelWork GatedResidualRmsNorm(long rows, long cols, int e) => new((5 * rows * cols + cols) * e, 8 * rows * cols);
+
     /// <summary>Per-head RMSNorm + RoPE in place: x read and written, the norm weight once; norm 4 + rotation 3 per element.</summary>
     public static KernelWork HeadNormRope(long tokens, long heads, long headDim, int e) =>
         new((2 * tokens * heads * headDim + headDim) * e, 7 * tokens * heads * headDim);
