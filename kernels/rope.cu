@@ -8,6 +8,7 @@
 //   bf16 rows round where the Hugging Face modules do: after the norm, after w *, cos/sin themselves, each
 //   product, and the sum.
 // Memory traffic per call: reads and writes x once: 2*tokens*heads*head_dim*E bytes (+ head_dim*E for w).
+// e3_qk_norm_rope_* do q and k (each with its own norm weight) in one launch: the same values as two launches.
 // Backward (fp32, e3_head_norm_rope_backward_f32, at the end of the file): rotate dy by -angle, then the per-head RMSNorm
 //   backward; the norm weight's gradient terms go to a [tokens*heads, head_dim] buffer for a column sum (no atomics).
 // Launch shape: block = (128) = 4 warps, one warp per (row, head); grid = (ceil(tokens * heads / 4)) for the backward
@@ -83,63 +84,89 @@ __device__ __forceinline__ void e3_rope_for_lane_pairs(int lane, int head_dim, f
         pair(i, e3_rope_inverse_frequency(i, head_dim, theta));
 }
 
-// One templated forward body (common.cuh's e3_as_stored: bf16 rounds where the Hugging Face modules do, fp32 leaves
-// each value as it is, so the fp32 kernel computes w * (a * inv) and a * c - b * s exactly).
-
+// One (row, head) item of the forward: v holds its head_dim values, row is its row of x. The whole warp takes it, so
+// the norm's warp reduction always sees 32 lanes. One templated body for both dtypes (common.cuh's e3_as_stored: bf16
+// rounds where the Hugging Face modules do, fp32 leaves each value as it is, so the fp32 kernel computes
+// w * (a * inv) and a * c - b * s exactly).
 template <typename T>
-__device__ __forceinline__ void e3_head_norm_rope(T* x, const T* norm_weight, int tokens, int heads, int head_dim, float eps, float theta,
-    int tokens_per_sequence, int start_position)
+__device__ __forceinline__ void e3_head_norm_rope_item(T* v, const T* norm_weight, int row, int lane, int head_dim, float eps, float theta,
+    const float* freq, int tokens_per_sequence, int start_position)
+{
+    const int half = head_dim >> 1;
+    float inv = 1.0f;
+    if (norm_weight != 0)
+    {
+        float sum = 0.0f;
+        for (int i = lane; i < head_dim; i += 32)
+        {
+            const float f = e3_load_float(v + i);
+            sum += f * f;
+        }
+        inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
+    }
+    const float position = (float)(start_position + row % tokens_per_sequence);
+    e3_rope_for_lane_pairs(lane, head_dim, theta, freq, [&](int i, float frequency)
+    {
+        float a = e3_load_float(v + i);
+        float b = e3_load_float(v + i + half);
+        if (norm_weight != 0)
+        {
+            a = e3_as_stored(e3_load_float(norm_weight + i) * e3_as_stored(a * inv, v), v);
+            b = e3_as_stored(e3_load_float(norm_weight + i + half) * e3_as_stored(b * inv, v), v);
+        }
+        float s, c;
+        e3_sincos(position * frequency, &s, &c);
+        s = e3_as_stored(s, v);
+        c = e3_as_stored(c, v);
+        e3_store_float(v + i, e3_as_stored(a * c, v) + e3_as_stored(-b * s, v));
+        e3_store_float(v + i + half, e3_as_stored(b * c, v) + e3_as_stored(a * s, v));
+    });
+}
+
+// Whole warps loop over items: item < q_items is q's (row, head) item, the rest are k's. A call for one tensor passes
+// k_heads = 0.
+template <typename T>
+__device__ __forceinline__ void e3_qk_norm_rope(T* q, const T* q_norm, int q_heads, T* k, const T* k_norm, int k_heads, int tokens, int head_dim,
+    float eps, float theta, int tokens_per_sequence, int start_position)
 {
     const int lane = threadIdx.x & 31;
-    const long long items = (long long)tokens * heads;
+    const long long q_items = (long long)tokens * q_heads, items = q_items + (long long)tokens * k_heads;
     const long long warps = (long long)gridDim.x * E3_ROPE_WARPS_PER_BLOCK;
     float freq[E3_ROPE_CACHED_PAIRS];
     e3_rope_lane_frequencies(lane, head_dim, theta, freq);
-    // Whole warps take the same items, so the warp reduction below always sees 32 lanes.
     for (long long item = (long long)blockIdx.x * E3_ROPE_WARPS_PER_BLOCK + (threadIdx.x >> 5); item < items; item += warps)
     {
-        const int row = (int)(item / heads);
-        const int half = head_dim >> 1;
-        T* v = x + item * head_dim;
-        float inv = 1.0f;
-        if (norm_weight != 0)
-        {
-            float sum = 0.0f;
-            for (int i = lane; i < head_dim; i += 32)
-            {
-                const float f = e3_load_float(v + i);
-                sum += f * f;
-            }
-            inv = rsqrtf(e3_warp_sum(sum) / (float)head_dim + eps);
-        }
-        const float position = (float)(start_position + row % tokens_per_sequence);
-        e3_rope_for_lane_pairs(lane, head_dim, theta, freq, [&](int i, float frequency)
-        {
-            float a = e3_load_float(v + i);
-            float b = e3_load_float(v + i + half);
-            if (norm_weight != 0)
-            {
-                a = e3_as_stored(e3_load_float(norm_weight + i) * e3_as_stored(a * inv, v), v);
-                b = e3_as_stored(e3_load_float(norm_weight + i + half) * e3_as_stored(b * inv, v), v);
-            }
-            float s, c;
-            e3_sincos(position * frequency, &s, &c);
-            s = e3_as_stored(s, v);
-            c = e3_as_stored(c, v);
-            e3_store_float(v + i, e3_as_stored(a * c, v) + e3_as_stored(-b * s, v));
-            e3_store_float(v + i + half, e3_as_stored(b * c, v) + e3_as_stored(a * s, v));
-        });
+        if (item < q_items)
+            e3_head_norm_rope_item(q + item * head_dim, q_norm, (int)(item / q_heads), lane, head_dim, eps, theta, freq, tokens_per_sequence, start_position);
+        else
+            e3_head_norm_rope_item(k + (item - q_items) * head_dim, k_norm, (int)((item - q_items) / k_heads), lane, head_dim, eps, theta, freq,
+                tokens_per_sequence, start_position);
     }
 }
 
 extern "C" __global__ void e3_head_norm_rope_f32(float* x, const float* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
 {
-    e3_head_norm_rope(x, norm_weight, tokens, heads, head_dim, eps, theta, tokens_per_sequence, start_position);
+    e3_qk_norm_rope(x, norm_weight, heads, (float*)0, (const float*)0, 0, tokens, head_dim, eps, theta, tokens_per_sequence, start_position);
 }
 
 extern "C" __global__ void e3_head_norm_rope_bf16(e3_bf16* x, const e3_bf16* norm_weight, int tokens, int heads, int head_dim, float eps, float theta, int tokens_per_sequence, int start_position)
 {
-    e3_head_norm_rope(x, norm_weight, tokens, heads, head_dim, eps, theta, tokens_per_sequence, start_position);
+    e3_qk_norm_rope(x, norm_weight, heads, (e3_bf16*)0, (const e3_bf16*)0, 0, tokens, head_dim, eps, theta, tokens_per_sequence, start_position);
+}
+
+// q and k of one attention layer in one launch: q [tokens, q_heads * head_dim] with its norm, then k [tokens, k_heads *
+// head_dim] with its own; the same values as two e3_head_norm_rope_* launches. The parameters after k_heads are
+// e3_head_norm_rope_*'s, q's heads in the place of its heads.
+extern "C" __global__ void e3_qk_norm_rope_f32(float* q, const float* q_norm, float* k, const float* k_norm, int k_heads, int tokens, int q_heads, int head_dim,
+    float eps, float theta, int tokens_per_sequence, int start_position)
+{
+    e3_qk_norm_rope(q, q_norm, q_heads, k, k_norm, k_heads, tokens, head_dim, eps, theta, tokens_per_sequence, start_position);
+}
+
+extern "C" __global__ void e3_qk_norm_rope_bf16(e3_bf16* q, const e3_bf16* q_norm, e3_bf16* k, const e3_bf16* k_norm, int k_heads, int tokens, int q_heads, int head_dim,
+    float eps, float theta, int tokens_per_sequence, int start_position)
+{
+    e3_qk_norm_rope(q, q_norm, q_heads, k, k_norm, k_heads, tokens, head_dim, eps, theta, tokens_per_sequence, start_position);
 }
 
 // Gradient of the rotation alone (no norm): the transpose of a rotation by angle is the rotation by -angle.

@@ -58,6 +58,9 @@ public sealed class AllocationTrackingBackend : ITrainingBackend
     public void MatMul(Tensor x, Tensor w, Tensor? bias, Tensor y) => _inner.MatMul(x, w, bias, y);
     public void HeadNormRope(Tensor x, int heads, int headDim, Tensor? normWeight, float eps, float ropeTheta, int tokensPerSequence, int startPosition)
         => _inner.HeadNormRope(x, heads, headDim, normWeight, eps, ropeTheta, tokensPerSequence, startPosition);
+    public void QkNormRope(Tensor q, Tensor k, int heads, int kvHeads, int headDim, Tensor? qNorm, Tensor? kNorm, float eps, float ropeTheta,
+        int tokensPerSequence, int startPosition) =>
+        _inner.QkNormRope(q, k, heads, kvHeads, headDim, qNorm, kNorm, eps, ropeTheta, tokensPerSequence, startPosition);
     public void Attention(Tensor q, Tensor k, Tensor v, Tensor kCache, Tensor vCache, int batch, int tokensPerSequence, int startPosition,
         int heads, int kvHeads, int headDim, float scale, Tensor output)
         => _inner.Attention(q, k, v, kCache, vCache, batch, tokensPerSequence, startPosition, heads, kvHeads, headDim, scale, output);

@@ -59,6 +59,14 @@ public interface IBackend : IDisposable
     void HeadNormRope(Tensor x, int heads, int headDim, Tensor? normWeight, float eps, float ropeTheta, int tokensPerSequence, int startPosition);
 
     /// <summary>
+    /// <see cref="HeadNormRope"/> on an attention layer's queries q[tokens, heads*headDim] and keys
+    /// k[tokens, kvHeads*headDim], each with its own norm weight: the same values as the two calls, which a GPU makes in
+    /// one launch.
+    /// </summary>
+    void QkNormRope(Tensor q, Tensor k, int heads, int kvHeads, int headDim, Tensor? qNorm, Tensor? kNorm, float eps, float ropeTheta,
+        int tokensPerSequence, int startPosition);
+
+    /// <summary>
     /// Writes k and v [B*T, kvHeads*headDim] into the caches [B, capacity, kvHeads*headDim] at positions
     /// start..start+T-1, then computes causal GQA attention of q [B*T, heads*headDim] over positions
     /// 0..start+t for each query, scaled by <paramref name="scale"/>, into output [B*T, heads*headDim].

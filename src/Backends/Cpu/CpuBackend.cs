@@ -195,6 +195,13 @@ public sealed unsafe partial class CpuBackend : IBackend
         else CpuGemm.MatMulTransB(xs.F32, m, k, wt.F32, n, ys.F32, b, false);
     }
 
+    public void QkNormRope(Tensor q, Tensor k, int heads, int kvHeads, int headDim, Tensor? qNorm, Tensor? kNorm, float eps, float ropeTheta,
+        int tokensPerSequence, int startPosition)
+    {
+        HeadNormRope(q, heads, headDim, qNorm, eps, ropeTheta, tokensPerSequence, startPosition);
+        HeadNormRope(k, kvHeads, headDim, kNorm, eps, ropeTheta, tokensPerSequence, startPosition);
+    }
+
     public void HeadNormRope(Tensor x, int heads, int headDim, Tensor? normWeight, float eps, float ropeTheta, int tokensPerSequence, int startPosition)
     {
         var xs = F32(x);

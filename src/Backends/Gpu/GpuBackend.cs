@@ -265,15 +265,32 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
     {
         var xs = Act(x);
         if (xs.Columns != heads * headDim || headDim % 2 != 0) throw Shape("HeadNormRope", x, x);
-        GpuTensor? ws = null;
-        if (normWeight != null)
-        {
-            ws = Weight(normWeight);
-            if (ws.ElementCount != headDim) throw Shape("HeadNormRope norm", normWeight, x);
-        }
+        GpuTensor? ws = NormWeight(normWeight, headDim, x);
         var layout = new RopeLayout(checked((int)xs.Rows), heads, headDim, ropeTheta, tokensPerSequence, startPosition);
         if (ActivationType == DType.F32) _kernels.Rope.HeadNormRope(xs.F32, ws is null ? default : ws.F32, eps, layout, Stream);
         else _kernels.Rope.HeadNormRope(xs.BF16, ws is null ? default : ws.BF16, eps, layout, Stream);
+    }
+
+    /// <inheritdoc/>
+    public void QkNormRope(Tensor q, Tensor k, int heads, int kvHeads, int headDim, Tensor? qNorm, Tensor? kNorm, float eps, float ropeTheta,
+        int tokensPerSequence, int startPosition)
+    {
+        var qs = Act(q); var ks = Act(k);
+        if (qs.Columns != heads * headDim || ks.Columns != kvHeads * headDim || ks.Rows != qs.Rows || headDim % 2 != 0) throw Shape("QkNormRope", q, k);
+        GpuTensor? qw = NormWeight(qNorm, headDim, q), kw = NormWeight(kNorm, headDim, k);
+        var layout = new RopeLayout(checked((int)qs.Rows), heads, headDim, ropeTheta, tokensPerSequence, startPosition);
+        if (ActivationType == DType.F32)
+            _kernels.Rope.QkNormRope(qs.F32, qw is null ? default : qw.F32, ks.F32, kw is null ? default : kw.F32, kvHeads, eps, layout, Stream);
+        else
+            _kernels.Rope.QkNormRope(qs.BF16, qw is null ? default : qw.BF16, ks.BF16, kw is null ? default : kw.BF16, kvHeads, eps, layout, Stream);
+    }
+
+    GpuTensor? NormWeight(Tensor? weight, int headDim, Tensor x)
+    {
+        if (weight is null) return null;
+        var ws = Weight(weight);
+        if (ws.ElementCount != headDim) throw Shape("HeadNormRope norm", weight, x);
+        return ws;
     }
 
     /// <inheritdoc/>

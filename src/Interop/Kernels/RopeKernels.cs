@@ -25,13 +25,15 @@ public readonly record struct RopeLayout(int Tokens, int Heads, int HeadDim, flo
 /// <summary>Typed launches of kernels/rope.cu (one warp per (row, head), 4 warps per block), in place.</summary>
 public sealed class RopeKernels : KernelFamily
 {
-    private readonly GpuFunction forwardF32, forwardBf16, backwardF32, normBackwardF32;
+    private readonly GpuFunction forwardF32, forwardBf16, qkF32, qkBf16, backwardF32, normBackwardF32;
 
     /// <summary>Loads rope.cu on <paramref name="device"/>.</summary>
     public RopeKernels(IGpuDevice device) : base(device, "rope")
     {
         forwardF32 = Function("e3_head_norm_rope_f32");
         forwardBf16 = Function("e3_head_norm_rope_bf16");
+        qkF32 = Function("e3_qk_norm_rope_f32");
+        qkBf16 = Function("e3_qk_norm_rope_bf16");
         backwardF32 = Function("e3_rope_backward_f32");
         normBackwardF32 = Function("e3_head_norm_rope_backward_f32");
     }
@@ -62,6 +64,20 @@ public sealed class RopeKernels : KernelFamily
     public void HeadNormRope(DevicePointer<Bf16> x, DevicePointer<Bf16> normWeight, float eps, in RopeLayout layout, GpuStream stream) =>
         LaunchForward(forwardBf16, x.Raw, normWeight.Raw, eps, layout, stream);
 
+    /// <summary>
+    /// <see cref="HeadNormRope(DevicePointer{float}, DevicePointer{float}, float, in RopeLayout, GpuStream)"/> on q
+    /// (<paramref name="layout"/>'s heads) and on k (<paramref name="kHeads"/> heads, its own norm weight) in one launch:
+    /// an attention layer's queries and keys, with the same values as two launches.
+    /// </summary>
+    public void QkNormRope(DevicePointer<float> q, DevicePointer<float> qNorm, DevicePointer<float> k, DevicePointer<float> kNorm, int kHeads,
+        float eps, in RopeLayout layout, GpuStream stream) =>
+        LaunchQk(qkF32, q.Raw, qNorm.Raw, k.Raw, kNorm.Raw, kHeads, eps, layout, stream);
+
+    /// <summary>bf16 version of <see cref="QkNormRope(DevicePointer{float}, DevicePointer{float}, DevicePointer{float}, DevicePointer{float}, int, float, in RopeLayout, GpuStream)"/>.</summary>
+    public void QkNormRope(DevicePointer<Bf16> q, DevicePointer<Bf16> qNorm, DevicePointer<Bf16> k, DevicePointer<Bf16> kNorm, int kHeads,
+        float eps, in RopeLayout layout, GpuStream stream) =>
+        LaunchQk(qkBf16, q.Raw, qNorm.Raw, k.Raw, kNorm.Raw, kHeads, eps, layout, stream);
+
     /// <summary>Gradient of the rotation alone: dx = rotate(dy, -angle). dx may alias dy.</summary>
     public void RopeBackward(DevicePointer<float> dx, DevicePointer<float> dy, in RopeLayout layout, GpuStream stream)
     {
@@ -88,7 +104,23 @@ public sealed class RopeKernels : KernelFamily
         Launch(function, LaunchShapes.WarpsOverItems((long)layout.Tokens * layout.Heads, LaunchShapes.MaxRopeBlocks), stream, args);
     }
 
-    // The scalar tail shared by the forward and its backward: tokens, heads, head_dim, eps, theta, T, start.
+    private void LaunchQk(GpuFunction function, DevicePtr q, DevicePtr qNorm, DevicePtr k, DevicePtr kNorm, int kHeads, float eps, in RopeLayout layout,
+        GpuStream stream)
+    {
+        layout.Validate();
+        if (kHeads < 1) throw new ArgumentOutOfRangeException(nameof(kHeads), kHeads, "must be >= 1");
+        var args = new KernelArgs();
+        args.Add(q);
+        args.Add(qNorm);
+        args.Add(k);
+        args.Add(kNorm);
+        args.Add(kHeads);
+        AddNormLayout(ref args, eps, layout);
+        Launch(function, LaunchShapes.WarpsOverItems((long)layout.Tokens * (layout.Heads + kHeads), LaunchShapes.MaxRopeBlocks), stream, args);
+    }
+
+    // The scalar tail shared by the forward kernels (q's heads for the q+k one) and the backward: tokens, heads, head_dim,
+    // eps, theta, T, start.
     private static void AddNormLayout(ref KernelArgs args, float eps, in RopeLayout layout)
     {
         args.Add(layout.Tokens);

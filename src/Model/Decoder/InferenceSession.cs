@@ -118,8 +118,7 @@ public sealed class InferenceSession : IDisposable
             _b.MatMul(a.X, lw.Q, lw.QBias, a.Q);
             _b.MatMul(a.X, lw.K, lw.KBias, a.K);
             _b.MatMul(a.X, lw.V, lw.VBias, a.V);
-            _b.HeadNormRope(a.Q, c.NumHeads, c.HeadDim, lw.QNorm, c.RmsNormEps, c.RopeTheta, T, Position);
-            _b.HeadNormRope(a.K, c.NumKvHeads, c.HeadDim, lw.KNorm, c.RmsNormEps, c.RopeTheta, T, Position);
+            _b.QkNormRope(a.Q, a.K, c.NumHeads, c.NumKvHeads, c.HeadDim, lw.QNorm, lw.KNorm, c.RmsNormEps, c.RopeTheta, T, Position);
             _b.Attention(a.Q, a.K, a.V, _kCache[l]!, _vCache[l]!, Batch, T, Position, c.NumHeads, c.NumKvHeads, c.HeadDim, scale, a.Attn);
             _b.MatMul(a.Attn, lw.O, lw.OBias, a.O);
             _b.AddRmsNorm(a.H, a.O, a.A, lw.PostAttentionNorm, c.RmsNormEps, a.X);

@@ -217,6 +217,12 @@ public static class BackendParity
             o.B.HeadNormRope(x, 4, 16, o.Weight(15, DType.F32, 16), 1e-6f, 1e6f, 9, 5);
             return [o.Read(x)];
         });
+        check("qk_norm_rope", o =>
+        {
+            var (q, k) = (o.Act(90, 18, 64), o.Act(91, 18, 32));
+            o.B.QkNormRope(q, k, 4, 2, 16, o.Weight(92, DType.F32, 16), o.Weight(93, DType.F32, 16), 1e-6f, 1e6f, 9, 5);
+            return [o.Read(q), o.Read(k)];
+        });
         check("attention_prefill_decode", o =>
         {
             // Prefill 37 positions (across the 16- and 32-row tiles) into the caches, then one decode step at position 37.

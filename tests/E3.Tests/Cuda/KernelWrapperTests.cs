@@ -104,11 +104,16 @@ public sealed partial class KernelWrapperTests
         kernels.HeadNormRope(F1, F2, 1e-6f, layout, Stream);
         kernels.HeadNormRope(B1, default, 1e-6f, layout with { Heads = 2 }, Stream);
         kernels.RopeBackward(F3, F4, layout, Stream);
+        kernels.QkNormRope(F1, F2, F3, default, 3, 1e-6f, layout, Stream);
+        kernels.QkNormRope(B1, B2, B3, B4, 1, 1e-5f, layout with { Heads = 4 }, Stream);
         var l = device.Launches;
         // 6 rows * 5 heads = 30 warps, 4 per block.
         Check(l[0], "e3_head_norm_rope_f32", Shape(8, 128), F1.Address, F2.Address, 6, 5, 128, 1e-6f, 1_000_000f, 3, 17);
         Check(l[1], "e3_head_norm_rope_bf16", Shape(3, 128), B1.Address, 0UL, 6, 2, 128, 1e-6f, 1_000_000f, 3, 17);
         Check(l[2], "e3_rope_backward_f32", Shape(8, 128), F3.Address, F4.Address, 6, 5, 128, 1_000_000f, 3, 17);
+        // q and k together: 6 rows * (5 + 3) heads = 48 warps; 6 * (4 + 1) = 30.
+        Check(l[3], "e3_qk_norm_rope_f32", Shape(12, 128), F1.Address, F2.Address, F3.Address, 0UL, 3, 6, 5, 128, 1e-6f, 1_000_000f, 3, 17);
+        Check(l[4], "e3_qk_norm_rope_bf16", Shape(8, 128), B1.Address, B2.Address, B3.Address, B4.Address, 1, 6, 4, 128, 1e-5f, 1_000_000f, 3, 17);
     }
 
     [Fact]

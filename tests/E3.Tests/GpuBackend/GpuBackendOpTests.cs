@@ -171,6 +171,36 @@ public sealed class GpuBackendOpTests(EmuFixture fixture) : IDisposable
         Approx.Close(cpu.Select(v => (double)v).ToArray(), gpu, i => factor * PairSize(i) + 1e-7, $"HeadNormRope {act} norm={withNorm}");
     }
 
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.BF16)]
+    public void QkNormRopeEqualsHeadNormRopeOnEach(DType act)
+    {
+        // One launch for q and k (each with its own norm weight; here k has none) gives what two launches give, bit for
+        // bit, and the CPU backend's QkNormRope is its two HeadNormRope calls.
+        var p = Pair(act);
+        const int heads = 4, kvHeads = 2, headDim = 16, T = 3, start = 5;
+        float[] qValues = Approx.Random(Rows * heads * headDim, 30, 2f), kValues = Approx.Random(Rows * kvHeads * headDim, 31, 2f);
+        var qNorm = p.Weight(Approx.RoundBf16(Approx.Random(headDim, 32, 1.5f)), DType.F32, headDim);
+        var (q, k) = (p.Activation(qValues, Rows, heads * headDim), p.Activation(kValues, Rows, kvHeads * headDim));
+        var (q2, k2) = (p.Activation(qValues, Rows, heads * headDim), p.Activation(kValues, Rows, kvHeads * headDim));
+        p.Gpu.QkNormRope(q.Gpu, k.Gpu, heads, kvHeads, headDim, qNorm.Gpu, null, 1e-6f, 1e6f, T, start);
+        p.Gpu.HeadNormRope(q2.Gpu, heads, headDim, qNorm.Gpu, 1e-6f, 1e6f, T, start);
+        p.Gpu.HeadNormRope(k2.Gpu, kvHeads, headDim, null, 1e-6f, 1e6f, T, start);
+        p.Cpu.QkNormRope(q.Cpu, k.Cpu, heads, kvHeads, headDim, qNorm.Cpu, null, 1e-6f, 1e6f, T, start);
+        p.Cpu.HeadNormRope(q2.Cpu, heads, headDim, qNorm.Cpu, 1e-6f, 1e6f, T, start);
+        p.Cpu.HeadNormRope(k2.Cpu, kvHeads, headDim, null, 1e-6f, 1e6f, T, start);
+        var (qCpu, qGpu) = p.Read(q);
+        var (q2Cpu, q2Gpu) = p.Read(q2);
+        var (kCpu, kGpu) = p.Read(k);
+        var (k2Cpu, k2Gpu) = p.Read(k2);
+        Assert.Equal(q2Gpu, qGpu);
+        Assert.Equal(k2Gpu, kGpu);
+        Assert.Equal(q2Cpu, qCpu);
+        Assert.Equal(k2Cpu, kCpu);
+        Assert.NotEqual(qValues, qGpu.Select(v => (float)v).ToArray());
+    }
+
     [Theory, MemberData(nameof(Activations))]
     public void AttentionPrefillThenDecodeWithGqa(DType act)
     {
