@@ -13,7 +13,7 @@ public sealed class BenchKernelsCliTests
 {
     static readonly string[] GpuKernels =
     [
-        "embedding", "rmsnorm", "add_rmsnorm", "gated_residual_rmsnorm", "gated_residual", "head_norm_rope", "swiglu", "attention_prefill", "attention_decode",
+        "embedding", "rmsnorm", "add_rmsnorm", "gated_residual_rmsnorm", "gated_residual", "head_norm_rope", "qk_norm_rope", "swiglu", "attention_prefill", "attention_decode",
         "gemm_q_proj", "gemm_kv_proj", "gemm_o_proj", "gemm_gate_up_proj", "gemm_down_proj", "gemm_lm_head", "gemm_lm_head_decode",
         "kd_teacher", "kd_dense", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax", "topk_logprobs",
         "attention_train_forward", "attention_backward", "rmsnorm_backward", "swiglu_backward", "gated_residual_backward", "convert_bf16_f32",
@@ -50,6 +50,11 @@ public sealed class BenchKernelsCliTests
         var fused = kernels["gated_residual_rmsnorm"];
         Assert.Equal((5 * rows * cols + cols) * 2, fused.GetProperty("bytes").GetInt64());
         Assert.Equal(8 * rows * cols, fused.GetProperty("flops").GetInt64());
+        // q and k norm + RoPE in one launch: both read and written, two norm weights; 7 FLOPs per element.
+        var qk = kernels["qk_norm_rope"];
+        long qkValues = Dim(qk, "tokens") * (Dim(qk, "heads") + Dim(qk, "kv_heads")) * Dim(qk, "head_dim");
+        Assert.Equal((2 * qkValues + 2 * Dim(qk, "head_dim")) * 2, qk.GetProperty("bytes").GetInt64());
+        Assert.Equal(7 * qkValues, qk.GetProperty("flops").GetInt64());
         // A projection: x [m,k] and w [n,k] read, y [m,n] written in bf16; 2mnk FLOPs.
         var q = kernels["gemm_q_proj"];
         long m = Dim(q, "m"), n = Dim(q, "n"), k = Dim(q, "k");

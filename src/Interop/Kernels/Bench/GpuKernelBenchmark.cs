@@ -132,11 +132,20 @@ public sealed class GpuKernelBenchmark : IDisposable
             Add("gated_residual", new() { ["count"] = (long)t * h }, KernelWork.GatedResidual((long)t * h, Bf16Bytes),
                 () => residual.Gated(sum.As<Bf16>(), x.As<Bf16>(), delta.As<Bf16>(), 0.5f, (long)t * h, stream.Handle));
         using (var q = Buffer((long)t * s.Heads * s.HeadDim * Bf16Bytes, Bf16Pair))
+        using (var k = Buffer((long)t * s.KvHeads * s.HeadDim * Bf16Bytes, Bf16Pair))
         using (var qNorm = Buffer((long)s.HeadDim * Bf16Bytes, Bf16Pair))
+        using (var kNorm = Buffer((long)s.HeadDim * Bf16Bytes, Bf16Pair))
         using (var rope = new RopeKernels(device))
+        {
+            var layout = new RopeLayout(t, s.Heads, s.HeadDim, 1e6f, t, 0);
             Add("head_norm_rope", new() { ["tokens"] = t, ["heads"] = s.Heads, ["head_dim"] = s.HeadDim },
                 KernelWork.HeadNormRope(t, s.Heads, s.HeadDim, Bf16Bytes),
-                () => rope.HeadNormRope(q.As<Bf16>(), qNorm.As<Bf16>(), 1e-6f, new RopeLayout(t, s.Heads, s.HeadDim, 1e6f, t, 0), stream.Handle));
+                () => rope.HeadNormRope(q.As<Bf16>(), qNorm.As<Bf16>(), 1e-6f, layout, stream.Handle));
+            // As the decoder runs it: q and k in one launch, each with its norm weight.
+            Add("qk_norm_rope", new() { ["tokens"] = t, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads, ["head_dim"] = s.HeadDim },
+                KernelWork.QkNormRope(t, s.Heads, s.KvHeads, s.HeadDim, Bf16Bytes),
+                () => rope.QkNormRope(q.As<Bf16>(), qNorm.As<Bf16>(), k.As<Bf16>(), kNorm.As<Bf16>(), s.KvHeads, 1e-6f, layout, stream.Handle));
+        }
         long mlp = (long)t * s.Intermediate;
         using (var gate = Buffer(mlp * Bf16Bytes, Bf16Pair))
         using (var up = Buffer(mlp * Bf16Bytes, Bf16Pair))

@@ -36,6 +36,13 @@ public readonly record struct KernelWork(long Bytes, long Flops)
         new((2 * tokens * heads * headDim + headDim) * e, 7 * tokens * heads * headDim);
 
     /// <summary>
+    /// <see cref="HeadNormRope"/> on q (<paramref name="heads"/>) and k (<paramref name="kvHeads"/>) in one launch: both read
+    /// and written, each norm weight once.
+    /// </summary>
+    public static KernelWork QkNormRope(long tokens, long heads, long kvHeads, long headDim, int e) =>
+        new((2 * tokens * (heads + kvHeads) * headDim + 2 * headDim) * e, 7 * tokens * (heads + kvHeads) * headDim);
+
+    /// <summary>
     /// Causal prefill with the KV append: q read and the output written (2·b·T·H·D), new k and v read, written to the
     /// cache and read back once (6·b·T·Hkv·D); QKᵀ and PV over the b·T(T+1)/2 causal pairs: 4·D FLOPs per pair and head.
     /// </summary>
