@@ -299,20 +299,54 @@ __device__ __forceinline__ void e3_attn_block(const T* q, long long q_stride, in
     }
 }
 
+// Where one prefill block works, for the portable and the tensor-core kernels alike: rows_per_block query rows of head
+// h = blockIdx.y of sequence blockIdx.z, from row `first` of the sequence (blockIdx.x blocks in), of which `rows` exist.
+// The block's query and output row r is at (row0 + r) * q_stride + h * head_dim; key j of its kv head at
+// kv_offset + j * kv_stride in the caches; keys after last_key are above the diagonal for every row of the block.
+struct e3_attn_prefill_block
+{
+    int h, first, rows, last_key;
+    long long q_stride, kv_stride, row0, kv_offset;
+};
+
+__device__ __forceinline__ e3_attn_prefill_block e3_attn_prefill_block_here(int rows_per_block, int tokens, int start, int capacity, int heads,
+    int kv_heads, int head_dim)
+{
+    e3_attn_prefill_block w;
+    const int b = blockIdx.z;
+    w.h = blockIdx.y;
+    w.first = blockIdx.x * rows_per_block;
+    w.rows = min(rows_per_block, tokens - w.first);
+    w.last_key = start + w.first + w.rows - 1;
+    w.q_stride = (long long)heads * head_dim;
+    w.kv_stride = (long long)kv_heads * head_dim;
+    w.row0 = (long long)b * tokens + w.first;
+    w.kv_offset = (long long)b * capacity * w.kv_stride + (long long)(w.h / (heads / kv_heads)) * head_dim;
+    return w;
+}
+
+// One row's softmax statistics from its running max m and sum l: the (m, lse) pair at stats[2 * slot], or, with
+// lse_only (the training forward), the log-sum-exp alone at stats[slot].
+__device__ __forceinline__ void e3_attn_store_stats(float* stats, long long slot, float m, float l, int lse_only)
+{
+    const float lse = m + logf(l);
+    if (lse_only)
+    {
+        stats[slot] = lse;
+        return;
+    }
+    stats[slot * 2] = m;
+    stats[slot * 2 + 1] = lse;
+}
+
 // lse_only: stats holds one float per (row, head), the log-sum-exp (the training forward), instead of (m, lse) pairs.
 template <int CHUNKS, typename T>
 __device__ __forceinline__ void e3_attn_prefill(const T* q, const T* k_cache, const T* v_cache, T* o, float* stats,
     int tokens, int start, int capacity, int heads, int kv_heads, int head_dim, float scale, float* smem, int lse_only)
 {
-    const int h = blockIdx.y;
-    const int b = blockIdx.z;
-    const int first = blockIdx.x * E3_ATTN_ROWS;
-    const int rows = min(E3_ATTN_ROWS, tokens - first);
-    const long long q_stride = (long long)heads * head_dim;
-    const long long kv_stride = (long long)kv_heads * head_dim;
-    const long long row0 = (long long)b * tokens + first;
-    const long long kv_offset = (long long)b * capacity * kv_stride + (long long)(h / (heads / kv_heads)) * head_dim;
-    const int last_key = start + first + rows - 1; // keys after it are above the diagonal for every row here
+    const e3_attn_prefill_block blk = e3_attn_prefill_block_here(E3_ATTN_ROWS, tokens, start, capacity, heads, kv_heads, head_dim);
+    const int h = blk.h, first = blk.first, rows = blk.rows, last_key = blk.last_key;
+    const long long q_stride = blk.q_stride, kv_stride = blk.kv_stride, row0 = blk.row0, kv_offset = blk.kv_offset;
 
     e3_attn_rows<CHUNKS> state;
     e3_attn_block<CHUNKS>(q + row0 * q_stride + (long long)h * head_dim, q_stride, rows, start + first, 1,
@@ -336,19 +370,7 @@ __device__ __forceinline__ void e3_attn_prefill(const T* q, const T* k_cache, co
                 e3_store_float(out + d, state.acc[i][c] * inverse);
         }
         if (stats != 0 && lane == 0)
-        {
-            const long long slot = (row0 + r) * heads + h;
-            const float lse = state.m[i] + logf(state.l[i]);
-            if (lse_only)
-            {
-                stats[slot] = lse;
-            }
-            else
-            {
-                stats[slot * 2] = state.m[i];
-                stats[slot * 2 + 1] = lse;
-            }
-        }
+            e3_attn_store_stats(stats, (row0 + r) * heads + h, state.m[i], state.l[i], lse_only);
     }
 }
 
@@ -418,10 +440,7 @@ __device__ __forceinline__ void e3_attn_combine(const float* partial_o, const fl
         e3_store_float(o + item * head_dim + d, acc * inverse);
     }
     if (stats != 0 && threadIdx.x == 0)
-    {
-        stats[item * 2] = m;
-        stats[item * 2 + 1] = m + logf(l);
-    }
+        e3_attn_store_stats(stats, item, m, l, 0);
 }
 
 template <typename T>
@@ -778,15 +797,9 @@ extern "C" __global__ void e3_attention_prefill_mma_bf16(const e3_bf16* q, const
     const int warp = threadIdx.x >> 5;
     const int g = lane >> 2;
     const int t = lane & 3;
-    const int h = blockIdx.y;
-    const int b = blockIdx.z;
-    const int first = blockIdx.x * E3_MMA_ROWS;
-    const int rows = min(E3_MMA_ROWS, tokens_per_sequence - first);
-    const long long q_stride = (long long)heads * E3_MMA_D;
-    const long long kv_stride = (long long)kv_heads * E3_MMA_D;
-    const long long row0 = (long long)b * tokens_per_sequence + first;
-    const long long kv_offset = (long long)b * capacity * kv_stride + (long long)(h / (heads / kv_heads)) * E3_MMA_D;
-    const int last_key = start_position + first + rows - 1;
+    const e3_attn_prefill_block blk = e3_attn_prefill_block_here(E3_MMA_ROWS, tokens_per_sequence, start_position, capacity, heads, kv_heads, E3_MMA_D);
+    const int h = blk.h, first = blk.first, rows = blk.rows, last_key = blk.last_key;
+    const long long q_stride = blk.q_stride, kv_stride = blk.kv_stride, row0 = blk.row0, kv_offset = blk.kv_offset;
 
     // This lane's rows of the block, their absolute positions (the last key each may see), and whether they exist.
     const int r0 = 16 * warp + g;
@@ -936,16 +949,8 @@ extern "C" __global__ void e3_attention_prefill_mma_bf16(const e3_bf16* q, const
     if (stats != 0 && t == 0)
     {
         if (r0 < rows)
-        {
-            const long long slot = (row0 + r0) * heads + h;
-            stats[slot * 2] = m0;
-            stats[slot * 2 + 1] = m0 + logf(l0);
-        }
+            e3_attn_store_stats(stats, (row0 + r0) * heads + h, m0, l0, 0);
         if (r1 < rows)
-        {
-            const long long slot = (row0 + r1) * heads + h;
-            stats[slot * 2] = m1;
-            stats[slot * 2 + 1] = m1 + logf(l1);
-        }
+            e3_attn_store_stats(stats, (row0 + r1) * heads + h, m1, l1, 0);
     }
 }

@@ -172,6 +172,17 @@ __device__ __forceinline__ void e3_vec16_set_bf16(e3_vec16& v, int i, e3_bf16 va
     w = (i & 1) ? ((w & 0x0000ffffu) | ((unsigned int)value << 16)) : ((w & 0xffff0000u) | (unsigned int)value);
 }
 
+// Eight packed bf16 results f(a_j, b_j, c_j), j = 0..7, of eight packed inputs each (widened to fp32; f returns the
+// bf16 to store).
+template <typename F>
+__device__ __forceinline__ e3_vec16 e3_vec16_map3(F f, const e3_vec16& a8, const e3_vec16& b8, const e3_vec16& c8)
+{
+    e3_vec16 y8 = {};
+    for (int j = 0; j < 8; ++j)
+        e3_vec16_set_bf16(y8, j, f(e3_vec16_bf16_at(a8, j), e3_vec16_bf16_at(b8, j), e3_vec16_bf16_at(c8, j)));
+    return y8;
+}
+
 // y[i] = f(a[i], b[i], c[i]) over n bf16 elements (widened to fp32; f returns the stored bf16), grid-stride: 8
 // elements a thread per iteration when every pointer is 16-byte aligned, then the element loop for what is left. c may
 // be null, and f then gets 0 for it, so a kernel that only sometimes needs a third input does not read it. y may alias
@@ -191,10 +202,7 @@ __device__ __forceinline__ void e3_bf16_map3(const e3_bf16* a, const e3_bf16* b,
             e3_vec16 c8 = {};
             if (c != 0)
                 c8 = e3_load16(c + 8 * v);
-            e3_vec16 y8 = {};
-            for (int j = 0; j < 8; ++j)
-                e3_vec16_set_bf16(y8, j, f(e3_vec16_bf16_at(a8, j), e3_vec16_bf16_at(b8, j), e3_vec16_bf16_at(c8, j)));
-            e3_store16(y + 8 * v, y8);
+            e3_store16(y + 8 * v, e3_vec16_map3(f, a8, b8, c8));
         }
         scalar_from = vectors << 3;
     }
@@ -217,6 +225,16 @@ __device__ __forceinline__ float e3_gated_residual_value(float old, float a, flo
     const float s = e3_round_bf16(a + m);
     return gate == 1.0f ? s : e3_round_bf16(old + gate * (s - old));
 }
+
+// The bf16 gated residual as a map over (a, m, old) for e3_bf16_map3 and e3_vec16_map3: the bf16 to store.
+struct e3_gated_residual_bf16_map
+{
+    float gate;
+    __device__ __forceinline__ e3_bf16 operator()(float a, float m, float old) const
+    {
+        return e3_float_to_bf16(e3_gated_residual_value(old, a, m, gate, (const e3_bf16*)0));
+    }
+};
 
 // Four bf16 values (as fp32) from one 8-byte load; the address must be 8-byte aligned.
 struct alignas(8) e3_vec8

@@ -26,9 +26,7 @@ extern "C" __global__ void e3_gated_residual_f32(float* h, const float* a, const
 // A gate-1 call passes no h to read (see e3_bf16_map3): old is then 0 and unused.
 extern "C" __global__ void e3_gated_residual_bf16(e3_bf16* h, const e3_bf16* a, const e3_bf16* m, float gate, long long n)
 {
-    e3_bf16_map3(a, m, gate == 1.0f ? (const e3_bf16*)0 : h, h, n, [gate, h](float a_value, float m_value, float old) {
-        return e3_float_to_bf16(e3_gated_residual_value(old, a_value, m_value, gate, h));
-    });
+    e3_bf16_map3(a, m, gate == 1.0f ? (const e3_bf16*)0 : h, h, n, e3_gated_residual_bf16_map{gate});
 }
 
 // Backward of the gated residual, given dOut = dL/dh_out (fp32):

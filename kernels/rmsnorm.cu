@@ -60,10 +60,7 @@ __device__ __forceinline__ e3_bf16 e3_rmsnorm_bf16_value(float x, float w, float
 
 __device__ __forceinline__ e3_vec16 e3_rmsnorm_bf16x8(const e3_vec16& x8, const e3_vec16& w8, float inv)
 {
-    e3_vec16 y8 = {};
-    for (int j = 0; j < 8; ++j)
-        e3_vec16_set_bf16(y8, j, e3_rmsnorm_bf16_value(e3_vec16_bf16_at(x8, j), e3_vec16_bf16_at(w8, j), inv));
-    return y8;
+    return e3_vec16_map3([inv](float x, float w, float) { return e3_rmsnorm_bf16_value(x, w, inv); }, x8, w8, e3_vec16{});
 }
 
 extern "C" __global__ void e3_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
@@ -132,8 +129,7 @@ __device__ __forceinline__ void e3_update_rmsnorm_row_bf16x8(Update8 update8, e3
 }
 
 // The end of one decoder layer fused with the input norm of the next kept one: h <- the gated residual
-// (e3_gated_residual_value, common.cuh), then
-// y = rmsnorm(h) * weight. h may alias a or m.
+// (e3_gated_residual_value, common.cuh), then y = rmsnorm(h) * weight. h may alias a or m.
 template <typename T>
 __device__ __forceinline__ void e3_gated_residual_rmsnorm_row(T* h, const T* a, const T* m, float gate, const T* weight, T* y, int cols, float eps, float* scratch)
 {
@@ -167,17 +163,19 @@ extern "C" __global__ void e3_gated_residual_rmsnorm_bf16(e3_bf16* h, const e3_b
     if ((cols & 7) == 0 && e3_is_aligned16(h) && e3_is_aligned16(a) && e3_is_aligned16(m) && e3_is_aligned16(weight) && e3_is_aligned16(y))
     {
         e3_update_rmsnorm_row_bf16x8([=](int c) {
-            const e3_vec16 a8 = e3_load16(ar + c), m8 = e3_load16(mr + c);
-            const e3_vec16 h8 = gate == 1.0f ? e3_vec16{} : e3_load16(hr + c);
-            e3_vec16 s8 = {};
-            for (int j = 0; j < 8; ++j)
-                e3_vec16_set_bf16(s8, j, e3_float_to_bf16(e3_gated_residual_value(e3_vec16_bf16_at(h8, j), e3_vec16_bf16_at(a8, j),
-                    e3_vec16_bf16_at(m8, j), gate, hr)));
-            return s8;
+            return e3_vec16_map3(e3_gated_residual_bf16_map{gate}, e3_load16(ar + c), e3_load16(mr + c), gate == 1.0f ? e3_vec16{} : e3_load16(hr + c));
         }, hr, weight, y + base, cols, eps, scratch);
         return;
     }
     e3_gated_residual_rmsnorm_row(hr, ar, mr, gate, weight, y + base, cols, eps, scratch);
+}
+
+// One row of sum = x + delta rounded to the dtype (torch adds two tensors), then y = rmsnorm(sum) * weight. sum may
+// alias x.
+template <typename T>
+__device__ __forceinline__ void e3_add_rmsnorm_row(const T* x, const T* delta, T* sum, const T* weight, T* y, int cols, float eps, float* scratch)
+{
+    e3_update_rmsnorm_row([=](int c) { return e3_as_stored(e3_load_float(x + c) + e3_load_float(delta + c), sum); }, sum, weight, y, cols, eps, scratch);
 }
 
 // sum = x + delta, then y = rmsnorm(sum) * weight: a decoder layer's attention residual fused with its MLP norm.
@@ -188,9 +186,7 @@ extern "C" __global__ void e3_add_rmsnorm_f32(const float* x, const float* delta
     if (row >= rows)
         return;
     const long long base = (long long)row * cols;
-    const float* xr = x + base;
-    const float* dr = delta + base;
-    e3_update_rmsnorm_row([=](int c) { return xr[c] + dr[c]; }, sum + base, weight, y + base, cols, eps, scratch);
+    e3_add_rmsnorm_row(x + base, delta + base, sum + base, weight, y + base, cols, eps, scratch);
 }
 
 extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* delta, e3_bf16* sum, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
@@ -205,16 +201,12 @@ extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* 
     if ((cols & 7) == 0 && e3_is_aligned16(x) && e3_is_aligned16(delta) && e3_is_aligned16(sum) && e3_is_aligned16(weight) && e3_is_aligned16(y))
     {
         e3_update_rmsnorm_row_bf16x8([=](int c) {
-            const e3_vec16 x8 = e3_load16(xr + c), d8 = e3_load16(dr + c);
-            e3_vec16 s8 = {};
-            for (int j = 0; j < 8; ++j)
-                e3_vec16_set_bf16(s8, j, e3_float_to_bf16(e3_vec16_bf16_at(x8, j) + e3_vec16_bf16_at(d8, j)));
-            return s8;
+            return e3_vec16_map3([](float x_value, float d_value, float) { return e3_float_to_bf16(x_value + d_value); },
+                e3_load16(xr + c), e3_load16(dr + c), e3_vec16{});
         }, sum + base, weight, y + base, cols, eps, scratch);
         return;
     }
-    // torch adds two bf16 tensors: the sum is rounded before it is stored and normalised.
-    e3_update_rmsnorm_row([=](int c) { return e3_round_bf16(e3_bf16_to_float(xr[c]) + e3_bf16_to_float(dr[c])); }, sum + base, weight, y + base, cols, eps, scratch);
+    e3_add_rmsnorm_row(xr, dr, sum + base, weight, y + base, cols, eps, scratch);
 }
 
 // One row of the backward: dx = r*w*dy - x*r^3/n*sum(w*dy*x), overwriting or adding to dx; each column's dy*x*r term
