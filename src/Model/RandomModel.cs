@@ -88,10 +88,14 @@ public static class RandomModel
             if (!bf16 && spec.Dtype != "float32") throw new ArgumentException($"dtype '{spec.Dtype}' must be float32 or bfloat16");
             var dtype = bf16 ? SafeTensorsDType.BF16 : SafeTensorsDType.F32;
             var layouts = WeightNames.Expected(config)
-                .Select(e => new TensorLayout(e.Name, dtype, e.Shape, e.Shape.Aggregate((long)dtype.SizeInBytes(), (a, b) => checked(a * b))))
+                .Select(e => new TensorLayout(e.Name, dtype, e.Shape,
+                    ShapeFormat.CheckedProduct(e.Shape, dtype.SizeInBytes()) ?? throw new ArgumentException($"tensor '{e.Name}' has more than 2^63 bytes")))
                 .ToList();
+            // One buffer for every tensor: a batch of blocks, or the largest tensor when that is smaller.
+            long largest = layouts.Max(l => l.ByteLength);
+            var buffer = new byte[Math.Min(largest, (long)BlocksPerBatch * SeededNormal.BlockValues * dtype.SizeInBytes())];
             SafeTensorsWriter.WriteStreamed(Path.Combine(tmp, "model.safetensors"), layouts,
-                (t, stream) => WriteTensor(spec, t, layouts[t], stream), new Dictionary<string, string> { ["format"] = "pt" });
+                (t, stream) => WriteTensor(spec, t, layouts[t], buffer, stream), new Dictionary<string, string> { ["format"] = "pt" });
             File.WriteAllText(Path.Combine(tmp, "config.json"), config.Json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             if (Directory.Exists(target)) Directory.Delete(target);
             Directory.Move(tmp, target);
@@ -104,25 +108,26 @@ public static class RandomModel
         return ModelConfig.Load(target);
     }
 
+    // Blocks filled in parallel before each write: enough to keep every core busy, a few MB each.
+    static readonly int BlocksPerBatch = Math.Max(1, 2 * Environment.ProcessorCount);
+
     /// <summary>
     /// Tensor <paramref name="index"/>'s values, block by block (<see cref="SeededNormal"/>): std × z for weights,
     /// 1 + 0.1 z for norms. Blocks are filled in parallel a batch at a time and written in order, so the result does not
-    /// depend on the thread count and memory holds one batch, not the model.
+    /// depend on the thread count and memory holds one batch (in <paramref name="buffer"/>), not the model.
     /// </summary>
-    static void WriteTensor(RandomModelSpec spec, int index, TensorLayout layout, Stream stream)
+    static void WriteTensor(RandomModelSpec spec, int index, TensorLayout layout, byte[] buffer, Stream stream)
     {
         bool bf16 = layout.DType == SafeTensorsDType.BF16;
         bool isNorm = layout.Name.EndsWith("norm.weight", StringComparison.Ordinal);
         float scale = isNorm ? 0.1f : spec.InitStd, shift = isNorm ? 1f : 0f;
         ulong key = SeededNormal.Key(spec.Seed, index);
-        long count = layout.ByteLength / layout.DType.SizeInBytes();
+        int elementBytes = layout.DType.SizeInBytes();
+        long count = layout.ByteLength / elementBytes;
         long blocks = (count + SeededNormal.BlockValues - 1) / SeededNormal.BlockValues;
-        int batch = Math.Max(1, 2 * Environment.ProcessorCount);
-        int elementBytes = bf16 ? 2 : 4;
-        var buffer = new byte[(int)Math.Min(count, (long)batch * SeededNormal.BlockValues) * elementBytes];
-        for (long first = 0; first < blocks; first += batch)
+        for (long first = 0; first < blocks; first += BlocksPerBatch)
         {
-            int inBatch = (int)Math.Min(batch, blocks - first);
+            int inBatch = (int)Math.Min(BlocksPerBatch, blocks - first);
             long batchStart = first * SeededNormal.BlockValues;
             int batchValues = (int)Math.Min(count - batchStart, (long)inBatch * SeededNormal.BlockValues);
             Parallel.For(0, inBatch, i =>

@@ -80,7 +80,7 @@ public static class SafeTensorsWriter
     {
         ArgumentNullException.ThrowIfNull(tensors);
         ArgumentNullException.ThrowIfNull(writeData);
-        Validate(path, tensors.Select(t => (t.Name, t.DType, t.Shape, t.ByteLength)));
+        Validate(path, tensors);
         byte[] header = HeaderBytes(tensors, metadata);
         using var file = AtomicFile.Create(path);
         WriteHeader(file.Stream, header);
@@ -121,10 +121,9 @@ public static class SafeTensorsWriter
         return shards;
     }
 
-    static void Validate(string path, List<TensorToWrite> tensors) =>
-        Validate(path, tensors.Select(t => (t.Name, t.DType, t.Shape, (long)t.Data.Length)));
+    static void Validate(string path, List<TensorToWrite> tensors) => Validate(path, Layouts(tensors));
 
-    static void Validate(string path, IEnumerable<(string Name, SafeTensorsDType DType, long[] Shape, long ByteLength)> tensors)
+    static void Validate(string path, IEnumerable<TensorLayout> tensors)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var t in tensors)
@@ -158,8 +157,9 @@ public static class SafeTensorsWriter
         stream.Write(header);
     }
 
-    static byte[] Header(List<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata) =>
-        HeaderBytes(tensors.Select(t => new TensorLayout(t.Name, t.DType, t.Shape, t.Data.Length)), metadata);
+    static byte[] Header(List<TensorToWrite> tensors, IReadOnlyDictionary<string, string>? metadata) => HeaderBytes(Layouts(tensors), metadata);
+
+    static IEnumerable<TensorLayout> Layouts(List<TensorToWrite> tensors) => tensors.Select(t => new TensorLayout(t.Name, t.DType, t.Shape, t.Data.Length));
 
     /// <summary>
     /// The header JSON for tensors laid out back to back in the given order, padded with spaces so that the data

@@ -16,7 +16,6 @@ namespace E3.Tests.GpuBackend;
 public sealed class ConvertKernelTests(EmuFixture fixture) : IDisposable
 {
     readonly EmuDeviceScope _emu = EmuDeviceScope.After(fixture);
-    readonly List<DeviceBuffer> _buffers = [];
 
     static float[] Values()
     {
@@ -38,15 +37,15 @@ public sealed class ConvertKernelTests(EmuFixture fixture) : IDisposable
     {
         using var kernels = new ConvertKernels(_emu.Device);
         var values = Values();
-        var f32 = _emu.Upload<float>(_buffers, values);
-        var bf16 = _emu.Upload<ushort>(_buffers, new ushort[values.Length]);
+        var f32 = _emu.Upload<float>(values);
+        var bf16 = _emu.Upload<ushort>(new ushort[values.Length]);
         kernels.ToBf16(f32, new DevicePointer<Bf16>(bf16.Raw), values.Length, _emu.Stream.Handle);
         var narrowed = _emu.Download(bf16, values.Length);
         var want = new ushort[values.Length];
         BFloat16.FromSingle(values, want);
         Assert.Equal(want, narrowed);
 
-        var widened = _emu.Upload<float>(_buffers, new float[values.Length]);
+        var widened = _emu.Upload<float>(new float[values.Length]);
         kernels.ToF32(new DevicePointer<Bf16>(bf16.Raw), widened, values.Length, _emu.Stream.Handle);
         var back = _emu.Download(widened, values.Length);
         for (int i = 0; i < values.Length; i++)
@@ -76,9 +75,5 @@ public sealed class ConvertKernelTests(EmuFixture fixture) : IDisposable
         Assert.Equal([2f, 4f * 1.015625f], result);
     }
 
-    public void Dispose()
-    {
-        foreach (var b in _buffers) b.Dispose();
-        _emu.Dispose();
-    }
+    public void Dispose() => _emu.Dispose();
 }

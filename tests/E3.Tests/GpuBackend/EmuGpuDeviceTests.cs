@@ -23,7 +23,6 @@ public sealed class EmuGpuDeviceTests(EmuFixture fixture) : IDisposable
     const double Bf16Relative = 2.0 / 256 + F32Relative;
 
     readonly EmuDeviceScope _emu = new();
-    readonly List<DeviceBuffer> _buffers = [];
 
     GpuStream Stream => _emu.Stream.Handle;
 
@@ -36,13 +35,13 @@ public sealed class EmuGpuDeviceTests(EmuFixture fixture) : IDisposable
         var w = Approx.Random(cols, 2);
         using var kernels = new RmsNormKernels(_emu.Device);
 
-        var y = _emu.Upload<float>(_buffers, new float[rows * cols]);
-        kernels.Forward(_emu.Upload<float>(_buffers, x), _emu.Upload<float>(_buffers, w), y, rows, cols, 1e-6f, Stream);
+        var y = _emu.Upload<float>(new float[rows * cols]);
+        kernels.Forward(_emu.Upload<float>(x), _emu.Upload<float>(w), y, rows, cols, 1e-6f, Stream);
         Approx.Close(RmsNorm(x, w, rows, cols, 1e-6), _emu.Download(y, rows * cols), F32Relative, 0, "rmsnorm f32");
 
         float[] xb = Approx.RoundBf16(x), wb = Approx.RoundBf16(w);
-        var yb = _emu.Upload<Bf16>(_buffers, new Bf16[rows * cols]);
-        kernels.Forward(_emu.Upload<Bf16>(_buffers, ToBf16(xb)), _emu.Upload<Bf16>(_buffers, ToBf16(wb)), yb, rows, cols, 1e-6f, Stream);
+        var yb = _emu.Upload<Bf16>(new Bf16[rows * cols]);
+        kernels.Forward(_emu.Upload<Bf16>(ToBf16(xb)), _emu.Upload<Bf16>(ToBf16(wb)), yb, rows, cols, 1e-6f, Stream);
         Approx.Close(RmsNorm(xb, wb, rows, cols, 1e-6), FromBf16(_emu.Download(yb, rows * cols)), Bf16Relative, 0, "rmsnorm bf16");
     }
 
@@ -55,13 +54,13 @@ public sealed class EmuGpuDeviceTests(EmuFixture fixture) : IDisposable
         using var kernels = new SwiGluKernels(_emu.Device);
         static double[] Reference(float[] g, float[] u) => g.Select((gi, i) => gi / (1 + Math.Exp(-(double)gi)) * u[i]).ToArray();
 
-        var y = _emu.Upload<float>(_buffers, new float[n]);
-        kernels.Forward(_emu.Upload<float>(_buffers, g), _emu.Upload<float>(_buffers, u), y, n, Stream);
+        var y = _emu.Upload<float>(new float[n]);
+        kernels.Forward(_emu.Upload<float>(g), _emu.Upload<float>(u), y, n, Stream);
         Approx.Close(Reference(g, u), _emu.Download(y, n), F32Relative, 0, "swiglu f32");
 
         float[] gb = Approx.RoundBf16(g), ub = Approx.RoundBf16(u);
-        var yb = _emu.Upload<Bf16>(_buffers, new Bf16[n]);
-        kernels.Forward(_emu.Upload<Bf16>(_buffers, ToBf16(gb)), _emu.Upload<Bf16>(_buffers, ToBf16(ub)), yb, n, Stream);
+        var yb = _emu.Upload<Bf16>(new Bf16[n]);
+        kernels.Forward(_emu.Upload<Bf16>(ToBf16(gb)), _emu.Upload<Bf16>(ToBf16(ub)), yb, n, Stream);
         Approx.Close(Reference(gb, ub), FromBf16(_emu.Download(yb, n)), Bf16Relative, 0, "swiglu bf16");
     }
 
@@ -72,15 +71,15 @@ public sealed class EmuGpuDeviceTests(EmuFixture fixture) : IDisposable
         var table = Approx.Random(vocab * dim, 5);
         int[] ids = [3, 0, 10, 3, 7];
         using var kernels = new EmbeddingKernels(_emu.Device);
-        var deviceIds = _emu.Upload<int>(_buffers, ids);
+        var deviceIds = _emu.Upload<int>(ids);
         var want = ids.SelectMany(id => table.AsSpan(id * dim, dim).ToArray()).ToArray();
 
-        var y = _emu.Upload<float>(_buffers, new float[ids.Length * dim]);
-        kernels.Forward(_emu.Upload<float>(_buffers, table), deviceIds, y, ids.Length, dim, Stream);
+        var y = _emu.Upload<float>(new float[ids.Length * dim]);
+        kernels.Forward(_emu.Upload<float>(table), deviceIds, y, ids.Length, dim, Stream);
         Assert.Equal(want, _emu.Download(y, want.Length));
 
-        var yb = _emu.Upload<Bf16>(_buffers, new Bf16[ids.Length * dim]);
-        kernels.Forward(_emu.Upload<Bf16>(_buffers, ToBf16(table)), deviceIds, yb, ids.Length, dim, Stream);
+        var yb = _emu.Upload<Bf16>(new Bf16[ids.Length * dim]);
+        kernels.Forward(_emu.Upload<Bf16>(ToBf16(table)), deviceIds, yb, ids.Length, dim, Stream);
         Assert.Equal(ToBf16(want), _emu.Download(yb, want.Length));
     }
 
@@ -99,16 +98,16 @@ public sealed class EmuGpuDeviceTests(EmuFixture fixture) : IDisposable
         var layout = new RopeLayout(batch * T, heads, headDim, theta, T, start);
         using var kernels = new RopeKernels(_emu.Device);
 
-        var xd = _emu.Upload<float>(_buffers, x);
-        kernels.HeadNormRope(xd, _emu.Upload<float>(_buffers, w), eps, layout, Stream);
+        var xd = _emu.Upload<float>(x);
+        kernels.HeadNormRope(xd, _emu.Upload<float>(w), eps, layout, Stream);
         var (want, pairScale) = HeadNormRope(x, w, batch * T, heads, headDim, theta, T, start, eps);
         // The angle p·θ^(-2i/d) is formed in fp32 (p ≤ 7, |angle| ≤ 7: ~3 ulp ≈ 1.5e-6 absolute), and sin/cos and
         // the products add a few ulp; relative to the rotated pair's size |a|+|b| that is below 4e-6.
         Approx.Close(want, _emu.Download(xd, n), i => 4e-6 * pairScale[i], "head_norm_rope f32");
 
         float[] xb = Approx.RoundBf16(x), wb = Approx.RoundBf16(w);
-        var xbd = _emu.Upload<Bf16>(_buffers, ToBf16(xb));
-        kernels.HeadNormRope(xbd, _emu.Upload<Bf16>(_buffers, ToBf16(wb)), eps, layout, Stream);
+        var xbd = _emu.Upload<Bf16>(ToBf16(xb));
+        kernels.HeadNormRope(xbd, _emu.Upload<Bf16>(ToBf16(wb)), eps, layout, Stream);
         var (wantB, scaleB) = HeadNormRope(xb, wb, batch * T, heads, headDim, theta, T, start, eps);
         // bf16 rounds like Hugging Face: the normed a and b twice each, cos and sin, both products and the sum, each a
         // 2^-8 relative step on a term no larger than |a|+|b|: seven steps, under 2^-5 of the pair's size.
@@ -124,7 +123,7 @@ public sealed class EmuGpuDeviceTests(EmuFixture fixture) : IDisposable
         var x = Approx.Random(m * k, 8);
         var w = Approx.Random(n * k, 9);
         if (type == GemmDataType.BF16) { x = Approx.RoundBf16(x); w = Approx.RoundBf16(w); }
-        DevicePtr Put(float[] v) => type == GemmDataType.F32 ? _emu.Upload<float>(_buffers, v).Raw : _emu.Upload<Bf16>(_buffers, ToBf16(v)).Raw;
+        DevicePtr Put(float[] v) => type == GemmDataType.F32 ? _emu.Upload<float>(v).Raw : _emu.Upload<Bf16>(ToBf16(v)).Raw;
         var y = Put(new float[m * n]);
         _emu.Device.Gemm(RowMajorGemm.Linear(Put(x), Put(w), y, m, n, k, type, type), Stream);
         var got = type == GemmDataType.F32 ? _emu.Download(new DevicePointer<float>(y), m * n) : FromBf16(_emu.Download(new DevicePointer<Bf16>(y), m * n));
@@ -194,11 +193,7 @@ public sealed class EmuGpuDeviceTests(EmuFixture fixture) : IDisposable
         Assert.Throws<ArgumentException>(() => GpuDevices.Open("tpu"));
     }
 
-    public void Dispose()
-    {
-        foreach (var b in _buffers) b.Dispose();
-        _emu.Dispose();
-    }
+    public void Dispose() => _emu.Dispose();
 
     // rmsnorm with no rows: the kernel returns at once, so only the launch checks matter.
     static void LaunchNoRows(IGpuDevice device, GpuFunction function, LaunchShape shape, GpuStream stream)

@@ -15,17 +15,12 @@ namespace E3.Tests.GpuBackend;
 public sealed class GatedResidualRmsNormTests(EmuFixture fixture) : IDisposable
 {
     readonly EmuDeviceScope _emu = EmuDeviceScope.After(fixture);
-    readonly List<DeviceBuffer> _buffers = [];
 
     GpuStream Stream => _emu.Stream.Handle;
 
-    public void Dispose()
-    {
-        foreach (var buffer in _buffers) buffer.Dispose();
-        _emu.Dispose();
-    }
+    public void Dispose() => _emu.Dispose();
 
-    DevicePointer<T> Put<T>(T[] values, int offset) where T : unmanaged => _emu.UploadAt(_buffers, values, offset);
+    DevicePointer<T> Put<T>(T[] values, int offset) where T : unmanaged => _emu.UploadAt(values, offset);
 
     public static TheoryData<int, int, float> Cases => new()
     {
