@@ -42,6 +42,13 @@ public readonly record struct KdHeadChunking(int ChunkRows, long ChunkBytes);
 public interface IDistillationBackend : ITrainingBackend
 {
     /// <summary>
+    /// <paramref name="source"/> (a teacher's logits, say) copied into a new tensor of this backend's activation dtype without
+    /// leaving the device, when its owner shares this backend's device (<c>GpuBackend.CreateSibling</c>); null when it
+    /// does not, and the caller must go through the host. The caller disposes the copy.
+    /// </summary>
+    Tensor? TryImport(Tensor source);
+
+    /// <summary>
     /// The teacher pass over the first <paramref name="vocab"/> columns of <paramref name="teacherLogits"/> [rows, ≥ vocab]
     /// at temperature 1/<paramref name="inverseTemperature"/>: per row the max, log Σ e^{(z − max)/τ} and entropy, written to
     /// the host spans (rows each). A row holding NaN or ±∞ gives non-finite statistics.

@@ -178,6 +178,37 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
     /// <inheritdoc/>
     public void Synchronize() => _stream.Synchronize();
 
+    /// <summary>
+    /// A backend on this one's device and context that computes with <paramref name="activationType"/> activations, on its
+    /// own stream, so that a frozen model (a distillation teacher) can run the bf16 inference path beside an fp32 trainer
+    /// without the fp32 copy of every weight the trainer's backend would make. This backend reads the sibling's results
+    /// with <see cref="TryImport"/>, on the device. Dispose the sibling before this backend, which may own the device.
+    /// </summary>
+    public GpuBackend CreateSibling(DType activationType) => new(_device, activationType, WeightType, ownsDevice: false);
+
+    /// <inheritdoc/>
+    public Tensor? TryImport(Tensor source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (source is not GpuTensor g || !ReferenceEquals(g.Owner._device, _device)) return null;
+        // The source was written on its owner's stream; this stream must not read it before that work is done.
+        if (!ReferenceEquals(g.Owner, this)) g.Owner.Synchronize();
+        var copy = Create(ActivationType, g.Shape);
+        try
+        {
+            if (g.ElementCount == 0) return copy;
+            if (g.DType == ActivationType) _device.CopyAsync(copy.Pointer, g.Pointer, g.SizeInBytes, Stream);
+            else if (ActivationType == DType.F32) _kernels.Convert.ToF32(g.BF16, copy.F32, g.ElementCount, Stream);
+            else _kernels.Convert.ToBf16(g.F32, copy.BF16, g.ElementCount, Stream);
+            return copy;
+        }
+        catch
+        {
+            copy.Dispose();
+            throw;
+        }
+    }
+
     /// <inheritdoc/>
     public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor y)
     {

@@ -18,11 +18,12 @@ internal static class BenchTrainCommand
         var batch = new Option<int>("--batch") { Description = "Sequences per micro-step (B)", DefaultValueFactory = _ => 1 };
         var repeats = new Option<int>("--repeats") { Description = "Timed steps (median reported)", DefaultValueFactory = _ => 5 };
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps first (at least 1)", DefaultValueFactory = _ => 2 };
+        var teacherDType = CommonOptions.TeacherDType();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var cmd = new Command("train", "Time one training micro-step (forward, loss, backward; not the optimizer) of the pruned model: tokens/s and TFLOP/s")
-            { model, drop, prune, loss, seq, batch, repeats, warmup, device, threads, json };
+            { model, drop, prune, loss, teacherDType, seq, batch, repeats, warmup, device, threads, json };
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
             var stepLoss = p.GetValue(loss) switch
@@ -40,9 +41,12 @@ internal static class BenchTrainCommand
             using var student = DecoderModel.Load(dir, backend);
             int layers = student.Config.NumLayers;
             var mask = CommonOptions.DropOrPrune(p.GetValue(drop), p.GetValue(prune), layers);
-            using var teacher = stepLoss == StepLoss.Distillation ? DecoderModel.Load(dir, backend) : null;
+            var (teacherBackend, teacherPrecision) = stepLoss == StepLoss.Distillation ? CliRunner.CreateTeacherBackend(backend, p.GetValue(teacherDType)) : (null, default);
+            using var ownTeacherBackend = teacherBackend;
+            using var teacher = stepLoss == StepLoss.Distillation ? DecoderModel.Load(dir, teacherBackend ?? backend, teacherPrecision) : null;
             var result = TrainingStepBenchmark.Run(student, teacher, mask, stepLoss, p.GetValue(batch), p.GetValue(seq), p.GetValue(repeats), p.GetValue(warmup));
-            if (p.GetValue(json)) CliRunner.WriteJson(ToJson(result));
+            string? teacherComputes = teacher == null ? null : teacherBackend != null ? "bf16" : "f32";
+            if (p.GetValue(json)) CliRunner.WriteJson(ToJson(result, teacherComputes));
             else
                 Console.Out.WriteLine($"{result.Loss} step, {result.Layers} layers (dropped [{string.Join(",", result.Dropped)}]), batch {result.Batch} x {result.Sequence}, " +
                     $"device {result.Device}: {result.MedianSeconds * 1e3:F2} ms (median of {result.Repeats}), {result.TokensPerSecond:F1} tokens/s, " +
@@ -52,10 +56,11 @@ internal static class BenchTrainCommand
         return cmd;
     }
 
-    static JsonObject ToJson(TrainingStepResult r) => new()
+    static JsonObject ToJson(TrainingStepResult r, string? teacherDType) => new()
     {
         ["device"] = r.Device,
         ["loss"] = r.Loss == StepLoss.Distillation ? "kd" : "ce",
+        ["teacher_dtype"] = teacherDType,
         ["layers"] = r.Layers,
         ["dropped"] = CliRunner.ToJsonArray(r.Dropped),
         ["batch"] = r.Batch,

@@ -5,6 +5,7 @@ using E3.Backends.Cpu;
 using E3.Backends.Gpu;
 using E3.Interop.Gpu;
 using E3.Model;
+using E3.Model.Decoder;
 
 namespace E3.Cli.Commands;
 
@@ -51,6 +52,21 @@ internal static class CliRunner
     {
         "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.F32),
         _ => CreateBackend(device, threads),
+    };
+
+    /// <summary>
+    /// The backend a dense distillation teacher runs on beside the student's <paramref name="training"/> backend, and the
+    /// weight precision to load it with. On cuda and emu the trainer keeps fp32 activations, and a teacher loaded there
+    /// would hold an fp32 copy of every bf16 weight (4 more bytes a parameter) and run fp32 GEMMs; a frozen teacher
+    /// needs neither, so by default it gets a bf16 sibling backend on the same device, whose logits the loss converts
+    /// there. <paramref name="dtype"/> "f32" keeps the teacher on <paramref name="training"/> (Backend null).
+    /// </summary>
+    public static (GpuBackend? Backend, WeightPrecision Precision) CreateTeacherBackend(IBackend training, string? dtype) => (training, dtype) switch
+    {
+        (GpuBackend { ActivationType: DType.F32 } gpu, null or "bf16") => (gpu.CreateSibling(DType.BF16), WeightPrecision.BF16),
+        (_, "f32") or (not GpuBackend, null) => (null, WeightPrecision.AsStored),
+        (_, "bf16") => throw new ArgumentException($"--teacher-dtype: bf16 needs --device cuda or emu (the {training.Name} backend computes in f32)"),
+        _ => throw new ArgumentException($"--teacher-dtype: '{dtype}' is not one of bf16, f32"),
     };
 
     public static void WriteJson(JsonNode node) =>

@@ -27,6 +27,13 @@ internal static class CommonOptions
 
     public static Option<string> Precision() => new("--precision") { Description = "Projection weights: stored (as in the file), f32 or bf16", DefaultValueFactory = _ => "stored" };
 
+    /// <summary>--teacher-dtype: how a dense distillation teacher computes.</summary>
+    public static Option<string?> TeacherDType() => new("--teacher-dtype")
+    {
+        Description = "How the teacher's forward computes: bf16 (default on cuda and emu: a bf16 copy of its weights only, bf16 GEMMs, " +
+            "as e3 teacher-cache computes) or f32 (fp32 activations, as the student; the only choice on cpu)",
+    };
+
     /// <summary>--arch for the commands that make random models.</summary>
     public static E3.Model.Architecture ParseArchitecture(string a) => a switch
     {

@@ -25,12 +25,13 @@ public static class DistillCommand
         var kdTemperature = new Option<double>("--kd-temperature") { Description = "Softmax temperature tau of both distributions", DefaultValueFactory = _ => 1.0 };
         var kdFraction = new Option<double>("--kd-fraction") { Description = "lambda: 1 is pure KD, below 1 mixes in next-token cross-entropy", DefaultValueFactory = _ => 1.0 };
         var cacheOption = new Option<string?>("--teacher-cache") { Description = "Top-K teacher cache of --data (e3 teacher-cache) instead of running the teacher; --seq must be its sequence length" };
+        var teacherDType = CommonOptions.TeacherDType();
         var freezeOption = new Option<string[]>("--freeze") { Description = "Glob of HF tensor names not to train (repeatable), e.g. 'model.embed_tokens.*'", AllowMultipleArgumentsPerToken = true };
         var o = new TrainingCliOptions();
         o.Data.Required = true;
         var cmd = new Command("distill", "Heal a pruned or smaller student with entropy-weighted distillation from the teacher (checkpoints, --resume)")
         {
-            teacherOption, studentOption, maskOption, cacheOption, kdWeight, kdTemperature, kdFraction, freezeOption,
+            teacherOption, studentOption, maskOption, cacheOption, teacherDType, kdWeight, kdTemperature, kdFraction, freezeOption,
         };
         foreach (var option in o.All) cmd.Options.Add(option);
         cmd.SetAction(p => CliRunner.Guard(() =>
@@ -55,6 +56,8 @@ public static class DistillCommand
             var freeze = (p.GetValue(freezeOption) ?? []).ToList();
 
             string? cachePath = p.GetValue(cacheOption);
+            if (cachePath != null && p.GetValue(teacherDType) is { } given)
+                throw new ArgumentException($"--teacher-dtype {given}: the teacher is not run with --teacher-cache {cachePath}");
             var teacherConfig = ModelConfig.Load(teacherDir);
             LayerMask gates = LayerMask.All(teacherConfig.NumLayers);
             var identity = new JsonObject { ["command"] = "distill", ["teacher_config"] = teacherConfig.Hash(), ["kd"] = KdJson(kd) };
@@ -75,7 +78,9 @@ public static class DistillCommand
             using var student = DecoderModel.Load(studentFolder, backend);
             int[] tokens = EvalCommand.LoadTokens(data, studentFolder, student.Config.VocabSize);
             using var cache = cachePath == null ? null : TeacherCacheReader.Open(cachePath);
-            using var teacher = cache == null ? DecoderModel.Load(teacherDir, backend) : null;
+            var (teacherBackend, teacherPrecision) = cache == null ? CliRunner.CreateTeacherBackend(backend, p.GetValue(teacherDType)) : (null, default);
+            using var ownTeacherBackend = teacherBackend;
+            using var teacher = cache == null ? DecoderModel.Load(teacherDir, teacherBackend ?? backend, teacherPrecision) : null;
             IKdTeacherSource source;
             IBatchSource? batches = null;
             if (cache != null)

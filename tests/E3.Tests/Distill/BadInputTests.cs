@@ -28,6 +28,21 @@ public sealed class BadInputTests
         AssertFailed(r, dir["out"], "vocab_size", "300", "264", Path.Combine(dir["student"], "config.json"));
     }
 
+    [Theory]
+    [InlineData("bf16", null, "--teacher-dtype: bf16 needs --device cuda or emu")] // the cpu backend computes in fp32 only
+    [InlineData("f16", null, "--teacher-dtype: 'f16' is not one of bf16, f32")]
+    [InlineData("f32", "cache.e3tc", "--teacher-dtype f32: the teacher is not run with --teacher-cache")]
+    public void ATeacherDTypeThatCannotApplyIsRefused(string dtype, string? cache, string message)
+    {
+        using var dir = new TempDir("e3-distill-bad");
+        var config = DistillTestModels.Write(dir["teacher"], layers: 4, seed: 1);
+        string mask = DistillTestModels.WriteMask(dir["mask.json"], config, 0, 1, 3);
+        string data = DistillTestModels.WriteText(dir["data.txt"], 20);
+        string[] extra = cache == null ? [] : ["--teacher-cache", dir[cache]];
+        var r = DistillTestModels.E3(["distill", "--teacher", dir["teacher"], "--mask", mask, "--teacher-dtype", dtype, .. extra, .. Small(data, dir["out"])]);
+        AssertFailed(r, dir["out"], message);
+    }
+
     [Fact]
     public void EmptyDataIsRefused()
     {

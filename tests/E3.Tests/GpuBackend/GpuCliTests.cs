@@ -47,7 +47,8 @@ public sealed class GpuCliTests : IDisposable
         var commands = new Dictionary<string, string[]>
         {
             ["train"] = ["train", "--model", model, "--warmup", "2", .. steps],
-            ["distill"] = ["distill", "--teacher", model, "--mask", mask, "--warmup", "2", .. steps],
+            // The teacher's fp32 forward, so that only the backends' rounding separates the two.
+            ["distill"] = ["distill", "--teacher", model, "--mask", mask, "--warmup", "2", "--teacher-dtype", "f32", .. steps],
             ["search"] = ["search", "--model", model, "--prune", "0.25", "--samples", "2", .. steps],
         };
         foreach (var (name, args) in commands)
@@ -71,6 +72,32 @@ public sealed class GpuCliTests : IDisposable
             double cpu = (double)result["cpu"]["loss_history"]![0]![1]!, emu = (double)result["emu"]["loss_history"]![0]![1]!;
             Assert.True(Math.Abs(cpu - emu) <= 1e-6 * Math.Max(1, Math.Abs(cpu)), $"{name}: first loss {emu} on emu vs {cpu} on cpu");
         }
+    }
+
+    [Fact]
+    public void DistillOnTheEmulatorRunsItsTeacherInBf16ByDefault()
+    {
+        string model = _dir["bf16-teacher-model"], data = _dir["bf16-teacher.txt"], mask = _dir["bf16-teacher-mask.json"];
+        E3.Tests.Distill.DistillTestModels.Write(model, layers: 4, seed: 11);
+        E3.Tests.Distill.DistillTestModels.WriteText(data, 120);
+        Assert.Equal(0, Run(null, "baseline", "--method", "last", "--model", model, "--prune", "0.25", "--out", mask).ExitCode);
+        string[] args = ["distill", "--teacher", model, "--mask", mask, "--data", data, "--tokens", "64", "--seq", "32", "--batch", "2",
+            "--warmup", "1", "--device", "emu", "--json"];
+        double FirstLoss(string name, params string[] extra)
+        {
+            var r = Run(null, [.. args, .. extra, "--out", _dir[name]]);
+            Assert.True(r.ExitCode == 0, $"{name}: {r.Stderr}");
+            return (double)System.Text.Json.Nodes.JsonNode.Parse(r.Stdout)!["loss_history"]![0]![1]!;
+        }
+        double byDefault = FirstLoss("distill-default"), bf16 = FirstLoss("distill-bf16", "--teacher-dtype", "bf16");
+        double fp32 = FirstLoss("distill-f32", "--teacher-dtype", "f32");
+        Assert.Equal(bf16, byDefault);
+        Assert.NotEqual(fp32, bf16); // the teacher's logits really were bf16
+        // Its logits move by a few bf16 steps (|Δz| ≲ 0.05 here, the forward test above bounds them by 0.1), and to first
+        // order the KL moves by at most |Δz|∞ · E_p|r − E_p r| ≤ |Δz|∞ · sqrt(2 KL), r the log-ratio: 0.05 · sqrt(0.022) ≈ 7e-3
+        // absolute on a loss of 0.011. Rounding errors of both signs mostly cancel (the two differ by 0.3% here). 10% is
+        // inside that bound; a teacher read before its stream finished, or converted wrongly, is off by far more.
+        Assert.True(Math.Abs(bf16 - fp32) <= 0.1 * fp32, $"first loss {bf16} with a bf16 teacher vs {fp32} with an fp32 one");
     }
 
     [Fact]

@@ -65,34 +65,86 @@ public sealed class GpuDistillationParityTests(EmuFixture fixture) : IDisposable
         Assert.Contains(want.Gradients[head], g => Math.Abs(g) > 1e-6f);
     }
 
+    [Fact]
+    public void ABf16TeacherOnASiblingBackendGivesTheStepOfItsOwnLogits()
+    {
+        // What `e3 distill --device cuda|emu` does by default: the teacher runs the bf16 inference path on a sibling
+        // backend of the fp32 trainer, and the loss converts its logits on the device (GpuBackend.TryImport).
+        using var dir = new TempDir("e3-gpu-distill-bf16");
+        DistillTestModels.Write(dir["teacher"], layers: 3, seed: 7, tied: false);
+        var options = new KdOptions { Temperature = 2, KdFraction = 0.8 };
+        using var trainer = new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.F32, ownsDevice: false);
+        using var sibling = trainer.CreateSibling(DType.BF16);
+        using var teacher = DecoderModel.Load(dir["teacher"], sibling, WeightPrecision.BF16);
+        DenseTeacher logits;
+        using (var onDevice = new BackendDenseTeacher(teacher, Inputs, Batch)) logits = onDevice.ToHost();
+
+        var onSibling = Run(trainer, dir["teacher"], options, new ModelTeacherSource(teacher));
+        // The same logits from the host: the device conversion is exact, so the step must be the same bit for bit.
+        var fromHost = Run(trainer, dir["teacher"], options, new FixedTeacher(logits));
+        Assert.Equal(fromHost.Loss, onSibling.Loss);
+        foreach (var (name, values) in fromHost.Gradients)
+            Assert.True(values.AsSpan().SequenceEqual(onSibling.Gradients[name]), name);
+
+        // And the CPU backend's step given those logits, within the fp32 bounds above.
+        using var cpuBackend = new CpuBackend(2);
+        var cpu = Run(cpuBackend, dir["teacher"], options, new FixedTeacher(logits));
+        Assert.True(Math.Abs(onSibling.Loss - cpu.Loss) <= LossBound, $"loss {onSibling.Loss} vs {cpu.Loss}");
+        foreach (var (name, values) in cpu.Gradients)
+            Assert.True(KdTestData.RelativeError(onSibling.Gradients[name], values) <= Bound, name);
+
+        // The teacher really computed in bf16: its logits are not the fp32 forward's.
+        using var fp32 = new CpuBackend(2);
+        using var reference = DecoderModel.Load(dir["teacher"], fp32);
+        var exact = reference.Forward(Inputs.AsSpan(0, Sequence), LayerMask.All(3));
+        Assert.Contains(exact.Zip(logits.Float32.Span[..exact.Length].ToArray()), p => p.First != p.Second);
+    }
+
+    /// <summary>Always the same teacher, for a step fed logits computed elsewhere.</summary>
+    sealed class FixedTeacher(DenseTeacher teacher) : IKdTeacherSource
+    {
+        public int Vocab => teacher.Vocab;
+        public string Source => "fixed logits";
+        public KdTeacher For(long batchIndex, ReadOnlySpan<int> inputs, int batch) => teacher;
+    }
+
+    const int Batch = 2, Sequence = 11;
+    static readonly int[] Inputs = Enumerable.Range(0, Batch * Sequence).Select(i => (i * 37 + 5) % 250).ToArray();
+
     static Step Run(IBackend backend, string folder, KdOptions options)
     {
         using (backend)
         {
             using var teacher = DecoderModel.Load(folder, backend);
-            using var student = DecoderModel.Load(folder, backend);
-            string[] freeze = ["model.layers.1.*"];
-            var gates = LayerMask.Dropping(3, [1]).Gates.ToArray();
-            var objective = new DistillationObjective(new ModelTeacherSource(teacher), student, gates, options, freeze);
-            using var trainer = new GatedDecoderTrainer(student, new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze });
-            const int batch = 2, sequence = 11;
-            var inputs = Enumerable.Range(0, batch * sequence).Select(i => (i * 37 + 5) % 250).ToArray();
-            var targets = inputs.Skip(1).Append(options.IgnoreIndex).ToArray();
-            targets[sequence - 1] = options.IgnoreIndex;
-            var side = objective.SideGradientNames.ToDictionary(n => n, n => new float[student.Config.VocabSize * student.Config.HiddenSize]);
-            trainer.ZeroWeightGradients();
-            double loss = objective.ForwardBackward(trainer, 0, inputs, targets, batch, side);
-            var gradients = new Dictionary<string, float[]>();
-            foreach (var (name, tensor) in trainer.WeightGradients)
-            {
-                var values = new float[tensor.ElementCount];
-                backend.Download(tensor, values);
-                if (side.TryGetValue(name, out var extra))
-                    for (int i = 0; i < values.Length; i++) values[i] += extra[i];
-                gradients[name] = values;
-            }
-            return new Step(loss, gradients, objective.SideGradientNames);
+            return Run(backend, folder, options, new ModelTeacherSource(teacher));
         }
+    }
+
+    /// <summary>One step of a student loaded from <paramref name="folder"/> on <paramref name="backend"/> against <paramref name="source"/>.</summary>
+    static Step Run(IBackend backend, string folder, KdOptions options, IKdTeacherSource source)
+    {
+        using var student = DecoderModel.Load(folder, backend);
+        string[] freeze = ["model.layers.1.*"];
+        var gates = LayerMask.Dropping(3, [1]).Gates.ToArray();
+        var objective = new DistillationObjective(source, student, gates, options, freeze);
+        using var trainer = new GatedDecoderTrainer(student, new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze });
+        const int batch = Batch, sequence = Sequence;
+        var inputs = Inputs;
+        var targets = inputs.Skip(1).Append(options.IgnoreIndex).ToArray();
+        targets[sequence - 1] = options.IgnoreIndex;
+        var side = objective.SideGradientNames.ToDictionary(n => n, n => new float[student.Config.VocabSize * student.Config.HiddenSize]);
+        trainer.ZeroWeightGradients();
+        double loss = objective.ForwardBackward(trainer, 0, inputs, targets, batch, side);
+        var gradients = new Dictionary<string, float[]>();
+        foreach (var (name, tensor) in trainer.WeightGradients)
+        {
+            var values = new float[tensor.ElementCount];
+            backend.Download(tensor, values);
+            if (side.TryGetValue(name, out var extra))
+                for (int i = 0; i < values.Length; i++) values[i] += extra[i];
+            gradients[name] = values;
+        }
+        return new Step(loss, gradients, objective.SideGradientNames);
     }
 
     public void Dispose() => _emu.Dispose();

@@ -28,11 +28,12 @@ public sealed class BenchTrainCliTests : IDisposable
         {
             var r = CliProcess.RunWithEnvironment(new Dictionary<string, string?> { ["E3_EMU_LIB"] = null },
                 "bench", "train", "--model", Model(), "--drop", "2", "--seq", "16", "--batch", "2", "--repeats", "1", "--warmup", "1",
-                "--device", device, "--json");
+                "--device", device, "--teacher-dtype", "f32", "--json");
             Assert.True(r.ExitCode == 0, r.Stderr);
             results[device] = JsonDocument.Parse(r.Stdout).RootElement.Clone();
         }
         var cpu = results["cpu"];
+        Assert.Equal("f32", results["emu"].GetProperty("teacher_dtype").GetString());
         Assert.Equal("kd", cpu.GetProperty("loss").GetString());
         Assert.Equal([2], cpu.GetProperty("dropped").EnumerateArray().Select(e => e.GetInt32()));
         double ms = cpu.GetProperty("step_ms").GetDouble();
@@ -46,6 +47,14 @@ public sealed class BenchTrainCliTests : IDisposable
         // from terms of size log V (see GpuCliTests), ~1e-7 absolute.
         double a = cpu.GetProperty("first_loss").GetDouble(), b = results["emu"].GetProperty("first_loss").GetDouble();
         Assert.True(a > 0 && Math.Abs(a - b) <= 1e-6, $"first loss {a} on cpu, {b} on emu");
+
+        // By default the emulator's teacher computes in bf16, as e3 distill's does.
+        var bf16 = CliProcess.RunWithEnvironment(new Dictionary<string, string?> { ["E3_EMU_LIB"] = null },
+            "bench", "train", "--model", Model(), "--drop", "2", "--seq", "16", "--batch", "2", "--repeats", "1", "--warmup", "1", "--device", "emu", "--json");
+        Assert.True(bf16.ExitCode == 0, bf16.Stderr);
+        var root = JsonDocument.Parse(bf16.Stdout).RootElement;
+        Assert.Equal("bf16", root.GetProperty("teacher_dtype").GetString());
+        Assert.NotEqual(b, root.GetProperty("first_loss").GetDouble());
     }
 
     [Fact]
