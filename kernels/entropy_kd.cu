@@ -12,7 +12,8 @@
 //   the host, which computes the weights w_t from the entropies (they depend on every token).
 //   labels[t]: >= 0 the CE target, -1 valid without CE, -2 an ignored token (zero gradient, no loss).
 // Memory traffic per row (E bytes per logit): teacher pass reads z_t once (V*E); the dense student pass reads
-//   z_s and z_t twice each and writes the gradient once over z_s: 5*V*E. Sparse: z_s twice, one write: 3*V*E.
+//   z_s and z_t twice each and writes the gradient once over z_s: 5*V*E, or 3*V*4 + 2*V*2 for an fp32 student
+//   against a bf16 teacher (e3_kd_dense_f32_bf16). Sparse: z_s twice, one write: 3*V*E.
 //   Reductions are fp32 in registers (each thread's online max/sums) and shared memory (block merge).
 //   Loads are 4 wide (one 16-byte load of fp32, one 8-byte load of bf16) when every row involved starts on that
 //   alignment: thread t takes groups t, t + 256, ... of 4 columns, then the last vocab % 4 columns one by one; a
@@ -44,9 +45,12 @@ __device__ __forceinline__ void e3_kd_walk(const T* row, int count, F visit)
         visit(c, e3_load_float(row + c));
 }
 
-// Calls visit(c, a[c], b[c]) for this thread's columns c < count; vector loads only when both rows are aligned.
-template <typename T, typename F>
-__device__ __forceinline__ void e3_kd_walk2(const T* a, const T* b, int count, F visit)
+// Calls visit(c, a[c], b[c]) for this thread's columns c < count; vector loads only when both rows are aligned. The
+// two rows may differ in type (an fp32 student chunk against a bf16 teacher): a row of r*ld elements from an
+// aligned base is aligned for either type exactly when r*ld % 4 == 0, so the columns each thread visits, and with
+// them the order of its sums, do not depend on the teacher's type.
+template <typename A, typename B, typename F>
+__device__ __forceinline__ void e3_kd_walk2(const A* a, const B* b, int count, F visit)
 {
     const int vectors = e3_kd_aligned4(a) && e3_kd_aligned4(b) ? count >> 2 : 0;
     for (int v = threadIdx.x; v < vectors; v += blockDim.x)
@@ -117,8 +121,8 @@ __device__ __forceinline__ void e3_kd_teacher_row(const T* zt, int vocab, float 
     }
 }
 
-template <typename T>
-__device__ __forceinline__ void e3_kd_dense_row(T* zs, int student_vocab, const T* zt, int vocab, float t_max, float t_log_sum,
+template <typename T, typename TT>
+__device__ __forceinline__ void e3_kd_dense_row(T* zs, int student_vocab, const TT* zt, int vocab, float t_max, float t_log_sum,
     float entropy, float kd_coef, int label, float ce_coef, float k, int reverse, float* row_kl, float* row_ce)
 {
     __shared__ float scratch[32];
@@ -303,7 +307,11 @@ extern "C" __global__ void e3_kd_teacher_bf16(const e3_bf16* zt, int ld_t, int r
     e3_kd_teacher_row(zt + (long long)row * ld_t, vocab, inv_tau, t_max + row, t_log_sum + row, entropy + row);
 }
 
-extern "C" __global__ void e3_kd_dense_f32(float* zs, int ld_s, const float* zt, int ld_t, int rows, int vocab, const float* t_max, const float* t_log_sum, const float* entropy, const float* kd_coef, const int* labels, float ce_coef, float inv_tau, int reverse, float* row_kl, float* row_ce)
+// This block's row of a dense student pass; the kernels below differ only in the student's and teacher's types.
+template <typename T, typename TT>
+__device__ __forceinline__ void e3_kd_dense_block(T* zs, int ld_s, const TT* zt, int ld_t, int rows, int vocab, const float* t_max,
+    const float* t_log_sum, const float* entropy, const float* kd_coef, const int* labels, float ce_coef, float inv_tau, int reverse,
+    float* row_kl, float* row_ce)
 {
     const int row = blockIdx.x;
     if (row >= rows) return;
@@ -311,12 +319,20 @@ extern "C" __global__ void e3_kd_dense_f32(float* zs, int ld_s, const float* zt,
         kd_coef[row], labels[row], ce_coef, inv_tau, reverse, row_kl + row, row_ce + row);
 }
 
+extern "C" __global__ void e3_kd_dense_f32(float* zs, int ld_s, const float* zt, int ld_t, int rows, int vocab, const float* t_max, const float* t_log_sum, const float* entropy, const float* kd_coef, const int* labels, float ce_coef, float inv_tau, int reverse, float* row_kl, float* row_ce)
+{
+    e3_kd_dense_block(zs, ld_s, zt, ld_t, rows, vocab, t_max, t_log_sum, entropy, kd_coef, labels, ce_coef, inv_tau, reverse, row_kl, row_ce);
+}
+
 extern "C" __global__ void e3_kd_dense_bf16(e3_bf16* zs, int ld_s, const e3_bf16* zt, int ld_t, int rows, int vocab, const float* t_max, const float* t_log_sum, const float* entropy, const float* kd_coef, const int* labels, float ce_coef, float inv_tau, int reverse, float* row_kl, float* row_ce)
 {
-    const int row = blockIdx.x;
-    if (row >= rows) return;
-    e3_kd_dense_row(zs + (long long)row * ld_s, ld_s, zt + (long long)row * ld_t, vocab, t_max[row], t_log_sum[row], entropy[row],
-        kd_coef[row], labels[row], ce_coef, inv_tau, reverse, row_kl + row, row_ce + row);
+    e3_kd_dense_block(zs, ld_s, zt, ld_t, rows, vocab, t_max, t_log_sum, entropy, kd_coef, labels, ce_coef, inv_tau, reverse, row_kl, row_ce);
+}
+
+// The fp32 chunk of a trainer's logits against a teacher that ran the bf16 inference path.
+extern "C" __global__ void e3_kd_dense_f32_bf16(float* zs, int ld_s, const e3_bf16* zt, int ld_t, int rows, int vocab, const float* t_max, const float* t_log_sum, const float* entropy, const float* kd_coef, const int* labels, float ce_coef, float inv_tau, int reverse, float* row_kl, float* row_ce)
+{
+    e3_kd_dense_block(zs, ld_s, zt, ld_t, rows, vocab, t_max, t_log_sum, entropy, kd_coef, labels, ce_coef, inv_tau, reverse, row_kl, row_ce);
 }
 
 extern "C" __global__ void e3_kd_sparse_f32(float* zs, int ld_s, int rows, int vocab, const int* indices, const float* bucket_logp, int top_k, const float* kd_coef, const int* labels, float ce_coef, float inv_tau, int reverse, float* row_kl, float* row_ce)

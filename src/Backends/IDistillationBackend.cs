@@ -42,11 +42,11 @@ public readonly record struct KdHeadChunking(int ChunkRows, long ChunkBytes);
 public interface IDistillationBackend : ITrainingBackend
 {
     /// <summary>
-    /// <paramref name="source"/> (a teacher's logits, say) copied into a new tensor of this backend's activation dtype without
-    /// leaving the device, when its owner shares this backend's device (<c>GpuBackend.CreateSibling</c>); null when it
-    /// does not, and the caller must go through the host. The caller disposes the copy.
+    /// Whether <see cref="KdTeacherStatistics"/> and a <see cref="DenseKdHeadTeacher"/> can take <paramref name="tensor"/>
+    /// where it is: this backend's own, or one of a backend sharing its device (<c>GpuBackend.CreateSibling</c>), F32
+    /// or BF16. Otherwise the caller uploads the logits.
     /// </summary>
-    Tensor? TryImport(Tensor source);
+    bool Reads(Tensor tensor);
 
     /// <summary>
     /// The teacher pass over the first <paramref name="vocab"/> columns of <paramref name="teacherLogits"/> [rows, ≥ vocab]

@@ -16,7 +16,7 @@ public sealed partial class GpuBackend : IDistillationBackend
     /// <inheritdoc/>
     public void KdTeacherStatistics(Tensor teacherLogits, int vocab, float inverseTemperature, Span<float> max, Span<float> logSum, Span<float> entropy)
     {
-        var t = Act(teacherLogits);
+        var t = Shared(teacherLogits);
         int rows = checked((int)t.Rows);
         if (vocab < 1 || vocab > t.Columns)
             throw new ArgumentOutOfRangeException(nameof(vocab), vocab, $"must be in [1, {t.Columns}] for teacher logits {teacherLogits}");
@@ -72,7 +72,12 @@ public sealed partial class GpuBackend : IDistillationBackend
             var settings = new KdStudentRows(perRow.Coefficient.Offset(first), perRow.Labels.Offset(first), rows.CeCoefficient, rows.InverseTemperature,
                 rows.Reverse, perRow.Kl.Offset(first), perRow.Ce.Offset(first));
             if (student.Dense is { } z)
-                kernels.Dense(logits, studentVocab, z.Logits.Offset((long)first * z.Width), z.Width, n, vocab, z.Rows(first), settings, Stream);
+            {
+                // A bf16 teacher (the inference path's logits) is read as it is, not widened into an fp32 copy first.
+                long offset = (long)first * z.Width;
+                if (z.Logits.DType == DType.F32) kernels.Dense(logits, studentVocab, z.Logits.F32.Offset(offset), z.Width, n, vocab, z.Rows(first), settings, Stream);
+                else kernels.Dense(logits, studentVocab, z.Logits.BF16.Offset(offset), z.Width, n, vocab, z.Rows(first), settings, Stream);
+            }
             else
                 kernels.Sparse(logits, studentVocab, n, vocab, student.Indices.Offset((long)first * student.TopK),
                     student.BucketLogProbs.Offset((long)first * (student.TopK + 1)), student.TopK, settings, Stream);
@@ -102,7 +107,7 @@ public sealed partial class GpuBackend : IDistillationBackend
             {
                 case DenseKdHeadTeacher dense:
                 {
-                    var z = b.Grad(dense.Logits);
+                    var z = b.Shared(dense.Logits);
                     if (z.Rows != count || z.Columns < vocab) throw Shape("KdLmHead teacher logits", dense.Logits, dense.Logits);
                     if (dense.Max.Length != count || dense.LogSum.Length != count || dense.Entropy.Length != count)
                         throw new ArgumentException($"dense teacher: {dense.Max.Length}, {dense.LogSum.Length} and {dense.Entropy.Length} statistics for {count} rows");
@@ -110,7 +115,7 @@ public sealed partial class GpuBackend : IDistillationBackend
                     b._device.CopyToDevice(stats.Max, dense.Max, b.Stream);
                     b._device.CopyToDevice(stats.LogSum, dense.LogSum, b.Stream);
                     b._device.CopyToDevice(stats.Entropy, dense.Entropy, b.Stream);
-                    return new StudentSide(new DenseSide(z.F32, z.Columns, stats), default, default, 0);
+                    return new StudentSide(new DenseSide(z, stats), default, default, 0);
                 }
                 case SparseKdHeadTeacher sparse:
                 {
@@ -134,9 +139,11 @@ public sealed partial class GpuBackend : IDistillationBackend
         }
     }
 
-    /// <summary>Dense teacher logits of row stride <see cref="Width"/> and their per-row statistics.</summary>
-    sealed record DenseSide(DevicePointer<float> Logits, int Width, KdTeacherStatistics Statistics)
+    /// <summary>Dense teacher logits (F32 or BF16) of row stride <see cref="Width"/> and their per-row statistics.</summary>
+    sealed record DenseSide(GpuTensor Logits, KdTeacherStatistics Statistics)
     {
+        public int Width => Logits.Columns;
+
         public KdTeacherStatistics Rows(int first) =>
             new(Statistics.Max.Offset(first), Statistics.LogSum.Offset(first), Statistics.Entropy.Offset(first));
     }

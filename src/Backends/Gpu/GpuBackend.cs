@@ -182,31 +182,25 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
     /// A backend on this one's device and context that computes with <paramref name="activationType"/> activations, on its
     /// own stream, so that a frozen model (a distillation teacher) can run the bf16 inference path beside an fp32 trainer
     /// without the fp32 copy of every weight the trainer's backend would make. This backend reads the sibling's results
-    /// with <see cref="TryImport"/>, on the device. Dispose the sibling before this backend, which may own the device.
+    /// where they are (<see cref="Reads"/>). Dispose the sibling before this backend, which may own the device.
     /// </summary>
     public GpuBackend CreateSibling(DType activationType) => new(_device, activationType, WeightType, ownsDevice: false);
 
     /// <inheritdoc/>
-    public Tensor? TryImport(Tensor source)
+    public bool Reads(Tensor tensor) => tensor is GpuTensor g && ReferenceEquals(g.Owner._device, _device) && !g.IsDisposed;
+
+    /// <summary>
+    /// A tensor of this backend or of a sibling on the same device (<see cref="Reads"/>), for an operation that only
+    /// reads it. A sibling wrote it on its own stream, which is waited for. Every operation that takes one ends in a
+    /// synchronous copy to the host, so its reads are done before the sibling may free or overwrite the tensor.
+    /// </summary>
+    GpuTensor Shared(Tensor t)
     {
-        ArgumentNullException.ThrowIfNull(source);
-        if (source is not GpuTensor g || !ReferenceEquals(g.Owner._device, _device)) return null;
-        // The source was written on its owner's stream; this stream must not read it before that work is done.
+        ArgumentNullException.ThrowIfNull(t);
+        if (!Reads(t)) throw new ArgumentException($"{t} does not belong to this {Name} backend or a sibling on its device");
+        var g = (GpuTensor)t;
         if (!ReferenceEquals(g.Owner, this)) g.Owner.Synchronize();
-        var copy = Create(ActivationType, g.Shape);
-        try
-        {
-            if (g.ElementCount == 0) return copy;
-            if (g.DType == ActivationType) _device.CopyAsync(copy.Pointer, g.Pointer, g.SizeInBytes, Stream);
-            else if (ActivationType == DType.F32) _kernels.Convert.ToF32(g.BF16, copy.F32, g.ElementCount, Stream);
-            else _kernels.Convert.ToBf16(g.F32, copy.BF16, g.ElementCount, Stream);
-            return copy;
-        }
-        catch
-        {
-            copy.Dispose();
-            throw;
-        }
+        return g;
     }
 
     /// <inheritdoc/>

@@ -28,7 +28,7 @@ public sealed class EntropyKdKernels : KernelFamily
     /// <summary>Largest K the sparse kernels accept (E3_KD_MAX_K).</summary>
     public const int MaxTopK = 64;
 
-    private readonly GpuFunction teacherF32, teacherBf16, denseF32, denseBf16, sparseF32, sparseBf16;
+    private readonly GpuFunction teacherF32, teacherBf16, denseF32, denseBf16, denseF32Bf16, sparseF32, sparseBf16;
 
     /// <summary>Loads entropy_kd.cu on <paramref name="device"/>.</summary>
     public EntropyKdKernels(IGpuDevice device) : base(device, "entropy_kd")
@@ -37,6 +37,7 @@ public sealed class EntropyKdKernels : KernelFamily
         teacherBf16 = Function("e3_kd_teacher_bf16");
         denseF32 = Function("e3_kd_dense_f32");
         denseBf16 = Function("e3_kd_dense_bf16");
+        denseF32Bf16 = Function("e3_kd_dense_f32_bf16");
         sparseF32 = Function("e3_kd_sparse_f32");
         sparseBf16 = Function("e3_kd_sparse_bf16");
     }
@@ -53,6 +54,14 @@ public sealed class EntropyKdKernels : KernelFamily
     public void Dense(DevicePointer<float> student, int ldStudent, DevicePointer<float> teacher, int ldTeacher, int rows, int vocab,
         KdTeacherStatistics stats, KdStudentRows settings, GpuStream stream) =>
         LaunchDense(denseF32, student.Raw, ldStudent, teacher.Raw, ldTeacher, rows, vocab, stats, settings, stream);
+
+    /// <summary>
+    /// An fp32 student against a bf16 teacher (the inference path's logits), without widening the teacher's [rows, V]
+    /// logits first: the same arithmetic, and the same bits, as the fp32 pass on the widened values.
+    /// </summary>
+    public void Dense(DevicePointer<float> student, int ldStudent, DevicePointer<Bf16> teacher, int ldTeacher, int rows, int vocab,
+        KdTeacherStatistics stats, KdStudentRows settings, GpuStream stream) =>
+        LaunchDense(denseF32Bf16, student.Raw, ldStudent, teacher.Raw, ldTeacher, rows, vocab, stats, settings, stream);
 
     /// <summary>bf16 student and teacher; sums in fp32, the gradient rounded to bf16.</summary>
     public void Dense(DevicePointer<Bf16> student, int ldStudent, DevicePointer<Bf16> teacher, int ldTeacher, int rows, int vocab,

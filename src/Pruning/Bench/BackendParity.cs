@@ -74,6 +74,8 @@ public static class BackendParity
         if (device is GpuBackend gpu)
             foreach (var relaxation in new[] { GumbelRelaxation.SoftTopK, GumbelRelaxation.Sigmoid })
                 checks.Add(Guarded($"gumbel_topk_{relaxation.ToString().ToLowerInvariant()}", "f32", F32Bound, () => GumbelTopK(gpu.Device, relaxation)));
+        if (device is IDistillationBackend distillation)
+            checks.Add(Guarded("kd_lm_head_bf16_teacher", "f32", F32Bound, () => KdLmHeadBf16Teacher(distillation, bf16Device)));
         checks.Add(Guarded("attention_prefill_d128", "bf16", Bf16AttentionBound, () => AttentionBf16(reference, bf16Device)));
         Models(reference, device, bf16Device, scratchFolder, checks);
         return checks;
@@ -319,6 +321,34 @@ public static class BackendParity
         var (dHidden, dHead) = (new float[hidden.Length], new float[head.Length]);
         var host = EntropyKdLmHead.Compute(hidden, hiddenSize, head, vocab, teacher, labels, options, dHidden, dHead, 4L * vocab * 5);
         return [[(float)host.Loss.Loss], dHidden, dHead];
+    }
+
+    /// <summary>
+    /// The fused loss as <c>e3 distill</c> runs it on a GPU: the teacher's logits are bf16 on the bf16 backend (its
+    /// inference path), read there by the fp32 backend's kernels (e3_kd_teacher_bf16, e3_kd_dense_f32_bf16), against the
+    /// host loss of the same bf16 values. Widening bf16 is exact, so the error is the fp32 pass's own: the fp32 bound.
+    /// </summary>
+    static double KdLmHeadBf16Teacher(IDistillationBackend device, IBackend bf16Device)
+    {
+        const int rows = 23, hiddenSize = 48, vocab = 777;
+        var options = new KdOptions { Temperature = 2, KdFraction = 0.75 };
+        var teacherValues = Random(60, rows * vocab, 3.0);
+        BFloat16.Round(teacherValues);
+        var labels = Ids(rows, vocab, 61);
+        var hidden = Random(62, rows * hiddenSize, 1.0);
+        var head = Random(63, vocab * hiddenSize, 0.3);
+        var (dHidden, dHead) = (new float[hidden.Length], new float[head.Length]);
+        var want = EntropyKdLmHead.Compute(hidden, hiddenSize, head, vocab, new DenseTeacher(teacherValues, rows, vocab), labels, options, dHidden, dHead, 4L * vocab * 5);
+
+        var logits = bf16Device.Allocate(DType.BF16, rows, vocab);
+        using var teacher = BackendDenseTeacher.FromLogits(bf16Device, logits);
+        if (!device.Reads(logits))
+            throw new InvalidOperationException("the fp32 device backend cannot read the bf16 one's tensors: they are not on one device");
+        bf16Device.Upload(teacherValues, logits);
+        using var o = new Operands(device);
+        var (h, w, dh, dw) = (o.Upload(hidden, rows, hiddenSize), o.Upload(head, vocab, hiddenSize), o.Zeros(rows, hiddenSize), o.Zeros(vocab, hiddenSize));
+        var got = BackendKdLmHead.Compute(device, h, w, teacher, labels, options, dh, dw, 4L * vocab * 5);
+        return new[] { Error([(float)got.Loss.Loss], [(float)want.Loss.Loss]), Error(o.Read(dh), dHidden), Error(o.Read(dw), dHead) }.Max();
     }
 
     /// <summary>The teacher cache's top-K: indices and log-probabilities, on the device when it selects them there.</summary>

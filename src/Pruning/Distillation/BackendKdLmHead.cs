@@ -13,8 +13,8 @@ public static class BackendKdLmHead
     /// <summary>
     /// The loss of the student whose head input is <paramref name="hidden"/> [T, H] and head <paramref name="lmHead"/> [V, H].
     /// <paramref name="dHidden"/> is overwritten with dL/dhidden; <paramref name="dLmHead"/>, when given, has the head's
-    /// gradient added to it. A teacher whose logits live on another backend of the same device is converted there
-    /// (<see cref="IDistillationBackend.TryImport"/>); one on the host or on another device is uploaded for the step.
+    /// gradient added to it. Teacher logits the backend can read where they are (<see cref="IDistillationBackend.Reads"/>)
+    /// stay there; those on the host or on another device are uploaded for the step.
     /// </summary>
     public static LmHeadKdResult Compute(IDistillationBackend backend, Tensor hidden, Tensor lmHead, KdTeacher teacher, ReadOnlySpan<int> labels,
         KdOptions options, Tensor dHidden, Tensor? dLmHead, long memoryBudgetBytes)
@@ -39,13 +39,10 @@ public static class BackendKdLmHead
                     plan = KdPlan.Create(sparse, labels, studentVocab, options);
                     side = new SparseKdHeadTeacher(sparse.Indices.ToArray(), Array.ConvertAll(plan.BucketLogProbs!, v => (float)v), sparse.K, plan.Vocab);
                     break;
-                case BackendDenseTeacher onBackend when ReferenceEquals(onBackend.Backend, backend) && onBackend.Logits.DType == DType.F32:
+                case BackendDenseTeacher onBackend when backend.Reads(onBackend.Logits):
+                    // On this backend, or on a sibling of the same device (the bf16 teacher beside an fp32 trainer): read
+                    // where they are, so the [T, V] logits neither cross to the host nor get an fp32 copy.
                     (plan, side) = Dense(backend, onBackend, onBackend.Logits, labels, studentVocab, options);
-                    break;
-                case BackendDenseTeacher sibling when (uploaded = backend.TryImport(sibling.Logits)) != null:
-                    // Computed on another backend of the same device (the bf16 teacher beside an fp32 trainer):
-                    // converted there, so the [T, V] logits never cross to the host.
-                    (plan, side) = Dense(backend, sibling, uploaded, labels, studentVocab, options);
                     break;
                 default:
                     var host = teacher switch

@@ -103,19 +103,20 @@ public sealed class SparseTeacher : KdTeacher
 
 /// <summary>
 /// Dense teacher logits [rows, vocab] left where a teacher model computed them (on a GPU, say), so that a loss fused
-/// with the LM head on the same backend reads them there. Owns the inference session that holds them; dispose it
-/// when the step is done.
+/// with the LM head on the same backend reads them there. Owns the inference session that holds them (or, from
+/// <see cref="FromLogits"/>, the logits); dispose it when the step is done.
 /// </summary>
 public sealed class BackendDenseTeacher : KdTeacher, IDisposable
 {
-    private readonly InferenceSession session;
+    private readonly IDisposable owned;
 
     /// <summary>Runs <paramref name="teacher"/> with every layer on <paramref name="inputs"/> ([batch, T]) and keeps its logits on its backend.</summary>
     public BackendDenseTeacher(DecoderModel teacher, ReadOnlySpan<int> inputs, int batch)
         : base(inputs.Length, teacher.Config.VocabSize)
     {
         Backend = teacher.Backend;
-        session = teacher.StartSession(E3.Model.LayerMask.All(teacher.Config.NumLayers), batch, inputs.Length / batch);
+        var session = teacher.StartSession(E3.Model.LayerMask.All(teacher.Config.NumLayers), batch, inputs.Length / batch);
+        owned = session;
         try
         {
             Logits = session.ForwardLogits(inputs);
@@ -125,6 +126,25 @@ public sealed class BackendDenseTeacher : KdTeacher, IDisposable
             session.Dispose();
             throw;
         }
+    }
+
+    private BackendDenseTeacher(IBackend backend, Tensor logits) : base(checked((int)logits.Rows), logits.Columns)
+    {
+        Backend = backend;
+        Logits = logits;
+        owned = logits;
+    }
+
+    /// <summary>
+    /// A teacher of logits [rows, vocab] already on <paramref name="backend"/> (computed elsewhere, or uploaded for a
+    /// check); it takes ownership of <paramref name="logits"/>.
+    /// </summary>
+    public static BackendDenseTeacher FromLogits(IBackend backend, Tensor logits)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(logits);
+        if (logits.Rank != 2) throw new ArgumentException($"teacher logits must be [rows, vocab], not {logits}", nameof(logits));
+        return new BackendDenseTeacher(backend, logits);
     }
 
     /// <summary>The backend the logits live on.</summary>
@@ -141,6 +161,6 @@ public sealed class BackendDenseTeacher : KdTeacher, IDisposable
         return new DenseTeacher(values, Rows, Vocab);
     }
 
-    /// <summary>Frees the session and the logits with it.</summary>
-    public void Dispose() => session.Dispose();
+    /// <summary>Frees the logits (with the session that holds them).</summary>
+    public void Dispose() => owned.Dispose();
 }

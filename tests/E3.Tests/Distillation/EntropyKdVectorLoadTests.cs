@@ -51,6 +51,34 @@ public sealed class EntropyKdVectorLoadTests(EmuFixture fixture) : IDisposable
     }
 
     [Theory]
+    [InlineData(1024, 1024, KlDirection.Forward)]
+    [InlineData(1023, 1024, KlDirection.Reverse)]
+    [InlineData(1021, 1021, KlDirection.Forward)]
+    [InlineData(1024, 1025, KlDirection.Reverse)]
+    [InlineData(1023, 1025, KlDirection.Forward)]
+    public void ABf16TeacherGivesTheBitsOfItsWidenedFp32Values(int vocab, int ld, KlDirection direction)
+    {
+        // An fp32 student against bf16 teacher logits (a distillation teacher on the bf16 inference path) reads them
+        // as they are; widening bf16 to fp32 is exact, and a bf16 row is vector-aligned exactly when the fp32 row is,
+        // so every thread sums the same values in the same order as the fp32 pass on the widened teacher.
+        _ = fixture.Device;
+        const int rows = 5;
+        var options = new KdOptions { Temperature = 2, KdFraction = 0.7, Direction = direction };
+        var student = Strided(KdTestData.Logits(rows * vocab, 80 + vocab), rows, vocab, ld);
+        var teacher = Strided(KdTestData.Logits(rows * vocab, 81 + vocab), rows, vocab, ld);
+        E3.Backends.Numerics.BFloat16.Round(teacher);
+        var packed = new float[rows * vocab];
+        for (int t = 0; t < rows; t++) teacher.AsSpan(t * ld, vocab).CopyTo(packed.AsSpan(t * vocab));
+        var labels = KdTestData.Labels(rows, vocab, 82, 4);
+        var plan = KdPlan.Create(new DenseTeacher(packed, rows, vocab), labels, vocab, options);
+        var widened = EmuDenseKd.Run(emu, buffers, student, teacher, ld, rows, vocab, plan, options);
+        var asBf16 = EmuDenseKd.Run(emu, buffers, student, teacher, ld, rows, vocab, plan, options, bf16Teacher: true);
+        Assert.Equal(widened.Loss, asBf16.Loss);
+        Assert.Equal(widened.Gradient.Select(BitConverter.SingleToInt32Bits), asBf16.Gradient.Select(BitConverter.SingleToInt32Bits));
+        Assert.Contains(asBf16.Gradient, g => g != 0);
+    }
+
+    [Theory]
     [InlineData(1024, 1024)]
     [InlineData(1022, 1022)] // bf16 rows 2044 bytes apart: every other row 8-byte aligned, a 2-column tail
     [InlineData(1024, 1027)]

@@ -18,6 +18,7 @@ public sealed partial class KernelWrapperTests
             kernels.TeacherPass(B1, 31, 2, 31, 1f, stats, Stream);
             kernels.Dense(F1, 151_936, F2, 152_064, 4, 151_936, stats, settings, Stream);
             kernels.Dense(B1, 33, B2, 31, 3, 31, stats, settings with { Reverse = false }, Stream);
+            kernels.Dense(F1, 152_064, B2, 151_936, 7, 151_936, stats, settings, Stream);
             kernels.Sparse(F1, 100, 5, 100, Ids, F2, 10, settings, Stream);
             kernels.Sparse(B1, 100, 6, 99, Ids, F2, 64, settings, Stream);
             Assert.Throws<ArgumentOutOfRangeException>(() => kernels.Sparse(F1, 100, 5, 100, Ids, F2, 65, settings, Stream));
@@ -30,9 +31,11 @@ public sealed partial class KernelWrapperTests
             F5.Address, Ids.Address, 0.25f, 0.5f, 1, F3.Address, F4.Address);
         Check(l[3], "e3_kd_dense_bf16", RowShape(3), B1.Address, 33, B2.Address, 31, 3, 31, F3.Address, F4.Address, F5.Address,
             F5.Address, Ids.Address, 0.25f, 0.5f, 0, F3.Address, F4.Address);
-        Check(l[4], "e3_kd_sparse_f32", RowShape(5), F1.Address, 100, 5, 100, Ids.Address, F2.Address, 10, F5.Address, Ids.Address, 0.25f, 0.5f, 1, F3.Address, F4.Address);
-        Check(l[5], "e3_kd_sparse_bf16", RowShape(6), B1.Address, 100, 6, 99, Ids.Address, F2.Address, 64, F5.Address, Ids.Address, 0.25f, 0.5f, 1, F3.Address, F4.Address);
-        Assert.Equal(6, l.Count);
+        Check(l[4], "e3_kd_dense_f32_bf16", RowShape(7), F1.Address, 152_064, B2.Address, 151_936, 7, 151_936, F3.Address, F4.Address, F5.Address,
+            F5.Address, Ids.Address, 0.25f, 0.5f, 1, F3.Address, F4.Address);
+        Check(l[5], "e3_kd_sparse_f32", RowShape(5), F1.Address, 100, 5, 100, Ids.Address, F2.Address, 10, F5.Address, Ids.Address, 0.25f, 0.5f, 1, F3.Address, F4.Address);
+        Check(l[6], "e3_kd_sparse_bf16", RowShape(6), B1.Address, 100, 6, 99, Ids.Address, F2.Address, 64, F5.Address, Ids.Address, 0.25f, 0.5f, 1, F3.Address, F4.Address);
+        Assert.Equal(7, l.Count);
         Assert.Equal(["entropy_kd"], device.LoadedModules);
     }
 }

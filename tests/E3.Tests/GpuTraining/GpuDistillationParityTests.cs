@@ -69,7 +69,7 @@ public sealed class GpuDistillationParityTests(EmuFixture fixture) : IDisposable
     public void ABf16TeacherOnASiblingBackendGivesTheStepOfItsOwnLogits()
     {
         // What `e3 distill --device cuda|emu` does by default: the teacher runs the bf16 inference path on a sibling
-        // backend of the fp32 trainer, and the loss converts its logits on the device (GpuBackend.TryImport).
+        // backend of the fp32 trainer, and the loss reads its bf16 logits where they are (GpuBackend.Reads).
         using var dir = new TempDir("e3-gpu-distill-bf16");
         DistillTestModels.Write(dir["teacher"], layers: 3, seed: 7, tied: false);
         var options = new KdOptions { Temperature = 2, KdFraction = 0.8 };
@@ -80,7 +80,7 @@ public sealed class GpuDistillationParityTests(EmuFixture fixture) : IDisposable
         using (var onDevice = new BackendDenseTeacher(teacher, Inputs, Batch)) logits = onDevice.ToHost();
 
         var onSibling = Run(trainer, dir["teacher"], options, new ModelTeacherSource(teacher));
-        // The same logits from the host: the device conversion is exact, so the step must be the same bit for bit.
+        // The same logits from the host, widened to fp32 (exactly): the kernels reading bf16 must give the same step bit for bit.
         var fromHost = Run(trainer, dir["teacher"], options, new FixedTeacher(logits));
         Assert.Equal(fromHost.Loss, onSibling.Loss);
         foreach (var (name, values) in fromHost.Gradients)

@@ -15,7 +15,7 @@ public sealed class BenchKernelsCliTests
     [
         "embedding", "rmsnorm", "add_rmsnorm", "gated_residual_rmsnorm", "gated_residual", "head_norm_rope", "qk_norm_rope", "swiglu", "attention_prefill", "attention_decode",
         "gemm_q_proj", "gemm_kv_proj", "gemm_o_proj", "gemm_gate_up_proj", "gemm_down_proj", "gemm_lm_head", "gemm_lm_head_decode",
-        "kd_teacher", "kd_dense", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax", "topk_logprobs",
+        "kd_teacher", "kd_dense", "kd_dense_f32_bf16", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax", "topk_logprobs",
         "attention_train_forward", "attention_backward", "rmsnorm_backward", "swiglu_backward", "gated_residual_backward", "convert_bf16_f32",
         "embedding_backward",
     ];
@@ -76,6 +76,12 @@ public sealed class BenchKernelsCliTests
         var attentionBackward = kernels["attention_backward"];
         long bt = Dim(attentionBackward, "tokens"), bh = Dim(attentionBackward, "heads"), bd = Dim(attentionBackward, "head_dim");
         Assert.Equal(14 * bd * bh * (bt * (bt + 1) / 2) + 2 * bt * bh * bd, attentionBackward.GetProperty("flops").GetInt64());
+        // The distillation student pass as a GPU trainer runs it: fp32 student read twice and written, bf16 teacher read twice.
+        var mixed = kernels["kd_dense_f32_bf16"];
+        long kdRows = Dim(mixed, "rows"), kdVocab = Dim(mixed, "vocab");
+        Assert.Equal("f32/bf16", mixed.GetProperty("dtype").GetString());
+        Assert.Equal(kdRows * kdVocab * (3 * 4 + 2 * 2) + 28 * kdRows, mixed.GetProperty("bytes").GetInt64());
+        Assert.Equal(kernels["kd_dense"].GetProperty("flops").GetInt64(), mixed.GetProperty("flops").GetInt64());
         var gumbel = kernels["gumbel_topk_fwd_bwd"];
         Assert.Equal((64L, 48L), (Dim(gumbel, "layers"), Dim(gumbel, "keep")));
     }

@@ -228,6 +228,10 @@ public sealed class GpuKernelBenchmark : IDisposable
         // The student pass overwrites its logits with the gradient; later repeats run on those values, same work.
         Add("kd_dense", shape, KernelWork.KdDense(rows, vocab, Bf16Bytes),
             () => kd.Dense(student.As<Bf16>(), vocab, teacher.As<Bf16>(), vocab, rows, vocab, stats, settings, stream.Handle));
+        // As e3 distill runs it on a GPU: the trainer's fp32 chunk of logits against the bf16 teacher's.
+        using (var studentF32 = Buffer((long)rows * vocab * sizeof(float), F32Small))
+            Add("kd_dense_f32_bf16", shape, KernelWork.KdDense(rows, vocab, sizeof(float), Bf16Bytes),
+                () => kd.Dense(studentF32.As<float>(), vocab, teacher.As<Bf16>(), vocab, rows, vocab, stats, settings, stream.Handle), dtype: "f32/bf16");
         using var indices = Upload(Enumerable.Range(0, rows * k).Select(i => i % k * 37 % vocab).ToArray());
         using var logp = Buffer((long)rows * (k + 1) * sizeof(float), BitConverter.SingleToUInt32Bits(-MathF.Log(k + 1)));
         Add("kd_sparse", new() { ["rows"] = rows, ["vocab"] = vocab, ["top_k"] = k }, KernelWork.KdSparse(rows, vocab, k, Bf16Bytes),

@@ -29,7 +29,8 @@ public sealed record KernelMeasurement(string Name, string DType, IReadOnlyDicti
 ///   "gemm": MEASUREMENT,   // the large bf16 GEMM that defines the compute roof
 ///   "kernels": [ MEASUREMENT, ... ]
 /// }
-/// MEASUREMENT = { "name": string, "dtype": string, "shape": { dim: int, ... }, "bytes": int, "flops": int,
+/// MEASUREMENT = { "name": string, "dtype": string,   // "bf16", "f32", or "student/teacher" for a mixed pass
+///   "shape": { dim: int, ... }, "bytes": int, "flops": int,
 ///   "median_ms": number, "gbps": bytes / median / 1e9 * 1e3, "tflops": flops / median / 1e12 * 1e3,
 ///   "copy_fraction": gbps / copy.gbps, "gemm_fraction": tflops / gemm.tflops,
 ///   "bound": "memory" | "compute" | "latency" }   // which roof the kernel can at best reach (Bound below)
@@ -66,9 +67,9 @@ public sealed record KernelBenchReport(string Device, string DeviceName, string 
         text.AppendLine($"device {Device} ({DeviceName}), shape {ShapeName}, median of {Repeats} after {WarmupMilliseconds:0} ms of warm-up, timer {Timer}" +
             (L2FlushBytes > 0 ? $", L2 flushed ({L2FlushBytes >> 20} MiB written) before each run" : ""));
         text.AppendLine($"copy roof {Copy.GigabytesPerSecond:F1} GB/s, GEMM roof {Gemm.TeraflopsPerSecond:F3} TFLOP/s");
-        text.AppendLine($"{"kernel",-26} {"dtype",-5} {"ms",10} {"GB/s",9} {"TFLOP/s",8} {"%copy",6} {"%gemm",6} {"bound",-7}  shape");
+        text.AppendLine($"{"kernel",-26} {"dtype",-8} {"ms",10} {"GB/s",9} {"TFLOP/s",8} {"%copy",6} {"%gemm",6} {"bound",-7}  shape");
         foreach (var k in Kernels)
-            text.AppendLine($"{k.Name,-26} {k.DType,-5} {k.MedianMilliseconds,10:F4} {k.GigabytesPerSecond,9:F1} {k.TeraflopsPerSecond,8:F3} " +
+            text.AppendLine($"{k.Name,-26} {k.DType,-8} {k.MedianMilliseconds,10:F4} {k.GigabytesPerSecond,9:F1} {k.TeraflopsPerSecond,8:F3} " +
                 $"{100 * CopyFraction(k),6:F1} {100 * GemmFraction(k),6:F1} {Bound(k),-7}  {string.Join(" ", k.Shape.Select(d => $"{d.Key}={d.Value}"))}");
         return text.ToString();
     }

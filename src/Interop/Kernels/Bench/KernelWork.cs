@@ -67,7 +67,11 @@ public readonly record struct KernelWork(long Bytes, long Flops)
     public static KernelWork KdTeacher(long rows, long vocab, int e) => new(rows * vocab * e + 12 * rows, 5 * rows * vocab);
 
     /// <summary>Fused dense KD student pass: student and teacher read twice, the gradient written (5·V·e per row), 7 per-row scalars; 20 per element.</summary>
-    public static KernelWork KdDense(long rows, long vocab, int e) => new(5 * rows * vocab * e + 28 * rows, 20 * rows * vocab);
+    public static KernelWork KdDense(long rows, long vocab, int e) => KdDense(rows, vocab, e, e);
+
+    /// <summary>The dense student pass with an <paramref name="studentBytes"/>-byte student and a <paramref name="teacherBytes"/>-byte teacher: 3·V and 2·V of each.</summary>
+    public static KernelWork KdDense(long rows, long vocab, int studentBytes, int teacherBytes) =>
+        new(rows * vocab * (3L * studentBytes + 2L * teacherBytes) + 28 * rows, 20 * rows * vocab);
 
     /// <summary>Sparse KD student pass: the student read twice and the gradient written (3·V·e), k indices and k+1 log-probs per row; 12 per element.</summary>
     public static KernelWork KdSparse(long rows, long vocab, long topK, int e) =>
