@@ -103,36 +103,26 @@ public sealed class SparseTeacher : KdTeacher
 
 /// <summary>
 /// Dense teacher logits [rows, vocab] left where a teacher model computed them (on a GPU, say), so that a loss fused
-/// with the LM head on the same backend reads them there. Owns the inference session that holds them (or, from
-/// <see cref="FromLogits"/>, the logits); dispose it when the step is done.
+/// with the LM head on the same backend reads them there. Owns the logits (and nothing else of the forward that made
+/// them); dispose it when the step is done.
 /// </summary>
 public sealed class BackendDenseTeacher : KdTeacher, IDisposable
 {
-    private readonly IDisposable owned;
 
     /// <summary>Runs <paramref name="teacher"/> with every layer on <paramref name="inputs"/> ([batch, T]) and keeps its logits on its backend.</summary>
     public BackendDenseTeacher(DecoderModel teacher, ReadOnlySpan<int> inputs, int batch)
         : base(inputs.Length, teacher.Config.VocabSize)
     {
         Backend = teacher.Backend;
-        var session = teacher.StartSession(E3.Model.LayerMask.All(teacher.Config.NumLayers), batch, inputs.Length / batch);
-        owned = session;
-        try
-        {
-            Logits = session.ForwardLogits(inputs);
-        }
-        catch
-        {
-            session.Dispose();
-            throw;
-        }
+        using var session = teacher.StartSession(E3.Model.LayerMask.All(teacher.Config.NumLayers), batch, inputs.Length / batch);
+        session.ForwardLogits(inputs);
+        Logits = session.TakeLogits(); // the KV caches and activations go now, not after the student's step
     }
 
     private BackendDenseTeacher(IBackend backend, Tensor logits) : base(checked((int)logits.Rows), logits.Columns)
     {
         Backend = backend;
         Logits = logits;
-        owned = logits;
     }
 
     /// <summary>
@@ -161,6 +151,6 @@ public sealed class BackendDenseTeacher : KdTeacher, IDisposable
         return new DenseTeacher(values, Rows, Vocab);
     }
 
-    /// <summary>Frees the logits (with the session that holds them).</summary>
-    public void Dispose() => owned.Dispose();
+    /// <summary>Frees the logits.</summary>
+    public void Dispose() => Logits.Dispose();
 }

@@ -58,6 +58,35 @@ public sealed class DecoderBehaviourTests : IDisposable
         Assert.Equal(wantStep, gotStep);
     }
 
+    [Fact]
+    public void TakingTheLogitsFreesEverythingElseOfTheSession()
+    {
+        // A distillation teacher keeps its logits for a whole training step; its caches and activations must go at once.
+        Make();
+        using var tracking = new E3.Backends.AllocationTrackingBackend(_cpu);
+        using var m = DecoderModel.Load(_dir[$"{Architecture.Qwen3}-4-{false}-3"], tracking);
+        int[] tokens = Tokens(2 * 6, m.Config.VocabSize, 9);
+        var mask = LayerMask.Dropping(4, [2]);
+        long weights = tracking.LiveBytes;
+        var session = m.StartSession(mask, 2, 6);
+        var want = session.Forward(tokens);
+        Assert.True(tracking.LiveBytes > weights + (long)want.Length * sizeof(float), "the session holds caches and activations beside its logits");
+
+        using var logits = session.TakeLogits();
+        Assert.Equal(weights + logits.SizeInBytes, tracking.LiveBytes);
+        Assert.Equal(new[] { tokens.Length, m.Config.VocabSize }, logits.Shape);
+        var got = new float[logits.ElementCount];
+        _cpu.Download(logits, got);
+        Assert.Equal(want, got);
+        Assert.Throws<ObjectDisposedException>(() => session.Forward(tokens));
+        Assert.Throws<ObjectDisposedException>(() => session.TakeLogits());
+        session.Dispose(); // harmless, and leaves the taken logits alone
+        Assert.False(logits.IsDisposed);
+
+        using var fresh = m.StartSession(mask, 2, 6);
+        Assert.Throws<InvalidOperationException>(() => fresh.TakeLogits()); // nothing computed yet
+    }
+
     [Theory]
     [InlineData(Architecture.Qwen3)]
     [InlineData(Architecture.Llama)]
