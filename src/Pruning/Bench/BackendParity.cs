@@ -76,7 +76,8 @@ public static class BackendParity
                 checks.Add(Guarded($"gumbel_topk_{relaxation.ToString().ToLowerInvariant()}", "f32", F32Bound, () => GumbelTopK(gpu.Device, relaxation)));
         if (device is IDistillationBackend distillation)
             checks.Add(Guarded("kd_lm_head_bf16_teacher", "f32", F32Bound, () => KdLmHeadBf16Teacher(distillation, bf16Device)));
-        checks.Add(Guarded("attention_prefill_d128", "bf16", Bf16AttentionBound, () => AttentionBf16(reference, bf16Device)));
+        checks.Add(Guarded("attention_prefill_d128", "bf16", Bf16AttentionBound, () => AttentionBf16(reference, bf16Device, 0)));
+        checks.Add(Guarded("attention_prefill_d128_chunked", "bf16", Bf16AttentionBound, () => AttentionBf16(reference, bf16Device, 37)));
         Models(reference, device, bf16Device, scratchFolder, checks);
         return checks;
     }
@@ -91,9 +92,11 @@ public static class BackendParity
 
     /// <summary>
     /// The inference attention's bf16 prefill with the Qwen3/Llama head size, which on sm_80 and newer runs the
-    /// tensor-core kernel: 100 rows of 2 sequences (two 64-row blocks, the second partial) with GQA 4:2.
+    /// tensor-core kernel: 100 rows of 2 sequences (two 64-row blocks, the second partial) with GQA 4:2. With
+    /// <paramref name="firstChunk"/> &gt; 0 the sequences arrive in two prefills, the second starting at that position
+    /// (not a multiple of 64), so that within a warp some query rows see a fully masked key tile and others do not.
     /// </summary>
-    static double AttentionBf16(IBackend reference, IBackend bf16Device)
+    static double AttentionBf16(IBackend reference, IBackend bf16Device, int firstChunk)
     {
         const int b = 2, t = 100, heads = 4, kv = 2, d = 128;
         const float scale = 0.3f;
@@ -110,14 +113,31 @@ public static class BackendParity
                 backend.Upload(values, tensor);
                 return tensor;
             }
+            // Positions [from, to) of every sequence of x [b·t, width], as a [b·(to − from), width] chunk.
+            static float[] Chunk(float[] x, int width, int from, int to)
+            {
+                var chunk = new float[b * (to - from) * width];
+                for (int s = 0; s < b; s++)
+                    x.AsSpan((s * t + from) * width, (to - from) * width).CopyTo(chunk.AsSpan(s * (to - from) * width));
+                return chunk;
+            }
             try
             {
                 var (kc, vc) = (Put(new float[b * t * kv * d], b, t, kv * d), Put(new float[b * t * kv * d], b, t, kv * d));
-                var output = Put(new float[b * t * heads * d], b * t, heads * d);
-                backend.Attention(Put(q, b * t, heads * d), Put(k, b * t, kv * d), Put(v, b * t, kv * d), kc, vc, b, t, 0, heads, kv, d, scale, output);
-                var values = new float[output.ElementCount];
-                backend.Download(output, values);
-                return values;
+                var result = new float[b * t * heads * d];
+                int[] bounds = firstChunk > 0 ? [0, firstChunk, t] : [0, t];
+                for (int c = 0; c + 1 < bounds.Length; c++)
+                {
+                    int from = bounds[c], to = bounds[c + 1], n = to - from;
+                    var output = Put(new float[b * n * heads * d], b * n, heads * d);
+                    backend.Attention(Put(Chunk(q, heads * d, from, to), b * n, heads * d), Put(Chunk(k, kv * d, from, to), b * n, kv * d),
+                        Put(Chunk(v, kv * d, from, to), b * n, kv * d), kc, vc, b, n, from, heads, kv, d, scale, output);
+                    var values = new float[output.ElementCount];
+                    backend.Download(output, values);
+                    for (int s = 0; s < b; s++)
+                        values.AsSpan(s * n * heads * d, n * heads * d).CopyTo(result.AsSpan((s * t + from) * heads * d));
+                }
+                return result;
             }
             finally
             {
