@@ -75,7 +75,8 @@ public static class RandomModel
     public static ModelConfig Write(RandomModelSpec spec, string directory)
     {
         var config = Config(spec);
-        var target = Path.GetFullPath(directory);
+        // "m/" names the folder m, not a folder inside it: without the trim the temp folder would be made inside the target.
+        var target = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
         if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
             throw new IOException($"{target}: output folder exists and is not empty");
         var parent = Path.GetDirectoryName(target)!;

@@ -36,7 +36,7 @@ internal static class BaselineCommand
         {
             method, model, data, prune, keep, tokens, seq, batch, seed, output, checkpoint, resume, device, threads, json,
         };
-        cmd.SetAction(p => CliRunner.Guard(() => Run(new Request(BaselineMethods.Parse(p.GetValue(method)!), p.GetValue(model)!, p.GetValue(data),
+        cmd.SetAction(p => CliRunner.Guard(() => Run(new Request(CliRunner.ParseOption(() => BaselineMethods.Parse(p.GetValue(method)!)), p.GetValue(model)!, p.GetValue(data),
             p.GetValue(prune), p.GetValue(keep), p.GetValue(tokens), p.GetValue(seq), p.GetValue(batch), p.GetValue(seed), p.GetValue(output)!,
             p.GetValue(checkpoint), p.GetValue(resume), p.GetValue(device)!, p.GetValue(threads), p.GetValue(json)))));
         return cmd;
@@ -47,11 +47,11 @@ internal static class BaselineCommand
 
     static int Run(Request r)
     {
-        if (r.Prune.HasValue == r.Keep.HasValue) throw new ArgumentException("give exactly one of --prune and --keep");
-        if (r.Seq < 2) throw new ArgumentException($"--seq: {r.Seq} must be at least 2");
-        if (r.Batch < 1) throw new ArgumentException($"--batch: {r.Batch} must be at least 1");
-        if (r.Method.NeedsData() && r.Data == null) throw new ArgumentException($"--data is required by --method {r.Method.Name()}");
-        if (r.Resume && r.Checkpoint == null) throw new ArgumentException("--resume needs --checkpoint DIR");
+        if (r.Prune.HasValue == r.Keep.HasValue) throw new UsageException("give exactly one of --prune and --keep");
+        if (r.Seq < 2) throw new UsageException($"--seq: {r.Seq} must be at least 2");
+        if (r.Batch < 1) throw new UsageException($"--batch: {r.Batch} must be at least 1");
+        if (r.Method.NeedsData() && r.Data == null) throw new UsageException($"--data is required by --method {r.Method.Name()}");
+        if (r.Resume && r.Checkpoint == null) throw new UsageException("--resume needs --checkpoint DIR");
         string? checkpointFile = null;
         if (r.Checkpoint != null && r.Method == BaselineMethod.DropOneKl)
         {

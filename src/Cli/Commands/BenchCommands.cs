@@ -47,7 +47,7 @@ internal static class BenchCommands
         {
             string? dir = p.GetValue(model);
             string? a = p.GetValue(arch);
-            if ((dir == null) == (a == null)) throw new ArgumentException("give exactly one of --model DIR or --arch NAME");
+            if ((dir == null) == (a == null)) throw new UsageException("give exactly one of --model DIR or --arch NAME");
             string? temp = null;
             try
             {

@@ -31,7 +31,7 @@ internal static class BenchKernelsCommand
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
             string name = p.GetValue(device)!;
-            var preset = BenchShape.Parse(p.GetValue(shape) ?? (name == "cuda" ? BenchShape.Qwen3_8B.Name : BenchShape.Small.Name));
+            var preset = CliRunner.ParseOption(() => BenchShape.Parse(p.GetValue(shape) ?? (name == "cuda" ? BenchShape.Qwen3_8B.Name : BenchShape.Small.Name)));
             int n = p.GetValue(repeats);
             bool asJson = p.GetValue(json);
             Action<string>? progress = asJson ? null : k => Console.Error.WriteLine($"  {k}");
@@ -48,7 +48,7 @@ internal static class BenchKernelsCommand
     {
         if (device == "cpu") return CpuKernelBenchmark.Run(shape, repeats, threads, progress);
         if (device is not ("cuda" or "emu"))
-            throw new ArgumentException($"--device: '{device}' is not one of cuda, emu, cpu");
+            throw new UsageException($"--device: '{device}' is not one of cuda, emu, cpu");
         using var gpu = GpuDevices.Open(device);
         return GpuKernelBenchmark.Run(gpu, device, shape, repeats, progress);
     }

@@ -30,12 +30,12 @@ internal static class BenchTrainCommand
             {
                 "kd" => StepLoss.Distillation,
                 "ce" => StepLoss.CrossEntropy,
-                var other => throw new ArgumentException($"--loss: '{other}' is not one of kd, ce"),
+                var other => throw new UsageException($"--loss: '{other}' is not one of kd, ce"),
             };
-            if (p.GetValue(seq) < 2) throw new ArgumentException($"--seq: {p.GetValue(seq)} must be at least 2");
-            if (p.GetValue(batch) < 1) throw new ArgumentException($"--batch: {p.GetValue(batch)} must be at least 1");
-            if (p.GetValue(repeats) < 1) throw new ArgumentException($"--repeats: {p.GetValue(repeats)} must be at least 1");
-            if (p.GetValue(warmup) < 1) throw new ArgumentException($"--warmup: {p.GetValue(warmup)} must be at least 1");
+            if (p.GetValue(seq) < 2) throw new UsageException($"--seq: {p.GetValue(seq)} must be at least 2");
+            if (p.GetValue(batch) < 1) throw new UsageException($"--batch: {p.GetValue(batch)} must be at least 1");
+            if (p.GetValue(repeats) < 1) throw new UsageException($"--repeats: {p.GetValue(repeats)} must be at least 1");
+            if (p.GetValue(warmup) < 1) throw new UsageException($"--warmup: {p.GetValue(warmup)} must be at least 1");
             string dir = p.GetValue(model)!;
             using var backend = CliRunner.CreateTrainingBackend(p.GetValue(device)!, p.GetValue(threads));
             using var student = DecoderModel.Load(dir, backend);

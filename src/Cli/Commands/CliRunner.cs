@@ -13,8 +13,9 @@ namespace E3.Cli.Commands;
 internal static class CliRunner
 {
     /// <summary>
-    /// Runs a command body. Any failure becomes one line on stderr and exit code 1; outputs are written atomically by
-    /// the writers themselves, so a failure leaves nothing half-written. E3_DEBUG=1 adds the stack trace.
+    /// Runs a command body. Any failure becomes one line on stderr and exit code 1 (2 for a <see cref="UsageException"/>);
+    /// outputs are written atomically by the writers themselves, so a failure leaves nothing half-written. E3_DEBUG=1
+    /// adds the stack trace.
     /// </summary>
     public static int Guard(Func<int> body)
     {
@@ -26,7 +27,20 @@ internal static class CliRunner
         {
             Console.Error.WriteLine($"e3: error: {e.Message}");
             if (Environment.GetEnvironmentVariable("E3_DEBUG") == "1") Console.Error.WriteLine(e);
-            return ExitCodes.Failure;
+            return e is UsageException ? ExitCodes.Usage : ExitCodes.Failure;
+        }
+    }
+
+    /// <summary>Parses an option value with a library parser whose refusal is then a usage error.</summary>
+    public static T ParseOption<T>(Func<T> parse)
+    {
+        try
+        {
+            return parse();
+        }
+        catch (ArgumentException e) when (e is not UsageException)
+        {
+            throw new UsageException(e.Message);
         }
     }
 
@@ -41,7 +55,7 @@ internal static class CliRunner
     {
         "cpu" => new CpuBackend(threads),
         "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.BF16),
-        _ => throw new ArgumentException($"--device: '{device}' is not available in this build (available: {string.Join(", ", Devices)})"),
+        _ => throw new UsageException($"--device: '{device}' is not available in this build (available: {string.Join(", ", Devices)})"),
     };
 
     /// <summary>
@@ -65,8 +79,8 @@ internal static class CliRunner
     {
         (GpuBackend { ActivationType: DType.F32 } gpu, null or "bf16") => (gpu.CreateSibling(DType.BF16), WeightPrecision.BF16),
         (_, "f32") or (not GpuBackend, null) => (null, WeightPrecision.AsStored),
-        (_, "bf16") => throw new ArgumentException($"--teacher-dtype: bf16 needs --device cuda or emu (the {training.Name} backend computes in f32)"),
-        _ => throw new ArgumentException($"--teacher-dtype: '{dtype}' is not one of bf16, f32"),
+        (_, "bf16") => throw new UsageException($"--teacher-dtype: bf16 needs --device cuda or emu (the {training.Name} backend computes in f32)"),
+        _ => throw new UsageException($"--teacher-dtype: '{dtype}' is not one of bf16, f32"),
     };
 
     public static void WriteJson(JsonNode node) =>

@@ -13,7 +13,7 @@ internal static class CommonOptions
     public static E3.Model.LayerMask DropOrPrune(string? drop, double? prune, int layers) =>
         drop is { } d ? E3.Model.LayerMask.ParseDropList(layers, d)
         : prune is { } r ? E3.Model.LayerMask.DropLast(layers, r)
-        : throw new ArgumentException("give --drop LIST or --prune RATIO");
+        : throw new UsageException("give --drop LIST or --prune RATIO");
 
     public static Option<string> Device() => new("--device") { Description = "cpu (C# SIMD), cuda or emu", DefaultValueFactory = _ => "cpu" };
     public static Option<int> Threads() => new("--threads") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0 };
@@ -40,7 +40,7 @@ internal static class CommonOptions
         "qwen3" => E3.Model.Architecture.Qwen3,
         "llama" => E3.Model.Architecture.Llama,
         "qwen2" => E3.Model.Architecture.Qwen2,
-        _ => throw new ArgumentException($"--arch: '{a}' is not one of qwen3, llama, qwen2"),
+        _ => throw new UsageException($"--arch: '{a}' is not one of qwen3, llama, qwen2"),
     };
 
     public static E3.Model.Decoder.WeightPrecision ParsePrecision(string s) => s switch
@@ -48,6 +48,6 @@ internal static class CommonOptions
         "stored" => E3.Model.Decoder.WeightPrecision.AsStored,
         "f32" => E3.Model.Decoder.WeightPrecision.F32,
         "bf16" => E3.Model.Decoder.WeightPrecision.BF16,
-        _ => throw new ArgumentException($"--precision: '{s}' is not one of stored, f32, bf16"),
+        _ => throw new UsageException($"--precision: '{s}' is not one of stored, f32, bf16"),
     };
 }

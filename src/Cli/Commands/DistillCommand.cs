@@ -38,7 +38,7 @@ public static class DistillCommand
         {
             string teacherDir = p.GetValue(teacherOption)!, data = p.GetValue(o.Data)!, output = p.GetValue(o.Out)!;
             string? studentDir = p.GetValue(studentOption), maskPath = p.GetValue(maskOption);
-            if ((studentDir == null) == (maskPath == null)) throw new ArgumentException("give exactly one of --student DIR and --mask mask.json");
+            if ((studentDir == null) == (maskPath == null)) throw new UsageException("give exactly one of --student DIR and --mask mask.json");
             var settings = o.Settings(p);
             settings.Validate();
             var kd = new KdOptions
@@ -49,7 +49,7 @@ public static class DistillCommand
                     "linear" => EntropyWeighting.Linear,
                     "softmax" => EntropyWeighting.Softmax,
                     "none" => EntropyWeighting.None,
-                    var other => throw new ArgumentException($"--kd-weight: '{other}' is not one of linear, softmax, none"),
+                    var other => throw new UsageException($"--kd-weight: '{other}' is not one of linear, softmax, none"),
                 },
             };
             kd.Validate();
@@ -57,7 +57,7 @@ public static class DistillCommand
 
             string? cachePath = p.GetValue(cacheOption);
             if (cachePath != null && p.GetValue(teacherDType) is { } given)
-                throw new ArgumentException($"--teacher-dtype {given}: the teacher is not run with --teacher-cache {cachePath}");
+                throw new UsageException($"--teacher-dtype {given}: the teacher is not run with --teacher-cache {cachePath}");
             var teacherConfig = ModelConfig.Load(teacherDir);
             LayerMask gates = LayerMask.All(teacherConfig.NumLayers);
             var identity = new JsonObject { ["command"] = "distill", ["teacher_config"] = teacherConfig.Hash(), ["kd"] = KdJson(kd) };

@@ -13,7 +13,7 @@ internal static class ExportCommand
         var mask = new Option<string>("--mask") { Description = "mask.json from e3 search or e3 baseline", Required = true };
         var output = new Option<string>("--out") { Description = "Output folder (must not exist unless --force)", Required = true };
         var format = new Option<string>("--format") { Description = "Checkpoint format: hf (safetensors + config.json)", DefaultValueFactory = _ => "hf" };
-        format.AcceptOnlyFromAmong("hf", "gguf");
+        format.AcceptOnlyFromAmong("hf"); // the one format this build writes; --help lists no other
         var force = new Option<bool>("--force") { Description = "Replace an existing output folder" };
         var json = CommonOptions.Json();
         var cmd = new Command("export", "Write the model without the mask's dropped layers as a Hugging Face checkpoint (layers renumbered)")
@@ -22,8 +22,6 @@ internal static class ExportCommand
         };
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
-            if (p.GetValue(format) == "gguf")
-                throw new NotSupportedException("--format gguf: GGUF export is not implemented in this build; use --format hf");
             var r = ConsoleProgress.Run("export tensors", "MB", report =>
                 new CheckpointExporter { Progress = (done, total, bytes) => report(done, total, bytes / 1e6) }
                     .Export(p.GetValue(model)!, p.GetValue(mask)!, p.GetValue(output)!, p.GetValue(force)));

@@ -21,7 +21,7 @@ internal static class KernelParityCommand
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
             string name = p.GetValue(device)!;
-            if (name is not ("cuda" or "emu")) throw new ArgumentException($"--device: '{name}' is not one of cuda, emu");
+            if (name is not ("cuda" or "emu")) throw new UsageException($"--device: '{name}' is not one of cuda, emu");
             string scratch = Path.Combine(Path.GetTempPath(), $"e3-parity-{Guid.NewGuid():N}");
             IReadOnlyList<ParityCheck> checks;
             string gpu;

@@ -27,7 +27,7 @@ internal static class ModelCommands
         {
             var a = CommonOptions.ParseArchitecture(p.GetValue(arch)!);
             int h = p.GetValue(hidden), nh = p.GetValue(heads);
-            int hd = p.GetValue(headDim) is > 0 and var d ? d : (h % nh == 0 ? h / nh : throw new ArgumentException($"--hidden {h} is not divisible by --heads {nh}; give --head-dim"));
+            int hd = p.GetValue(headDim) is > 0 and var d ? d : (h % nh == 0 ? h / nh : throw new UsageException($"--hidden {h} is not divisible by --heads {nh}; give --head-dim"));
             var spec = new RandomModelSpec
             {
                 Architecture = a, Layers = p.GetValue(layers), Hidden = h, Heads = nh, KvHeads = p.GetValue(kvHeads), HeadDim = hd,

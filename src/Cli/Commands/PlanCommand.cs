@@ -39,7 +39,7 @@ public static class PlanCommand
                 {
                     "frozen" => TrainingMode.Frozen,
                     "train" => TrainingMode.Train,
-                    var s => throw new ArgumentException($"--mode: '{s}' is not one of frozen, train"),
+                    var s => throw new UsageException($"--mode: '{s}' is not one of frozen, train"),
                 },
                 Checkpointing = p.GetValue(checkpointing),
                 Freeze = (p.GetValue(freeze) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
@@ -48,7 +48,7 @@ public static class PlanCommand
                     (null, null) => null,
                     ({ } list, null) => LayerMask.ParseDropList(config.NumLayers, list),
                     (null, { } ratio) => LayerMask.DropLast(config.NumLayers, ratio),
-                    _ => throw new ArgumentException("give at most one of --drop LIST and --prune RATIO"),
+                    _ => throw new UsageException("give at most one of --drop LIST and --prune RATIO"),
                 },
             };
             var weightType = p.GetValue(weights) switch
@@ -56,13 +56,13 @@ public static class PlanCommand
                 "stored" => config.TorchDtype is "bfloat16" or "float16" ? DType.BF16 : DType.F32,
                 "f32" => DType.F32,
                 "bf16" => DType.BF16,
-                var s => throw new ArgumentException($"--weights: '{s}' is not one of stored, f32, bf16"),
+                var s => throw new UsageException($"--weights: '{s}' is not one of stored, f32, bf16"),
             };
             bool fused = p.GetValue(head) switch
             {
                 "logits" => false,
                 "fused" => true,
-                var s => throw new ArgumentException($"--head: '{s}' is not one of logits, fused"),
+                var s => throw new UsageException($"--head: '{s}' is not one of logits, fused"),
             };
             var plan = TrainingMemoryPlan.Create(config, p.GetValue(seq), p.GetValue(batch), options, weightType, fused);
             int retained = options.RetainedLayers?.KeptCount ?? config.NumLayers;

@@ -75,10 +75,10 @@ public static class SearchCommand
 
     private static int Run(Request r)
     {
-        if (r.Seq < 2) throw new ArgumentException($"--seq: {r.Seq} must be at least 2");
-        if (r.Batch < 1) throw new ArgumentException($"--batch: {r.Batch} must be at least 1");
-        if (r.Tokens < 1) throw new ArgumentException($"--tokens: {r.Tokens} must be at least 1");
-        if (r.CheckpointEvery < 1) throw new ArgumentException($"--checkpoint-every: {r.CheckpointEvery} must be at least 1");
+        if (r.Seq < 2) throw new UsageException($"--seq: {r.Seq} must be at least 2");
+        if (r.Batch < 1) throw new UsageException($"--batch: {r.Batch} must be at least 1");
+        if (r.Tokens < 1) throw new UsageException($"--tokens: {r.Tokens} must be at least 1");
+        if (r.CheckpointEvery < 1) throw new UsageException($"--checkpoint-every: {r.CheckpointEvery} must be at least 1");
         if (r.Checkpoint != null && !r.Resume && SearchCheckpoint.Exists(r.Checkpoint))
             throw new ArgumentException($"--checkpoint: {r.Checkpoint} already holds a search checkpoint; pass --resume to continue it or choose an empty folder");
         using var backend = CliRunner.CreateTrainingBackend(r.Device, r.Threads);
@@ -103,7 +103,7 @@ public static class SearchCommand
             Tau0 = r.Tau0,
             TauMin = r.TauMin,
             TauSchedule = ParseSchedule(r.TauSchedule),
-            Init = r.Init switch { "kl" => AlphaInit.Kl, "uniform" => AlphaInit.Uniform, _ => throw new ArgumentException($"--init: '{r.Init}' is not kl or uniform") },
+            Init = r.Init switch { "kl" => AlphaInit.Kl, "uniform" => AlphaInit.Uniform, _ => throw new UsageException($"--init: '{r.Init}' is not kl or uniform") },
             InitBatches = r.InitBatches,
             RefineSwaps = r.RefineSwaps,
             Seed = r.Seed,
@@ -189,7 +189,7 @@ public static class SearchCommand
 
     private static int KeepFromPrune(double prune, int layers)
     {
-        if (!(prune > 0 && prune < 1)) throw new ArgumentException($"--prune: {prune} must lie in (0, 1)");
+        if (!(prune > 0 && prune < 1)) throw new UsageException($"--prune: {prune} must lie in (0, 1)");
         int drop = (int)Math.Round(prune * layers, MidpointRounding.AwayFromZero);
         if (drop < 1 || drop >= layers) throw new ArgumentException($"--prune: {prune} of {layers} layers drops {drop}; it must drop 1..{layers - 1}");
         return layers - drop;
@@ -200,7 +200,7 @@ public static class SearchCommand
         "exponential" or "exp" => AnnealKind.Exponential,
         "linear" => AnnealKind.Linear,
         "cosine" => AnnealKind.Cosine,
-        _ => throw new ArgumentException($"--tau-schedule: '{s}' is not exponential, linear or cosine"),
+        _ => throw new UsageException($"--tau-schedule: '{s}' is not exponential, linear or cosine"),
     };
 
     private static EntropyWeighting ParseWeighting(string s) => s switch
@@ -208,6 +208,6 @@ public static class SearchCommand
         "linear" => EntropyWeighting.Linear,
         "softmax" => EntropyWeighting.Softmax,
         "none" => EntropyWeighting.None,
-        _ => throw new ArgumentException($"--kd-weight: '{s}' is not linear, softmax or none"),
+        _ => throw new UsageException($"--kd-weight: '{s}' is not linear, softmax or none"),
     };
 }

@@ -39,8 +39,8 @@ public static class TeacherCacheCommand
 
     private static int Run(Request r)
     {
-        if (r.TopK < 1) throw new ArgumentException($"--topk: {r.TopK} must be >= 1");
-        if (r.SeqLen < 1) throw new ArgumentException($"--seq-len: {r.SeqLen} must be >= 1");
+        if (r.TopK < 1) throw new UsageException($"--topk: {r.TopK} must be >= 1");
+        if (r.SeqLen < 1) throw new UsageException($"--seq-len: {r.SeqLen} must be >= 1");
         var tokens = TokenFile.Read(r.Data);
         using var backend = CliRunner.CreateBackend(r.Device, r.Threads);
         using var teacher = DecoderModel.Load(r.Model, backend);

@@ -38,7 +38,7 @@ internal sealed class TrainingCliOptions
         {
             "cosine" => LrSchedule.Cosine,
             "constant" => LrSchedule.Constant,
-            var other => throw new ArgumentException($"--schedule: '{other}' is not one of cosine, constant"),
+            var other => throw new UsageException($"--schedule: '{other}' is not one of cosine, constant"),
         },
     };
 }

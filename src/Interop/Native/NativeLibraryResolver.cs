@@ -102,11 +102,16 @@ public static class NativeLibraryResolver
             }
             catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
             {
-                attempts.Add($"{candidate} ({e.Message})");
+                attempts.Add($"{candidate} ({LoaderReason(e)})");
             }
         }
         throw new CudaLibraryNotFoundException(library, attempts);
     }
+
+    // .NET wraps the loader's own reason (dlerror: "x.so: cannot open shared object file: …") in several lines of advice
+    // about strace and LD_DEBUG; the reason is its last line, and an error message should be one line.
+    static string LoaderReason(Exception e) =>
+        e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? e.GetType().Name;
 
     private static nint ResolveImport(string name, Assembly assembly, DllImportSearchPath? searchPath) => name switch
     {
@@ -177,8 +182,7 @@ public sealed class CudaLibraryNotFoundException : DllNotFoundException
     /// <summary>Creates the exception with every path tried and why it failed.</summary>
     public CudaLibraryNotFoundException(CudaLibrary library, IReadOnlyList<string> attempts)
         : base($"Could not load the CUDA {library} library ({string.Join(", ", NativeLibraryResolver.SonamesFor(library))}). " +
-               $"Set {LibrarySearchEnvironment.OverrideVariable} to the folder that holds it. Tried, in order:{Environment.NewLine}  " +
-               string.Join(Environment.NewLine + "  ", attempts))
+               $"Set {LibrarySearchEnvironment.OverrideVariable} to the folder that holds it. Tried, in order: " + string.Join("; ", attempts))
     {
         Library = library;
         Attempts = attempts;

@@ -94,9 +94,9 @@ public sealed class BaselineCommandTests : IDisposable
     [InlineData("keep-none", "--keep: 0 is out of range 1..7")]
     [InlineData("empty", "empty.bin: holds 0 tokens")]
     [InlineData("beyond-vocab", "token at index 5 is 256, outside the vocabulary [0, 256)")]
-    [InlineData("no-data", "--data is required by --method bi")]
+    [InlineData("no-data", "--data is required by --method bi")] // a usage error: exit 2
     [InlineData("short", "short.bin: holds 10 tokens; a window of 16 needs at least 17")]
-    public void BadInputExitsOneWithANamedErrorAndWritesNothing(string problem, string message)
+    public void BadInputIsANamedErrorAndWritesNothing(string problem, string message)
     {
         string mask = Path.Combine(_outDir, "mask.json");
         string[] extra = problem switch
@@ -109,7 +109,7 @@ public sealed class BaselineCommandTests : IDisposable
             _ => ["--data", WriteTokens("short.bin", Enumerable.Repeat(3u, 10)), "--prune", "0.25", "--seq", "16"],
         };
         var r = CliProcess.Run(Args("bi", mask, extra));
-        Assert.Equal(1, r.ExitCode);
+        Assert.Equal(problem == "no-data" ? 2 : 1, r.ExitCode);
         Assert.Contains(message, r.Stderr);
         Assert.StartsWith("e3: error:", r.Stderr);
         Assert.Empty(Directory.GetFileSystemEntries(_outDir));

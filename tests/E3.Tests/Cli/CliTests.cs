@@ -70,7 +70,7 @@ public sealed class CliTests : IDisposable
     public void ModelInitRefusesUnknownArchitectureAndNonEmptyFolder()
     {
         var r = CliProcess.Run("model", "init", "--arch", "gpt2", "--out", _dir["g"]);
-        Assert.Equal(1, r.ExitCode);
+        Assert.Equal(2, r.ExitCode); // an option value the option does not accept: a usage error
         Assert.Contains("gpt2", r.Stderr);
         string model = InitModel();
         r = CliProcess.Run("model", "init", "--out", model);

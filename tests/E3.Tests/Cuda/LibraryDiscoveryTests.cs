@@ -62,6 +62,7 @@ public sealed class LibraryDiscoveryTests
         Assert.StartsWith(Path.Combine(emptyOverride, "libcuda.so.1") + " (not found)", error.Attempts[0]);
         Assert.DoesNotContain(candidates, c => !Path.IsPathRooted(c)); // no bare soname was handed to the loader
         Assert.Contains("E3_CUDA_LIB_DIR", error.Message);
+        Assert.DoesNotContain('\n', error.Message); // one line, as every e3 error is
     }
 
     [Fact]
@@ -76,6 +77,9 @@ public sealed class LibraryDiscoveryTests
         var error = Assert.Throws<CudaLibraryNotFoundException>(() => NativeLibraryResolver.Load(CudaLibrary.Cublas, environment));
         Assert.StartsWith(brokenPath + " (", error.Attempts[0]);
         Assert.DoesNotContain("(not found)", error.Attempts[0]);
+        Assert.Contains(brokenPath, error.Attempts[0][(brokenPath.Length + 2)..]); // the loader's own reason, which names the file
+        Assert.DoesNotContain("LD_DEBUG", error.Message); // not .NET's generic advice
+        Assert.DoesNotContain('\n', error.Message);
         Assert.EndsWith("(not found)", error.Attempts[1]);
 
         // A real shared object under the next soname. Loading this copy (recognisable by zlib's export) even with

@@ -115,10 +115,10 @@ public sealed class BenchKernelsCliTests
     public void UnknownShapeOrDeviceIsOneClearError()
     {
         var shape = CliProcess.Run("bench", "kernels", "--device", "cpu", "--shape", "qwen3-9b");
-        Assert.Equal(1, shape.ExitCode);
+        Assert.Equal(2, shape.ExitCode); // usage errors
         Assert.Contains("--shape: 'qwen3-9b' is not one of qwen3-8b, qwen3-32b, small", shape.Stderr);
         var device = CliProcess.Run("bench", "kernels", "--device", "tpu");
-        Assert.Equal(1, device.ExitCode);
+        Assert.Equal(2, device.ExitCode);
         Assert.Contains("--device: 'tpu'", device.Stderr);
     }
 

@@ -87,13 +87,13 @@ public sealed class BenchTrainCliTests : IDisposable
     public void BadOptionsAreOneClearError()
     {
         var loss = CliProcess.Run("bench", "train", "--model", Model(), "--prune", "0.25", "--loss", "mse");
-        Assert.Equal(1, loss.ExitCode);
+        Assert.Equal(2, loss.ExitCode);
         Assert.Contains("--loss: 'mse' is not one of kd, ce", loss.Stderr);
         var mask = CliProcess.Run("bench", "train", "--model", Model());
-        Assert.Equal(1, mask.ExitCode);
+        Assert.Equal(2, mask.ExitCode);
         Assert.Contains("give --drop LIST or --prune RATIO", mask.Stderr);
         var seq = CliProcess.Run("bench", "train", "--model", Model(), "--prune", "0.25", "--seq", "1");
-        Assert.Equal(1, seq.ExitCode);
+        Assert.Equal(2, seq.ExitCode);
         Assert.Contains("--seq: 1 must be at least 2", seq.Stderr);
     }
 

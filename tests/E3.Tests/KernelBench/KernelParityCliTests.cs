@@ -63,7 +63,7 @@ public sealed class KernelParityCliTests
     public void ACpuDeviceIsRefused()
     {
         var r = CliProcess.Run("kernels", "parity", "--device", "cpu");
-        Assert.Equal(1, r.ExitCode);
+        Assert.Equal(2, r.ExitCode);
         Assert.Contains("--device: 'cpu' is not one of cuda, emu", r.Stderr);
     }
 }

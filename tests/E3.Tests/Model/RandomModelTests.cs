@@ -81,4 +81,16 @@ public sealed class RandomModelTests : IDisposable
         Assert.Equal(a, File.ReadAllBytes(Path.Combine(_dir["b"], SafeTensorsCheckpoint.SingleFileName)));
         Assert.NotEqual(a, File.ReadAllBytes(Path.Combine(_dir["c"], SafeTensorsCheckpoint.SingleFileName)));
     }
+
+    [Fact]
+    public void AnOutputPathEndingInASeparatorNamesTheFolderItself()
+    {
+        // As the README writes it: e3 model init … --out m/
+        string target = _dir["slash"];
+        var spec = Spec("float32") with { Vocab = 64, Hidden = 32 };
+        RandomModel.Write(spec, target + Path.DirectorySeparatorChar);
+        Assert.Equal(["config.json", SafeTensorsCheckpoint.SingleFileName], Directory.GetFiles(target).Select(Path.GetFileName).Order());
+        Assert.Empty(Directory.GetDirectories(target));
+        Assert.Equal(["slash"], Directory.GetFileSystemEntries(Path.GetDirectoryName(target)!).Select(Path.GetFileName).Where(n => n!.Contains("slash")));
+    }
 }

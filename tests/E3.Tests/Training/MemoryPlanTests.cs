@@ -185,7 +185,7 @@ public sealed class PlanCommandTests
         var (_, fullOutput) = Run("plan", "--model", c.Folder, "--seq", "8", "--mode", "train", "--json");
         Assert.True((long)json["gradients"]! < (long)JsonNode.Parse(fullOutput)!["gradients"]!);
         Assert.Equal(1, Run("plan", "--model", c.Folder, "--seq", "8", "--drop", "3").Exit); // layer 3 does not exist
-        Assert.Equal(1, Run("plan", "--model", c.Folder, "--seq", "8", "--drop", "1", "--prune", "0.5").Exit);
+        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "8", "--drop", "1", "--prune", "0.5").Exit); // options that cannot go together
     }
 
     [Fact]
@@ -199,7 +199,7 @@ public sealed class PlanCommandTests
         Assert.Equal(fused.Backward, (long)JsonNode.Parse(output)!["backward"]!);
         var (_, dense) = Run("plan", "--model", c.Folder, "--seq", "16", "--batch", "2", "--json");
         Assert.Equal(2L * 4 * 16 * 2 * config.VocabSize, (long)JsonNode.Parse(dense)!["backward"]! - fused.Backward);
-        Assert.Equal(1, Run("plan", "--model", c.Folder, "--seq", "16", "--head", "chunked").Exit);
+        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--head", "chunked").Exit);
     }
 
     [Fact]
@@ -207,7 +207,7 @@ public sealed class PlanCommandTests
     {
         using var c = new TrainingCase("llama", false, false, [1f]);
         var (exit, output) = Run("plan", "--model", c.Folder, "--seq", "16", "--mode", "finetune");
-        Assert.Equal(1, exit);
+        Assert.Equal(2, exit);
         Assert.Equal("", output);
     }
 }

@@ -29,10 +29,10 @@ internal sealed class PrunePipeline(PruneSettings s, Action<string> log)
             throw new ArgumentException(s.Keep != null
                 ? $"--keep: {keep} must lie in 1..{layers - 1} for a model with {layers} layers"
                 : $"--prune: {s.Prune} keeps {keep} of {layers} layers; it must drop at least one and keep at least one");
-        if (!(s.Holdout is > 0 and < 1)) throw new ArgumentOutOfRangeException("--holdout", s.Holdout, "must lie in (0, 1)");
+        if (!(s.Holdout is > 0 and < 1)) throw new UsageException($"--holdout: {s.Holdout} must lie in (0, 1)");
         foreach (var m in s.Baselines)
             if (m is not ("bi" or "angular" or "last" or "random" or "drop-one-kl"))
-                throw new ArgumentException($"--baselines: '{m}' is not a baseline (bi, angular, last, random, drop-one-kl)");
+                throw new UsageException($"--baselines: '{m}' is not a baseline (bi, angular, last, random, drop-one-kl)");
         var (train, heldout) = SplitData(config);
         if (Directory.Exists(_out) && Directory.EnumerateFileSystemEntries(_out).Any() && !s.Resume)
             throw new ArgumentException($"--out: {_out} already exists and is not empty; pass --resume to continue that run, or choose another folder");
