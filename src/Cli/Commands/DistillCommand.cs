@@ -98,7 +98,8 @@ public static class DistillCommand
                 Student = student, StudentFolder = studentFolder, Freeze = freeze,
                 Objective = new DistillationObjective(source, student, gates.Gates.ToArray(), kd, freeze), Batches = batches,
                 Tokens = tokens, DataSource = data, Settings = settings, CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume),
-                Output = output, Identity = identity, ExtraOutputFiles = extra,
+                Output = output, ReplaceOutput = p.GetValue(o.Force), Inputs = [data, teacherDir, cachePath, maskPath], Identity = identity,
+                ExtraOutputFiles = extra,
             };
             var outcome = TrainingConsole.Run("distill", progress => TrainingRunner.Run(job, progress));
             TrainingConsole.Report("distill", outcome, output, p.GetValue(o.Json));

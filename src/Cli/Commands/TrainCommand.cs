@@ -29,7 +29,7 @@ public static class TrainCommand
             {
                 Student = student, StudentFolder = dir, Objective = new CrossEntropyObjective(LayerMask.All(student.Config.NumLayers).Gates.ToArray()),
                 Tokens = tokens, DataSource = data, Settings = settings, CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume),
-                Output = output, Identity = new JsonObject { ["command"] = "train" },
+                Output = output, ReplaceOutput = p.GetValue(o.Force), Inputs = [data], Identity = new JsonObject { ["command"] = "train" },
             };
             var outcome = TrainingConsole.Run("train", progress => TrainingRunner.Run(job, progress));
             TrainingConsole.Report("train", outcome, output, p.GetValue(o.Json));

@@ -23,11 +23,12 @@ internal sealed class TrainingCliOptions
     public readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Optimizer steps between checkpoints", DefaultValueFactory = _ => 100 };
     public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the checkpoint folder's latest save (bit-identical on the CPU)" };
     public readonly Option<string> Out = new("--out") { Description = "Output Hugging Face model folder (written atomically)", Required = true };
+    public readonly Option<bool> Force = new("--force") { Description = "Replace an existing, non-empty --out folder" };
     public readonly Option<string> Device = CommonOptions.Device();
     public readonly Option<int> Threads = CommonOptions.Threads();
     public readonly Option<bool> Json = CommonOptions.Json();
 
-    public IEnumerable<Option> All => [Data, Tokens, Seq, Batch, Lr, Warmup, Schedule, GradAccum, Clip, WeightDecay, Seed, Checkpoint, CheckpointEvery, Resume, Out, Device, Threads, Json];
+    public IEnumerable<Option> All => [Data, Tokens, Seq, Batch, Lr, Warmup, Schedule, GradAccum, Clip, WeightDecay, Seed, Checkpoint, CheckpointEvery, Resume, Out, Force, Device, Threads, Json];
 
     public TrainingSettings Settings(ParseResult p) => new()
     {

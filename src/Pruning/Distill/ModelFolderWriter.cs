@@ -17,12 +17,15 @@ public static class ModelFolderWriter
 {
     /// <param name="model">The trained model (its current weights are written).</param>
     /// <param name="sourceFolder">The folder the model was loaded from; its non-weight files are copied.</param>
-    /// <param name="target">The output folder; replaced when it exists.</param>
+    /// <param name="target">The output folder (see <see cref="OutputFolder.Check"/>).</param>
     /// <param name="extraFiles">More files to copy in (e.g. mask.json), by name in the output.</param>
-    public static void Write(DecoderModel model, string sourceFolder, string target, IReadOnlyDictionary<string, string>? extraFiles = null)
+    /// <param name="replace">Whether an existing, non-empty <paramref name="target"/> may be replaced.</param>
+    /// <param name="inputs">What the run read besides <paramref name="sourceFolder"/>, which the target may not hold.</param>
+    public static void Write(DecoderModel model, string sourceFolder, string target, IReadOnlyDictionary<string, string>? extraFiles = null,
+        bool replace = false, IEnumerable<string?>? inputs = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        string full = Path.GetFullPath(Path.TrimEndingDirectorySeparator(target));
+        string full = OutputFolder.Check(target, replace, [sourceFolder, .. extraFiles?.Values ?? [], .. inputs ?? []]);
         string parent = Path.GetDirectoryName(full) ?? throw new ArgumentException($"--out: {target} has no parent folder");
         Directory.CreateDirectory(parent);
         string temp = Path.Combine(parent, $".{Path.GetFileName(full)}.tmp-{Environment.ProcessId}");

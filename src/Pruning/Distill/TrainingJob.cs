@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using E3.Model.Decoder;
+using E3.Model.IO;
 using E3.Model.Training;
 using E3.Optim;
 using E3.Pruning.Data;
@@ -30,6 +31,13 @@ public sealed record TrainingJob
     public bool Resume { get; init; }
     /// <summary>The output model folder.</summary>
     public required string Output { get; init; }
+    /// <summary>Whether an existing, non-empty <see cref="Output"/> may be replaced (--force).</summary>
+    public bool ReplaceOutput { get; init; }
+    /// <summary>
+    /// Files and folders the run reads besides the student's (the data, a teacher, a mask, a teacher cache): the output
+    /// may not hold any of them, since replacing it would delete them.
+    /// </summary>
+    public IReadOnlyList<string?> Inputs { get; init; } = [];
     /// <summary>What else identifies the run (the command, the teacher, the mask); joined with the settings and data in the fingerprint.</summary>
     public JsonObject Identity { get; init; } = new();
     /// <summary>Files copied into the output folder, by name there.</summary>
@@ -59,6 +67,9 @@ public static class TrainingRunner
         var s = job.Settings;
         s.Validate();
         if (job.Resume && job.CheckpointFolder == null) throw new ArgumentException("--resume needs --checkpoint DIR");
+        // Before any step: an output that cannot be written should not cost a training run first.
+        string?[] reads = [job.StudentFolder, job.CheckpointFolder, .. job.Inputs];
+        OutputFolder.Check(job.Output, job.ReplaceOutput, reads);
         var windows = job.Batches ?? new WindowBatches(new TokenWindows(job.Tokens, s.Sequence, s.Batch, s.Seed, job.DataSource));
         job.Student.ValidateTokens(job.Tokens, job.DataSource);
 
@@ -87,7 +98,7 @@ public static class TrainingRunner
         var result = start >= s.TotalSteps
             ? new TrainingResult(s.TotalSteps, start, s.TotalSteps * s.TokensPerStep, history.Count > 0 ? history[^1].Loss : double.NaN, history, 0)
             : loop.Run(start, history, save, progress, cancel);
-        ModelFolderWriter.Write(job.Student, job.StudentFolder, job.Output, job.ExtraOutputFiles);
+        ModelFolderWriter.Write(job.Student, job.StudentFolder, job.Output, job.ExtraOutputFiles, job.ReplaceOutput, reads);
         return new TrainingOutcome(result, resumed, fingerprint, parameters.Names.Count, parameters.Values.Sum(v => (long)v.Length));
     }
 }

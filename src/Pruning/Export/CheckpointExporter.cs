@@ -73,6 +73,8 @@ public sealed class CheckpointExporter
             throw new ExportException(output, "is the source model folder; export to a different folder");
         if (!overwrite && (Directory.Exists(output) || File.Exists(output)))
             throw new ExportException(output, "already exists; choose another --out or pass --force to replace it");
+        // --force replaces the folder: it must not hold the model or the mask it reads (the model's parent, say).
+        OutputFolder.RefuseIfItHolds(output, [modelDir, File.Exists(maskSource) ? maskSource : null]);
 
         using SafeTensorsCheckpoint source = SafeTensorsCheckpoint.Open(modelDir);
         CheckExpectedTensors(config, source);

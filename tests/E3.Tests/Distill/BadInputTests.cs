@@ -46,6 +46,48 @@ public sealed class BadInputTests
     }
 
     [Fact]
+    public void AnExistingOutputIsKeptUnlessForced()
+    {
+        using var dir = new TempDir("e3-distill-bad");
+        DistillTestModels.Write(dir["model"]);
+        string data = DistillTestModels.WriteText(dir["data.txt"], 20);
+        Directory.CreateDirectory(dir["out"]);
+        File.WriteAllText(dir["out/notes.txt"], "mine");
+        var r = DistillTestModels.E3(["train", "--model", dir["model"], .. Small(data, dir["out"])]);
+        Assert.True(r.ExitCode == 1, r.Stderr);
+        Assert.Contains($"--out: {dir["out"]} exists and is not empty; choose another folder or pass --force", r.Stderr);
+        Assert.Equal("mine", File.ReadAllText(dir["out/notes.txt"]));
+
+        var forced = DistillTestModels.E3(["train", "--model", dir["model"], .. Small(data, dir["out"]), "--force"]);
+        Assert.True(forced.ExitCode == 0, forced.Stderr);
+        Assert.False(File.Exists(dir["out/notes.txt"]));
+        Assert.True(File.Exists(dir["out/model.safetensors"]));
+    }
+
+    [Theory]
+    [InlineData("train")]
+    [InlineData("distill")]
+    public void AnOutputThatHoldsAnInputIsRefusedEvenWhenForced(string command)
+    {
+        // --out naming the model's parent folder, or the folder one runs in, would be replaced with the output.
+        using var dir = new TempDir("e3-distill-bad");
+        var config = DistillTestModels.Write(dir["par/m"], layers: 4, seed: 1);
+        string mask = DistillTestModels.WriteMask(dir["mask.json"], config, 0, 1, 3);
+        string data = DistillTestModels.WriteText(dir["data.txt"], 20);
+        string[] model = command == "train" ? ["--model", dir["par/m"]] : ["--teacher", dir["par/m"], "--mask", mask];
+        var r = DistillTestModels.E3([command, .. model, .. Small(data, dir["par"]), "--force"]);
+        Assert.True(r.ExitCode == 1, r.Stderr);
+        Assert.Contains($"--out: {dir["par"]} holds {dir["par/m"]}, which this command reads", r.Stderr);
+        Assert.True(File.Exists(dir["par/m/model.safetensors"]));
+
+        Directory.CreateDirectory(dir["work/sub"]);
+        var here = CliProcess.RunIn(dir["work/sub"], [command, .. model, .. Small(data, dir["work"]), "--force"]);
+        Assert.True(here.ExitCode == 1, here.Stderr);
+        Assert.Contains($"--out: {dir["work"]} holds the working directory", here.Stderr);
+        Assert.True(Directory.Exists(dir["work/sub"]));
+    }
+
+    [Fact]
     public void EmptyDataIsRefused()
     {
         using var dir = new TempDir("e3-distill-bad");

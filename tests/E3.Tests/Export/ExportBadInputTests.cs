@@ -142,6 +142,20 @@ public class ExportBadInputTests
         Assert.Equal(before, Entries(dir["model"]));
     }
 
+    [Fact]
+    public void ForcingAnExportOntoAFolderThatHoldsTheModelIsRefused()
+    {
+        // --model par/m --out par --force would replace par, and the model in it, with the export.
+        using var dir = new TempDir();
+        var config = ExportTestModels.Write(dir["par/m"], ExportTestModels.Spec(Architecture.Qwen3, true));
+        string mask = ExportTestModels.WriteMask(dir["par/mask.json"], config);
+        var before = Entries(dir["par/m"]);
+        var e = Assert.Throws<IOException>(() => new CheckpointExporter().Export(dir["par/m"], mask, dir["par"], overwrite: true));
+        Assert.Contains($"{dir["par"]} holds {dir["par/m"]}, which this command reads", e.Message);
+        Assert.Equal(before, Entries(dir["par/m"]));
+        Assert.True(File.Exists(mask));
+    }
+
     /// <summary>Bytes the simulated disk still takes, shared by every file of one export.</summary>
     sealed class Budget
     {

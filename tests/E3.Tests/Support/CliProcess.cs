@@ -9,12 +9,18 @@ public static class CliProcess
 
     public static Result Run(params string[] args) => RunWithEnvironment(new Dictionary<string, string?>(), args);
 
+    /// <summary>Runs e3 in <paramref name="workingDirectory"/>.</summary>
+    public static Result RunIn(string workingDirectory, params string[] args) => RunWithEnvironment(new Dictionary<string, string?>(), args, workingDirectory);
+
     /// <summary>Runs e3 with <paramref name="environment"/> applied to the child only (a null value removes the variable).</summary>
-    public static Result RunWithEnvironment(IReadOnlyDictionary<string, string?> environment, params string[] args)
+    public static Result RunWithEnvironment(IReadOnlyDictionary<string, string?> environment, params string[] args) => RunWithEnvironment(environment, args, null);
+
+    static Result RunWithEnvironment(IReadOnlyDictionary<string, string?> environment, string[] args, string? workingDirectory)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "e3.dll");
         if (!File.Exists(dll)) throw new FileNotFoundException("e3.dll is not next to the test assembly", dll);
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (workingDirectory != null) psi.WorkingDirectory = workingDirectory;
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (name, value) in environment)

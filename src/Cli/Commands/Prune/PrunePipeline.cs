@@ -81,7 +81,7 @@ internal sealed class PrunePipeline(PruneSettings s, Action<string> log)
             string distilled = Sub("work", "distilled-" + method), ckpt = Sub("checkpoints", "distill-" + method);
             stages.Run("distill-" + method, ["distill", "--teacher", s.Model, "--mask", masks[method], "--data", trainFile,
                 "--tokens", L(s.DistillTokens), .. windows, "--lr", D(s.DistillLearningRate),
-                .. Checkpointed(ckpt, new TrainingCheckpoint(ckpt).Exists), .. common, "--out", distilled]);
+                .. Checkpointed(ckpt, new TrainingCheckpoint(ckpt).Exists), .. common, "--out", distilled, "--force"]); // its own work folder, rewritten on a resumed stage
             string exported = Sub("model-" + method);
             stages.Run("export-" + method, ["export", "--model", distilled, "--mask", masks[method], "--out", exported, "--force"]);
             healed.Add((method, exported));
