@@ -59,7 +59,8 @@ public static class DistillCommand
             if (cachePath != null && p.GetValue(teacherDType) is { } given)
                 throw new UsageException($"--teacher-dtype {given}: the teacher is not run with --teacher-cache {cachePath}");
             var teacherConfig = ModelConfig.Load(teacherDir);
-            LayerMask gates = LayerMask.All(teacherConfig.NumLayers);
+            // A separate student (another model, or e3 export's pruned one) runs every one of its own layers.
+            LayerMask gates = LayerMask.All(ModelConfig.Load(studentDir ?? teacherDir).NumLayers);
             var identity = new JsonObject { ["command"] = "distill", ["teacher_config"] = teacherConfig.Hash(), ["kd"] = KdJson(kd) };
             Dictionary<string, string>? extra = null;
             if (maskPath != null)

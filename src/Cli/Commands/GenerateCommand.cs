@@ -29,7 +29,7 @@ internal static class GenerateCommand
             var sw = System.Diagnostics.Stopwatch.StartNew();
             int[] generated = GreedyGenerator.Generate(m, ids, p.GetValue(maxNew), mask, tok.EosTokenId);
             double seconds = sw.Elapsed.TotalSeconds;
-            string text = tok.Decode(generated);
+            string text = Decode(tok, generated);
             if (p.GetValue(json))
             {
                 CliRunner.WriteJson(new System.Text.Json.Nodes.JsonObject
@@ -49,5 +49,24 @@ internal static class GenerateCommand
             return ExitCodes.Ok;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// The text of <paramref name="ids"/>. A model's vocabulary is often wider than its tokenizer's (padding rows, as in
+    /// Qwen3's 151,936 against 151,669 tokens), and a model can emit an id no token has: it is written as &lt;|id:N|&gt;
+    /// between the decoded runs instead of failing after the whole generation.
+    /// </summary>
+    internal static string Decode(E3.Model.Tokenization.ITokenizer tok, ReadOnlySpan<int> ids)
+    {
+        var text = new System.Text.StringBuilder();
+        int start = 0;
+        for (int i = 0; i <= ids.Length; i++)
+        {
+            if (i < ids.Length && (uint)ids[i] < (uint)tok.VocabSize) continue;
+            if (i > start) text.Append(tok.Decode(ids[start..i]));
+            if (i < ids.Length) text.Append($"<|id:{ids[i]}|>");
+            start = i + 1;
+        }
+        return text.ToString();
     }
 }

@@ -191,6 +191,34 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void GenerateWritesIdsTheTokenizerLacksInsteadOfFailing()
+    {
+        // vocab 300 against the byte tokenizer's 258, as Qwen3's 151,936 rows against 151,669 tokens: the padding rows
+        // can win the argmax; their ids are written as <|id:N|> between the decoded runs.
+        string model = _dir["wide"];
+        var init = CliProcess.Run("model", "init", "--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
+            "--intermediate", "64", "--vocab", "300", "--seed", "2", "--init-std", "0.3", "--out", model);
+        Assert.True(init.ExitCode == 0, init.Stderr);
+        var r = CliProcess.Run("generate", "--model", model, "--prompt", "hi", "--max-new", "24", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var j = JsonNode.Parse(r.Stdout)!;
+        int[] generated = j["generated_tokens"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+        Assert.Contains(generated, id => id >= 258); // so the case is really exercised
+        // Each maximal run of decodable ids is decoded as a whole (a UTF-8 character may span bytes).
+        var tokenizer = new E3.Model.Tokenization.ByteTokenizer();
+        var want = new System.Text.StringBuilder();
+        var run = new List<int>();
+        foreach (int id in generated.Append(-1))
+        {
+            if (id is >= 0 and < 258) { run.Add(id); continue; }
+            want.Append(tokenizer.Decode(run.ToArray()));
+            run.Clear();
+            if (id >= 0) want.Append($"<|id:{id}|>");
+        }
+        Assert.Equal(want.ToString(), j["text"]!.GetValue<string>());
+    }
+
+    [Fact]
     public void DoctorReportsTheMachine()
     {
         var r = CliProcess.Run("doctor", "--json");
