@@ -25,7 +25,8 @@ internal static class CliRunner
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            Console.Error.WriteLine($"e3: error: {e.Message}");
+            // One line, whatever the exception: .NET puts "Actual value was …" of an ArgumentOutOfRangeException on its own line.
+            Console.Error.WriteLine($"e3: error: {string.Join(' ', e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))}");
             if (Environment.GetEnvironmentVariable("E3_DEBUG") == "1") Console.Error.WriteLine(e);
             return e is UsageException ? ExitCodes.Usage : ExitCodes.Failure;
         }

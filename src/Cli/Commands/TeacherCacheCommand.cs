@@ -21,7 +21,7 @@ public static class TeacherCacheCommand
         var model = CommonOptions.Model();
         var data = new Option<string>("--data") { Description = "Token file: raw uint32 .bin or integer .npy", Required = true };
         var topK = new Option<int>("--topk") { Description = "Entries stored per token (K)", DefaultValueFactory = _ => 10 };
-        var output = new Option<string>("--out") { Description = "Cache file to create, or to resume when it exists", Required = true };
+        var output = new Option<string>("--out") { Description = "Cache file to create: built as FILE.partial, which a rerun resumes, and renamed to FILE when complete", Required = true };
         var seqLen = new Option<int>("--seq-len") { Description = "Tokens per forward pass (and per shard)", DefaultValueFactory = _ => 512 };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
@@ -35,6 +35,9 @@ public static class TeacherCacheCommand
         return cmd;
     }
 
+    /// <summary>Where a cache is built, and an interrupted run resumed, before it is renamed to <paramref name="output"/>.</summary>
+    internal static string PartialPath(string output) => output + ".partial";
+
     private sealed record Request(string Model, string Data, int TopK, string Output, int SeqLen, string Device, int Threads, bool Json);
 
     private static int Run(Request r)
@@ -42,6 +45,7 @@ public static class TeacherCacheCommand
         if (r.TopK < 1) throw new UsageException($"--topk: {r.TopK} must be >= 1");
         if (r.SeqLen < 1) throw new UsageException($"--seq-len: {r.SeqLen} must be >= 1");
         var tokens = TokenFile.Read(r.Data);
+        if (tokens.Ids.Length == 0) throw new ArgumentException($"{r.Data}: holds no tokens; a teacher cache needs at least one");
         using var backend = CliRunner.CreateBackend(r.Device, r.Threads);
         using var teacher = DecoderModel.Load(r.Model, backend);
         int vocab = teacher.Config.VocabSize;
@@ -50,8 +54,12 @@ public static class TeacherCacheCommand
         var header = new TeacherCacheHeader(r.TopK, vocab, TeacherCacheDType.Float32, ModelId(r.Model), r.SeqLen,
             tokens.Ids.Length, TeacherCacheHeader.ChecksumTokens(tokens.Ids));
 
-        bool resumed = File.Exists(r.Output);
-        using var writer = resumed ? TeacherCacheWriter.Resume(r.Output, header) : TeacherCacheWriter.Create(r.Output, header);
+        // The cache is built under OUT.partial, which is also what an interrupted run resumes, and renamed to OUT once
+        // every token is in: a file at OUT is always complete. An existing OUT is checked and reported, not recomputed.
+        string partial = PartialPath(r.Output);
+        bool complete = File.Exists(r.Output), resumed = complete || File.Exists(partial);
+        using var writer = complete ? TeacherCacheWriter.Resume(r.Output, header)
+            : resumed ? TeacherCacheWriter.Resume(partial, header) : TeacherCacheWriter.Create(partial, header);
         long startTokens = writer.TokensWritten;
         var clock = Stopwatch.StartNew();
         if (r.Json) Fill(teacher, tokens.Ids, writer, _ => { });
@@ -74,6 +82,12 @@ public static class TeacherCacheCommand
         }
         double seconds = clock.Elapsed.TotalSeconds;
         long computed = writer.TokensWritten - startTokens;
+        if (!complete)
+        {
+            if (!writer.IsComplete) throw new InvalidOperationException($"{partial}: {writer.TokensWritten} of {header.DataTokens} tokens written");
+            writer.Dispose();
+            File.Move(partial, r.Output);
+        }
         if (r.Json)
             CliRunner.WriteJson(new JsonObject
             {

@@ -7,7 +7,7 @@ internal static class RowBuffers
 {
     public static Tensor[] Allocate(IBackend b, int rows, int[] widths) => widths.Select(w => b.Allocate(DType.F32, rows, w)).ToArray();
 
-    public static long Bytes(long rows, int[] widths) => 4 * rows * widths.Sum(w => (long)w);
+    public static long Bytes(long rows, int[] widths) => checked(4 * rows * widths.Sum(w => (long)w));
 }
 
 /// <summary>

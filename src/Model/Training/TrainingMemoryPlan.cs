@@ -41,28 +41,45 @@ public sealed record TrainingMemoryPlan(long Weights, long SavedActivations, lon
         if (sequence <= 0) throw new ArgumentOutOfRangeException(nameof(sequence), $"--seq {sequence} must be positive");
         if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(batch), $"--batch {batch} must be positive");
         if (weightType is not (DType.F32 or DType.BF16)) throw new ArgumentException($"weights are kept as F32 or BF16, not {weightType}", nameof(weightType));
-        long rows = (long)sequence * batch;
-        long h = config.HiddenSize, v = config.VocabSize;
-
-        long weights = 0, gradients = 0, master = 0;
-        var filter = options.Parameters();
-        filter.RequireLayers(config);
-        foreach (var (name, shape) in WeightNames.Expected(config))
+        try
         {
-            long elements = shape.Aggregate(1L, (a, d) => a * d);
-            bool matrix = shape.Length == 2;
-            weights += elements * (matrix ? weightType.SizeInBytes() : 4);
-            if (options.Mode != TrainingMode.Train || !filter.IsTrainable(name)) continue;
-            gradients += 4 * elements;
-            if (matrix && weightType == DType.BF16) master += 4 * elements;
+            return Plan(config, checked((long)sequence * batch), options, weightType, fusedHead);
         }
+        catch (OverflowException)
+        {
+            throw new ArgumentOutOfRangeException(nameof(sequence),
+                $"--seq {sequence} x --batch {batch}: the plan exceeds 2^63 bytes (8 EiB); no machine holds that");
+        }
+    }
 
-        long tapes = (options.Checkpointing ? 1 : config.NumLayers) * LayerTape.Bytes(config, rows);
-        long logits = fusedHead ? 0 : 4 * rows * v;
-        // Layer inputs, running hidden, final normed hidden, logits.
-        long saved = 4 * rows * h * (config.NumLayers + 2) + logits + tapes;
-        // dlogits, dnormed, dhidden, per-layer gradient scratch.
-        long scratch = logits + 8 * rows * h + LayerGradScratch.Bytes(config, rows);
-        return new TrainingMemoryPlan(weights, saved, scratch, gradients, 2 * gradients, master);
+    static TrainingMemoryPlan Plan(ModelConfig config, long rows, TrainingOptions options, DType weightType, bool fusedHead)
+    {
+        checked
+        {
+            long h = config.HiddenSize, v = config.VocabSize;
+
+            long weights = 0, gradients = 0, master = 0;
+            var filter = options.Parameters();
+            filter.RequireLayers(config);
+            foreach (var (name, shape) in WeightNames.Expected(config))
+            {
+                long elements = shape.Aggregate(1L, (a, d) => a * d);
+                bool matrix = shape.Length == 2;
+                weights += elements * (matrix ? weightType.SizeInBytes() : 4);
+                if (options.Mode != TrainingMode.Train || !filter.IsTrainable(name)) continue;
+                gradients += 4 * elements;
+                if (matrix && weightType == DType.BF16) master += 4 * elements;
+            }
+
+            long tapes = (options.Checkpointing ? 1 : config.NumLayers) * LayerTape.Bytes(config, rows);
+            long logits = fusedHead ? 0 : 4 * rows * v;
+            // Layer inputs, running hidden, final normed hidden, logits.
+            long saved = 4 * rows * h * (config.NumLayers + 2) + logits + tapes;
+            // dlogits, dnormed, dhidden, per-layer gradient scratch.
+            long scratch = logits + 8 * rows * h + LayerGradScratch.Bytes(config, rows);
+            // The stages' sums too, so that no figure printed is a wrapped-around negative.
+            _ = weights + saved + scratch + gradients + 2 * gradients + master;
+            return new TrainingMemoryPlan(weights, saved, scratch, gradients, 2 * gradients, master);
+        }
     }
 }

@@ -219,6 +219,18 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void AnErrorIsOneLineEvenWhenTheExceptionSpansSeveral()
+    {
+        // ArgumentOutOfRangeException puts "Actual value was …" on a second line.
+        string model = InitModel();
+        var r = CliProcess.Run("baseline", "--method", "last", "--model", model, "--prune", "1.0", "--out", _dir["never.json"]);
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Single(r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("Actual value was 1", r.Stderr);
+        Assert.False(File.Exists(_dir["never.json"]));
+    }
+
+    [Fact]
     public void DoctorReportsTheMachine()
     {
         var r = CliProcess.Run("doctor", "--json");

@@ -76,21 +76,57 @@ public sealed class TeacherCacheCommandTests
         using (var child = Process.Start(psi)!)
         {
             var deadline = Stopwatch.StartNew();
-            while (!(File.Exists(resumed) && new FileInfo(resumed).Length > 3_000) && !child.HasExited && deadline.Elapsed < TimeSpan.FromMinutes(2))
+            string partial = resumed + ".partial";
+            while (!(File.Exists(partial) && new FileInfo(partial).Length > 3_000) && !child.HasExited && deadline.Elapsed < TimeSpan.FromMinutes(2))
                 Thread.Yield(); // a tight poll: the child writes a shard every few milliseconds
             bool finishedEarly = child.HasExited; // checked before anything reads its output, which would wait for it
             Assert.False(finishedEarly, "the child finished before it could be interrupted");
             child.Kill(entireProcessTree: true);
             child.WaitForExit();
         }
+        // The unfinished cache is only ever FILE.partial: FILE appears when every token is in.
+        Assert.False(File.Exists(resumed));
         long writtenBeforeResume;
         using (var referenceReader = TeacherCacheReader.Open(reference))
-        using (var probe = TeacherCacheWriter.Resume(resumed, referenceReader.Header))
+        using (var probe = TeacherCacheWriter.Resume(resumed + ".partial", referenceReader.Header))
             writtenBeforeResume = probe.TokensWritten;
         Assert.InRange(writtenBeforeResume, SeqLen, 1200 - 1); // really interrupted, with work to keep
 
         Assert.Equal(0, InProcess(Args(model, data, resumed)));
         Assert.Equal(File.ReadAllBytes(reference), File.ReadAllBytes(resumed));
+        Assert.False(File.Exists(resumed + ".partial"));
+    }
+
+    [Fact]
+    public void AFailedRunLeavesNoCacheFile()
+    {
+        using var dir = new TempDir();
+        var (model, data) = Setup(dir, 40);
+        // NaN final-norm weights: every logit is NaN, and the first shard fails.
+        string weights = Path.Combine(model, "model.safetensors");
+        byte[] bytes = File.ReadAllBytes(weights);
+        long headerLength = BitConverter.ToInt64(bytes, 0);
+        var header = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Encoding.UTF8.GetString(bytes, 8, (int)headerLength))!;
+        var norm = header["model.norm.weight"]!;
+        Assert.Equal("F32", (string)norm["dtype"]!);
+        long begin = 8 + headerLength + (long)norm["data_offsets"]![0]!, end = 8 + headerLength + (long)norm["data_offsets"]![1]!;
+        for (long i = begin; i < end; i += 4) BitConverter.TryWriteBytes(bytes.AsSpan((int)i, 4), float.NaN);
+        File.WriteAllBytes(weights, bytes);
+
+        string output = dir["cache.e3tk"];
+        var stderr = new StringWriter();
+        var saved = Console.Error;
+        Console.SetError(stderr);
+        try
+        {
+            Assert.Equal(1, InProcess(Args(model, data, output)));
+        }
+        finally
+        {
+            Console.SetError(saved);
+        }
+        Assert.Contains("NaN", stderr.ToString());
+        Assert.False(File.Exists(output)); // a cache file is complete or absent; the work so far stays in cache.e3tk.partial
     }
 
     [Fact]

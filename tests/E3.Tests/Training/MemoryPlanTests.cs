@@ -210,4 +210,17 @@ public sealed class PlanCommandTests
         Assert.Equal(2, exit);
         Assert.Equal("", output);
     }
+
+    [Fact]
+    public void APlanTooLargeToCountIsAnErrorNotANegativeSize()
+    {
+        using var c = new TrainingCase("llama", false, false, [1f]);
+        var config = ModelConfig.Load(c.Folder);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            TrainingMemoryPlan.Create(config, 2_000_000_000, 2_000_000_000, new TrainingOptions { Mode = TrainingMode.Train }, DType.F32));
+        Assert.Contains("--seq 2000000000 x --batch 2000000000: the plan exceeds 2^63 bytes", e.Message);
+        // A billion rows still fit, with every stage positive and ordered.
+        var big = TrainingMemoryPlan.Create(config, 1_000_000, 1_000, new TrainingOptions { Mode = TrainingMode.Train }, DType.F32);
+        Assert.True(big.Peak > 0 && big.Backward > big.Forward);
+    }
 }
