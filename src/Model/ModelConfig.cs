@@ -98,6 +98,13 @@ public sealed class ModelConfig
             throw new ModelFormatException(source, "layer_types", $"has {layerTypes.Count} entries but num_hidden_layers={layers}");
         float eps = (float)(OptionalDouble(obj, "rms_norm_eps", source) ?? 1e-6);
         if (!(eps > 0)) throw new ModelFormatException(source, "rms_norm_eps", $"{eps} must be positive");
+        int maxPositions = OptionalInt(obj, "max_position_embeddings", source) ?? 32768;
+        if (maxPositions <= 0) throw new ModelFormatException(source, "max_position_embeddings", $"{maxPositions} must be positive");
+        string? dtypeField = obj.ContainsKey("torch_dtype") ? "torch_dtype" : obj.ContainsKey("dtype") ? "dtype" : null;
+        string? torchDtype = dtypeField == null ? null : OptionalString(obj, dtypeField, source);
+        // What the weights are said to be stored in (e3 plan reads it); the float types a checkpoint can hold.
+        if (torchDtype is not (null or "float32" or "bfloat16" or "float16"))
+            throw new ModelFormatException(source, dtypeField!, $"'{torchDtype}' is not float32, bfloat16 or float16");
         return new ModelConfig
         {
             Architecture = arch,
@@ -114,8 +121,8 @@ public sealed class ModelConfig
             TieWordEmbeddings = OptionalBool(obj, "tie_word_embeddings") ?? false,
             QkvBias = arch == Architecture.Qwen2 || attentionBias,
             OutputBias = arch != Architecture.Qwen2 && attentionBias,
-            MaxPositionEmbeddings = OptionalInt(obj, "max_position_embeddings", source) ?? 32768,
-            TorchDtype = OptionalString(obj, "torch_dtype", source) ?? OptionalString(obj, "dtype", source),
+            MaxPositionEmbeddings = maxPositions,
+            TorchDtype = torchDtype,
             LayerTypes = layerTypes,
             MaxWindowLayers = OptionalInt(obj, "max_window_layers", source),
             Json = obj,

@@ -46,6 +46,11 @@ public sealed class DecoderWeights : IDisposable
         var uploaded = new List<Tensor>();
         try
         {
+            // A layer the config does not have means config.json and the weights disagree on the depth; running the
+            // first num_hidden_layers of them would silently drop the rest.
+            foreach (string name in ckpt.Names)
+                if (WeightNames.LayerOf(name) is int layer && layer >= config.NumLayers)
+                    throw new ModelFormatException(ckpt.Get(name).File, name, $"layer {layer} is beyond num_hidden_layers = {config.NumLayers} in {source}");
             foreach (var (name, shape) in WeightNames.Expected(config))
             {
                 if (!ckpt.Contains(name)) throw new ModelFormatException(source, name, "tensor missing from the checkpoint");
@@ -64,7 +69,11 @@ public sealed class DecoderWeights : IDisposable
                     WeightPrecision.BF16 => DType.BF16,
                     _ => src == DType.F16 ? DType.F32 : src,
                 };
-                var t = backend.Upload(ckpt.GetBytes(name), src, e.Shape.Select(checked_int).ToArray(), store);
+                var bytes = ckpt.GetBytes(name);
+                long bad = NonFiniteScan.IndexOf(bytes, src);
+                if (bad >= 0)
+                    throw new ModelFormatException(e.File, name, $"element {bad} is {NonFiniteScan.ValueAt(bytes, src, bad)}: weights must be finite");
+                var t = backend.Upload(bytes, src, e.Shape.Select(checked_int).ToArray(), store);
                 uploaded.Add(t);
                 return t;
             }

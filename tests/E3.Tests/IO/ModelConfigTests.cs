@@ -194,6 +194,27 @@ public class ModelConfigTests
         Rejected(json, "torch_dtype", "16");
     }
 
+    [Theory]
+    [InlineData("torch_dtype", "int8")]
+    [InlineData("dtype", "float8_e4m3fn")]
+    public void ATorchDtypeThatIsNotAFloatTypeIsRefused(string field, string value)
+    {
+        var json = Qwen3();
+        json.Remove("torch_dtype");
+        json[field] = value;
+        Rejected(json, field, value, "not float32, bfloat16 or float16");
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-3)]
+    public void MaxPositionEmbeddingsMustBePositive(int value)
+    {
+        var json = Qwen3();
+        json["max_position_embeddings"] = value;
+        Rejected(json, "max_position_embeddings", $"{value} must be positive");
+    }
+
     [Fact]
     public void LayerTypesCountMustMatchLayers()
     {

@@ -248,6 +248,24 @@ public sealed class DecoderBehaviourTests : IDisposable
     }
 
     [Fact]
+    public void WeightsOfMoreLayersThanTheConfigSaysAreAClearError()
+    {
+        // A config that says 3 layers over a 4-layer checkpoint would otherwise run 3 and silently drop the fourth.
+        var spec = new RandomModelSpec { Layers = 4, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 32, Vocab = 20 };
+        string path = _dir["deeper"];
+        RandomModel.Write(spec, path);
+        string config = Path.Combine(path, "config.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(config))!.AsObject();
+        json["num_hidden_layers"] = 3;
+        if (json["layer_types"] is System.Text.Json.Nodes.JsonArray types) types.RemoveAt(3);
+        File.WriteAllText(config, json.ToJsonString());
+        var e = Assert.Throws<ModelFormatException>(() => DecoderModel.Load(path, _cpu));
+        Assert.Equal(Path.Combine(path, "model.safetensors"), e.File);
+        Assert.StartsWith("model.layers.3.", e.Field);
+        Assert.Contains("layer 3 is beyond num_hidden_layers = 3", e.Message);
+    }
+
+    [Fact]
     public void RandomModelsAreReproducibleFromTheirSeed()
     {
         var spec = new RandomModelSpec { Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 32, Vocab = 20, Seed = 9 };
