@@ -50,9 +50,18 @@ public sealed class ModelConfig
     /// <summary>Hex SHA-256 of the canonical config JSON: the model identity stored in masks and caches.</summary>
     public string Hash()
     {
-        var bytes = Encoding.UTF8.GetBytes(Json.ToJsonString());
+        var bytes = Encoding.UTF8.GetBytes(Canonical(Json)!.ToJsonString());
         return Convert.ToHexStringLower(SHA256.HashData(bytes));
     }
+
+    // The same config written by another tool (keys in another order, 1e-06 for 1E-06, 28.0 for 28) hashes the same.
+    static JsonNode? Canonical(JsonNode? node) => node switch
+    {
+        JsonObject o => new JsonObject(o.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => KeyValuePair.Create(p.Key, Canonical(p.Value)))),
+        JsonArray a => new JsonArray(a.Select(Canonical).ToArray()),
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number => JsonValue.Create(NumberOf(v)!.Value),
+        _ => node?.DeepClone(),
+    };
 
     public static ModelConfig Load(string path)
     {

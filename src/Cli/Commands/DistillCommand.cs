@@ -86,6 +86,9 @@ public static class DistillCommand
             IBatchSource? batches = null;
             if (cache != null)
             {
+                string teacherId = TeacherCacheCommand.ModelId(teacherDir);
+                if (!cache.Header.IsForModel(teacherId))
+                    throw new TeacherCacheException(cachePath!, "model id", $"'{cache.Header.ModelId}': the cache was made for another model than --teacher '{teacherId}'");
                 var cached = new TeacherCacheBatches(cache, tokens, data, settings.Batch, settings.Seed, kd.IgnoreIndex);
                 if (cached.SequenceLength != settings.Sequence)
                     throw new ArgumentException($"--seq: {settings.Sequence} differs from the sequence length {cached.SequenceLength} of the teacher cache {cachePath}");

@@ -124,7 +124,8 @@ public static class TeacherCacheCommand
         }
     }
 
-    // The model folder's name: resuming with a different teacher must fail rather than mix two teachers.
+    // The folder's name, its config's hash and its weights' fingerprint: a cache, or its resumption, must not mix two teachers.
     internal static string ModelId(string directory) =>
-        Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));
+        TeacherCacheHeader.ModelIdOf(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))),
+            E3.Model.ModelConfig.Load(directory).Hash(), CheckpointFingerprint.Of(directory));
 }

@@ -91,7 +91,7 @@ public sealed class CachedTeacherBatches : SearchBatches
         ArgumentNullException.ThrowIfNull(tokens);
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "--batch must be at least 1");
         var h = reader.Header;
-        if (h.ModelId != modelId) throw new TeacherCacheException(reader.Path, "model_id", $"'{h.ModelId}': the cache was made for another model than '{modelId}'");
+        if (!h.IsForModel(modelId)) throw new TeacherCacheException(reader.Path, "model_id", $"'{h.ModelId}': the cache was made for another model than '{modelId}'");
         if (h.Vocab != vocab) throw new TeacherCacheException(reader.Path, "vocab", $"the cache has vocab {h.Vocab}, the model {vocab}");
         if (h.DataTokens != tokens.Length || h.DataChecksum != TeacherCacheHeader.ChecksumTokens(tokens))
             throw new TeacherCacheException(reader.Path, "data", $"the cache was made from {h.DataTokens} tokens with checksum {h.DataChecksum:x8}, not from the --data file ({tokens.Length} tokens, {TeacherCacheHeader.ChecksumTokens(tokens):x8})");

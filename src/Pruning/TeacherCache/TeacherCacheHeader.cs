@@ -96,12 +96,28 @@ public sealed record TeacherCacheHeader(int K, int Vocab, TeacherCacheDType DTyp
     /// Throws, naming the field, where this header differs from what the caller expects (resuming with another
     /// model, K, vocabulary or data is an error, never a silent mix).
     /// </summary>
+    /// <summary>
+    /// The id a cache records for its teacher: the model folder's name, for people, then the first 16 hex digits of its
+    /// config.json hash (<c>ModelConfig.Hash</c>) and of its weights' <see cref="E3.Model.IO.CheckpointFingerprint"/>.
+    /// </summary>
+    public static string ModelIdOf(string folderName, string configHash, string weightsFingerprint) =>
+        $"{folderName}#{configHash[..Math.Min(16, configHash.Length)]}#{weightsFingerprint[..Math.Min(16, weightsFingerprint.Length)]}";
+
+    /// <summary>
+    /// Whether the cache was made for the model whose id (<see cref="ModelIdOf"/>) is <paramref name="modelId"/>: the
+    /// same config and weights, whatever the folder is called now. Another config, or other weights of the same
+    /// config, are another teacher.
+    /// </summary>
+    public bool IsForModel(string modelId) => Fingerprints(ModelId) == Fingerprints(modelId);
+
+    static string Fingerprints(string id) => id.IndexOf('#') is var i and >= 0 ? id[i..] : id;
+
     public void RequireMatch(TeacherCacheHeader expected, string path)
     {
         if (K != expected.K) throw new TeacherCacheException(path, "K", $"the cache holds top-{K}, expected top-{expected.K}");
         if (Vocab != expected.Vocab) throw new TeacherCacheException(path, "vocab", $"the cache has vocab {Vocab}, the model {expected.Vocab}");
         if (DType != expected.DType) throw new TeacherCacheException(path, "dtype", $"{DType}, expected {expected.DType}");
-        if (ModelId != expected.ModelId) throw new TeacherCacheException(path, "model id", $"'{ModelId}', expected '{expected.ModelId}'");
+        if (!IsForModel(expected.ModelId)) throw new TeacherCacheException(path, "model id", $"'{ModelId}', expected '{expected.ModelId}'");
         if (SequenceLength != expected.SequenceLength)
             throw new TeacherCacheException(path, "sequence length", $"{SequenceLength}, expected {expected.SequenceLength}");
         if (DataTokens != expected.DataTokens || DataChecksum != expected.DataChecksum)

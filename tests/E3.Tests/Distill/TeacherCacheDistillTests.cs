@@ -40,5 +40,13 @@ public sealed class TeacherCacheDistillTests
         Assert.Contains("data_checksum", bad.Stderr);
         Assert.Contains(dir["cache.e3tk"], bad.Stderr);
         Assert.False(Directory.Exists(dir["out2"]));
+
+        // The cache of another teacher (same config, other weights) for this one's data.
+        DistillTestModels.Write(dir["other-teacher"], layers: 3, seed: 7);
+        var wrong = DistillTestModels.E3(["distill", "--teacher", dir["other-teacher"], "--mask", mask, "--data", data, "--teacher-cache", dir["cache.e3tk"], .. common, "--out", dir["out3"]]);
+        Assert.Equal(1, wrong.ExitCode);
+        Assert.Contains($"{dir["cache.e3tk"]}: model id: 'teacher#", wrong.Stderr);
+        Assert.Contains("the cache was made for another model than --teacher 'other-teacher#", wrong.Stderr);
+        Assert.False(Directory.Exists(dir["out3"]));
     }
 }

@@ -256,4 +256,18 @@ public class ModelConfigTests
         Assert.NotEqual(a.Hash(), ModelConfig.Parse(changed).Hash());
         Assert.Matches("^[0-9a-f]{64}$", a.Hash());
     }
+
+    [Fact]
+    public void HashDoesNotDependOnHowTheJsonIsWritten()
+    {
+        // As Python's json module would rewrite it: other key order, other spellings of the same numbers.
+        string dotnet = Qwen3().ToJsonString();
+        var reordered = new JsonObject(Qwen3().Reverse().Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone())));
+        string python = reordered.ToJsonString().Replace("\"rms_norm_eps\":1e-06", "\"rms_norm_eps\": 0.000001")
+            .Replace("\"num_hidden_layers\":28", "\"num_hidden_layers\": 28.0");
+        Assert.NotEqual(dotnet, python);
+        Assert.Contains("0.000001", python);
+        Assert.Contains("28.0", python);
+        Assert.Equal(ModelConfig.Parse(Qwen3()).Hash(), ModelConfig.Parse(JsonNode.Parse(python)!.AsObject()).Hash());
+    }
 }

@@ -142,8 +142,21 @@ public sealed class SearchCommandTests
         Assert.Equal(0, made.ExitCode);
         var result = CliProcess.Run([.. Args(model, data, dir["mask.json"]), "--teacher-cache", cache]);
         Assert.Equal(1, result.ExitCode);
-        Assert.Contains($"{cache}: model_id: 'other': the cache was made for another model than 'model'", result.Stderr);
+        // Same config, other weights: the ids differ in the weights' fingerprint.
+        Assert.Contains($"{cache}: model_id: 'other#", result.Stderr);
+        Assert.Contains("': the cache was made for another model than 'model#", result.Stderr);
         Assert.False(File.Exists(dir["mask.json"]));
+
+        // The same model under another folder name is the same teacher.
+        CopyFolder(other, dir["renamed"]);
+        var renamed = CliProcess.Run([.. Args(dir["renamed"], data, dir["mask2.json"]), "--teacher-cache", cache, "--tokens", "128"]);
+        Assert.True(renamed.ExitCode == 0, renamed.Stderr);
+    }
+
+    static void CopyFolder(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (string file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
     }
 
     [Fact]
