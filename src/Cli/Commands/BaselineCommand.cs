@@ -26,8 +26,8 @@ internal static class BaselineCommand
         var seq = new Option<int>("--seq") { Description = "Tokens per calibration window (T)", DefaultValueFactory = _ => 128 };
         var batch = new Option<int>("--batch") { Description = "Windows per forward pass (B)", DefaultValueFactory = _ => 4 };
         var seed = new Option<ulong>("--seed") { Description = "Selects the calibration windows, and the layers for random", DefaultValueFactory = _ => 0 };
-        var output = new Option<string>("--out") { Description = "mask.json to write", Required = true };
-        var checkpoint = new Option<string?>("--checkpoint") { Description = $"drop-one-kl: folder for {GreedyKlCheckpoint.FileName}, rewritten after every greedy step" };
+        var output = CommonOptions.OutputFile(new Option<string>("--out") { Description = "mask.json to write", Required = true });
+        var checkpoint = CommonOptions.OutputFolder(new Option<string?>("--checkpoint") { Description = $"drop-one-kl: folder for {GreedyKlCheckpoint.FileName}, rewritten after every greedy step" });
         var resume = new Option<bool>("--resume") { Description = "drop-one-kl: continue from the checkpoint in --checkpoint when there is one" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();

@@ -25,7 +25,7 @@ internal static class BenchKernelsCommand
         var repeats = new Option<int>("--repeats") { Description = "Timed repeats per kernel (median reported)", DefaultValueFactory = _ => 5 };
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
-        var output = new Option<string?>("--out") { Description = "Write the report to this file (atomically) instead of standard output" };
+        var output = CommonOptions.OutputFile(new Option<string?>("--out") { Description = "Write the report to this file (atomically) instead of standard output" });
         var cmd = new Command("kernels", "Time every kernel family and the projection GEMMs against the device's measured copy and GEMM roofs")
             { device, shape, repeats, threads, json, output };
         cmd.SetAction(p => CliRunner.Guard(() =>

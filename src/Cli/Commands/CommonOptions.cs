@@ -34,6 +34,38 @@ internal static class CommonOptions
             "as e3 teacher-cache computes) or f32 (fp32 activations, as the student; the only choice on cpu)",
     };
 
+    /// <summary>
+    /// Makes <paramref name="option"/> a file the command writes (atomically, by a temp file beside it and a rename): the
+    /// parser refuses an empty path, an existing folder, or a folder that does not exist to put it in, before any work
+    /// is done rather than when the result is written.
+    /// </summary>
+    public static T OutputFile<T>(T option) where T : Option
+    {
+        option.Validators.Add(result =>
+        {
+            string? path = result.Tokens.Count > 0 ? result.Tokens[^1].Value : null;
+            if (path == null) return;
+            if (string.IsNullOrWhiteSpace(path)) result.AddError($"{option.Name}: an empty path names no file");
+            else if (Directory.Exists(path)) result.AddError($"{option.Name}: {Path.GetFullPath(path)} is a folder, not a file");
+            else if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder && !Directory.Exists(folder))
+                result.AddError($"{option.Name}: the folder {folder} does not exist");
+        });
+        return option;
+    }
+
+    /// <summary>Makes <paramref name="option"/> a folder the command writes: the parser refuses an empty path or an existing file.</summary>
+    public static T OutputFolder<T>(T option) where T : Option
+    {
+        option.Validators.Add(result =>
+        {
+            string? path = result.Tokens.Count > 0 ? result.Tokens[^1].Value : null;
+            if (path == null) return;
+            if (string.IsNullOrWhiteSpace(path)) result.AddError($"{option.Name}: an empty path names no folder");
+            else if (File.Exists(path)) result.AddError($"{option.Name}: {Path.GetFullPath(path)} is a file, not a folder");
+        });
+        return option;
+    }
+
     /// <summary>--arch for the commands that make random models.</summary>
     public static E3.Model.Architecture ParseArchitecture(string a) => a switch
     {

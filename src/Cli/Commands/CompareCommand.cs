@@ -24,7 +24,7 @@ internal static class CompareCommand
         var students = new Option<string[]>("--student") { Description = "Student checkpoint folders (e.g. healed exports) to compare", AllowMultipleArgumentsPerToken = true };
         var window = CommonOptions.Window();
         var maxTokens = CommonOptions.MaxTokens();
-        var output = new Option<string?>("--out") { Description = "Also write the markdown table to this file (atomically)" };
+        var output = CommonOptions.OutputFile(new Option<string?>("--out") { Description = "Also write the markdown table to this file (atomically)" });
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();

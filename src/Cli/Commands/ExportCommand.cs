@@ -11,7 +11,7 @@ internal static class ExportCommand
     {
         var model = CommonOptions.Model();
         var mask = new Option<string>("--mask") { Description = "mask.json from e3 search or e3 baseline", Required = true };
-        var output = new Option<string>("--out") { Description = "Output folder (must not exist unless --force)", Required = true };
+        var output = CommonOptions.OutputFolder(new Option<string>("--out") { Description = "Output folder (must not exist unless --force)", Required = true });
         var format = new Option<string>("--format") { Description = "Checkpoint format: hf (safetensors + config.json)", DefaultValueFactory = _ => "hf" };
         format.AcceptOnlyFromAmong("hf"); // the one format this build writes; --help lists no other
         var force = new Option<bool>("--force") { Description = "Replace an existing output folder" };

@@ -17,7 +17,7 @@ internal static class ForwardCommand
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var precision = CommonOptions.Precision();
-        var output = new Option<string>("--out") { Description = "Output .npy file (float32 [T, V])", Required = true };
+        var output = CommonOptions.OutputFile(new Option<string>("--out") { Description = "Output .npy file (float32 [T, V])", Required = true });
         var cmd = new Command("forward", "Run the forward pass and write the logits as a NumPy .npy file") { model, tokens, drop, device, threads, precision, output };
         cmd.SetAction(p => CliRunner.Guard(() =>
         {

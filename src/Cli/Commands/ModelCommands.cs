@@ -20,7 +20,7 @@ internal static class ModelCommands
         var dtype = new Option<string>("--dtype") { Description = "float32 or bfloat16", DefaultValueFactory = _ => "float32" };
         var seed = new Option<int>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 0 };
         var std = new Option<float>("--init-std") { Description = "Standard deviation of projection weights", DefaultValueFactory = _ => 0.02f };
-        var output = new Option<string>("--out") { Description = "Output folder (must not exist or be empty)", Required = true };
+        var output = CommonOptions.OutputFolder(new Option<string>("--out") { Description = "Output folder (must not exist or be empty)", Required = true });
         var init = new Command("init", "Write a random model (config.json + model.safetensors)")
             { arch, layers, hidden, heads, kvHeads, headDim, inter, vocab, tie, dtype, seed, std, output };
         init.SetAction(p => CliRunner.Guard(() =>

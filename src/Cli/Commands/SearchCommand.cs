@@ -40,10 +40,10 @@ public static class SearchCommand
         var kdWeight = new Option<string>("--kd-weight") { Description = "Token weights of the KD loss: linear, softmax or none", DefaultValueFactory = _ => "linear" };
         var seed = new Option<ulong>("--seed") { Description = "Seeds data order and Gumbel noise", DefaultValueFactory = _ => 0 };
         var teacherCache = new Option<string?>("--teacher-cache") { Description = "Sparse top-K teacher (e3 teacher-cache) instead of the live full model" };
-        var checkpoint = new Option<string?>("--checkpoint") { Description = "Checkpoint folder" };
+        var checkpoint = CommonOptions.OutputFolder(new Option<string?>("--checkpoint") { Description = "Checkpoint folder" });
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints", DefaultValueFactory = _ => 50 };
         var resume = new Option<bool>("--resume") { Description = "Continue from --checkpoint" };
-        var output = new Option<string>("--out") { Description = "mask.json to write", Required = true };
+        var output = CommonOptions.OutputFile(new Option<string>("--out") { Description = "mask.json to write", Required = true });
         var plot = new Option<string?>("--plot") { Description = "PNG of keep probabilities and loss (default: --out with .png)" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();

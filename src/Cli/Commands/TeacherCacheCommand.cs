@@ -21,7 +21,7 @@ public static class TeacherCacheCommand
         var model = CommonOptions.Model();
         var data = new Option<string>("--data") { Description = "Token file: raw uint32 .bin or integer .npy", Required = true };
         var topK = new Option<int>("--topk") { Description = "Entries stored per token (K)", DefaultValueFactory = _ => 10 };
-        var output = new Option<string>("--out") { Description = "Cache file to create: built as FILE.partial, which a rerun resumes, and renamed to FILE when complete", Required = true };
+        var output = CommonOptions.OutputFile(new Option<string>("--out") { Description = "Cache file to create: built as FILE.partial, which a rerun resumes, and renamed to FILE when complete", Required = true });
         var seqLen = new Option<int>("--seq-len") { Description = "Tokens per forward pass (and per shard)", DefaultValueFactory = _ => 512 };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();

@@ -19,10 +19,10 @@ internal sealed class TrainingCliOptions
     public readonly Option<double> Clip = new("--clip") { Description = "Global gradient-norm clip (0 = off)", DefaultValueFactory = _ => 1.0 };
     public readonly Option<double> WeightDecay = new("--weight-decay") { Description = "AdamW decoupled weight decay", DefaultValueFactory = _ => 0.0 };
     public readonly Option<ulong> Seed = new("--seed") { Description = "Seed of the data windows", DefaultValueFactory = _ => 0UL };
-    public readonly Option<string?> Checkpoint = new("--checkpoint") { Description = "Checkpoint folder (weights, AdamW state, step, loss history)" };
+    public readonly Option<string?> Checkpoint = CommonOptions.OutputFolder(new Option<string?>("--checkpoint") { Description = "Checkpoint folder (weights, AdamW state, step, loss history)" });
     public readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Optimizer steps between checkpoints", DefaultValueFactory = _ => 100 };
     public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the checkpoint folder's latest save (bit-identical on the CPU)" };
-    public readonly Option<string> Out = new("--out") { Description = "Output Hugging Face model folder (written atomically)", Required = true };
+    public readonly Option<string> Out = CommonOptions.OutputFolder(new Option<string>("--out") { Description = "Output Hugging Face model folder (written atomically)", Required = true });
     public readonly Option<bool> Force = new("--force") { Description = "Replace an existing, non-empty --out folder" };
     public readonly Option<string> Device = CommonOptions.Device();
     public readonly Option<int> Threads = CommonOptions.Threads();

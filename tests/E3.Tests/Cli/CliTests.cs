@@ -231,6 +231,29 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void AnOutputThatCannotBeWrittenIsRefusedBeforeAnyWork()
+    {
+        // Before: the whole job ran, then the rename failed naming a .tmp file the user never gave.
+        string model = InitModel();
+        string missing = _dir["nowhere/x.npy"];
+        var cases = new (string[] Args, string Message)[]
+        {
+            (["forward", "--model", model, "--tokens", "1", "--out", missing], $"--out: the folder {Path.GetDirectoryName(missing)} does not exist"),
+            (["forward", "--model", model, "--tokens", "1", "--out", ""], "--out: an empty path names no file"),
+            (["forward", "--model", model, "--tokens", "1", "--out", _dir.Path], $"--out: {_dir.Path} is a folder, not a file"),
+            (["baseline", "--method", "last", "--model", model, "--prune", "0.25", "--out", _dir["nowhere/mask.json"]], "does not exist"),
+            (["model", "init", "--out", Path.Combine(model, "config.json")], "is a file, not a folder"),
+        };
+        foreach (var (args, message) in cases)
+        {
+            var r = CliProcess.Run(args);
+            Assert.True(r.ExitCode == 2, $"{string.Join(' ', args)}: exit {r.ExitCode}: {r.Stderr}");
+            Assert.Contains(message, r.Stderr);
+        }
+        Assert.False(Directory.Exists(_dir["nowhere"]));
+    }
+
+    [Fact]
     public void DoctorReportsTheMachine()
     {
         var r = CliProcess.Run("doctor", "--json");

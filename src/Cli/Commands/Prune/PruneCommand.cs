@@ -17,7 +17,7 @@ internal static class PruneCommand
         var holdout = new Option<double>("--holdout") { Description = "Fraction of --data held out when --eval-data is not given", DefaultValueFactory = _ => 0.1 };
         var prune = new Option<double?>("--prune") { Description = "Fraction of layers to drop (e.g. 0.25)" };
         var keep = new Option<int?>("--keep") { Description = "Layers to keep (instead of --prune)" };
-        var output = new Option<string>("--out") { Description = "Output folder: masks, checkpoints, healed model, report.md", Required = true };
+        var output = CommonOptions.OutputFolder(new Option<string>("--out") { Description = "Output folder: masks, checkpoints, healed model, report.md", Required = true });
         var baselines = new Option<string[]>("--baselines") { Description = "Baselines to run (bi angular last random drop-one-kl)", AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["bi", "angular", "last", "random", "drop-one-kl"] };
         var calib = new Option<long>("--calibration-tokens") { Description = "Tokens the baselines score layers on", DefaultValueFactory = _ => 2048 };
         var searchTokens = new Option<long>("--search-tokens") { Description = "Tokens the mask search trains on", DefaultValueFactory = _ => 16384 };
