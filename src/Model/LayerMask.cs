@@ -46,10 +46,13 @@ public sealed class LayerMask
     {
         if (string.IsNullOrWhiteSpace(list)) return All(layers);
         var idx = new List<int>();
-        foreach (var part in list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        // "1,,2" is a typo, not two layers: every comma separates one index.
+        foreach (var part in list.Split(',', StringSplitOptions.TrimEntries))
         {
             if (!int.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out int i))
-                throw new FormatException($"--drop: '{part}' is not a layer index");
+                throw new FormatException($"--drop: '{part}' in '{list}' is not a layer index");
+            if ((uint)i >= (uint)layers)
+                throw new ArgumentException($"--drop: layer {i} is out of range for a model with {layers} layers (valid: 0..{layers - 1})");
             idx.Add(i);
         }
         return Dropping(layers, idx);

@@ -16,7 +16,30 @@ internal static class CommonOptions
         : throw new UsageException("give --drop LIST or --prune RATIO");
 
     public static Option<string> Device() => new("--device") { Description = "cpu (C# SIMD), cuda or emu", DefaultValueFactory = _ => "cpu" };
-    public static Option<int> Threads() => new("--threads") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0 };
+    public static Option<int> Threads() => AtLeast(new Option<int>("--threads") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0 }, 0);
+
+    /// <summary>The parser refuses a value of <paramref name="option"/> below <paramref name="least"/> (a usage error).</summary>
+    public static Option<int> AtLeast(Option<int> option, int least)
+    {
+        option.Validators.Add(result =>
+        {
+            int value = result.GetValueOrDefault<int>();
+            if (value < least) result.AddError($"{option.Name}: {value} must be at least {least}");
+        });
+        return option;
+    }
+
+    /// <summary>The parser refuses a value of <paramref name="option"/> that is not finite or not above (or, with <paramref name="orEqual"/>, at) <paramref name="bound"/>.</summary>
+    public static Option<T> Above<T>(Option<T> option, double bound, bool orEqual = false) where T : struct, IConvertible
+    {
+        option.Validators.Add(result =>
+        {
+            double value = result.GetValueOrDefault<T>().ToDouble(System.Globalization.CultureInfo.InvariantCulture);
+            if (!double.IsFinite(value) || value < bound || (!orEqual && value == bound))
+                result.AddError($"{option.Name}: {value.ToString(System.Globalization.CultureInfo.InvariantCulture)} must be finite and {(orEqual ? ">=" : ">")} {bound.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+        });
+        return option;
+    }
     public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };
     public static Option<string> Data() => new("--data") { Description = "Text file, or token ids as uint32 .bin or .npy", Required = true };
     public static Option<int> Window() => new("--window") { Description = "Tokens per evaluation window", DefaultValueFactory = _ => 256 };

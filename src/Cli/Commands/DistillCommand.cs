@@ -22,8 +22,9 @@ public static class DistillCommand
         var studentOption = new Option<string?>("--student") { Description = "Student model folder (same vocabulary as the teacher)" };
         var maskOption = new Option<string?>("--mask") { Description = "mask.json: the student is the teacher with these layers dropped (not computed, not trained)" };
         var kdWeight = new Option<string>("--kd-weight") { Description = "Per-token weight from the teacher's entropy: linear, softmax or none", DefaultValueFactory = _ => "linear" };
-        var kdTemperature = new Option<double>("--kd-temperature") { Description = "Softmax temperature tau of both distributions", DefaultValueFactory = _ => 1.0 };
-        var kdFraction = new Option<double>("--kd-fraction") { Description = "lambda: 1 is pure KD, below 1 mixes in next-token cross-entropy", DefaultValueFactory = _ => 1.0 };
+        var kdTemperature = CommonOptions.Above(new Option<double>("--kd-temperature") { Description = "Softmax temperature tau of both distributions", DefaultValueFactory = _ => 1.0 }, 0);
+        var kdFraction = CommonOptions.Above(new Option<double>("--kd-fraction") { Description = "lambda in [0, 1]: 1 is pure KD, below 1 mixes in next-token cross-entropy", DefaultValueFactory = _ => 1.0 }, 0, orEqual: true);
+        kdFraction.Validators.Add(r => { if (r.GetValueOrDefault<double>() > 1) r.AddError($"--kd-fraction: {r.GetValueOrDefault<double>()} must be at most 1"); });
         var cacheOption = new Option<string?>("--teacher-cache") { Description = "Top-K teacher cache of --data (e3 teacher-cache) instead of running the teacher; --seq must be its sequence length" };
         var teacherDType = CommonOptions.TeacherDType();
         var freezeOption = new Option<string[]>("--freeze") { Description = "Glob of HF tensor names not to train (repeatable), e.g. 'model.embed_tokens.*'", AllowMultipleArgumentsPerToken = true };

@@ -36,8 +36,9 @@ internal static class ForwardCommand
 
     public static int[] ParseTokens(string list)
     {
-        var parts = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        if (parts.Length == 0) throw new FormatException("--tokens: no token ids given");
+        if (string.IsNullOrWhiteSpace(list)) throw new FormatException("--tokens: no token ids given");
+        // Every comma separates one id: "1,,2" is a typo to report, not two tokens.
+        var parts = list.Split(',', StringSplitOptions.TrimEntries);
         var ids = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
             if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out ids[i]) || ids[i] < 0)

@@ -11,13 +11,15 @@ namespace E3.Model.Training;
 public sealed class ParameterFilter
 {
     readonly Regex[] _frozen;
+    readonly string[] _patterns;
     readonly LayerMask? _retained;
 
     /// <param name="freezePatterns">Globs: '*' matches any run of characters (dots included), '?' one character.</param>
     /// <param name="retainedLayers">The pruned model's mask: tensors of a layer whose gate is 0 are not trainable. Null retains every layer.</param>
     public ParameterFilter(IEnumerable<string> freezePatterns, LayerMask? retainedLayers = null)
     {
-        _frozen = freezePatterns.Select(p =>
+        _patterns = freezePatterns.ToArray();
+        _frozen = _patterns.Select(p =>
         {
             if (string.IsNullOrWhiteSpace(p)) throw new ArgumentException("freeze pattern is empty", nameof(freezePatterns));
             string regex = "^" + Regex.Escape(p).Replace("\\*", ".*").Replace("\\?", ".") + "$";
@@ -31,6 +33,17 @@ public sealed class ParameterFilter
     {
         if (_retained != null && WeightNames.LayerOf(name) is { } layer && (layer >= _retained.Count || _retained.IsSkipped(layer))) return false;
         return !_frozen.Any(r => r.IsMatch(name));
+    }
+
+    /// <summary>
+    /// Throws for a freeze pattern that matches none of <paramref name="names"/>: a typo (or a glob with a regex
+    /// bracket) would otherwise freeze nothing and train every tensor.
+    /// </summary>
+    public void RequireEveryPatternMatches(IReadOnlyCollection<string> names)
+    {
+        for (int i = 0; i < _frozen.Length; i++)
+            if (!names.Any(_frozen[i].IsMatch))
+                throw new ArgumentException($"--freeze '{_patterns[i]}' matches no tensor of the model (names look like '{names.FirstOrDefault(n => n.StartsWith("model.layers.", StringComparison.Ordinal)) ?? names.FirstOrDefault()}'; '*' and '?' are the only wildcards)");
     }
 
     /// <summary>Throws unless the retained-layer mask (when given) has one gate per layer of <paramref name="config"/>.</summary>

@@ -22,7 +22,9 @@ public sealed class TrainableParameters
         ArgumentNullException.ThrowIfNull(model);
         _backend = model.Backend;
         var filter = new ParameterFilter(freezePatterns);
-        var chosen = MasterWeights.ByName(model).Where(p => filter.IsTrainable(p.Name)).ToArray();
+        var all = MasterWeights.ByName(model).ToArray();
+        filter.RequireEveryPatternMatches(all.Select(p => p.Name).ToArray());
+        var chosen = all.Where(p => filter.IsTrainable(p.Name)).ToArray();
         if (chosen.Length == 0) throw new ArgumentException("every tensor is frozen: nothing to train");
         Names = chosen.Select(p => p.Name).ToArray();
         _weights = chosen.Select(p => p.Weight).ToArray();

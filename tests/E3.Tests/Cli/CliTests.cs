@@ -55,7 +55,7 @@ public sealed class CliTests : IDisposable
         string model = InitModel();
         var r = CliProcess.Run("forward", "--model", model, "--tokens", "1", "--drop", "4", "--out", _dir["x.npy"]);
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("layer index 4 is out of range", r.Stderr);
+        Assert.Contains("--drop: layer 4 is out of range", r.Stderr);
     }
 
     [Fact]
@@ -251,6 +251,36 @@ public sealed class CliTests : IDisposable
             Assert.Contains(message, r.Stderr);
         }
         Assert.False(Directory.Exists(_dir["nowhere"]));
+    }
+
+    [Fact]
+    public void ValuesThatMeanNothingAreRefusedNamingTheOption()
+    {
+        string model = InitModel();
+        File.WriteAllBytes(_dir["ids.bin"], Enumerable.Range(0, 400).SelectMany(i => BitConverter.GetBytes((uint)(i * 7 % 50))).ToArray());
+        string[] distill = ["distill", "--teacher", model, "--student", model, "--data", _dir["ids.bin"], "--tokens", "64", "--seq", "8", "--batch", "2",
+            "--out", _dir["never"]];
+        var cases = new (string[] Args, int Exit, string Message)[]
+        {
+            (["forward", "--model", model, "--tokens", "1,,2", "--out", _dir["t.npy"]], 1, "--tokens: '' (position 1) is not a non-negative token id"),
+            (["forward", "--model", model, "--tokens", "1", "--drop", "1,,2", "--out", _dir["t.npy"]], 1, "--drop: '' in '1,,2' is not a layer index"),
+            (["forward", "--model", model, "--tokens", "1", "--threads", "-3", "--out", _dir["t.npy"]], 2, "--threads: -3 must be at least 0"),
+            (["model", "init", "--heads", "0", "--out", _dir["m0"]], 2, "--heads: 0 must be at least 1"),
+            (["model", "init", "--init-std", "NaN", "--out", _dir["m0"]], 2, "--init-std: NaN must be finite and > 0"),
+            (["model", "init", "--dtype", "int8", "--out", _dir["m0"]], 2, "int8"),
+            ([.. distill, "--freeze", "model.layer.*"], 1, "--freeze 'model.layer.*' matches no tensor of the model"),
+            ([.. distill, "--kd-temperature", "0"], 2, "--kd-temperature: 0 must be finite and > 0"),
+            ([.. distill, "--kd-fraction", "1.5"], 2, "--kd-fraction: 1.5 must be at most 1"),
+        };
+        foreach (var (args, exit, message) in cases)
+        {
+            var r = CliProcess.Run(args);
+            Assert.True(r.ExitCode == exit, $"{string.Join(' ', args)}: exit {r.ExitCode}: {r.Stderr}");
+            Assert.Contains(message, r.Stderr);
+        }
+        Assert.False(File.Exists(_dir["t.npy"]));
+        Assert.False(Directory.Exists(_dir["never"]));
+        Assert.False(Directory.Exists(_dir["m0"]));
     }
 
     [Fact]

@@ -188,9 +188,11 @@ public sealed class DecoderBehaviourTests : IDisposable
     [Fact]
     public void MaskIndicesOutOfRangeAreErrors()
     {
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => LayerMask.ParseDropList(4, "1,4"));
-        Assert.Contains("layer index 4", e.Message);
+        var e = Assert.Throws<ArgumentException>(() => LayerMask.ParseDropList(4, "1,4"));
+        Assert.Contains("--drop: layer 4 is out of range for a model with 4 layers", e.Message);
         Assert.Throws<FormatException>(() => LayerMask.ParseDropList(4, "1,x"));
+        Assert.Throws<FormatException>(() => LayerMask.ParseDropList(4, "1,,2")); // a typo, not the list 1,2
+        Assert.Throws<ArgumentOutOfRangeException>(() => LayerMask.Dropping(4, [4]));
         Assert.Throws<ArgumentException>(() => new LayerMask([1f, float.NaN]));
         Assert.Equal(new[] { 24, 25, 26, 27, 28, 29, 30, 31 }, LayerMask.DropLast(32, 0.25).Dropped.ToArray());
     }
