@@ -129,8 +129,11 @@ public sealed class TrainingCheckpoint
         if (state["loss_history"] is not JsonArray points) throw new TrainingCheckpointException(path, "loss_history", "missing or not an array");
         foreach (var p in points)
         {
-            if (p is not JsonArray { Count: 2 } pair || !pair[0]!.AsValue().TryGetValue(out long s) || !pair[1]!.AsValue().TryGetValue(out double l))
-                throw new TrainingCheckpointException(path, "loss_history", $"entry {history.Count} is not [step, loss]");
+            if (p is not JsonArray { Count: 2 } pair || pair[0] is not JsonValue first || !first.TryGetValue(out long s)
+                || pair[1] is not JsonValue second || !second.TryGetValue(out double l))
+                throw new TrainingCheckpointException(path, $"loss_history[{history.Count}]", $"{p?.ToJsonString() ?? "null"} is not [step, loss]");
+            if (s < 1 || s > step || (history.Count > 0 && s <= history[^1].Step))
+                throw new TrainingCheckpointException(path, $"loss_history[{history.Count}]", $"step {s} is not after the previous entry and within 1..{step}");
             history.Add(new LossPoint(s, l));
         }
         return (step, history);
@@ -151,7 +154,10 @@ public sealed class TrainingCheckpoint
                 var entry = ckpt.Get(n);
                 if (entry.DType != SafeTensorsDType.F32 || entry.ElementCount != parameters.Values[i].Length)
                     throw new TrainingCheckpointException(path, n, $"{entry.DType} {entry.ShapeText}; expected F32 [{parameters.Values[i].Length}]");
-                ckpt.GetBytes(n).CopyTo(MemoryMarshal.AsBytes(parameters.Values[i].AsSpan()));
+                var bytes = ckpt.GetBytes(n);
+                long bad = NonFiniteScan.IndexOf(bytes, E3.Backends.DType.F32);
+                if (bad >= 0) throw new TrainingCheckpointException(path, n, $"element {bad} is {NonFiniteScan.ValueAt(bytes, E3.Backends.DType.F32, bad)}: weights must be finite");
+                bytes.CopyTo(MemoryMarshal.AsBytes(parameters.Values[i].AsSpan()));
             }
         }
         catch (SafeTensorsFormatException e)

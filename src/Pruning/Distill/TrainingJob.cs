@@ -90,6 +90,9 @@ public static class TrainingRunner
         if (job.Resume && checkpoint!.Exists)
         {
             (start, history) = checkpoint.Load(fingerprint, parameters, optimizer);
+            // The fingerprint fixes the run's length; a checkpoint past it was not written by this run.
+            if (start > s.TotalSteps)
+                throw new TrainingCheckpointException(checkpoint.Folder, "step", $"{start} is beyond this run's {s.TotalSteps} steps");
             parameters.Publish();
             resumed = true;
         }

@@ -131,4 +131,47 @@ public sealed class BadInputTests
         var other = DistillTestModels.E3(["train", "--model", dir["model"], .. Small(data, dir["second"]), "--lr", "5e-4", "--checkpoint", dir["ckpt"], "--resume"]);
         AssertFailed(other, dir["second"], Path.Combine(step, "state.json"), "fingerprint");
     }
+
+    [Fact]
+    public void ACheckpointThatLiesIsRefusedNamingTheFileAndField()
+    {
+        using var dir = new TempDir("e3-distill-bad");
+        DistillTestModels.Write(dir["model"]);
+        string data = DistillTestModels.WriteText(dir["data.txt"], 20);
+        var first = DistillTestModels.E3(["train", "--model", dir["model"], .. Small(data, dir["first"]), "--checkpoint", dir["ckpt"], "--checkpoint-every", "1"]);
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        string step = Path.Combine(dir["ckpt"], File.ReadAllText(Path.Combine(dir["ckpt"], "latest")).Trim());
+        string statePath = Path.Combine(step, "state.json"), parameters = Path.Combine(step, "params.safetensors");
+        string state = File.ReadAllText(statePath);
+        byte[] weights = File.ReadAllBytes(parameters);
+        CliProcess.Result Resume() => DistillTestModels.E3(["train", "--model", dir["model"], .. Small(data, dir["second"]), "--checkpoint", dir["ckpt"], "--resume"]);
+
+        // A loss history entry that is not [step, loss] (was a NullReferenceException).
+        var json = System.Text.Json.Nodes.JsonNode.Parse(state)!;
+        json["loss_history"]![0]![0] = null;
+        File.WriteAllText(statePath, json.ToJsonString());
+        AssertFailed(Resume(), dir["second"], statePath, "loss_history[0]", "is not [step, loss]");
+
+        // A step beyond the run's length, in both files that record it (was accepted: "-968 steps now").
+        json = System.Text.Json.Nodes.JsonNode.Parse(state)!;
+        json["step"] = 1000;
+        File.WriteAllText(statePath, json.ToJsonString());
+        string optimizer = Path.Combine(step, "adamw.bin");
+        byte[] adam = File.ReadAllBytes(optimizer);
+        byte[] lying = (byte[])adam.Clone();
+        BitConverter.TryWriteBytes(lying.AsSpan(8, 8), 1000L);
+        File.WriteAllBytes(optimizer, lying);
+        AssertFailed(Resume(), dir["second"], dir["ckpt"], "step", "1000 is beyond this run's");
+        File.WriteAllBytes(optimizer, adam);
+        File.WriteAllText(statePath, state);
+
+        // A NaN weight (was carried into the output model).
+        long headerLength = BitConverter.ToInt64(weights, 0);
+        var header = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Encoding.UTF8.GetString(weights, 8, (int)headerLength))!.AsObject();
+        var (name, entry) = header.First(p => p.Key != "__metadata__");
+        byte[] poisoned = (byte[])weights.Clone();
+        BitConverter.TryWriteBytes(poisoned.AsSpan((int)(8 + headerLength + (long)entry!["data_offsets"]![0]! + 8), 4), float.NaN);
+        File.WriteAllBytes(parameters, poisoned);
+        AssertFailed(Resume(), dir["second"], parameters, name, "element 2 is NaN");
+    }
 }
