@@ -43,7 +43,7 @@ internal static class CommonOptions
     public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };
     public static Option<string> Data() => new("--data") { Description = "Text file, or token ids as uint32 .bin or .npy", Required = true };
     public static Option<int> Window() => new("--window") { Description = "Tokens per evaluation window", DefaultValueFactory = _ => 256 };
-    public static Option<long> MaxTokens() => new("--max-tokens") { Description = "Stop after scoring this many tokens (0 = all)", DefaultValueFactory = _ => 0 };
+    public static Option<long> MaxTokens() => new("--max-tokens") { Description = "Stop after the whole window that brings the tokens scored to at least this many (0 = all)", DefaultValueFactory = _ => 0 };
 
     /// <summary>--max-tokens as a limit: 0 (or less) means no limit.</summary>
     public static long TokenLimit(long maxTokens) => maxTokens > 0 ? maxTokens : long.MaxValue;

@@ -30,7 +30,7 @@ public static class SearchCommand
         var samples = new Option<int>("--samples") { Description = "Gumbel-TopK masks per step (S)", DefaultValueFactory = _ => 4 };
         var lr = new Option<double>("--lr") { Description = "AdamW learning rate on α", DefaultValueFactory = _ => 0.05 };
         var tau0 = new Option<double>("--tau0") { Description = "Initial Gumbel temperature", DefaultValueFactory = _ => 1.0 };
-        var tauMin = new Option<double>("--tau-min") { Description = "Final Gumbel temperature", DefaultValueFactory = _ => 0.1 };
+        var tauMin = new Option<double>("--tau-min") { Description = "Gumbel temperature of the last step (annealed to from --tau0)", DefaultValueFactory = _ => 0.1 };
         var tauSchedule = new Option<string>("--tau-schedule") { Description = "exponential, linear or cosine", DefaultValueFactory = _ => "exponential" };
         var curriculumSteps = new Option<long?>("--curriculum-steps") { Description = "Steps of the keep-count ramp (default: half the steps)" };
         var warmupKeep = new Option<int?>("--warmup-keep") { Description = "Layers kept at step 0 (default: halfway between L and k)" };

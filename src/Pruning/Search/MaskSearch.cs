@@ -64,7 +64,8 @@ public sealed class MaskSearch : IDisposable
         this.batches = batches;
         this.options = options;
         curriculum = new KeepCurriculum(layers, options.ResolvedWarmupKeep(layers), options.Keep, options.ResolvedCurriculumSteps);
-        temperature = new TemperatureSchedule(options.Tau0, options.TauMin, options.Steps, options.TauSchedule);
+        // Steps run 0..Steps-1: the schedule reaches --tau-min at the last one, which is the step that decides the mask.
+        temperature = new TemperatureSchedule(options.Tau0, options.TauMin, Math.Max(1, options.Steps - 1), options.TauSchedule);
         inputs = new int[batches.TokensPerBatch];
         Fingerprint = options.Fingerprint(model.Config.Hash(), batches.DataIdentity, batches.TeacherIdentity, batches.SequenceLength, batches.Batch);
         trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen, ComputeDroppedLayers = true });

@@ -22,7 +22,7 @@ internal static class PruneCommand
         var calib = new Option<long>("--calibration-tokens") { Description = "Tokens the baselines score layers on", DefaultValueFactory = _ => 2048 };
         var searchTokens = new Option<long>("--search-tokens") { Description = "Tokens the mask search trains on", DefaultValueFactory = _ => 16384 };
         var distillTokens = new Option<long>("--distill-tokens") { Description = "Tokens each distillation trains on", DefaultValueFactory = _ => 40960 };
-        var evalTokens = new Option<long>("--eval-tokens") { Description = "Held-out tokens scored per model", DefaultValueFactory = _ => 16384 };
+        var evalTokens = new Option<long>("--eval-tokens") { Description = "Held-out tokens scored per model (whole windows of 256, so at least this many)", DefaultValueFactory = _ => 16384 };
         var seq = new Option<int>("--seq") { Description = "Tokens per training sequence", DefaultValueFactory = _ => 128 };
         var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 4 };
         var samples = new Option<int>("--samples") { Description = "Gumbel-TopK masks sampled per search step", DefaultValueFactory = _ => 4 };

@@ -65,7 +65,7 @@ internal sealed record PruneReport(string Markdown, JsonObject Json)
         md.AppendLine("# E3 pruning report").AppendLine();
         md.AppendLine($"Model `{s.Model}` ({config.ModelType}, {config.NumLayers} layers): keep {learned.Keep}, drop {config.NumLayers - learned.Keep} ({P(1 - learned.Keep / (double)config.NumLayers)}).");
         md.AppendLine($"The learned Gumbel-TopK mask drops layers **[{string.Join(", ", learned.Dropped)}]** after {search["steps"]} search steps ({search["tokens"]} tokens).").AppendLine();
-        md.AppendLine($"## Held-out quality ({(s.EvalData ?? $"last {P(s.Holdout)} of {s.Data}")}, up to {s.EvalTokens} tokens)").AppendLine();
+        md.AppendLine($"## Held-out quality ({(s.EvalData ?? $"last {P(s.Holdout)} of {s.Data}")}, at least {s.EvalTokens} tokens in whole windows)").AppendLine();
         md.AppendLine("KL is KL(teacher ‖ pruned) per token in nats; top-1 is agreement with the teacher's most likely token. \"Healed\" is after entropy-weighted distillation of the retained layers.").AppendLine();
         md.AppendLine("| method | dropped layers | perplexity | KL | top-1 | healed perplexity | healed KL | healed top-1 |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|");
