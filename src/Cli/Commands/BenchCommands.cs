@@ -25,19 +25,19 @@ internal static class BenchCommands
     {
         var model = CommonOptions.Model(required: false);
         var arch = new Option<string?>("--arch") { Description = "Benchmark a random model of this architecture instead of --model (qwen3, llama, qwen2)" };
-        var layers = new Option<int>("--layers") { Description = "With --arch: layers", DefaultValueFactory = _ => 32 };
-        var hidden = new Option<int>("--hidden") { Description = "With --arch: hidden size", DefaultValueFactory = _ => 1024 };
-        var heads = new Option<int>("--heads") { Description = "With --arch: attention heads", DefaultValueFactory = _ => 16 };
-        var kvHeads = new Option<int>("--kv-heads") { Description = "With --arch: key/value heads", DefaultValueFactory = _ => 4 };
-        var inter = new Option<int>("--intermediate") { Description = "With --arch: MLP size", DefaultValueFactory = _ => 3072 };
-        var vocab = new Option<int>("--vocab") { Description = "With --arch: vocabulary", DefaultValueFactory = _ => 8192 };
+        var layers = CommonOptions.AtLeast(new Option<int>("--layers") { Description = "With --arch: layers", DefaultValueFactory = _ => 32 }, 1);
+        var hidden = CommonOptions.AtLeast(new Option<int>("--hidden") { Description = "With --arch: hidden size", DefaultValueFactory = _ => 1024 }, 1);
+        var heads = CommonOptions.AtLeast(new Option<int>("--heads") { Description = "With --arch: attention heads", DefaultValueFactory = _ => 16 }, 1);
+        var kvHeads = CommonOptions.AtLeast(new Option<int>("--kv-heads") { Description = "With --arch: key/value heads", DefaultValueFactory = _ => 4 }, 1);
+        var inter = CommonOptions.AtLeast(new Option<int>("--intermediate") { Description = "With --arch: MLP size", DefaultValueFactory = _ => 3072 }, 1);
+        var vocab = CommonOptions.AtLeast(new Option<int>("--vocab") { Description = "With --arch: vocabulary", DefaultValueFactory = _ => 8192 }, 1);
         var dtype = new Option<string>("--dtype") { Description = "With --arch: float32 or bfloat16 weights", DefaultValueFactory = _ => "float32" };
         var drop = CommonOptions.Drop();
         var prune = CommonOptions.PruneLast();
-        var prefill = new Option<int>("--prefill") { Description = "Prompt tokens per sequence", DefaultValueFactory = _ => 512 };
-        var decode = new Option<int>("--decode") { Description = "Generated tokens per sequence", DefaultValueFactory = _ => 128 };
-        var batch = new Option<int>("--batch") { Description = "Sequences", DefaultValueFactory = _ => 1 };
-        var repeats = new Option<int>("--repeats") { Description = "Timed repeats (median reported)", DefaultValueFactory = _ => 5 };
+        var prefill = CommonOptions.AtLeast(new Option<int>("--prefill") { Description = "Prompt tokens per sequence", DefaultValueFactory = _ => 512 }, 1);
+        var decode = CommonOptions.AtLeast(new Option<int>("--decode") { Description = "Generated tokens per sequence", DefaultValueFactory = _ => 128 }, 0);
+        var batch = CommonOptions.AtLeast(new Option<int>("--batch") { Description = "Sequences", DefaultValueFactory = _ => 1 }, 1);
+        var repeats = CommonOptions.AtLeast(new Option<int>("--repeats") { Description = "Timed repeats (median reported)", DefaultValueFactory = _ => 5 }, 1);
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
@@ -55,6 +55,7 @@ internal static class BenchCommands
                 {
                     temp = Path.Combine(Path.GetTempPath(), $"e3-bench-{Guid.NewGuid():N}");
                     int h = p.GetValue(hidden), nh = p.GetValue(heads);
+                    if (h % nh != 0) throw new UsageException($"--hidden {h} is not divisible by --heads {nh}");
                     RandomModel.Write(new RandomModelSpec
                     {
                         Architecture = CommonOptions.ParseArchitecture(a), Layers = p.GetValue(layers), Hidden = h, Heads = nh, KvHeads = p.GetValue(kvHeads),
@@ -66,6 +67,8 @@ internal static class BenchCommands
                 using var m = DecoderModel.Load(dir!, backend);
                 int L = m.Config.NumLayers;
                 var mask = CommonOptions.DropOrPrune(p.GetValue(drop), p.GetValue(prune), L);
+                // Checked before the warm-up, not after the first timed repeat: a speedup needs a pruned model to time.
+                if (mask.KeptCount == 0) throw new UsageException($"--drop/--prune: the mask drops all {L} layers; keep at least one");
                 bool quiet = p.GetValue(json);
                 var result = SpeedupBenchmark.Run(m, mask, p.GetValue(batch), p.GetValue(prefill), p.GetValue(decode), p.GetValue(repeats),
                     progress: quiet ? null : s => Console.Error.WriteLine($"  {s}"));

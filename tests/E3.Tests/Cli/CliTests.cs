@@ -271,6 +271,8 @@ public sealed class CliTests : IDisposable
             ([.. distill, "--freeze", "model.layer.*"], 1, "--freeze 'model.layer.*' matches no tensor of the model"),
             ([.. distill, "--kd-temperature", "0"], 2, "--kd-temperature: 0 must be finite and > 0"),
             ([.. distill, "--kd-fraction", "1.5"], 2, "--kd-fraction: 1.5 must be at most 1"),
+            (["bench", "speedup", "--model", model, "--drop", "0,1,2,3", "--prefill", "4", "--decode", "2"], 2, "the mask drops all 4 layers"),
+            (["bench", "speedup", "--arch", "qwen3", "--hidden", "64", "--heads", "3", "--prune", "0.25"], 2, "--hidden 64 is not divisible by --heads 3"),
         };
         foreach (var (args, exit, message) in cases)
         {
