@@ -150,11 +150,27 @@ public sealed class AdamW : IDisposable
             _torch.load_state_dict(reader);
             if (stream.Position != stream.Length)
                 throw new OptimizerStateException(path, "length", $"{stream.Length - stream.Position} trailing bytes after the state");
+            RequireFiniteMoments(path);
             Steps = steps;
         }
         catch (EndOfStreamException)
         {
             throw new OptimizerStateException(path, "length", "the file is truncated");
+        }
+    }
+
+    // Moments a step wrote are finite, and the second ones are not negative; a file with others would turn the next
+    // step's update into NaN, far from the file that caused it.
+    void RequireFiniteMoments(string path)
+    {
+        using var scope = NewDisposeScope();
+        var states = _torch.state_dict().State;
+        for (int i = 0; i < states.Count && i < _slots.Length; i++)
+        {
+            if (states[i] is not TorchSharp.Modules.AdamW.State s) continue;
+            bool finite = (s.exp_avg is null || isfinite(s.exp_avg).all().item<bool>())
+                && (s.exp_avg_sq is null || (isfinite(s.exp_avg_sq).all().item<bool>() && (s.exp_avg_sq >= 0).all().item<bool>()));
+            if (!finite) throw new OptimizerStateException(path, $"moments of '{_slots[i].Name}'", "hold a NaN, an infinity or a negative second moment");
         }
     }
 

@@ -66,6 +66,35 @@ public class AdamWTests
     }
 
     [Fact]
+    public void RejectsStateWhoseMomentsAreNotFinite()
+    {
+        // Two states that differ only in their moments (lr 0 leaves the weights alone): the first byte where they differ
+        // lies in a moment, and 8 bytes of 0xFF there make at least one whole float NaN whatever its alignment.
+        using var dir = new TempDir();
+        byte[] Saved(float gradientScale)
+        {
+            float[] w = Enumerable.Range(0, 64).Select(i => (float)i).ToArray();
+            float[] g = Enumerable.Range(0, 64).Select(i => gradientScale * (1 + 0.01f * i)).ToArray();
+            using var opt = new AdamW([new ParameterSlot("a", 64)], new AdamWOptions());
+            opt.Step([w.AsMemory()], [g.AsMemory()], 0);
+            using var stream = new MemoryStream();
+            opt.Save(stream);
+            return stream.ToArray();
+        }
+        byte[] a = Saved(0.5f), b = Saved(0.7f);
+        Assert.Equal(a.Length, b.Length);
+        int first = Enumerable.Range(0, a.Length).First(i => a[i] != b[i]);
+        string path = Path.Combine(dir.Path, "adam.bin");
+        File.WriteAllBytes(path, a);
+        using (var intact = new AdamW([new ParameterSlot("a", 64)], new AdamWOptions())) intact.Load(path); // the original loads
+        Array.Fill(a, (byte)0xFF, first, 8);
+        File.WriteAllBytes(path, a);
+        using var opt = new AdamW([new ParameterSlot("a", 64)], new AdamWOptions());
+        var e = Assert.Throws<OptimizerStateException>(() => opt.Load(path));
+        Assert.Contains($"{path}: moments of 'a': hold a NaN", e.Message);
+    }
+
+    [Fact]
     public void RejectsStateOfOtherParametersAndTruncatedFiles()
     {
         using var dir = new TempDir();
