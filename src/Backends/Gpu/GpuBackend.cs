@@ -57,6 +57,7 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         {
             _kernels?.Dispose();
             _stream.Dispose();
+            if (ownsDevice) device.Dispose(); // the caller handed it over; nobody else will release it
             throw;
         }
     }
@@ -401,19 +402,17 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
     }
 
     /// <summary>Waits for queued work, then releases the training and distillation kernels and scratch, the attention step, kernels, buffers, the stream and (if owned) the device.</summary>
-    public void Dispose()
-    {
-        _stream.Synchronize();
-        _training?.Dispose();
-        _distillation?.Dispose();
-        _attention.Dispose();
-        _indices.Dispose();
-        _selectedIds.Dispose();
-        _selectedValues.Dispose();
-        _kernels.Dispose();
-        _stream.Dispose();
-        if (_ownsDevice) _device.Dispose();
-    }
+    public void Dispose() => BestEffortRelease.Run(
+        _stream.Synchronize,
+        () => _training?.Dispose(),
+        () => _distillation?.Dispose(),
+        _attention.Dispose,
+        _indices.Dispose,
+        _selectedIds.Dispose,
+        _selectedValues.Dispose,
+        _kernels.Dispose,
+        _stream.Dispose,
+        () => { if (_ownsDevice) _device.Dispose(); });
 
     GpuTensor Create(DType dtype, int[] shape)
     {

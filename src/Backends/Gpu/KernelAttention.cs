@@ -46,8 +46,6 @@ public sealed class KernelAttention : IAttentionOp
     public void Dispose()
     {
         // Queued launches may still read the workspace: wait for the stream before freeing it.
-        _gpu.Synchronize();
-        _workspace?.Dispose();
-        _kernels.Dispose();
+        BestEffortRelease.Run(_gpu.Synchronize, () => _workspace?.Dispose(), _kernels.Dispose);
     }
 }

@@ -23,10 +23,11 @@ public sealed unsafe class CudaDevice : IGpuDevice
     private CudaDevice(int ordinal, KernelCompiler compiler)
     {
         Info = CudaDriver.GetDeviceInfo(ordinal);
+        // The target needs NVRTC (which may be missing) and a supported SM: known before the context is retained.
+        Target = KernelTarget.ForDevice(Info.ComputeCapability, NvrtcCompiler.SupportedArchitectures);
         context = new PrimaryContext(CudaDriver.GetDevice(ordinal));
         context.MakeCurrent();
         this.compiler = compiler;
-        Target = KernelTarget.ForDevice(Info.ComputeCapability, NvrtcCompiler.SupportedArchitectures);
     }
 
     /// <summary>Opens device <paramref name="ordinal"/> with the embedded kernel catalog and the default on-disk cache.</summary>

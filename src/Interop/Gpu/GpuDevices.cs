@@ -47,7 +47,10 @@ public static class GpuDevices
         }
         catch (Exception e) when (e is CudaLibraryNotFoundException or CudaException or ArgumentOutOfRangeException)
         {
-            throw new GpuDeviceUnavailableException($"device cuda (ordinal {ordinal}): no usable NVIDIA driver and GPU: {e.Message}", e);
+            // A driver and GPU without NVRTC or cuBLAS is a different fix from no driver at all: say which.
+            string what = e is CudaLibraryNotFoundException { Library: not CudaLibrary.Driver } missing
+                ? $"the {missing.Library} library is missing" : "no usable NVIDIA driver and GPU";
+            throw new GpuDeviceUnavailableException($"device cuda (ordinal {ordinal}): {what}: {e.Message}", e);
         }
     }
 }

@@ -23,6 +23,21 @@ public sealed class HostOnlyGpuDevice(GpuDeviceInfo info) : IGpuDevice
 
     public void ResetCounts() => (Launches, Gemms) = (0, 0);
 
+    /// <summary>
+    /// When set, every synchronize, free, stream destruction and module unload throws it, as every driver call does
+    /// after a fatal (sticky) CUDA error. Each such call is still counted in <see cref="ReleaseCalls"/>.
+    /// </summary>
+    public Exception? StickyError { get; set; }
+
+    /// <summary>Synchronize, free, stream-destroy and unload calls so far.</summary>
+    public int ReleaseCalls { get; private set; }
+
+    void Release()
+    {
+        ReleaseCalls++;
+        if (StickyError != null) throw StickyError;
+    }
+
     public DevicePtr Allocate(long bytes)
     {
         long address = _next;
@@ -30,9 +45,7 @@ public sealed class HostOnlyGpuDevice(GpuDeviceInfo info) : IGpuDevice
         return new DevicePtr((ulong)address);
     }
 
-    public void Free(DevicePtr pointer)
-    {
-    }
+    public void Free(DevicePtr pointer) => Release();
 
     public DevicePtr AllocateAsync(long bytes, GpuStream stream) => Allocate(bytes);
 
@@ -66,13 +79,9 @@ public sealed class HostOnlyGpuDevice(GpuDeviceInfo info) : IGpuDevice
 
     public GpuStream CreateStream() => new(1);
 
-    public void DestroyStream(GpuStream stream)
-    {
-    }
+    public void DestroyStream(GpuStream stream) => Release();
 
-    public void Synchronize(GpuStream stream)
-    {
-    }
+    public void Synchronize(GpuStream stream) => Release();
 
     public GpuEvent CreateEvent(bool timing) => new(1);
 
@@ -92,9 +101,7 @@ public sealed class HostOnlyGpuDevice(GpuDeviceInfo info) : IGpuDevice
 
     public GpuModule LoadModule(string kernelFile) => new(1);
 
-    public void UnloadModule(GpuModule module)
-    {
-    }
+    public void UnloadModule(GpuModule module) => Release();
 
     public GpuFunction GetFunction(GpuModule module, string entryPoint) => new(1);
 
