@@ -48,9 +48,17 @@ public sealed class DecoderWeights : IDisposable
         {
             // A layer the config does not have means config.json and the weights disagree on the depth; running the
             // first num_hidden_layers of them would silently drop the rest.
+            var expected = WeightNames.Expected(config).Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
             foreach (string name in ckpt.Names)
+            {
                 if (WeightNames.LayerOf(name) is int layer && layer >= config.NumLayers)
                     throw new ModelFormatException(ckpt.Get(name).File, name, $"layer {layer} is beyond num_hidden_layers = {config.NumLayers} in {source}");
+                // A bias or q/k norm the config says the model lacks would be dropped, and the model run without it:
+                // config.json describes another architecture than the weights (a Qwen3 checkpoint under a Llama config).
+                if (!expected.Contains(name) && WeightNames.IsArchitectureSpecific(name))
+                    throw new ModelFormatException(ckpt.Get(name).File, name,
+                        $"the checkpoint has it, but {source} (model_type {config.ModelType}) describes a model without it");
+            }
             foreach (var (name, shape) in WeightNames.Expected(config))
             {
                 if (!ckpt.Contains(name)) throw new ModelFormatException(source, name, "tensor missing from the checkpoint");

@@ -18,6 +18,14 @@ public static class WeightNames
         return end > prefix.Length && int.TryParse(name.AsSpan(prefix.Length, end - prefix.Length), System.Globalization.NumberStyles.None,
             System.Globalization.CultureInfo.InvariantCulture, out int layer) ? layer : null;
     }
+    /// <summary>
+    /// Whether <paramref name="name"/> is a layer's projection bias (attention or MLP) or q/k norm: tensors some
+    /// architectures have and others lack, so that one present but not expected means the config is for another model.
+    /// </summary>
+    public static bool IsArchitectureSpecific(string name) =>
+        LayerOf(name) != null && (name.EndsWith("_proj.bias", StringComparison.Ordinal)
+            || name.EndsWith("." + QNorm, StringComparison.Ordinal) || name.EndsWith("." + KNorm, StringComparison.Ordinal));
+
     public const string InputNorm = "input_layernorm.weight";
     public const string PostAttentionNorm = "post_attention_layernorm.weight";
     public const string QProj = "self_attn.q_proj";

@@ -267,6 +267,25 @@ public sealed class DecoderBehaviourTests : IDisposable
         Assert.Contains("layer 3 is beyond num_hidden_layers = 3", e.Message);
     }
 
+    [Theory]
+    [InlineData(Architecture.Qwen3, "llama", "self_attn.q_norm.weight")] // a Qwen3 checkpoint under a Llama config: no q/k norm
+    [InlineData(Architecture.Qwen2, "qwen3", "self_attn.q_proj.bias")]  // Qwen2's q/k/v biases under a Qwen3 config
+    public void TensorsTheConfigSaysTheModelLacksAreAClearError(Architecture written, string claimed, string tensor)
+    {
+        var spec = new RandomModelSpec { Architecture = written, Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 32, Vocab = 20 };
+        string path = _dir[$"claimed-{claimed}"];
+        RandomModel.Write(spec, path);
+        string config = Path.Combine(path, "config.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(config))!.AsObject();
+        json["model_type"] = claimed;
+        json["attention_bias"] = false;
+        json.Remove("layer_types");
+        File.WriteAllText(config, json.ToJsonString());
+        var e = Assert.Throws<ModelFormatException>(() => DecoderModel.Load(path, _cpu));
+        Assert.EndsWith(tensor, e.Field);
+        Assert.Contains($"model_type {claimed}) describes a model without it", e.Message);
+    }
+
     [Fact]
     public void RandomModelsAreReproducibleFromTheirSeed()
     {
