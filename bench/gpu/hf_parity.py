@@ -14,9 +14,11 @@ the same with means), on the logit scale of this model.
     silently drops to bf16 fails it.
   - cuda: e3 keeps bf16 activations with fp32 accumulation, so its error is bf16 rounding. The yardstick is
     transformers' own bf16 forward of the same weights, against the same fp32 reference. The bound is twice that
-    error, on the max and on the mean: the two round at comparable points (every activation stored in bf16, products
-    summed in fp32), and a factor of two leaves room for rounding at different places. A real mistake (a wrong RoPE
-    pair, a skipped norm, the wrong layer dropped) moves the logits by a sizeable fraction of their scale, far past it.
+    error on the mean and four times it on the max: the two round at comparable points (every activation stored in
+    bf16, products summed in fp32), and a factor of two leaves room for rounding at different places. The max over
+    400,000 logits is an extreme value of each side's own rounding, which varies far more between two such runs than
+    the mean does, hence the wider factor there. A real mistake (a wrong RoPE pair, a skipped norm, the wrong layer
+    dropped) moves the logits by a sizeable fraction of their scale, far past both.
 Usage: hf_parity.py E3_BINARY OUT_JSON [--devices cpu,cuda] [--dtype float32|bfloat16] [--tokens 100]
 """
 import argparse, copy, json, os, subprocess, sys, tempfile, time
@@ -28,7 +30,8 @@ from transformers import Qwen3ForCausalLM
 from hf_common import eager_qwen3_config, save_safetensors
 
 CPU_BOUND = 1e-4
-BF16_FACTOR = 2.0
+BF16_FACTOR = 2.0      # on the mean error
+BF16_MAX_FACTOR = 4.0  # on the max error
 
 
 def reference_logits(cfg, state, dtype, drop, ids):
@@ -81,7 +84,8 @@ def main():
     model = Qwen3ForCausalLM(cfg).eval().to(saved_dtype)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     result = {"weights_dtype": args.dtype, "layers": cfg.num_hidden_layers, "tokens": args.tokens,
-              "bounds": {"cpu_max_rel": CPU_BOUND, "cuda_factor_over_transformers_bf16": BF16_FACTOR}, "checks": []}
+              "bounds": {"cpu_max_rel": CPU_BOUND, "cuda_mean_factor_over_transformers_bf16": BF16_FACTOR,
+                         "cuda_max_factor_over_transformers_bf16": BF16_MAX_FACTOR}, "checks": []}
     failed = False
     with tempfile.TemporaryDirectory() as d:
         save_safetensors(model, d)
@@ -114,7 +118,7 @@ def main():
                         check["bound"] = {"max_rel": CPU_BOUND}
                         check["ok"] = e["max_rel"] <= CPU_BOUND
                     else:
-                        bound = {"max_rel": BF16_FACTOR * hf_bf16["max_rel"], "mean_rel": BF16_FACTOR * hf_bf16["mean_rel"]}
+                        bound = {"max_rel": BF16_MAX_FACTOR * hf_bf16["max_rel"], "mean_rel": BF16_FACTOR * hf_bf16["mean_rel"]}
                         check["bound"] = bound
                         check["ok"] = e["max_rel"] <= bound["max_rel"] and e["mean_rel"] <= bound["mean_rel"]
                 failed |= not check["ok"]
