@@ -25,12 +25,8 @@ internal static class BenchCommands
     {
         var model = CommonOptions.Model(required: false);
         var arch = new Option<string?>("--arch") { Description = "Benchmark a random model of this architecture instead of --model (qwen3, llama, qwen2)" };
-        var layers = CommonOptions.AtLeast(new Option<int>("--layers") { Description = "With --arch: layers", DefaultValueFactory = _ => 32 }, 1);
-        var hidden = CommonOptions.AtLeast(new Option<int>("--hidden") { Description = "With --arch: hidden size", DefaultValueFactory = _ => 1024 }, 1);
-        var heads = CommonOptions.AtLeast(new Option<int>("--heads") { Description = "With --arch: attention heads", DefaultValueFactory = _ => 16 }, 1);
-        var kvHeads = CommonOptions.AtLeast(new Option<int>("--kv-heads") { Description = "With --arch: key/value heads", DefaultValueFactory = _ => 4 }, 1);
-        var inter = CommonOptions.AtLeast(new Option<int>("--intermediate") { Description = "With --arch: MLP size", DefaultValueFactory = _ => 3072 }, 1);
-        var vocab = CommonOptions.AtLeast(new Option<int>("--vocab") { Description = "With --arch: vocabulary", DefaultValueFactory = _ => 8192 }, 1);
+        var shape = new ModelShapeOptions(d => "With --arch: " + d, layers: 32, hidden: 1024, heads: 16, kvHeads: 4,
+            intermediate: 3072, vocab: 8192, headDim: false);
         var dtype = new Option<string>("--dtype") { Description = "With --arch: float32 or bfloat16 weights", DefaultValueFactory = _ => "float32" };
         var drop = CommonOptions.Drop();
         var prune = CommonOptions.PruneLast();
@@ -42,7 +38,9 @@ internal static class BenchCommands
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var cmd = new Command("speedup", "Prefill and decode tokens/s of the full and the pruned model, and their ratio")
-            { model, arch, layers, hidden, heads, kvHeads, inter, vocab, dtype, drop, prune, prefill, decode, batch, repeats, device, threads, json };
+            { model, arch };
+        foreach (var option in shape.All) cmd.Options.Add(option);
+        foreach (var option in new Option[] { dtype, drop, prune, prefill, decode, batch, repeats, device, threads, json }) cmd.Options.Add(option);
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
             string? dir = p.GetValue(model);
@@ -54,13 +52,7 @@ internal static class BenchCommands
                 if (a != null)
                 {
                     temp = Path.Combine(Path.GetTempPath(), $"e3-bench-{Guid.NewGuid():N}");
-                    int h = p.GetValue(hidden), nh = p.GetValue(heads);
-                    if (h % nh != 0) throw new UsageException($"--hidden {h} is not divisible by --heads {nh}");
-                    RandomModel.Write(new RandomModelSpec
-                    {
-                        Architecture = CommonOptions.ParseArchitecture(a), Layers = p.GetValue(layers), Hidden = h, Heads = nh, KvHeads = p.GetValue(kvHeads),
-                        HeadDim = h / nh, Intermediate = p.GetValue(inter), Vocab = p.GetValue(vocab), Dtype = p.GetValue(dtype)!, Seed = 1,
-                    }, temp);
+                    RandomModel.Write(shape.Spec(p, CommonOptions.ParseArchitecture(a)) with { Dtype = p.GetValue(dtype)!, Seed = 1 }, temp);
                     dir = temp;
                 }
                 using var backend = CliRunner.CreateBackend(p.GetValue(device)!, p.GetValue(threads));

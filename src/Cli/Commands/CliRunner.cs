@@ -73,8 +73,8 @@ internal static class CliRunner
     /// The backend a dense distillation teacher runs on beside the student's <paramref name="training"/> backend, and the
     /// weight precision to load it with. On cuda and emu the trainer keeps fp32 activations, and a teacher loaded there
     /// would hold an fp32 copy of every bf16 weight (4 more bytes a parameter) and run fp32 GEMMs; a frozen teacher
-    /// needs neither, so by default it gets a bf16 sibling backend on the same device, whose logits the loss converts
-    /// there. <paramref name="dtype"/> "f32" keeps the teacher on <paramref name="training"/> (Backend null).
+    /// needs neither, so by default it gets a bf16 sibling backend on the same device, whose bf16 logits the loss reads
+    /// where they are. <paramref name="dtype"/> "f32" keeps the teacher on <paramref name="training"/> (Backend null).
     /// </summary>
     public static (GpuBackend? Backend, WeightPrecision Precision) CreateTeacherBackend(IBackend training, string? dtype) => (training, dtype) switch
     {

@@ -62,29 +62,24 @@ internal static class CommonOptions
     /// parser refuses an empty path, an existing folder, or a folder that does not exist to put it in, before any work
     /// is done rather than when the result is written.
     /// </summary>
-    public static T OutputFile<T>(T option) where T : Option
-    {
-        option.Validators.Add(result =>
-        {
-            string? path = result.Tokens.Count > 0 ? result.Tokens[^1].Value : null;
-            if (path == null) return;
-            if (string.IsNullOrWhiteSpace(path)) result.AddError($"{option.Name}: an empty path names no file");
-            else if (Directory.Exists(path)) result.AddError($"{option.Name}: {Path.GetFullPath(path)} is a folder, not a file");
-            else if (Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder && !Directory.Exists(folder))
-                result.AddError($"{option.Name}: the folder {folder} does not exist");
-        });
-        return option;
-    }
+    public static T OutputFile<T>(T option) where T : Option => OutputPath(option, "file", path =>
+        Directory.Exists(path) ? $"{Path.GetFullPath(path)} is a folder, not a file"
+        : Path.GetDirectoryName(Path.GetFullPath(path)) is { } folder && !Directory.Exists(folder) ? $"the folder {folder} does not exist"
+        : null);
 
     /// <summary>Makes <paramref name="option"/> a folder the command writes: the parser refuses an empty path or an existing file.</summary>
-    public static T OutputFolder<T>(T option) where T : Option
+    public static T OutputFolder<T>(T option) where T : Option => OutputPath(option, "folder", path =>
+        File.Exists(path) ? $"{Path.GetFullPath(path)} is a file, not a folder" : null);
+
+    // The value given (the last, if repeated) must name a path, and pass the kind's own check (null: it does).
+    static T OutputPath<T>(T option, string kind, Func<string, string?> problem) where T : Option
     {
         option.Validators.Add(result =>
         {
             string? path = result.Tokens.Count > 0 ? result.Tokens[^1].Value : null;
             if (path == null) return;
-            if (string.IsNullOrWhiteSpace(path)) result.AddError($"{option.Name}: an empty path names no folder");
-            else if (File.Exists(path)) result.AddError($"{option.Name}: {Path.GetFullPath(path)} is a file, not a folder");
+            if (string.IsNullOrWhiteSpace(path)) result.AddError($"{option.Name}: an empty path names no {kind}");
+            else if (problem(path) is { } error) result.AddError($"{option.Name}: {error}");
         });
         return option;
     }

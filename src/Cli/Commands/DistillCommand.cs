@@ -60,8 +60,10 @@ public static class DistillCommand
             if (cachePath != null && p.GetValue(teacherDType) is { } given)
                 throw new UsageException($"--teacher-dtype {given}: the teacher is not run with --teacher-cache {cachePath}");
             var teacherConfig = ModelConfig.Load(teacherDir);
+            string studentFolder = studentDir ?? teacherDir;
+            var studentConfig = studentDir == null ? teacherConfig : ModelConfig.Load(studentDir);
             // A separate student (another model, or e3 export's pruned one) runs every one of its own layers.
-            LayerMask gates = LayerMask.All(ModelConfig.Load(studentDir ?? teacherDir).NumLayers);
+            LayerMask gates = LayerMask.All(studentConfig.NumLayers);
             var identity = new JsonObject { ["command"] = "distill", ["teacher_config"] = teacherConfig.Hash(), ["kd"] = KdJson(kd) };
             Dictionary<string, string>? extra = null;
             if (maskPath != null)
@@ -73,8 +75,7 @@ public static class DistillCommand
                 identity["mask"] = CliRunner.ToJsonArray(mask.Kept);
                 extra = new Dictionary<string, string> { ["mask.json"] = maskPath };
             }
-            string studentFolder = studentDir ?? teacherDir;
-            DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, ModelConfig.Load(studentFolder));
+            DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, studentConfig);
 
             using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
             using var student = DecoderModel.Load(studentFolder, backend);

@@ -78,9 +78,7 @@ public sealed class DecoderWeights : IDisposable
                     _ => src == DType.F16 ? DType.F32 : src,
                 };
                 var bytes = ckpt.GetBytes(name);
-                long bad = NonFiniteScan.IndexOf(bytes, src);
-                if (bad >= 0)
-                    throw new ModelFormatException(e.File, name, $"element {bad} is {NonFiniteScan.ValueAt(bytes, src, bad)}: weights must be finite");
+                if (NonFiniteScan.WeightProblem(bytes, src) is { } problem) throw new ModelFormatException(e.File, name, problem);
                 var t = backend.Upload(bytes, src, e.Shape.Select(checked_int).ToArray(), store);
                 uploaded.Add(t);
                 return t;

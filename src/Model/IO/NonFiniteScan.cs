@@ -39,12 +39,16 @@ public static class NonFiniteScan
         }
     }
 
+    /// <summary>What is wrong with weights <paramref name="bytes"/> ("element 17 is NaN: weights must be finite"), or null when every value is finite.</summary>
+    public static string? WeightProblem(ReadOnlySpan<byte> bytes, DType type) =>
+        IndexOf(bytes, type) is var bad and >= 0 ? $"element {bad} is {ValueAt(bytes, type, bad)}: weights must be finite" : null;
+
     /// <summary>Element <paramref name="index"/> of <paramref name="bytes"/> as a float, for the error message.</summary>
     public static float ValueAt(ReadOnlySpan<byte> bytes, DType type, long index) => type switch
     {
         DType.F32 => BinaryPrimitives.ReadSingleLittleEndian(bytes[checked((int)(4 * index))..]),
         DType.F16 => (float)BinaryPrimitives.ReadHalfLittleEndian(bytes[checked((int)(2 * index))..]),
-        _ => BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes[checked((int)(2 * index))..]) << 16),
+        _ => E3.Backends.Numerics.BFloat16.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes[checked((int)(2 * index))..])),
     };
 
     static unsafe long Scan(nint address, long from, long to, DType type)

@@ -326,21 +326,8 @@ public static class BackendParity
     /// <summary>The distillation loss fused with the LM head: the device's when it has one, else the host's.</summary>
     static float[][] KdLmHead(Operands o)
     {
-        const int rows = 23, hiddenSize = 48, vocab = 777;
-        var options = new KdOptions { Temperature = 2, KdFraction = 0.75 };
-        var teacher = new DenseTeacher(Random(60, rows * vocab, 3.0), rows, vocab);
-        var labels = Ids(rows, vocab, 61);
-        var hidden = Random(62, rows * hiddenSize, 1.0);
-        var head = Random(63, vocab * hiddenSize, 0.3);
-        if (o.B is IDistillationBackend onDevice)
-        {
-            var (h, w, dh, dw) = (o.Upload(hidden, rows, hiddenSize), o.Upload(head, vocab, hiddenSize), o.Zeros(rows, hiddenSize), o.Zeros(vocab, hiddenSize));
-            var result = BackendKdLmHead.Compute(onDevice, h, w, teacher, labels, options, dh, dw, 4L * vocab * 5);
-            return [[(float)result.Loss.Loss], o.Read(dh), o.Read(dw)];
-        }
-        var (dHidden, dHead) = (new float[hidden.Length], new float[head.Length]);
-        var host = EntropyKdLmHead.Compute(hidden, hiddenSize, head, vocab, teacher, labels, options, dHidden, dHead, 4L * vocab * 5);
-        return [[(float)host.Loss.Loss], dHidden, dHead];
+        var p = KdProblem.Make(bf16Teacher: false);
+        return o.B is IDistillationBackend onDevice ? p.OnDevice(onDevice, o, p.Teacher) : p.OnHost();
     }
 
     /// <summary>
@@ -350,25 +337,46 @@ public static class BackendParity
     /// </summary>
     static double KdLmHeadBf16Teacher(IDistillationBackend device, IBackend bf16Device)
     {
-        const int rows = 23, hiddenSize = 48, vocab = 777;
-        var options = new KdOptions { Temperature = 2, KdFraction = 0.75 };
-        var teacherValues = Random(60, rows * vocab, 3.0);
-        BFloat16.Round(teacherValues);
-        var labels = Ids(rows, vocab, 61);
-        var hidden = Random(62, rows * hiddenSize, 1.0);
-        var head = Random(63, vocab * hiddenSize, 0.3);
-        var (dHidden, dHead) = (new float[hidden.Length], new float[head.Length]);
-        var want = EntropyKdLmHead.Compute(hidden, hiddenSize, head, vocab, new DenseTeacher(teacherValues, rows, vocab), labels, options, dHidden, dHead, 4L * vocab * 5);
-
-        var logits = bf16Device.Allocate(DType.BF16, rows, vocab);
+        var p = KdProblem.Make(bf16Teacher: true);
+        var want = p.OnHost();
+        var logits = bf16Device.Allocate(DType.BF16, p.Rows, p.Vocab);
         using var teacher = BackendDenseTeacher.FromLogits(bf16Device, logits);
         if (!device.Reads(logits))
             throw new InvalidOperationException("the fp32 device backend cannot read the bf16 one's tensors: they are not on one device");
-        bf16Device.Upload(teacherValues, logits);
+        bf16Device.Upload(p.Teacher.Float32.Span, logits);
         using var o = new Operands(device);
-        var (h, w, dh, dw) = (o.Upload(hidden, rows, hiddenSize), o.Upload(head, vocab, hiddenSize), o.Zeros(rows, hiddenSize), o.Zeros(vocab, hiddenSize));
-        var got = BackendKdLmHead.Compute(device, h, w, teacher, labels, options, dh, dw, 4L * vocab * 5);
-        return new[] { Error([(float)got.Loss.Loss], [(float)want.Loss.Loss]), Error(o.Read(dh), dHidden), Error(o.Read(dw), dHead) }.Max();
+        var got = p.OnDevice(device, o, teacher);
+        return got.Select((g, i) => Error(g, want[i])).Max();
+    }
+
+    /// <summary>One fused-loss problem (23 rows, hidden 48, vocab 777, τ = 2, λ = 0.75), its outputs as [loss], dHidden, dHead.</summary>
+    sealed record KdProblem(int Rows, int HiddenSize, int Vocab, KdOptions Options, DenseTeacher Teacher, int[] Labels, float[] Hidden, float[] Head)
+    {
+        const long ChunkBytes = 4L * 777 * 5; // chunks of 5 rows, the last one partial
+
+        /// <param name="bf16Teacher">Round the teacher's logits to bf16 values, as the inference path leaves them.</param>
+        public static KdProblem Make(bool bf16Teacher)
+        {
+            const int rows = 23, hiddenSize = 48, vocab = 777;
+            var teacher = Random(60, rows * vocab, 3.0);
+            if (bf16Teacher) BFloat16.Round(teacher);
+            return new KdProblem(rows, hiddenSize, vocab, new KdOptions { Temperature = 2, KdFraction = 0.75 }, new DenseTeacher(teacher, rows, vocab),
+                Ids(rows, vocab, 61), Random(62, rows * hiddenSize, 1.0), Random(63, vocab * hiddenSize, 0.3));
+        }
+
+        public float[][] OnDevice(IDistillationBackend device, Operands o, KdTeacher teacher)
+        {
+            var (h, w, dh, dw) = (o.Upload(Hidden, Rows, HiddenSize), o.Upload(Head, Vocab, HiddenSize), o.Zeros(Rows, HiddenSize), o.Zeros(Vocab, HiddenSize));
+            var result = BackendKdLmHead.Compute(device, h, w, teacher, Labels, Options, dh, dw, ChunkBytes);
+            return [[(float)result.Loss.Loss], o.Read(dh), o.Read(dw)];
+        }
+
+        public float[][] OnHost()
+        {
+            var (dHidden, dHead) = (new float[Hidden.Length], new float[Head.Length]);
+            var host = EntropyKdLmHead.Compute(Hidden, HiddenSize, Head, Vocab, Teacher, Labels, Options, dHidden, dHead, ChunkBytes);
+            return [[(float)host.Loss.Loss], dHidden, dHead];
+        }
     }
 
     /// <summary>The teacher cache's top-K: indices and log-probabilities, on the device when it selects them there.</summary>

@@ -155,8 +155,7 @@ public sealed class TrainingCheckpoint
                 if (entry.DType != SafeTensorsDType.F32 || entry.ElementCount != parameters.Values[i].Length)
                     throw new TrainingCheckpointException(path, n, $"{entry.DType} {entry.ShapeText}; expected F32 [{parameters.Values[i].Length}]");
                 var bytes = ckpt.GetBytes(n);
-                long bad = NonFiniteScan.IndexOf(bytes, E3.Backends.DType.F32);
-                if (bad >= 0) throw new TrainingCheckpointException(path, n, $"element {bad} is {NonFiniteScan.ValueAt(bytes, E3.Backends.DType.F32, bad)}: weights must be finite");
+                if (NonFiniteScan.WeightProblem(bytes, E3.Backends.DType.F32) is { } problem) throw new TrainingCheckpointException(path, n, problem);
                 bytes.CopyTo(MemoryMarshal.AsBytes(parameters.Values[i].AsSpan()));
             }
         }

@@ -171,14 +171,21 @@ public sealed class CliTests : IDisposable
         Assert.True(p["prefill"]!["full_tps"]!.GetValue<double>() > 0);
     }
 
+    /// <summary>A model whose vocabulary of at least 258 the byte tokenizer serves (no tokenizer.json), for text in and out.</summary>
+    string InitTextModel(string name, int layers, int vocab)
+    {
+        string path = _dir[name];
+        var init = CliProcess.Run("model", "init", "--layers", $"{layers}", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
+            "--intermediate", "64", "--vocab", $"{vocab}", "--seed", "2", "--init-std", "0.3", "--out", path);
+        Assert.True(init.ExitCode == 0, init.Stderr);
+        return path;
+    }
+
     [Fact]
     public void GenerateWithTheByteTokenizerMatchesLibraryGreedyDecoding()
     {
         // vocab 258 = 256 bytes + BOS/EOS: the byte-level tokenizer serves a model without tokenizer.json.
-        string model = _dir["bytes"];
-        var init = CliProcess.Run("model", "init", "--layers", "3", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
-            "--intermediate", "64", "--vocab", "258", "--seed", "2", "--init-std", "0.3", "--out", model);
-        Assert.True(init.ExitCode == 0, init.Stderr);
+        string model = InitTextModel("bytes", layers: 3, vocab: 258);
         var r = CliProcess.Run("generate", "--model", model, "--prompt", "In the beginning", "--max-new", "6", "--drop", "1", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var j = JsonNode.Parse(r.Stdout)!;
@@ -195,10 +202,7 @@ public sealed class CliTests : IDisposable
     {
         // vocab 300 against the byte tokenizer's 258, as Qwen3's 151,936 rows against 151,669 tokens: the padding rows
         // can win the argmax; their ids are written as <|id:N|> between the decoded runs.
-        string model = _dir["wide"];
-        var init = CliProcess.Run("model", "init", "--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
-            "--intermediate", "64", "--vocab", "300", "--seed", "2", "--init-std", "0.3", "--out", model);
-        Assert.True(init.ExitCode == 0, init.Stderr);
+        string model = InitTextModel("wide", layers: 2, vocab: 300);
         var r = CliProcess.Run("generate", "--model", model, "--prompt", "hi", "--max-new", "24", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var j = JsonNode.Parse(r.Stdout)!;

@@ -143,7 +143,6 @@ public sealed class BadInputTests
         string step = Path.Combine(dir["ckpt"], File.ReadAllText(Path.Combine(dir["ckpt"], "latest")).Trim());
         string statePath = Path.Combine(step, "state.json"), parameters = Path.Combine(step, "params.safetensors");
         string state = File.ReadAllText(statePath);
-        byte[] weights = File.ReadAllBytes(parameters);
         CliProcess.Result Resume() => DistillTestModels.E3(["train", "--model", dir["model"], .. Small(data, dir["second"]), "--checkpoint", dir["ckpt"], "--resume"]);
 
         // A loss history entry that is not [step, loss] (was a NullReferenceException).
@@ -166,12 +165,7 @@ public sealed class BadInputTests
         File.WriteAllText(statePath, state);
 
         // A NaN weight (was carried into the output model).
-        long headerLength = BitConverter.ToInt64(weights, 0);
-        var header = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Encoding.UTF8.GetString(weights, 8, (int)headerLength))!.AsObject();
-        var (name, entry) = header.First(p => p.Key != "__metadata__");
-        byte[] poisoned = (byte[])weights.Clone();
-        BitConverter.TryWriteBytes(poisoned.AsSpan((int)(8 + headerLength + (long)entry!["data_offsets"]![0]! + 8), 4), float.NaN);
-        File.WriteAllBytes(parameters, poisoned);
+        string name = E3.Tests.IO.RawSafeTensors.SetF32(parameters, float.NaN, from: 2, to: 3);
         AssertFailed(Resume(), dir["second"], parameters, name, "element 2 is NaN");
     }
 }

@@ -29,6 +29,25 @@ public static class RawSafeTensors
     /// <summary>A file parsed independently: tensors in header order, metadata, header length and padding.</summary>
     public sealed record RawFile(List<KeyValuePair<string, RawTensor>> Tensors, Dictionary<string, string> Metadata, long HeaderLength, string HeaderText);
 
+    /// <summary>
+    /// Overwrites elements [<paramref name="from"/>, <paramref name="to"/>) (to: the tensor's end when null) of the fp32
+    /// tensor <paramref name="name"/> (the first in the header when null) of the file at <paramref name="path"/> with
+    /// <paramref name="value"/>, in place, and returns the tensor's name: a NaN planted in a weight file, say.
+    /// </summary>
+    public static string SetF32(string path, float value, string? name = null, long from = 0, long? to = null)
+    {
+        byte[] file = File.ReadAllBytes(path);
+        long headerLength = (long)BinaryPrimitives.ReadUInt64LittleEndian(file);
+        using var document = JsonDocument.Parse(Encoding.UTF8.GetString(file, 8, (int)headerLength));
+        var tensor = document.RootElement.EnumerateObject().First(p => p.Name != "__metadata__" && (name == null || p.Name == name));
+        if (tensor.Value.GetProperty("dtype").GetString() != "F32") throw new ArgumentException($"{tensor.Name} is not F32", nameof(name));
+        long[] offsets = tensor.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+        long start = 8 + headerLength + offsets[0], end = to ?? (offsets[1] - offsets[0]) / 4;
+        for (long i = from; i < end; i++) BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan((int)(start + 4 * i)), value);
+        File.WriteAllBytes(path, file);
+        return tensor.Name;
+    }
+
     public static RawFile Parse(byte[] file)
     {
         long headerLength = (long)BinaryPrimitives.ReadUInt64LittleEndian(file);

@@ -103,15 +103,7 @@ public sealed class TeacherCacheCommandTests
         using var dir = new TempDir();
         var (model, data) = Setup(dir, 40);
         // NaN final-norm weights: every logit is NaN, and the first shard fails.
-        string weights = Path.Combine(model, "model.safetensors");
-        byte[] bytes = File.ReadAllBytes(weights);
-        long headerLength = BitConverter.ToInt64(bytes, 0);
-        var header = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Encoding.UTF8.GetString(bytes, 8, (int)headerLength))!;
-        var norm = header["model.norm.weight"]!;
-        Assert.Equal("F32", (string)norm["dtype"]!);
-        long begin = 8 + headerLength + (long)norm["data_offsets"]![0]!, end = 8 + headerLength + (long)norm["data_offsets"]![1]!;
-        for (long i = begin; i < end; i += 4) BitConverter.TryWriteBytes(bytes.AsSpan((int)i, 4), float.NaN);
-        File.WriteAllBytes(weights, bytes);
+        E3.Tests.IO.RawSafeTensors.SetF32(Path.Combine(model, "model.safetensors"), float.NaN, "model.norm.weight");
 
         string output = dir["cache.e3tk"];
         var stderr = new StringWriter();
