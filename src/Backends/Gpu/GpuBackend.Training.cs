@@ -3,8 +3,8 @@ using E3.Interop.Kernels;
 
 namespace E3.Backends.Gpu;
 
-// The backward pass on the device, fp32 activations and gradients (bf16 weights are read through their fp32 copy, which
-// holds the same values). Every reduction is partitioned by output element or done in a fixed order (column sums in row
+// The backward pass on the device, fp32 activations and gradients (bf16 weights are read widened to fp32, which holds the
+// same values). Every reduction is partitioned by output element or done in a fixed order (column sums in row
 // order, a two-stage double reduction for the gate gradient, grouped embedding rows, attention dK/dV summed by the block
 // that owns them), so no kernel used here takes an atomic and gradients are bit-identical run to run.
 public sealed partial class GpuBackend : ITrainingBackend

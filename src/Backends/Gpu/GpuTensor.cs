@@ -9,7 +9,8 @@ namespace E3.Backends.Gpu;
 /// </summary>
 public sealed class GpuTensor : Tensor
 {
-    readonly DeviceBuffer _buffer;
+    readonly DeviceBuffer? _buffer; // null for a view, which owns nothing
+    readonly DevicePtr _view;
     GpuTensor? _converted;
 
     internal GpuTensor(GpuBackend owner, DeviceBuffer buffer, DType dtype, int[] shape) : base(dtype, shape)
@@ -18,10 +19,22 @@ public sealed class GpuTensor : Tensor
         _buffer = buffer;
     }
 
+    GpuTensor(GpuBackend owner, DevicePtr view, DType dtype, int[] shape) : base(dtype, shape)
+    {
+        Owner = owner;
+        _view = view;
+    }
+
+    /// <summary>
+    /// A tensor over memory the backend owns elsewhere (a scratch buffer), valid only within the operation that made it:
+    /// the backend may overwrite or reallocate that memory at its next operation. Disposing it releases nothing.
+    /// </summary>
+    internal static GpuTensor View(GpuBackend owner, DevicePtr pointer, DType dtype, int[] shape) => new(owner, pointer, dtype, shape);
+
     internal GpuBackend Owner { get; }
 
     /// <summary>The first element's device address.</summary>
-    public DevicePtr Pointer => IsDisposed ? throw new ObjectDisposedException(ToString()) : _buffer.Pointer;
+    public DevicePtr Pointer => IsDisposed ? throw new ObjectDisposedException(ToString()) : _buffer?.Pointer ?? _view;
 
     internal DevicePointer<float> F32 => DType == DType.F32 ? new(Pointer) : throw new InvalidOperationException($"{this} is not F32");
     internal DevicePointer<Bf16> BF16 => DType == DType.BF16 ? new(Pointer) : throw new InvalidOperationException($"{this} is not BF16");
@@ -44,6 +57,6 @@ public sealed class GpuTensor : Tensor
     protected override void Release()
     {
         Converted = null;
-        _buffer.Dispose();
+        _buffer?.Dispose();
     }
 }
