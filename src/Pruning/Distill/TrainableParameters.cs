@@ -9,6 +9,7 @@ namespace E3.Pruning.Distill;
 /// The trainable tensors of a model as flat fp32 host arrays, which AdamW updates in place. For bf16 weights these
 /// arrays are the fp32 masters (a small step added to bf16 directly would round away); <see cref="Publish"/> rounds
 /// them to nearest-even into the weights the forward reads, exactly as <see cref="MasterWeights.Publish"/> does.
+/// Their gradients sit beside them, and the optimizer works on both in place (<see cref="CreateOptimizer"/>).
 /// </summary>
 public sealed class TrainableParameters
 {
@@ -34,6 +35,7 @@ public sealed class TrainableParameters
             _backend.Download(w, v);
             return v;
         }).ToArray();
+        Gradients = Values.Select(v => new float[v.Length]).ToArray();
     }
 
     /// <summary>The backend the weights (and the trainer's gradients) live on.</summary>
@@ -44,6 +46,12 @@ public sealed class TrainableParameters
 
     /// <summary>fp32 values, parallel to <see cref="Names"/>.</summary>
     public IReadOnlyList<float[]> Values { get; }
+
+    /// <summary>fp32 gradients the training loop gathers for each step, parallel to <see cref="Values"/>.</summary>
+    public IReadOnlyList<float[]> Gradients { get; }
+
+    /// <summary>AdamW bound to <see cref="Values"/> and <see cref="Gradients"/>: its steps update them in place, with no copy inside libtorch.</summary>
+    public AdamW CreateOptimizer(AdamWOptions options) => new(Slots, options, Values, Gradients);
 
     /// <summary>The optimizer's view of the parameters.</summary>
     public IReadOnlyList<ParameterSlot> Slots => Names.Select((n, i) => new ParameterSlot(n, Values[i].Length)).ToArray();

@@ -82,7 +82,7 @@ public static class TrainingRunner
 
         var parameters = new TrainableParameters(job.Student, job.Freeze);
         using var trainer = new GatedDecoderTrainer(job.Student, new TrainingOptions { Mode = TrainingMode.Train, Freeze = job.Freeze });
-        using var optimizer = new AdamW(parameters.Slots, job.Optimizer with { WeightDecay = s.WeightDecay });
+        using var optimizer = parameters.CreateOptimizer(job.Optimizer with { WeightDecay = s.WeightDecay });
         var checkpoint = job.CheckpointFolder == null ? null : new TrainingCheckpoint(job.CheckpointFolder);
         long start = 0;
         var history = new List<LossPoint>();

@@ -70,7 +70,7 @@ public sealed class TrainingLoop
         int perBatch = _windows.SequenceLength * _windows.Batch;
         var inputs = new int[perBatch];
         var targets = new int[perBatch];
-        var gradients = _parameters.Values.Select(v => new float[v.Length]).ToArray();
+        var gradients = _parameters.Gradients;
         var side = _side.ToDictionary(n => n, n => new float[_parameters.Values[IndexOf(n)].Length]);
         double lastLoss = double.NaN;
         for (long step = startStep; step < total; step++)
@@ -113,11 +113,11 @@ public sealed class TrainingLoop
     /// Averages the accumulated gradients over the micro-batches into <paramref name="gradients"/>, clips them to the
     /// global norm and returns the norm before clipping (summed in double, in parameter order).
     /// </summary>
-    double GatherGradients(float[][] gradients, Dictionary<string, float[]> side)
+    double GatherGradients(IReadOnlyList<float[]> gradients, Dictionary<string, float[]> side)
     {
         float scale = 1f / _settings.GradAccum;
         double sumSquares = 0;
-        for (int i = 0; i < gradients.Length; i++)
+        for (int i = 0; i < gradients.Count; i++)
         {
             string name = _parameters.Names[i];
             var g = gradients[i];

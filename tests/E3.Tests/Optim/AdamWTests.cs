@@ -65,6 +65,63 @@ public class AdamWTests
         Assert.Equal(b1, b2);
     }
 
+    /// <summary>
+    /// Bound to the caller's arrays, torch's parameters and gradients are views of them: a step updates them in place.
+    /// The arithmetic is the same torch update as with copies, so the bits are too, through a save and a resume.
+    /// </summary>
+    [Fact]
+    public void BoundArraysStepInPlaceWithTheBitsOfTheCopyingOptimizer()
+    {
+        using var dir = new TempDir();
+        string state = Path.Combine(dir.Path, "adam.bin");
+        ParameterSlot[] slots = [new("a", 5), new("b", 3)];
+        var options = new AdamWOptions(WeightDecay: 0.01);
+        float[] a1 = [1, 2, 3, 4, 5], b1 = [-1, 0, 1];
+        using (var copying = new AdamW(slots, options))
+            for (int t = 0; t < 8; t++) copying.Step([a1.AsMemory(), b1.AsMemory()], [Grad(t, 5).AsMemory(), Grad(t + 9, 3).AsMemory()], 0.05);
+
+        float[][] values = [[1, 2, 3, 4, 5], [-1, 0, 1]];
+        float[][] gradients = [new float[5], new float[3]];
+        void StepBound(AdamW adam, int t)
+        {
+            Grad(t, 5).CopyTo(gradients[0], 0);
+            Grad(t + 9, 3).CopyTo(gradients[1], 0);
+            adam.Step([values[0].AsMemory(), values[1].AsMemory()], [gradients[0].AsMemory(), gradients[1].AsMemory()], 0.05);
+        }
+        using (var bound = new AdamW(slots, options, values, gradients))
+        {
+            for (int t = 0; t < 4; t++) StepBound(bound, t);
+            using (var file = File.Create(state)) bound.Save(file);
+        }
+        using (var resumed = new AdamW(slots, options, values, gradients))
+        {
+            resumed.Load(state);
+            for (int t = 4; t < 8; t++) StepBound(resumed, t);
+            // A NaN gradient is refused before torch touches the arrays.
+            gradients[1][2] = float.NaN;
+            var before = values.Select(v => v.ToArray()).ToArray();
+            Assert.Throws<ArgumentException>(() => resumed.Step([values[0].AsMemory(), values[1].AsMemory()], [gradients[0].AsMemory(), gradients[1].AsMemory()], 0.05));
+            Assert.Equal(before[0], values[0]);
+            Assert.Equal(before[1], values[1]);
+        }
+        Assert.Equal(a1, values[0]);
+        Assert.Equal(b1, values[1]);
+    }
+
+    [Fact]
+    public void BindingRefusesArraysThatDoNotFitTheSlots()
+    {
+        ParameterSlot[] slots = [new("a", 5)];
+        var options = new AdamWOptions();
+        var e = Assert.Throws<ArgumentException>(() => new AdamW(slots, options, [new float[4]], [new float[5]]));
+        Assert.Contains("'a': arrays of 4 values and 5 gradients; expected 5", e.Message);
+        var shared = new float[5];
+        e = Assert.Throws<ArgumentException>(() => new AdamW(slots, options, [shared], [shared]));
+        Assert.Contains("values and gradients are one array", e.Message);
+        e = Assert.Throws<ArgumentException>(() => new AdamW(slots, options, [new float[5]], []));
+        Assert.Contains("1 value arrays and 0 gradient arrays for 1 parameters", e.Message);
+    }
+
     [Fact]
     public void RejectsStateWhoseMomentsAreNotFinite()
     {
