@@ -182,8 +182,8 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
 
     /// <summary>
     /// A backend on this one's device and context that computes with <paramref name="activationType"/> activations, on its
-    /// own stream, so that a frozen model (a distillation teacher) can run the bf16 inference path beside an fp32 trainer
-    /// without the fp32 copy of every weight the trainer's backend would make. This backend reads the sibling's results
+    /// own stream, so that a frozen model (a distillation teacher) can run the bf16 inference path (bf16 GEMMs, half the
+    /// activation bytes) beside an fp32 trainer. This backend reads the sibling's results
     /// where they are (<see cref="Reads"/>). Dispose the sibling before this backend, which may own the device.
     /// </summary>
     public GpuBackend CreateSibling(DType activationType) => new(_device, activationType, WeightType, ownsDevice: false);

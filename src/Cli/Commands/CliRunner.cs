@@ -61,7 +61,7 @@ internal static class CliRunner
 
     /// <summary>
     /// The backend for a command that runs a backward pass (train, distill, search): as <see cref="CreateBackend"/>, but a
-    /// GPU device keeps fp32 activations, because the backward computes in fp32 (bf16 weights are read through an fp32 copy).
+    /// GPU device keeps fp32 activations, because the backward computes in fp32 (bf16 matrices are widened to fp32 at each use).
     /// </summary>
     public static IBackend CreateTrainingBackend(string device, int threads) => device switch
     {
@@ -72,9 +72,9 @@ internal static class CliRunner
     /// <summary>
     /// The backend a dense distillation teacher runs on beside the student's <paramref name="training"/> backend, and the
     /// weight precision to load it with. On cuda and emu the trainer keeps fp32 activations, and a teacher loaded there
-    /// would hold an fp32 copy of every bf16 weight (4 more bytes a parameter) and run fp32 GEMMs; a frozen teacher
-    /// needs neither, so by default it gets a bf16 sibling backend on the same device, whose bf16 logits the loss reads
-    /// where they are. <paramref name="dtype"/> "f32" keeps the teacher on <paramref name="training"/> (Backend null).
+    /// would run fp32 GEMMs over matrices widened at each use, and hold fp32 KV caches, activations and logits; a frozen
+    /// teacher needs neither, so by default it gets a bf16 sibling backend on the same device, whose bf16 logits the
+    /// loss reads where they are. <paramref name="dtype"/> "f32" keeps the teacher on <paramref name="training"/> (Backend null).
     /// </summary>
     public static (GpuBackend? Backend, WeightPrecision Precision) CreateTeacherBackend(IBackend training, string? dtype) => (training, dtype) switch
     {

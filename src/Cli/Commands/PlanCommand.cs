@@ -3,10 +3,11 @@ using System.Text.Json.Nodes;
 using E3.Backends;
 using E3.Model;
 using E3.Model.Training;
+using E3.Pruning.Distill;
 
 namespace E3.Cli.Commands;
 
-/// <summary><c>e3 plan</c>: the memory a forward+backward (and optimizer step) needs, from the config alone.</summary>
+/// <summary><c>e3 plan</c>: the memory a training job needs, on the device and on the host, from the config alone.</summary>
 public static class PlanCommand
 {
     /// <summary>The <c>plan</c> command; the caller adds it to the root.</summary>
@@ -22,14 +23,18 @@ public static class PlanCommand
         var drop = CommonOptions.Drop();
         drop.Description = "Plan the pruned model: comma-separated layer indices it drops (train mode counts gradients and optimizer state of the retained layers only)";
         var prune = new Option<double?>("--prune") { Description = "Plan the pruned model that drops the last round(R·L) layers (instead of --drop)" };
-        var head = new Option<string>("--head")
+        var head = new Option<string?>("--head")
         {
-            Description = "logits: the trainer forms [rows, vocab] logits and their gradient (train; search on the cpu); fused: the loss is fused with the LM head and the trainer holds none (distill; search on cuda and emu)",
-            DefaultValueFactory = _ => "logits",
+            Description = "logits: the trainer forms [rows, vocab] logits and their gradient (train; search on the cpu; the default); " +
+                "fused: the loss is fused with the LM head and the trainer holds none (distill; search on cuda and emu; the default with --dense-teacher)",
         };
+        var device = CommonOptions.Device();
+        device.Description = "The backend the job runs on: cpu (one memory for everything), or cuda or emu (the trainer and teacher on the device, the optimizer on the host)";
+        var denseTeacher = new Option<bool>("--dense-teacher") { Description = "Count a dense teacher run beside the trainer (distill or search without --teacher-cache): its weights, its forward and its logits" };
+        var teacherDType = CommonOptions.TeacherDType();
         var json = CommonOptions.Json();
-        var cmd = new Command("plan", "Print the memory each training stage needs: weights, activations, gradients, optimizer state")
-            { model, seq, batch, mode, checkpointing, freeze, weights, drop, prune, head, json };
+        var cmd = new Command("plan", "Print the memory a training job needs: the trainer, a dense teacher, the loss and the optimizer, on the device and on the host")
+            { model, seq, batch, mode, checkpointing, freeze, weights, drop, prune, head, device, denseTeacher, teacherDType, json };
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
             var config = ModelConfig.Load(p.GetValue(model)!);
@@ -58,13 +63,30 @@ public static class PlanCommand
                 "bf16" => DType.BF16,
                 var s => throw new UsageException($"--weights: '{s}' is not one of stored, f32, bf16"),
             };
+            var target = p.GetValue(device) switch
+            {
+                "cpu" => PlanTarget.Cpu,
+                "cuda" or "emu" => PlanTarget.Gpu,
+                var s => throw new UsageException($"--device: '{s}' is not one of cpu, cuda, emu"),
+            };
+            bool dense = p.GetValue(denseTeacher);
+            string? teacherType = p.GetValue(teacherDType);
+            if (!dense && teacherType != null) throw new UsageException("--teacher-dtype plans a dense teacher: give --dense-teacher too");
+            DistillationPlan? teacher = !dense ? null : new DistillationPlan((teacherType, target) switch
+            {
+                (null, PlanTarget.Gpu) or ("bf16", PlanTarget.Gpu) => DType.BF16,
+                (null, PlanTarget.Cpu) or ("f32", _) => DType.F32,
+                ("bf16", _) => throw new UsageException("--teacher-dtype: bf16 needs --device cuda or emu (the cpu backend computes in f32)"),
+                _ => throw new UsageException($"--teacher-dtype: '{teacherType}' is not one of bf16, f32"),
+            }, DistillationObjective.ChunkBudgetBytes);
             bool fused = p.GetValue(head) switch
             {
+                null => dense,
                 "logits" => false,
                 "fused" => true,
                 var s => throw new UsageException($"--head: '{s}' is not one of logits, fused"),
             };
-            var plan = TrainingMemoryPlan.Create(config, p.GetValue(seq), p.GetValue(batch), options, weightType, fused);
+            var plan = TrainingMemoryPlan.Create(config, p.GetValue(seq), p.GetValue(batch), options, weightType, fused, target, teacher);
             int retained = options.RetainedLayers?.KeptCount ?? config.NumLayers;
             p.InvocationConfiguration.Output.Write(p.GetValue(json) ? Json(plan, retained) : Text(plan, retained));
             return ExitCodes.Ok;
@@ -75,22 +97,46 @@ public static class PlanCommand
     // JsonObject rather than JsonSerializer: the trimmed publish has reflection-based serialization switched off.
     static string Json(TrainingMemoryPlan plan, int retainedLayers) => new JsonObject
     {
-        ["retained_layers"] = retainedLayers,
-        ["weights"] = plan.Weights, ["saved_activations"] = plan.SavedActivations, ["backward_scratch"] = plan.BackwardScratch,
-        ["gradients"] = plan.Gradients, ["optimizer_state"] = plan.OptimizerState, ["master_weights"] = plan.MasterWeights,
-        ["forward"] = plan.Forward, ["backward"] = plan.Backward, ["optimizer_step"] = plan.OptimizerStep, ["peak"] = plan.Peak,
+        ["retained_layers"] = retainedLayers, ["target"] = plan.Target == PlanTarget.Gpu ? "gpu" : "cpu",
+        ["weights"] = plan.Weights, ["weight_widening"] = plan.WeightWidening, ["saved_activations"] = plan.SavedActivations,
+        ["backward_scratch"] = plan.BackwardScratch, ["gradients"] = plan.Gradients,
+        ["teacher_weights"] = plan.TeacherWeights, ["teacher_forward"] = plan.TeacherForward, ["teacher_logits"] = plan.TeacherLogits,
+        ["loss_head"] = plan.LossHead, ["loss_head_on_device"] = plan.LossHeadOnDevice,
+        ["optimizer_values"] = plan.OptimizerValues, ["optimizer_gradients"] = plan.OptimizerGradients, ["optimizer_state"] = plan.OptimizerState,
+        ["trainer"] = plan.Trainer, ["teacher_stage"] = plan.TeacherStage, ["backward"] = plan.Backward, ["optimizer"] = plan.Optimizer,
+        ["device_peak"] = plan.DevicePeak, ["host_peak"] = plan.HostPeak,
     }.ToJsonString() + Environment.NewLine;
 
     static string Text(TrainingMemoryPlan plan, int retainedLayers)
     {
-        var lines = new (string, long)[]
+        bool gpu = plan.Target == PlanTarget.Gpu;
+        string backend = gpu ? "device" : "host";
+        var lines = new List<(string, long)>
         {
-            ("weights", plan.Weights), ("saved activations", plan.SavedActivations), ("backward scratch", plan.BackwardScratch),
-            ("gradients (fp32)", plan.Gradients), ("optimizer state (AdamW)", plan.OptimizerState), ("master weights (fp32)", plan.MasterWeights),
-            ("stage: forward", plan.Forward), ("stage: backward", plan.Backward), ("stage: optimizer step", plan.OptimizerStep), ("peak", plan.Peak),
+            ($"weights ({backend})", plan.Weights),
         };
-        return $"{"retained layers",-26}{retainedLayers,14}{Environment.NewLine}"
-            + string.Concat(lines.Select(l => $"{l.Item1,-26}{Size(l.Item2),14}{l.Item2,20:N0} B{Environment.NewLine}"));
+        if (gpu) lines.Add(("weight widening (device)", plan.WeightWidening));
+        lines.AddRange([
+            ($"saved activations ({backend})", plan.SavedActivations), ($"backward scratch ({backend})", plan.BackwardScratch),
+            ($"gradients, fp32 ({backend})", plan.Gradients),
+        ]);
+        if (plan.TeacherWeights > 0)
+            lines.AddRange([
+                ($"teacher weights ({backend})", plan.TeacherWeights), ($"teacher forward ({backend})", plan.TeacherForward),
+                ($"teacher logits ({backend})", plan.TeacherLogits),
+            ]);
+        lines.Add(($"loss head ({(plan.LossHeadOnDevice ? "device" : "host")})", plan.LossHead));
+        if (plan.Optimizer > 0)
+            lines.AddRange([
+                ("optimizer values (host)", plan.OptimizerValues), ("optimizer gradients (host)", plan.OptimizerGradients),
+                ("AdamW moments (host)", plan.OptimizerState),
+            ]);
+        if (plan.TeacherWeights > 0) lines.Add(("stage: teacher forward", plan.TeacherStage));
+        lines.Add(("stage: forward+backward", plan.Backward));
+        if (gpu) lines.Add(("peak: device", plan.DevicePeak));
+        lines.Add(("peak: host", plan.HostPeak));
+        return $"{"retained layers",-30}{retainedLayers,14}{Environment.NewLine}"
+            + string.Concat(lines.Select(l => $"{l.Item1,-30}{Size(l.Item2),14}{l.Item2,20:N0} B{Environment.NewLine}"));
     }
 
     static string Size(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F2} GiB" : $"{bytes / (double)(1L << 20):F2} MiB";

@@ -3,47 +3,93 @@ using E3.Model.Decoder;
 
 namespace E3.Model.Training;
 
-/// <summary>
-/// Bytes a <see cref="GatedDecoderTrainer"/> allocates for [batch, sequence] tokens, by kind, computed from the config
-/// alone (no weights are read), so a 32B model can be planned from its config.json. Weights: projection matrices and
-/// embedding in the weight dtype, norms and biases fp32. Saved activations: every layer's input, the layer tapes (one
-/// shared tape with checkpointing) and the head's outputs. Backward scratch: dlogits and the per-layer gradient
-/// buffers. With a loss fused with the LM head (<see cref="GatedDecoderTrainer.ForwardHidden"/>, as distillation
-/// runs) the trainer holds no [rows, V] logits or dlogits; the loss's own chunk of logits comes on top. Gradients:
-/// fp32 per trainable tensor. Optimizer state is the AdamW figure (two fp32 moments per trainable element), with fp32
-/// master copies of trainable bf16 matrices.
-/// </summary>
-public sealed record TrainingMemoryPlan(long Weights, long SavedActivations, long BackwardScratch, long Gradients, long OptimizerState, long MasterWeights)
+/// <summary>Where the trainer's backend keeps its tensors, which decides what shares one memory.</summary>
+public enum PlanTarget
 {
-    /// <summary>Live bytes during the forward: weights and everything saved for the backward.</summary>
-    public long Forward => Weights + SavedActivations;
+    /// <summary>The cpu backend: the trainer, the teacher, the loss and the optimizer share host memory.</summary>
+    Cpu,
 
-    /// <summary>Live bytes during the backward: the forward's plus scratch and gradients.</summary>
-    public long Backward => Forward + BackwardScratch + Gradients;
+    /// <summary>A GPU backend (cuda, emu): the trainer and the teacher are on the device, the optimizer on the host.</summary>
+    Gpu,
+}
 
-    /// <summary>Live bytes during an optimizer step (activations released): weights, gradients, moments, master weights.</summary>
-    public long OptimizerStep => Weights + Gradients + OptimizerState + MasterWeights;
+/// <summary>A dense distillation teacher run beside the trainer (<c>e3 distill</c> without a teacher cache).</summary>
+/// <param name="Activations">The teacher's activation dtype: BF16 for the bf16 sibling backend a GPU trainer gives it
+/// by default, F32 for a teacher on the trainer's own backend (the cpu, or <c>--teacher-dtype f32</c>).</param>
+/// <param name="ChunkBudgetBytes">Bytes of fp32 logits one chunk of the loss fused with the LM head may hold.</param>
+public sealed record DistillationPlan(DType Activations, long ChunkBudgetBytes);
 
-    /// <summary>The largest stage.</summary>
-    public long Peak => Math.Max(Backward, OptimizerStep);
+/// <summary>
+/// Bytes a training job allocates for [batch, sequence] tokens, by kind, computed from the config alone (no weights are
+/// read), so a 32B model can be planned from its config.json.
+/// <list type="bullet">
+/// <item>The trainer, on its backend (<see cref="GatedDecoderTrainer"/>): weights (projection matrices and embedding in
+/// the weight dtype, norms and biases fp32); on a GPU, the one buffer bf16 matrices are widened into for the fp32
+/// kernels; fp32 gradients of the trainable tensors (allocated with the trainer); every layer's input, the layer tapes
+/// (one shared tape with checkpointing) and the head's outputs; the backward scratch. The trainer keeps its activations
+/// and scratch between steps.</item>
+/// <item>A dense teacher (<see cref="DistillationPlan"/>), the same model with every layer: its weights, its forward
+/// (KV caches, activations and [rows, V] logits, freed but for the logits once it ends) and its logits, held through
+/// the student's step.</item>
+/// <item>The loss's head: the chunk of logits a loss fused with the LM head forms on a GPU; on the host, the logits a
+/// dense loss downloads, or the head, its gradient and the hidden states the host's fused loss works on.</item>
+/// <item>The optimizer, on the host in Train mode: the fp32 values of every trainable tensor, their gathered gradients
+/// and AdamW's two moments, which libtorch keeps over the same arrays (16 bytes a trained parameter).</item>
+/// </list>
+/// </summary>
+public sealed record TrainingMemoryPlan(
+    PlanTarget Target, long Weights, long WeightWidening, long SavedActivations, long BackwardScratch, long Gradients,
+    long TeacherWeights, long TeacherForward, long TeacherLogits, long LossHead, bool LossHeadOnDevice,
+    long OptimizerValues, long OptimizerGradients, long OptimizerState)
+{
+    /// <summary>The trainer's steady state on its backend: weights, widening buffer, gradients, activations and scratch.</summary>
+    public long Trainer => Weights + WeightWidening + Gradients + SavedActivations + BackwardScratch;
 
-    /// <summary>Plans one forward+backward (and, in Train mode, an AdamW step).</summary>
-    /// <param name="config">The model.</param>
+    long BackendLossHead => LossHeadOnDevice || Target == PlanTarget.Cpu ? LossHead : 0;
+
+    /// <summary>The backend while the teacher runs its forward (before the student's, with the trainer's buffers kept from the last step).</summary>
+    public long TeacherStage => TeacherWeights == 0 ? 0 : Trainer + TeacherWeights + TeacherForward + (Target == PlanTarget.Cpu ? LossHead : 0);
+
+    /// <summary>The backend through the student's forward and backward: the trainer, the teacher's weights and logits, the loss's head.</summary>
+    public long Backward => Trainer + TeacherWeights + TeacherLogits + BackendLossHead;
+
+    /// <summary>The optimizer's host arrays: values, gradients and moments.</summary>
+    public long Optimizer => OptimizerValues + OptimizerGradients + OptimizerState;
+
+    /// <summary>The most the backend holds at once: device memory on a GPU, 0 on the cpu (whose backend is host memory, in <see cref="HostPeak"/>).</summary>
+    public long DevicePeak => Target == PlanTarget.Gpu ? Math.Max(TeacherStage, Backward) : 0;
+
+    /// <summary>The most host memory the job holds: the optimizer and the host's part of the loss, plus, on the cpu, the backend's peak.</summary>
+    public long HostPeak => Optimizer + (Target == PlanTarget.Cpu ? Math.Max(TeacherStage, Backward) : LossHeadOnDevice ? 0 : LossHead);
+
+    /// <summary>Plans one training step: forward, backward and, in Train mode, the AdamW update.</summary>
+    /// <param name="config">The model (the teacher, when there is one, is the same model with every layer).</param>
     /// <param name="sequence">Tokens per sequence T.</param>
     /// <param name="batch">Sequences B.</param>
     /// <param name="options">Mode, checkpointing and freeze patterns, as the trainer gets them.</param>
     /// <param name="weightType">How projection matrices are kept (F32 or BF16).</param>
-    /// <param name="fusedHead">Plan the fused-head path (no logits or dlogits in the trainer) rather than dense logits.</param>
-    public static TrainingMemoryPlan Create(ModelConfig config, int sequence, int batch, TrainingOptions options, DType weightType, bool fusedHead = false)
+    /// <param name="fusedHead">The loss is fused with the LM head (distillation; the search on a GPU): the trainer holds no [rows, V] logits.</param>
+    /// <param name="target">The backend's kind.</param>
+    /// <param name="teacher">A dense teacher run beside the trainer; null for none (a teacher cache, or no distillation).</param>
+    public static TrainingMemoryPlan Create(ModelConfig config, int sequence, int batch, TrainingOptions options, DType weightType,
+        bool fusedHead = false, PlanTarget target = PlanTarget.Cpu, DistillationPlan? teacher = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(options);
         if (sequence <= 0) throw new ArgumentOutOfRangeException(nameof(sequence), $"--seq {sequence} must be positive");
         if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(batch), $"--batch {batch} must be positive");
         if (weightType is not (DType.F32 or DType.BF16)) throw new ArgumentException($"weights are kept as F32 or BF16, not {weightType}", nameof(weightType));
+        if (teacher != null)
+        {
+            if (!fusedHead) throw new ArgumentException("a distillation teacher needs the fused head: the distillation loss is fused with the LM head", nameof(teacher));
+            if (teacher.Activations is not (DType.F32 or DType.BF16)) throw new ArgumentException($"a teacher computes in F32 or BF16, not {teacher.Activations}", nameof(teacher));
+            if (teacher.Activations == DType.BF16 && target != PlanTarget.Gpu)
+                throw new ArgumentException("a bf16 teacher runs on a GPU only: the cpu backend computes in f32", nameof(teacher));
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(teacher.ChunkBudgetBytes);
+        }
         try
         {
-            return Plan(config, checked((long)sequence * batch), options, weightType, fusedHead);
+            return Plan(config, checked((long)sequence * batch), options, weightType, fusedHead, target, teacher);
         }
         catch (OverflowException)
         {
@@ -52,24 +98,33 @@ public sealed record TrainingMemoryPlan(long Weights, long SavedActivations, lon
         }
     }
 
-    static TrainingMemoryPlan Plan(ModelConfig config, long rows, TrainingOptions options, DType weightType, bool fusedHead)
+    static TrainingMemoryPlan Plan(ModelConfig config, long rows, TrainingOptions options, DType weightType, bool fusedHead,
+        PlanTarget target, DistillationPlan? teacher)
     {
         checked
         {
             long h = config.HiddenSize, v = config.VocabSize;
 
-            long weights = 0, gradients = 0, master = 0;
+            long weights = 0, matrices = 0, vectors = 0, gradients = 0, largestMatrix = 0;
             var filter = options.Parameters();
             filter.RequireLayers(config);
+            string headName = config.TieWordEmbeddings ? WeightNames.Embedding : WeightNames.LmHead;
+            bool headTrained = options.Mode == TrainingMode.Train && filter.IsTrainable(headName);
             foreach (var (name, shape) in WeightNames.Expected(config))
             {
                 long elements = shape.Aggregate(1L, (a, d) => a * d);
                 bool matrix = shape.Length == 2;
                 weights += elements * (matrix ? weightType.SizeInBytes() : 4);
-                if (options.Mode != TrainingMode.Train || !filter.IsTrainable(name)) continue;
-                gradients += 4 * elements;
-                if (matrix && weightType == DType.BF16) master += 4 * elements;
+                if (matrix)
+                {
+                    matrices += elements;
+                    largestMatrix = Math.Max(largestMatrix, elements);
+                }
+                else vectors += elements;
+                if (options.Mode == TrainingMode.Train && filter.IsTrainable(name)) gradients += 4 * elements;
             }
+            // GpuBackend widens a bf16 matrix into one fp32 buffer at each use (its trainer computes in fp32).
+            long widening = target == PlanTarget.Gpu && weightType == DType.BF16 ? 4 * largestMatrix : 0;
 
             long tapes = (options.Checkpointing ? 1 : config.NumLayers) * LayerTape.Bytes(config, rows);
             long logits = fusedHead ? 0 : 4 * rows * v;
@@ -77,9 +132,49 @@ public sealed record TrainingMemoryPlan(long Weights, long SavedActivations, lon
             long saved = 4 * rows * h * (config.NumLayers + 2) + logits + tapes;
             // dlogits, dnormed, dhidden, per-layer gradient scratch.
             long scratch = logits + 8 * rows * h + LayerGradScratch.Bytes(config, rows);
-            // The stages' sums too, so that no figure printed is a wrapped-around negative.
-            _ = weights + saved + scratch + gradients + 2 * gradients + master;
-            return new TrainingMemoryPlan(weights, saved, scratch, gradients, 2 * gradients, master);
+
+            long teacherWeights = 0, teacherForward = 0, teacherLogits = 0;
+            if (teacher != null)
+            {
+                long act = teacher.Activations.SizeInBytes();
+                bool sibling = teacher.Activations == DType.BF16;
+                // A bf16 sibling stores matrices in bf16 and keeps a bf16 copy of each fp32 norm and bias; a teacher on
+                // the trainer's backend shares its weight dtype and its widening buffer.
+                teacherWeights = sibling ? 2 * matrices + 6 * vectors : weights;
+                long kvWidth = (long)config.NumKvHeads * config.HeadDim, qWidth = (long)config.NumHeads * config.HeadDim;
+                long caches = 2L * config.NumLayers * rows * kvWidth;
+                long activations = rows * (4 * h + 2 * qWidth + 2 * kvWidth + 2L * config.IntermediateSize);
+                long head = rows * (2 * h + v);
+                teacherForward = act * (caches + activations + head);
+                // On the cpu the loss takes the logits to the host as fp32 and the backend's copy goes.
+                teacherLogits = (target == PlanTarget.Gpu ? act : 4) * rows * v;
+            }
+
+            long lossHead;
+            bool lossHeadOnDevice = fusedHead && target == PlanTarget.Gpu;
+            if (!fusedHead) lossHead = 4 * rows * v; // the logits the loss downloads and turns into their gradient
+            else if (lossHeadOnDevice)
+            {
+                // One chunk of fp32 logits, then per row: coefficient, label, KL, CE and the teacher's three statistics.
+                long budget = teacher?.ChunkBudgetBytes ?? 0;
+                long chunkRows = Math.Clamp(budget / (4 * v), 1, rows);
+                lossHead = 4 * chunkRows * v + 28 * rows;
+            }
+            else
+            {
+                // The host's fused loss: a copy of the head, the hidden states and their gradient, one chunk of logits;
+                // with the head trained, its gradient and the loop's side gradient too.
+                long budget = teacher?.ChunkBudgetBytes ?? 0;
+                long chunkRows = Math.Clamp(budget / (4 * v), 1, rows);
+                lossHead = 4 * v * h * (headTrained ? 3 : 1) + 8 * rows * h + 4 * chunkRows * v;
+            }
+
+            long optimizerValues = options.Mode == TrainingMode.Train ? gradients : 0;
+            var plan = new TrainingMemoryPlan(target, weights, widening, saved, scratch, gradients, teacherWeights, teacherForward, teacherLogits,
+                lossHead, lossHeadOnDevice, optimizerValues, optimizerValues, 2 * optimizerValues);
+            // Every sum, so that no figure printed is a wrapped-around negative.
+            _ = plan.TeacherStage + plan.Backward + plan.HostPeak + plan.DevicePeak;
+            return plan;
         }
     }
 }

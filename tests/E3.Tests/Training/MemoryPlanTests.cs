@@ -44,8 +44,8 @@ public sealed class MemoryPlanTests
 
         var plan = TrainingMemoryPlan.Create(model.Config, c.Positions, c.Batch, options, bf16 ? DType.BF16 : DType.F32);
         // The bound is 10%; the plan counts the same buffers the trainer allocates, so it is usually exact.
-        double error = Math.Abs(plan.Backward - measured) / (double)measured;
-        Assert.True(error <= 0.10, $"planned {plan.Backward} B, measured peak {measured} B ({error:P1} apart)");
+        double error = Math.Abs(plan.Trainer - measured) / (double)measured;
+        Assert.True(error <= 0.10, $"planned {plan.Trainer} B, measured peak {measured} B ({error:P1} apart)");
         Assert.Equal(mode == TrainingMode.Frozen ? 0 : plan.Gradients * 2, plan.OptimizerState);
         // The plan's gradients are exactly the buffers the trainer allocated (so a pruned plan counts retained layers only).
         Assert.Equal(gradientBytes, plan.Gradients);
@@ -54,7 +54,7 @@ public sealed class MemoryPlanTests
             var full = TrainingMemoryPlan.Create(model.Config, c.Positions, c.Batch, options with { RetainedLayers = null }, bf16 ? DType.BF16 : DType.F32);
             Assert.True(plan.Gradients < full.Gradients && plan.OptimizerState < full.OptimizerState,
                 $"pruned plan gradients {plan.Gradients} B / optimizer {plan.OptimizerState} B, full {full.Gradients} B / {full.OptimizerState} B");
-            if (bf16) Assert.True(plan.MasterWeights < full.MasterWeights);
+            Assert.True(plan.OptimizerValues < full.OptimizerValues);
         }
     }
 
@@ -104,9 +104,58 @@ public sealed class MemoryPlanTests
 
         var plan = TrainingMemoryPlan.Create(config, c.Positions, c.Batch, options, DType.F32, fusedHead: true);
         var densePlan = TrainingMemoryPlan.Create(config, c.Positions, c.Batch, options, DType.F32);
-        Assert.Equal(2 * logitsBytes, densePlan.Backward - plan.Backward);
-        double planError = Math.Abs(plan.Backward - fused.Peak) / (double)fused.Peak;
-        Assert.True(planError <= 0.10, $"fused plan {plan.Backward} B, measured peak {fused.Peak} B ({planError:P1} apart)");
+        Assert.Equal(2 * logitsBytes, densePlan.Trainer - plan.Trainer);
+        double planError = Math.Abs(plan.Trainer - fused.Peak) / (double)fused.Peak;
+        Assert.True(planError <= 0.10, $"fused plan {plan.Trainer} B, measured peak {fused.Peak} B ({planError:P1} apart)");
+    }
+
+    /// <summary>
+    /// The optimizer's host figures are the arrays a training job really holds: the fp32 values of every trainable
+    /// tensor and their gathered gradients (<see cref="E3.Pruning.Distill.TrainableParameters"/>), and AdamW's two
+    /// moments over them; a frozen tensor has none.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void OptimizerFiguresAreTheTrainingJobsHostArrays(bool tied)
+    {
+        using var c = new TrainingCase("qwen3", tied, false, [1f, 1f, 1f], storage: E3.Tests.Reference.ReferenceStorage.BF16);
+        string[] freeze = ["model.layers.1.*", "model.embed_tokens.weight"];
+        using var cpu = new CpuBackend(1);
+        using var model = DecoderModel.Load(c.Folder, cpu);
+        var parameters = new E3.Pruning.Distill.TrainableParameters(model, freeze);
+        var plan = TrainingMemoryPlan.Create(model.Config, 8, 1, new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze }, DType.BF16);
+        Assert.Equal(parameters.Values.Sum(v => 4L * v.Length), plan.OptimizerValues);
+        Assert.Equal(parameters.Gradients.Sum(g => 4L * g.Length), plan.OptimizerGradients);
+        Assert.Equal(2 * plan.OptimizerValues, plan.OptimizerState);
+        Assert.Equal(plan.Gradients, plan.OptimizerGradients); // what the trainer accumulates on its backend is gathered here
+        var frozen = TrainingMemoryPlan.Create(model.Config, 8, 1, new TrainingOptions { Freeze = freeze }, DType.BF16);
+        Assert.Equal(0, frozen.Optimizer);
+    }
+
+    /// <summary>
+    /// On a GPU the optimizer's arrays are on the host and the trainer's on the device; on the cpu they share one memory.
+    /// A dense teacher on the cpu is fp32 on the trainer's backend; on a GPU a bf16 teacher holds 2 bytes a matrix element.
+    /// </summary>
+    [Fact]
+    public void TheTargetDecidesWhatSharesOneMemory()
+    {
+        var config = SmallConfig();
+        var train = new TrainingOptions { Mode = TrainingMode.Train };
+        var teacher = new DistillationPlan(DType.F32, 1 << 20);
+        var cpu = TrainingMemoryPlan.Create(config, 16, 2, train, DType.BF16, fusedHead: true, PlanTarget.Cpu, teacher);
+        var gpu = TrainingMemoryPlan.Create(config, 16, 2, train, DType.BF16, fusedHead: true, PlanTarget.Gpu, teacher);
+        Assert.Equal(0, cpu.DevicePeak);
+        Assert.Equal(cpu.Optimizer + Math.Max(cpu.TeacherStage, cpu.Backward), cpu.HostPeak);
+        Assert.Equal(gpu.Optimizer, gpu.HostPeak);
+        Assert.Equal(Math.Max(gpu.TeacherStage, gpu.Backward), gpu.DevicePeak);
+        // The GPU trainer widens its largest bf16 matrix (the untied head or embedding, 100 x 32) into one fp32 buffer.
+        Assert.Equal(4L * 100 * 32, gpu.WeightWidening);
+        Assert.Equal(0, cpu.WeightWidening);
+        var bf16Teacher = TrainingMemoryPlan.Create(config, 16, 2, train, DType.BF16, fusedHead: true, PlanTarget.Gpu, teacher with { Activations = DType.BF16 });
+        Assert.True(bf16Teacher.TeacherForward * 2 == gpu.TeacherForward && bf16Teacher.TeacherLogits * 2 == gpu.TeacherLogits);
+        Assert.Throws<ArgumentException>(() => TrainingMemoryPlan.Create(config, 16, 2, train, DType.BF16, fusedHead: true, PlanTarget.Cpu,
+            teacher with { Activations = DType.BF16 }));
     }
 
     [Fact]
@@ -196,10 +245,36 @@ public sealed class PlanCommandTests
         Assert.Equal(0, exit);
         var config = ModelConfig.Load(c.Folder);
         var fused = TrainingMemoryPlan.Create(config, 16, 2, new TrainingOptions(), DType.F32, fusedHead: true);
-        Assert.Equal(fused.Backward, (long)JsonNode.Parse(output)!["backward"]!);
+        Assert.Equal(fused.Trainer, (long)JsonNode.Parse(output)!["trainer"]!);
         var (_, dense) = Run("plan", "--model", c.Folder, "--seq", "16", "--batch", "2", "--json");
-        Assert.Equal(2L * 4 * 16 * 2 * config.VocabSize, (long)JsonNode.Parse(dense)!["backward"]! - fused.Backward);
+        Assert.Equal(2L * 4 * 16 * 2 * config.VocabSize, (long)JsonNode.Parse(dense)!["trainer"]! - fused.Trainer);
         Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--head", "chunked").Exit);
+    }
+
+    [Fact]
+    public void ADenseTeacherOnCudaIsPlannedOnTheDevice()
+    {
+        using var c = new TrainingCase("llama", false, false, [1f, 1f]);
+        var (exit, output) = Run("plan", "--model", c.Folder, "--seq", "16", "--batch", "2", "--mode", "train", "--device", "cuda", "--dense-teacher", "--json");
+        Assert.Equal(0, exit);
+        var json = JsonNode.Parse(output)!.AsObject();
+        var config = ModelConfig.Load(c.Folder);
+        var plan = TrainingMemoryPlan.Create(config, 16, 2, new TrainingOptions { Mode = TrainingMode.Train }, DType.F32, fusedHead: true, PlanTarget.Gpu,
+            new DistillationPlan(DType.BF16, E3.Pruning.Distill.DistillationObjective.ChunkBudgetBytes));
+        Assert.Equal("gpu", (string)json["target"]!);
+        Assert.Equal(plan.DevicePeak, (long)json["device_peak"]!);
+        Assert.Equal(plan.HostPeak, (long)json["host_peak"]!);
+        Assert.Equal(plan.TeacherWeights, (long)json["teacher_weights"]!);
+        Assert.True(plan.TeacherWeights > 0 && plan.DevicePeak > plan.Trainer);
+        // The text names where each figure lives.
+        var (_, text) = Run("plan", "--model", c.Folder, "--seq", "16", "--device", "cuda", "--dense-teacher", "--mode", "train");
+        Assert.Contains("teacher weights (device)", text);
+        Assert.Contains("AdamW moments (host)", text);
+        Assert.Contains("peak: device", text);
+        // A bf16 teacher needs a GPU, and a teacher dtype needs a teacher.
+        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--dense-teacher", "--teacher-dtype", "bf16").Exit);
+        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--device", "cuda", "--teacher-dtype", "f32").Exit);
+        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--device", "tpu").Exit);
     }
 
     [Fact]
@@ -221,6 +296,6 @@ public sealed class PlanCommandTests
         Assert.Contains("--seq 2000000000 x --batch 2000000000: the plan exceeds 2^63 bytes", e.Message);
         // A billion rows still fit, with every stage positive and ordered.
         var big = TrainingMemoryPlan.Create(config, 1_000_000, 1_000, new TrainingOptions { Mode = TrainingMode.Train }, DType.F32);
-        Assert.True(big.Peak > 0 && big.Backward > big.Forward);
+        Assert.True(big.Backward > 0 && big.HostPeak > big.Backward);
     }
 }

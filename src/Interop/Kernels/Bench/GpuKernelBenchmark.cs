@@ -329,7 +329,7 @@ public sealed class GpuKernelBenchmark : IDisposable
             Add("gated_residual_backward", new() { ["count"] = rowsShape }, KernelWork.GatedResidualBackward(rowsShape),
                 () => residual.Backward(hs.As<float>(), a.As<float>(), m.As<float>(), dOut.As<float>(), dh.As<float>(), dLayer.As<float>(), partials.As<float>(),
                     0.5f, rowsShape, stream.Handle), dtype: "f32");
-        // The fp32 copy of one MLP projection's bf16 weight, which training makes again after every optimizer step.
+        // One MLP projection's bf16 weight widened to fp32, as the trainer's backend does at every use of a matrix.
         long projection = (long)s.Intermediate * h;
         using (var bf16 = Buffer(projection * Bf16Bytes, Bf16Pair))
         using (var f32 = Buffer(projection * sizeof(float), 0))

@@ -129,7 +129,7 @@ public readonly record struct KernelWork(long Bytes, long Flops)
     public static KernelWork EmbeddingBackward(long tokens, long unique, long dim) =>
         new(4 * (tokens * dim + 2 * unique * dim) + 4 * (tokens + 2 * unique + 1), tokens * dim);
 
-    /// <summary>bf16 → fp32 widening (a weight's fp32 copy for fp32 kernels): 2 bytes read and 4 written per element, no arithmetic.</summary>
+    /// <summary>bf16 → fp32 widening (a bf16 weight widened for fp32 kernels): 2 bytes read and 4 written per element, no arithmetic.</summary>
     public static KernelWork Widen(long count) => new(6 * count, 0);
 
     /// <summary>
