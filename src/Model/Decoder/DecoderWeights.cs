@@ -37,6 +37,30 @@ public sealed class DecoderWeights : IDisposable
     public required IReadOnlyList<LayerWeights> Layers { get; init; }
     public bool Tied { get; init; }
 
+    /// <summary>Every tensor by its Hugging Face name (a tied head appears once, as the embedding), in checkpoint order.</summary>
+    public IEnumerable<(string Name, Tensor Weight)> ByName()
+    {
+        yield return (WeightNames.Embedding, Embedding);
+        for (int i = 0; i < Layers.Count; i++)
+        {
+            var l = Layers[i];
+            string L(string s) => WeightNames.Layer(i, s);
+            var tensors = new (string, Tensor?)[]
+            {
+                (L(WeightNames.InputNorm), l.InputNorm), (L(WeightNames.PostAttentionNorm), l.PostAttentionNorm),
+                (L(WeightNames.QProj + ".weight"), l.Q), (L(WeightNames.KProj + ".weight"), l.K), (L(WeightNames.VProj + ".weight"), l.V),
+                (L(WeightNames.OProj + ".weight"), l.O), (L(WeightNames.GateProj + ".weight"), l.Gate), (L(WeightNames.UpProj + ".weight"), l.Up),
+                (L(WeightNames.DownProj + ".weight"), l.Down), (L(WeightNames.QProj + ".bias"), l.QBias), (L(WeightNames.KProj + ".bias"), l.KBias),
+                (L(WeightNames.VProj + ".bias"), l.VBias), (L(WeightNames.OProj + ".bias"), l.OBias), (L(WeightNames.QNorm), l.QNorm),
+                (L(WeightNames.KNorm), l.KNorm),
+            };
+            foreach (var (name, t) in tensors)
+                if (t != null) yield return (name, t);
+        }
+        yield return (WeightNames.FinalNorm, FinalNorm);
+        if (!Tied) yield return (WeightNames.LmHead, LmHead);
+    }
+
     public long SizeInBytes => Layers.SelectMany(l => l.All()).Sum(t => t.SizeInBytes) + Embedding.SizeInBytes + FinalNorm.SizeInBytes
         + (Tied ? 0 : LmHead.SizeInBytes);
 

@@ -65,7 +65,7 @@ public static class ModelFolderWriter
     {
         var b = model.Backend;
         var shapes = WeightNames.Expected(model.Config).ToDictionary(e => e.Name, e => e.Shape);
-        foreach (var (name, weight) in MasterWeights.ByName(model))
+        foreach (var (name, weight) in model.Weights.ByName())
         {
             var values = new float[weight.ElementCount];
             b.Download(weight, values);

@@ -8,7 +8,7 @@ namespace E3.Pruning.Distill;
 /// <summary>
 /// The trainable tensors of a model as flat fp32 host arrays, which AdamW updates in place. For bf16 weights these
 /// arrays are the fp32 masters (a small step added to bf16 directly would round away); <see cref="Publish"/> rounds
-/// them to nearest-even into the weights the forward reads, exactly as <see cref="MasterWeights.Publish"/> does.
+/// them to nearest-even into the weights the forward reads.
 /// Their gradients sit beside them, and the optimizer works on both in place (<see cref="CreateOptimizer"/>).
 /// </summary>
 public sealed class TrainableParameters
@@ -23,7 +23,7 @@ public sealed class TrainableParameters
         ArgumentNullException.ThrowIfNull(model);
         _backend = model.Backend;
         var filter = new ParameterFilter(freezePatterns);
-        var all = MasterWeights.ByName(model).ToArray();
+        var all = model.Weights.ByName().ToArray();
         filter.RequireEveryPatternMatches(all.Select(p => p.Name).ToArray());
         var chosen = all.Where(p => filter.IsTrainable(p.Name)).ToArray();
         if (chosen.Length == 0) throw new ArgumentException("every tensor is frozen: nothing to train");
