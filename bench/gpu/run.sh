@@ -94,7 +94,8 @@ done
 rm -rf "$M8B"
 fi
 # One distillation micro-step on the device (teacher forward, fused KD head, backward; no optimizer) of a Qwen3 with the
-# 8B layer shapes and 8 layers, 25% dropped: tokens/s and TFLOP/s of training.
+# 8B layer shapes and 8 layers, 25% dropped: tokens/s and TFLOP/s of training, and the device memory e3 held at most
+# (device_peak_bytes) beside the memory plan's figure for the same step (planned_device_peak_bytes).
 if want train; then
 MT="$WORK/qwen3-8b-8layers"
 rm -rf "$MT"

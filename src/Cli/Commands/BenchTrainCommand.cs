@@ -50,7 +50,8 @@ internal static class BenchTrainCommand
             else
                 Console.Out.WriteLine($"{result.Loss} step, {result.Layers} layers (dropped [{string.Join(",", result.Dropped)}]), batch {result.Batch} x {result.Sequence}, " +
                     $"device {result.Device}: {result.MedianSeconds * 1e3:F2} ms (median of {result.Repeats}), {result.TokensPerSecond:F1} tokens/s, " +
-                    $"{result.Teraflops:F3} TFLOP/s");
+                    $"{result.Teraflops:F3} TFLOP/s" + (result.DevicePeakBytes is { } peak
+                        ? $", device peak {peak / (double)(1L << 30):F2} GiB (planned {result.Plan.DevicePeak / (double)(1L << 30):F2} GiB)" : ""));
             return ExitCodes.Ok;
         }));
         return cmd;
@@ -71,6 +72,9 @@ internal static class BenchTrainCommand
         ["flops"] = r.Flops,
         ["tflops"] = r.Teraflops,
         ["first_loss"] = r.FirstLoss,
+        // What e3 held on the device at most (weights included; not the driver's or cuBLAS's own), beside the plan's figure.
+        ["device_peak_bytes"] = r.DevicePeakBytes,
+        ["planned_device_peak_bytes"] = r.DevicePeakBytes == null ? null : r.Plan.DevicePeak,
         ["excludes"] = "the optimizer step (AdamW on the host, once per optimizer step)",
     };
 }

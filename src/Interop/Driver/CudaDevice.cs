@@ -54,11 +54,15 @@ public sealed unsafe class CudaDevice : IGpuDevice
     public void MakeCurrent() => context.MakeCurrent();
 
     /// <inheritdoc/>
+    public DeviceAllocations Allocations { get; } = new();
+
+    /// <inheritdoc/>
     public DevicePtr Allocate(long bytes)
     {
         context.MakeCurrent();
         ulong pointer;
         CudaException.Check(DriverApi.cuMemAlloc(&pointer, (nuint)bytes), $"cuMemAlloc({bytes} bytes)");
+        Allocations.Allocated(new DevicePtr(pointer), bytes);
         return new DevicePtr(pointer);
     }
 
@@ -67,6 +71,7 @@ public sealed unsafe class CudaDevice : IGpuDevice
     {
         context.MakeCurrent();
         CudaException.Check(DriverApi.cuMemFree(pointer.Address), "cuMemFree");
+        Allocations.Freed(pointer);
     }
 
     /// <inheritdoc/>
@@ -75,6 +80,7 @@ public sealed unsafe class CudaDevice : IGpuDevice
         context.MakeCurrent();
         ulong pointer;
         CudaException.Check(DriverApi.cuMemAllocAsync(&pointer, (nuint)bytes, stream.Handle), $"cuMemAllocAsync({bytes} bytes)");
+        Allocations.Allocated(new DevicePtr(pointer), bytes);
         return new DevicePtr(pointer);
     }
 
@@ -83,6 +89,7 @@ public sealed unsafe class CudaDevice : IGpuDevice
     {
         context.MakeCurrent();
         CudaException.Check(DriverApi.cuMemFreeAsync(pointer.Address, stream.Handle), "cuMemFreeAsync");
+        Allocations.Freed(pointer);
     }
 
     /// <inheritdoc/>

@@ -54,15 +54,23 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     public GpuDeviceInfo Info { get; }
 
     /// <inheritdoc/>
+    public DeviceAllocations Allocations { get; } = new();
+
+    /// <inheritdoc/>
     public DevicePtr Allocate(long bytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
         EmuNative.Check(EmuNative.MemAlloc(out var pointer, (nuint)bytes), $"e3emu_mem_alloc({bytes} bytes)");
+        Allocations.Allocated(new DevicePtr(pointer), bytes);
         return new DevicePtr(pointer);
     }
 
     /// <inheritdoc/>
-    public void Free(DevicePtr pointer) => EmuNative.Check(EmuNative.MemFree(pointer.Address), $"e3emu_mem_free({pointer})");
+    public void Free(DevicePtr pointer)
+    {
+        EmuNative.Check(EmuNative.MemFree(pointer.Address), $"e3emu_mem_free({pointer})");
+        Allocations.Freed(pointer);
+    }
 
     /// <summary>Work is synchronous, so stream order is program order: a plain allocation.</summary>
     public DevicePtr AllocateAsync(long bytes, GpuStream stream) => Allocate(bytes);

@@ -22,6 +22,9 @@ public interface IGpuDevice : IDisposable
     /// <summary>Name, compute capability, SM count and memory sizes.</summary>
     GpuDeviceInfo Info { get; }
 
+    /// <summary>The device memory allocated through this device and not yet freed, and its peak.</summary>
+    DeviceAllocations Allocations { get; }
+
     /// <summary>Allocates <paramref name="bytes"/> of device memory (256-byte aligned, uninitialised).</summary>
     DevicePtr Allocate(long bytes);
 

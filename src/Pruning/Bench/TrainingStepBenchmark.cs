@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using E3.Backends;
+using E3.Backends.Gpu;
 using E3.Interop.Kernels.Bench;
 using E3.Model;
 using E3.Model.Decoder;
@@ -29,8 +31,11 @@ public enum StepLoss
 /// <param name="MedianSeconds">Median seconds of one step.</param>
 /// <param name="Flops">FLOPs of one step by <see cref="TrainingStepBenchmark.StepFlops"/>.</param>
 /// <param name="FirstLoss">The loss of the first (warm-up) step, before any timing: the same on every backend up to rounding.</param>
+/// <param name="Plan">The memory plan of the same step (<see cref="TrainingMemoryPlan"/>, without the optimizer's host arrays).</param>
+/// <param name="DevicePeakBytes">On a GPU, the most device memory e3 held at once during the steps, weights included
+/// (<see cref="E3.Interop.Gpu.DeviceAllocations"/>): the figure <see cref="TrainingMemoryPlan.DevicePeak"/> plans. Null on the cpu.</param>
 public sealed record TrainingStepResult(string Device, StepLoss Loss, int Batch, int Sequence, int Layers, int[] Dropped, int Repeats,
-    double MedianSeconds, long Flops, double FirstLoss)
+    double MedianSeconds, long Flops, double FirstLoss, TrainingMemoryPlan Plan, long? DevicePeakBytes)
 {
     /// <summary>Tokens trained per second.</summary>
     public double TokensPerSecond => Batch * (double)Sequence / MedianSeconds;
@@ -75,7 +80,13 @@ public static class TrainingStepBenchmark
                 "distillation needs the teacher")), student, gates, new KdOptions(), freeze),
             _ => new CrossEntropyObjective(gates),
         };
-        using var trainer = new GatedDecoderTrainer(student, new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze });
+        var options = new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze };
+        var plan = TrainingMemoryPlan.Create(c, sequence, batch, options, c.TorchDtype is "bfloat16" ? DType.BF16 : DType.F32,
+            fusedHead: loss == StepLoss.Distillation, student.Backend is GpuBackend ? PlanTarget.Gpu : PlanTarget.Cpu,
+            loss == StepLoss.Distillation ? new DistillationPlan(teacher!.Backend.ActivationType, DistillationObjective.ChunkBudgetBytes) : null);
+        var allocations = (student.Backend as GpuBackend)?.Device.Allocations;
+        allocations?.ResetPeak(); // from the loaded weights on
+        using var trainer = new GatedDecoderTrainer(student, options);
         var random = new Random(1);
         var tokens = new int[batch * (sequence + 1)];
         for (int i = 0; i < tokens.Length; i++) tokens[i] = random.Next(c.VocabSize);
@@ -101,7 +112,7 @@ public static class TrainingStepBenchmark
             if (i >= warmup) seconds[i - warmup] = clock.Elapsed.TotalSeconds;
         }
         return new TrainingStepResult(student.Backend.Name, loss, batch, sequence, c.NumLayers, dropped.Dropped.ToArray(), repeats,
-            BenchStatistics.Median(seconds), StepFlops(c, dropped, loss, batch, sequence), firstLoss);
+            BenchStatistics.Median(seconds), StepFlops(c, dropped, loss, batch, sequence), firstLoss, plan, allocations?.PeakBytes);
     }
 
     /// <summary>

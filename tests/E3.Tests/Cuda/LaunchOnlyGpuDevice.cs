@@ -16,6 +16,7 @@ internal abstract class LaunchOnlyGpuDevice : IGpuDevice
 
     public virtual void SetMaxDynamicSharedBytes(GpuFunction function, int bytes) => throw Unused();
     public GpuFunctionAttributes GetAttributes(GpuFunction function) => throw Unused();
+    public DeviceAllocations Allocations { get; } = new();
     public DevicePtr Allocate(long bytes) => throw Unused();
     public void Free(DevicePtr pointer) => throw Unused();
     public DevicePtr AllocateAsync(long bytes, GpuStream stream) => throw Unused();

@@ -58,7 +58,7 @@ public sealed class DistillationDeviceMemoryTests : IDisposable
         }
         var plan = TrainingMemoryPlan.Create(student.Config, Sequence, Batch, options, DType.BF16, fusedHead: true, PlanTarget.Gpu,
             new DistillationPlan(teacherActivations, DistillationObjective.ChunkBudgetBytes));
-        return (device.PeakBytes, plan);
+        return (device.Allocations.PeakBytes, plan);
     }
 
     [Theory]

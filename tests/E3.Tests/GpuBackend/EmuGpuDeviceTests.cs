@@ -193,6 +193,26 @@ public sealed class EmuGpuDeviceTests(EmuFixture fixture) : IDisposable
         Assert.Throws<ArgumentException>(() => GpuDevices.Open("tpu"));
     }
 
+    /// <summary>The device counts the bytes it hands out and takes back, and the most it held since the last reset.</summary>
+    [Fact]
+    public void AllocationsCountLiveAndPeakBytes()
+    {
+        _ = fixture.Device;
+        var counted = _emu.Device.Allocations;
+        long before = counted.LiveBytes;
+        counted.ResetPeak();
+        using (var a = _emu.Device.AllocateBuffer(1000))
+        {
+            using (var b = _emu.Device.AllocateBuffer(3000, Stream)) Assert.Equal(before + 4000, counted.LiveBytes);
+            Assert.Equal(before + 1000, counted.LiveBytes);
+            using var c = _emu.Device.AllocateBuffer(500);
+            Assert.Equal(before + 4000, counted.PeakBytes);
+        }
+        Assert.Equal(before, counted.LiveBytes);
+        counted.ResetPeak();
+        Assert.Equal(before, counted.PeakBytes);
+    }
+
     public void Dispose() => _emu.Dispose();
 
     // rmsnorm with no rows: the kernel returns at once, so only the launch checks matter.

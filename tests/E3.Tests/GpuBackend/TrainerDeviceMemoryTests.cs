@@ -29,7 +29,7 @@ public sealed class TrainerDeviceMemoryTests
                 trainer.Backward(c.LossGradient(trainer.Forward(c.Tokens, c.Batch, c.Gates)));
         }
         var plan = TrainingMemoryPlan.Create(model.Config, c.Positions, c.Batch, options, weights);
-        return device.PeakBytes - plan.Backward;
+        return device.Allocations.PeakBytes - plan.Backward;
     }
 
     [Theory]

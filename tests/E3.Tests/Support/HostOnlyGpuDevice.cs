@@ -38,40 +38,25 @@ public sealed class HostOnlyGpuDevice(GpuDeviceInfo info) : IGpuDevice
         if (StickyError != null) throw StickyError;
     }
 
-    readonly Dictionary<ulong, long> _live = new();
-
-    /// <summary>Device bytes allocated and not yet freed, as requested (before the 256-byte rounding).</summary>
-    public long LiveBytes { get; private set; }
-
-    /// <summary>The most <see cref="LiveBytes"/> reached since the last <see cref="ResetPeak"/>.</summary>
-    public long PeakBytes { get; private set; }
-
-    public void ResetPeak() => PeakBytes = LiveBytes;
+    public DeviceAllocations Allocations { get; } = new();
 
     public DevicePtr Allocate(long bytes)
     {
         long address = _next;
         _next += (Math.Max(bytes, 1) + 255) / 256 * 256;
-        _live.Add((ulong)address, bytes);
-        LiveBytes += bytes;
-        PeakBytes = Math.Max(PeakBytes, LiveBytes);
+        Allocations.Allocated(new DevicePtr((ulong)address), bytes);
         return new DevicePtr((ulong)address);
     }
 
     public void Free(DevicePtr pointer)
     {
-        Forget(pointer);
+        Allocations.Freed(pointer);
         Release();
     }
 
     public DevicePtr AllocateAsync(long bytes, GpuStream stream) => Allocate(bytes);
 
-    public void FreeAsync(DevicePtr pointer, GpuStream stream) => Forget(pointer);
-
-    void Forget(DevicePtr pointer)
-    {
-        if (_live.Remove(pointer.Address, out long bytes)) LiveBytes -= bytes;
-    }
+    public void FreeAsync(DevicePtr pointer, GpuStream stream) => Allocations.Freed(pointer);
 
     public unsafe void* AllocatePinned(long bytes) => System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64);
 
