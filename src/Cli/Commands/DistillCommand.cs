@@ -104,6 +104,7 @@ public static class DistillCommand
                 Student = student, StudentFolder = studentFolder, Freeze = freeze,
                 Objective = new DistillationObjective(source, student, gates.Gates.ToArray(), kd, freeze), Batches = batches,
                 Tokens = tokens, DataSource = data, Settings = settings, CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume),
+                ActivationCheckpointing = p.GetValue(o.ActivationCheckpointing),
                 Output = output, ReplaceOutput = p.GetValue(o.Force), Inputs = [data, teacherDir, cachePath, maskPath], Identity = identity,
                 ExtraOutputFiles = extra,
             };

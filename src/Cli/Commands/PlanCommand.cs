@@ -17,7 +17,7 @@ public static class PlanCommand
         var seq = new Option<int>("--seq") { Description = "Tokens per sequence", Required = true };
         var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 1 };
         var mode = new Option<string>("--mode") { Description = "frozen (gate gradients only) or train (weight gradients too)", DefaultValueFactory = _ => "frozen" };
-        var checkpointing = new Option<bool>("--checkpointing") { Description = "Keep only each layer's input and recompute it in the backward" };
+        var checkpointing = new Option<bool>("--checkpointing", "--activation-checkpointing") { Description = "Keep only each layer's input and recompute it in the backward" };
         var freeze = new Option<string?>("--freeze") { Description = "Comma-separated glob patterns of tensor names that get no gradient" };
         var weights = new Option<string>("--weights") { Description = "Projection weights: stored (config torch_dtype), f32 or bf16", DefaultValueFactory = _ => "stored" };
         var drop = CommonOptions.Drop();

@@ -29,6 +29,7 @@ public static class TrainCommand
             {
                 Student = student, StudentFolder = dir, Objective = new CrossEntropyObjective(LayerMask.All(student.Config.NumLayers).Gates.ToArray()),
                 Tokens = tokens, DataSource = data, Settings = settings, CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume),
+                ActivationCheckpointing = p.GetValue(o.ActivationCheckpointing),
                 Output = output, ReplaceOutput = p.GetValue(o.Force), Inputs = [data], Identity = new JsonObject { ["command"] = "train" },
             };
             var outcome = TrainingConsole.Run("train", progress => TrainingRunner.Run(job, progress));

@@ -24,11 +24,15 @@ internal sealed class TrainingCliOptions
     public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the checkpoint folder's latest save (bit-identical on the CPU)" };
     public readonly Option<string> Out = CommonOptions.OutputFolder(new Option<string>("--out") { Description = "Output Hugging Face model folder (written atomically)", Required = true });
     public readonly Option<bool> Force = new("--force") { Description = "Replace an existing, non-empty --out folder" };
+    public readonly Option<bool> ActivationCheckpointing = new("--activation-checkpointing")
+    {
+        Description = "Keep only each layer's input and recompute the layer in the backward: one layer's activations instead of every layer's (see e3 plan), same results",
+    };
     public readonly Option<string> Device = CommonOptions.Device();
     public readonly Option<int> Threads = CommonOptions.Threads();
     public readonly Option<bool> Json = CommonOptions.Json();
 
-    public IEnumerable<Option> All => [Data, Tokens, Seq, Batch, Lr, Warmup, Schedule, GradAccum, Clip, WeightDecay, Seed, Checkpoint, CheckpointEvery, Resume, Out, Force, Device, Threads, Json];
+    public IEnumerable<Option> All => [Data, Tokens, Seq, Batch, Lr, Warmup, Schedule, GradAccum, Clip, WeightDecay, Seed, Checkpoint, CheckpointEvery, Resume, Out, Force, ActivationCheckpointing, Device, Threads, Json];
 
     public TrainingSettings Settings(ParseResult p) => new()
     {
@@ -98,6 +102,7 @@ internal static class TrainingConsole
                 ["command"] = command, ["out"] = output, ["steps"] = r.Steps, ["start_step"] = r.StartStep, ["resumed"] = o.Resumed,
                 ["tokens"] = r.Tokens, ["final_loss"] = r.FinalLoss, ["seconds"] = r.Seconds, ["fingerprint"] = o.Fingerprint,
                 ["trainable_tensors"] = o.TrainableTensors, ["trainable_values"] = o.TrainableValues,
+                ["activation_checkpointing"] = o.ActivationCheckpointing,
                 ["loss_history"] = new System.Text.Json.Nodes.JsonArray(r.LossHistory.Select(p => (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonArray(p.Step, p.Loss)).ToArray()),
             });
         else

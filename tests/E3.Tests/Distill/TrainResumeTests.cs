@@ -49,6 +49,29 @@ public sealed class TrainResumeTests
         }
     }
 
+    /// <summary>
+    /// Activation checkpointing recomputes each layer in the backward with the same arithmetic as its forward, so a
+    /// run with it writes the same bytes as one without, and a run resumes across the flag.
+    /// </summary>
+    [Fact]
+    public void ActivationCheckpointingChangesNoBit()
+    {
+        using var dir = new TempDir("e3-distill-recompute");
+        var config = DistillTestModels.Write(dir["teacher"], layers: 4);
+        string mask = DistillTestModels.WriteMask(dir["mask.json"], config, 0, 2, 3);
+        string data = DistillTestModels.WriteText(dir["data.txt"]);
+        string[] Args(string checkpoint, string output, long tokens) =>
+            ["distill", "--teacher", dir["teacher"], "--mask", mask, "--data", data, "--tokens", tokens.ToString(), "--seq", "16", "--batch", "2",
+             "--lr", "3e-3", "--warmup", "2", "--threads", "2", "--checkpoint", checkpoint, "--checkpoint-every", "1", "--out", output, "--json"];
+        var plain = DistillTestModels.E3(Args(dir["ckpt-a"], dir["plain"], 8 * 32));
+        Assert.True(plain.ExitCode == 0, plain.Stderr);
+        var recomputed = DistillTestModels.E3([.. Args(dir["ckpt-b"], dir["recomputed"], 8 * 32), "--activation-checkpointing"]);
+        Assert.True(recomputed.ExitCode == 0, recomputed.Stderr);
+        Assert.Contains("\"activation_checkpointing\": true", recomputed.Stdout);
+        Assert.Contains("\"activation_checkpointing\": false", plain.Stdout);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(dir["plain"], "model.safetensors")), File.ReadAllBytes(Path.Combine(dir["recomputed"], "model.safetensors")));
+    }
+
     static void Check(TempDir dir, Func<string, string, string[]> args)
     {
         var reference = DistillTestModels.E3(args(dir["ckpt-a"], dir["uninterrupted"]));
