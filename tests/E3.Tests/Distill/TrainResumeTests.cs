@@ -32,9 +32,7 @@ public sealed class TrainResumeTests
     public void KilledDistillRunWithAMaskResumesBitIdentically()
     {
         using var dir = new TempDir("e3-distill-resume");
-        var config = DistillTestModels.Write(dir["teacher"], layers: 4);
-        string mask = DistillTestModels.WriteMask(dir["mask.json"], config, 0, 2, 3);
-        string data = DistillTestModels.WriteText(dir["data.txt"]);
+        var (mask, data) = DistillInputs(dir);
         Check(dir, (checkpoint, output) => ["distill", "--teacher", dir["teacher"], "--mask", mask, .. Common(data, checkpoint, output)]);
         // The mask travels with the model; the dropped layer 1 is written unchanged, a kept layer is trained.
         Assert.True(File.Exists(Path.Combine(dir["uninterrupted"], "mask.json")));
@@ -57,19 +55,22 @@ public sealed class TrainResumeTests
     public void ActivationCheckpointingChangesNoBit()
     {
         using var dir = new TempDir("e3-distill-recompute");
-        var config = DistillTestModels.Write(dir["teacher"], layers: 4);
-        string mask = DistillTestModels.WriteMask(dir["mask.json"], config, 0, 2, 3);
-        string data = DistillTestModels.WriteText(dir["data.txt"]);
-        string[] Args(string checkpoint, string output, long tokens) =>
-            ["distill", "--teacher", dir["teacher"], "--mask", mask, "--data", data, "--tokens", tokens.ToString(), "--seq", "16", "--batch", "2",
-             "--lr", "3e-3", "--warmup", "2", "--threads", "2", "--checkpoint", checkpoint, "--checkpoint-every", "1", "--out", output, "--json"];
-        var plain = DistillTestModels.E3(Args(dir["ckpt-a"], dir["plain"], 8 * 32));
+        var (mask, data) = DistillInputs(dir);
+        string[] Args(string checkpoint, string output) => ["distill", "--teacher", dir["teacher"], "--mask", mask, .. Common(data, checkpoint, output)];
+        var plain = DistillTestModels.E3(Args(dir["ckpt-a"], dir["plain"]));
         Assert.True(plain.ExitCode == 0, plain.Stderr);
-        var recomputed = DistillTestModels.E3([.. Args(dir["ckpt-b"], dir["recomputed"], 8 * 32), "--activation-checkpointing"]);
+        var recomputed = DistillTestModels.E3([.. Args(dir["ckpt-b"], dir["recomputed"]), "--activation-checkpointing"]);
         Assert.True(recomputed.ExitCode == 0, recomputed.Stderr);
         Assert.Contains("\"activation_checkpointing\": true", recomputed.Stdout);
         Assert.Contains("\"activation_checkpointing\": false", plain.Stdout);
         Assert.Equal(File.ReadAllBytes(Path.Combine(dir["plain"], "model.safetensors")), File.ReadAllBytes(Path.Combine(dir["recomputed"], "model.safetensors")));
+    }
+
+    /// <summary>A 4-layer teacher in <c>teacher</c>, a mask that keeps layers 0, 2 and 3, and a text file to train on.</summary>
+    static (string Mask, string Data) DistillInputs(TempDir dir)
+    {
+        var config = DistillTestModels.Write(dir["teacher"], layers: 4);
+        return (DistillTestModels.WriteMask(dir["mask.json"], config, 0, 2, 3), DistillTestModels.WriteText(dir["data.txt"]));
     }
 
     static void Check(TempDir dir, Func<string, string, string[]> args)
