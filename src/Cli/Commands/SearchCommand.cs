@@ -45,13 +45,17 @@ public static class SearchCommand
         var resume = new Option<bool>("--resume") { Description = "Continue from --checkpoint" };
         var output = CommonOptions.OutputFile(new Option<string>("--out") { Description = "mask.json to write", Required = true });
         var plot = new Option<string?>("--plot") { Description = "PNG of keep probabilities and loss (default: --out with .png)" };
+        var recompute = new Option<bool>("--activation-checkpointing")
+        {
+            Description = "Keep only each layer's input and recompute the layer in the backward: one layer's activations instead of every layer's (see e3 plan), same mask",
+        };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var cmd = new Command("search", "Learn which layers to drop: Gumbel-TopK mask logits trained by entropy-weighted distillation from the full model")
         {
             model, data, prune, keep, tokens, seq, batch, samples, lr, tau0, tauMin, tauSchedule, curriculumSteps, warmupKeep, init,
-            initBatches, refineSwaps, kdWeight, seed, teacherCache, checkpoint, checkpointEvery, resume, output, plot, device, threads, json,
+            initBatches, refineSwaps, kdWeight, seed, teacherCache, checkpoint, checkpointEvery, resume, output, plot, recompute, device, threads, json,
         };
         cmd.Validators.Add(r =>
         {
@@ -63,15 +67,15 @@ public static class SearchCommand
             p.GetValue(model)!, p.GetValue(data)!, p.GetValue(prune), p.GetValue(keep), p.GetValue(tokens), p.GetValue(seq), p.GetValue(batch),
             p.GetValue(samples), p.GetValue(lr), p.GetValue(tau0), p.GetValue(tauMin), p.GetValue(tauSchedule)!, p.GetValue(curriculumSteps),
             p.GetValue(warmupKeep), p.GetValue(init)!, p.GetValue(initBatches), p.GetValue(refineSwaps), p.GetValue(kdWeight)!, p.GetValue(seed), p.GetValue(teacherCache),
-            p.GetValue(checkpoint), p.GetValue(checkpointEvery), p.GetValue(resume), p.GetValue(output)!, p.GetValue(plot), p.GetValue(device)!,
-            p.GetValue(threads), p.GetValue(json)))));
+            p.GetValue(checkpoint), p.GetValue(checkpointEvery), p.GetValue(resume), p.GetValue(output)!, p.GetValue(plot), p.GetValue(recompute),
+            p.GetValue(device)!, p.GetValue(threads), p.GetValue(json)))));
         return cmd;
     }
 
     private sealed record Request(string Model, string Data, double? Prune, int? Keep, long Tokens, int Seq, int Batch, int Samples, double Lr,
         double Tau0, double TauMin, string TauSchedule, long? CurriculumSteps, int? WarmupKeep, string Init, int InitBatches, int RefineSwaps, string KdWeight,
-        ulong Seed, string? TeacherCache, string? Checkpoint, int CheckpointEvery, bool Resume, string Output, string? Plot, string Device,
-        int Threads, bool Json);
+        ulong Seed, string? TeacherCache, string? Checkpoint, int CheckpointEvery, bool Resume, string Output, string? Plot, bool ActivationCheckpointing,
+        string Device, int Threads, bool Json);
 
     private static int Run(Request r)
     {
@@ -109,6 +113,7 @@ public static class SearchCommand
             Seed = r.Seed,
             Kd = new KdOptions { Weighting = ParseWeighting(r.KdWeight) },
             Relaxation = GumbelRelaxation.SoftTopK,
+            ActivationCheckpointing = r.ActivationCheckpointing,
         };
         using var search = new MaskSearch(decoder, batches, options, r.Threads > 0 ? r.Threads : -1);
         var state = r.Resume ? search.Resume(r.Checkpoint!) : search.Initialize();

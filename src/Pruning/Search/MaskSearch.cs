@@ -68,7 +68,7 @@ public sealed class MaskSearch : IDisposable
         temperature = new TemperatureSchedule(options.Tau0, options.TauMin, Math.Max(1, options.Steps - 1), options.TauSchedule);
         inputs = new int[batches.TokensPerBatch];
         Fingerprint = options.Fingerprint(model.Config.Hash(), batches.DataIdentity, batches.TeacherIdentity, batches.SequenceLength, batches.Batch);
-        trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen, ComputeDroppedLayers = true });
+        trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen, ComputeDroppedLayers = true, Checkpointing = options.ActivationCheckpointing });
         pass = new GatedKdPass(model, trainer);
         sampler = new CpuGumbelTopK(threads);
         // No weight decay: it would pull every logit toward 0, a prior toward the uniform mask nobody asked for.

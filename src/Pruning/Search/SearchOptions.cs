@@ -75,6 +75,13 @@ public sealed record SearchOptions
     /// <summary>The distillation loss (entropy-weighted KD; linear weights by default).</summary>
     public KdOptions Kd { get; init; } = new();
 
+    /// <summary>
+    /// Keep only each layer's input through the forward and recompute the layer for the gate gradients: one layer's
+    /// activations instead of every layer's. The recomputation is the same arithmetic, so α is the same bits; it is not
+    /// part of the checkpoint fingerprint.
+    /// </summary>
+    public bool ActivationCheckpointing { get; init; }
+
     /// <summary>The keep count at step 0 once <see cref="WarmupKeep"/>'s default is resolved.</summary>
     public int ResolvedWarmupKeep(int layers) => WarmupKeep ?? (layers + Keep + 1) / 2;
 

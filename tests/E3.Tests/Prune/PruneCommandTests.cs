@@ -36,8 +36,12 @@ public class PruneCommandTests
         using var dir = new TempDir();
         var (model, data) = Setup(dir);
         string output = dir["out"];
-        var run = CliProcess.Run(Args(model, data, output, "--keep", "4", "--json"));
+        var run = CliProcess.Run(Args(model, data, output, "--keep", "4", "--activation-checkpointing", "--json"));
         Assert.True(run.ExitCode == 0, run.Stderr);
+        // The search and the distillations recompute their layers in the backward, as asked; the other stages have no backward.
+        var stageLines = run.Stderr.Split('\n').Where(l => l.StartsWith("[prune] ", StringComparison.Ordinal) && l.Contains(": e3 ")).ToList();
+        Assert.All(stageLines.Where(l => l.Contains(": e3 search ") || l.Contains(": e3 distill ")), l => Assert.Contains("--activation-checkpointing", l));
+        Assert.Equal(3, stageLines.Count(l => l.Contains("--activation-checkpointing")));
         var report = JsonNode.Parse(run.Stdout)!.AsObject();
 
         var learned = MaskFile.Load(Path.Combine(output, "masks", "e3.json"));

@@ -68,6 +68,18 @@ public sealed class SearchCommandTests
         Assert.True(new FileInfo(Path.ChangeExtension(resumed, ".png")).Length > 1000, "the plot was not written");
     }
 
+    /// <summary>Recomputing each layer for the gate gradients is the forward's own arithmetic: the same α, mask and history, bit for bit.</summary>
+    [Fact]
+    public void ActivationCheckpointingFindsTheSameBits()
+    {
+        using var dir = new TempDir();
+        var (model, data) = Setup(dir);
+        string plain = dir["plain.json"], recomputed = dir["recomputed.json"];
+        Assert.Equal(0, InProcess(Args(model, data, plain, "--tokens", "512")));
+        Assert.Equal(0, InProcess(Args(model, data, recomputed, "--tokens", "512", "--activation-checkpointing")));
+        Assert.Equal(File.ReadAllBytes(plain), File.ReadAllBytes(recomputed));
+    }
+
     // The step of the checkpoint on disk, or -1 while there is none (the state file is replaced by rename, so a read
     // sees a whole file).
     private static long SavedStep(string state)

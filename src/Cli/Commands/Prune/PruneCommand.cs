@@ -34,13 +34,17 @@ internal static class PruneCommand
         var decode = new Option<int>("--bench-decode") { Description = "Speedup bench: generated tokens", DefaultValueFactory = _ => 32 };
         var repeats = new Option<int>("--bench-repeats") { Description = "Speedup bench: timed repeats (median)", DefaultValueFactory = _ => 5 };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its first unfinished stage" };
+        var recompute = new Option<bool>("--activation-checkpointing")
+        {
+            Description = "Search and distillation keep only each layer's input and recompute the layer in the backward: one layer's activations instead of every layer's, same results",
+        };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var cmd = new Command("prune", "Learn which layers to drop, heal the pruned model by distillation, export it, and report quality against baselines and the speedup")
         {
             model, data, evalData, holdout, prune, keep, output, baselines, calib, searchTokens, distillTokens, evalTokens, seq, batch, samples,
-            searchLr, distillLr, noBaselineDistill, seed, prefill, decode, repeats, resume, device, threads, json,
+            searchLr, distillLr, noBaselineDistill, seed, prefill, decode, repeats, resume, recompute, device, threads, json,
         };
         cmd.Validators.Add(r =>
         {
@@ -57,6 +61,7 @@ internal static class PruneCommand
                 SearchLearningRate = p.GetValue(searchLr), DistillLearningRate = p.GetValue(distillLr), DistillBestBaseline = !p.GetValue(noBaselineDistill),
                 Seed = p.GetValue(seed), BenchPrefill = p.GetValue(prefill), BenchDecode = p.GetValue(decode), BenchRepeats = p.GetValue(repeats),
                 Device = p.GetValue(device)!, Threads = p.GetValue(threads), Resume = p.GetValue(resume),
+                ActivationCheckpointing = p.GetValue(recompute),
             };
             var report = new PrunePipeline(settings, line => Console.Error.WriteLine($"[prune] {line}")).Run();
             if (p.GetValue(json)) CliRunner.WriteJson(report);

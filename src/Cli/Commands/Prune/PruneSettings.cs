@@ -29,4 +29,6 @@ internal sealed record PruneSettings
     public string Device { get; init; } = "cpu";
     public int Threads { get; init; }
     public bool Resume { get; init; }
+    /// <summary>Search and distillation recompute each layer in the backward (the same results, a layer's activations instead of all).</summary>
+    public bool ActivationCheckpointing { get; init; }
 }
