@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json.Nodes;
 using E3.Model;
 using E3.Model.Decoder;
+using E3.Model.Training;
 using E3.Pruning.Distill;
 using E3.Pruning.Distillation;
 using E3.Pruning.Masks;
@@ -78,11 +79,16 @@ public static class DistillCommand
             DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, studentConfig);
 
             using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
-            using var student = DecoderModel.Load(studentFolder, backend);
-            int[] tokens = EvalCommand.LoadTokens(data, studentFolder, student.Config.VocabSize);
             using var cache = cachePath == null ? null : TeacherCacheReader.Open(cachePath);
             var (teacherBackend, teacherPrecision) = cache == null ? CliRunner.CreateTeacherBackend(backend, p.GetValue(teacherDType)) : (null, default);
             using var ownTeacherBackend = teacherBackend;
+            bool recompute = p.GetValue(o.ActivationCheckpointing);
+            MemoryFit.Check("distill", TrainingMemoryPlan.Create(studentConfig, settings.Sequence, settings.Batch,
+                new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze, Checkpointing = recompute }, MemoryFit.StoredWeights(studentConfig),
+                fusedHead: true, MemoryFit.Target(backend), cache == null ? new DistillationPlan((teacherBackend ?? backend).ActivationType, teacherConfig) : null),
+                backend, Console.Error, recompute, canFreeze: true);
+            using var student = DecoderModel.Load(studentFolder, backend);
+            int[] tokens = EvalCommand.LoadTokens(data, studentFolder, student.Config.VocabSize);
             using var teacher = cache == null ? DecoderModel.Load(teacherDir, teacherBackend ?? backend, teacherPrecision) : null;
             IKdTeacherSource source;
             IBatchSource? batches = null;
@@ -104,7 +110,7 @@ public static class DistillCommand
                 Student = student, StudentFolder = studentFolder, Freeze = freeze,
                 Objective = new DistillationObjective(source, student, gates.Gates.ToArray(), kd, freeze), Batches = batches,
                 Tokens = tokens, DataSource = data, Settings = settings, CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume),
-                ActivationCheckpointing = p.GetValue(o.ActivationCheckpointing),
+                ActivationCheckpointing = recompute,
                 Output = output, ReplaceOutput = p.GetValue(o.Force), Inputs = [data, teacherDir, cachePath, maskPath], Identity = identity,
                 ExtraOutputFiles = extra,
             };

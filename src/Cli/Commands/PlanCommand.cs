@@ -58,7 +58,7 @@ public static class PlanCommand
             };
             var weightType = p.GetValue(weights) switch
             {
-                "stored" => config.TorchDtype is "bfloat16" or "float16" ? DType.BF16 : DType.F32,
+                "stored" => MemoryFit.StoredWeights(config),
                 "f32" => DType.F32,
                 "bf16" => DType.BF16,
                 var s => throw new UsageException($"--weights: '{s}' is not one of stored, f32, bf16"),
@@ -78,7 +78,7 @@ public static class PlanCommand
                 (null, PlanTarget.Cpu) or ("f32", _) => DType.F32,
                 ("bf16", _) => throw new UsageException("--teacher-dtype: bf16 needs --device cuda or emu (the cpu backend computes in f32)"),
                 _ => throw new UsageException($"--teacher-dtype: '{teacherType}' is not one of bf16, f32"),
-            }, DistillationObjective.ChunkBudgetBytes);
+            });
             bool fused = p.GetValue(head) switch
             {
                 null => dense,

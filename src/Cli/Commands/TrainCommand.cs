@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json.Nodes;
 using E3.Model;
 using E3.Model.Decoder;
+using E3.Model.Training;
 using E3.Pruning.Distill;
 
 namespace E3.Cli.Commands;
@@ -23,13 +24,18 @@ public static class TrainCommand
             var settings = o.Settings(p);
             settings.Validate();
             using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
+            bool recompute = p.GetValue(o.ActivationCheckpointing);
+            var config = ModelConfig.Load(dir);
+            MemoryFit.Check("train", TrainingMemoryPlan.Create(config, settings.Sequence, settings.Batch,
+                new TrainingOptions { Mode = TrainingMode.Train, Checkpointing = recompute }, MemoryFit.StoredWeights(config), fusedHead: false,
+                MemoryFit.Target(backend)), backend, Console.Error, recompute, canFreeze: false);
             using var student = DecoderModel.Load(dir, backend);
             int[] tokens = EvalCommand.LoadTokens(data, dir, student.Config.VocabSize);
             var job = new TrainingJob
             {
                 Student = student, StudentFolder = dir, Objective = new CrossEntropyObjective(LayerMask.All(student.Config.NumLayers).Gates.ToArray()),
                 Tokens = tokens, DataSource = data, Settings = settings, CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume),
-                ActivationCheckpointing = p.GetValue(o.ActivationCheckpointing),
+                ActivationCheckpointing = recompute,
                 Output = output, ReplaceOutput = p.GetValue(o.Force), Inputs = [data], Identity = new JsonObject { ["command"] = "train" },
             };
             var outcome = TrainingConsole.Run("train", progress => TrainingRunner.Run(job, progress));

@@ -16,8 +16,8 @@ public enum PlanTarget
 /// <summary>A dense distillation teacher run beside the trainer (<c>e3 distill</c> without a teacher cache).</summary>
 /// <param name="Activations">The teacher's activation dtype: BF16 for the bf16 sibling backend a GPU trainer gives it
 /// by default, F32 for a teacher on the trainer's own backend (the cpu, or <c>--teacher-dtype f32</c>).</param>
-/// <param name="ChunkBudgetBytes">Bytes of fp32 logits one chunk of the loss fused with the LM head may hold.</param>
-public sealed record DistillationPlan(DType Activations, long ChunkBudgetBytes);
+/// <param name="Model">The teacher's config when it is not the student's (a student of another depth: <c>distill --student</c>).</param>
+public sealed record DistillationPlan(DType Activations, ModelConfig? Model = null);
 
 /// <summary>
 /// Bytes a training job allocates for [batch, sequence] tokens, by kind, computed from the config alone (no weights are
@@ -62,6 +62,9 @@ public sealed record TrainingMemoryPlan(
     /// <summary>The most host memory the job holds: the optimizer and the host's part of the loss, plus, on the cpu, the backend's peak.</summary>
     public long HostPeak => Optimizer + (Target == PlanTarget.Cpu ? Math.Max(TeacherStage, Backward) : LossHeadOnDevice ? 0 : LossHead);
 
+    /// <summary>Bytes of fp32 logits one chunk of a loss fused with the LM head may hold (<c>DistillationObjective</c> uses this).</summary>
+    public const long FusedChunkBudgetBytes = 64L << 20;
+
     /// <summary>Plans one training step: forward, backward and, in Train mode, the AdamW update.</summary>
     /// <param name="config">The model (the teacher, when there is one, is the same model with every layer).</param>
     /// <param name="sequence">Tokens per sequence T.</param>
@@ -85,7 +88,6 @@ public sealed record TrainingMemoryPlan(
             if (teacher.Activations is not (DType.F32 or DType.BF16)) throw new ArgumentException($"a teacher computes in F32 or BF16, not {teacher.Activations}", nameof(teacher));
             if (teacher.Activations == DType.BF16 && target != PlanTarget.Gpu)
                 throw new ArgumentException("a bf16 teacher runs on a GPU only: the cpu backend computes in f32", nameof(teacher));
-            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(teacher.ChunkBudgetBytes);
         }
         try
         {
@@ -98,6 +100,23 @@ public sealed record TrainingMemoryPlan(
         }
     }
 
+    // Elements of the model's matrices and vectors, and of its largest matrix.
+    static (long Matrices, long Vectors, long Largest) Count(ModelConfig config)
+    {
+        long matrices = 0, vectors = 0, largest = 0;
+        foreach (var (_, shape) in WeightNames.Expected(config))
+        {
+            long elements = shape.Aggregate(1L, (a, d) => checked(a * d));
+            if (shape.Length == 2)
+            {
+                matrices += elements;
+                largest = Math.Max(largest, elements);
+            }
+            else vectors += elements;
+        }
+        return (matrices, vectors, largest);
+    }
+
     static TrainingMemoryPlan Plan(ModelConfig config, long rows, TrainingOptions options, DType weightType, bool fusedHead,
         PlanTarget target, DistillationPlan? teacher)
     {
@@ -105,24 +124,15 @@ public sealed record TrainingMemoryPlan(
         {
             long h = config.HiddenSize, v = config.VocabSize;
 
-            long weights = 0, matrices = 0, vectors = 0, gradients = 0, largestMatrix = 0;
             var filter = options.Parameters();
             filter.RequireLayers(config);
             string headName = config.TieWordEmbeddings ? WeightNames.Embedding : WeightNames.LmHead;
             bool headTrained = options.Mode == TrainingMode.Train && filter.IsTrainable(headName);
-            foreach (var (name, shape) in WeightNames.Expected(config))
-            {
-                long elements = shape.Aggregate(1L, (a, d) => a * d);
-                bool matrix = shape.Length == 2;
-                weights += elements * (matrix ? weightType.SizeInBytes() : 4);
-                if (matrix)
-                {
-                    matrices += elements;
-                    largestMatrix = Math.Max(largestMatrix, elements);
-                }
-                else vectors += elements;
-                if (options.Mode == TrainingMode.Train && filter.IsTrainable(name)) gradients += 4 * elements;
-            }
+            var (matrices, vectors, largestMatrix) = Count(config);
+            long weights = matrices * weightType.SizeInBytes() + 4 * vectors, gradients = 0;
+            if (options.Mode == TrainingMode.Train)
+                foreach (var (name, shape) in WeightNames.Expected(config))
+                    if (filter.IsTrainable(name)) gradients += 4 * shape.Aggregate(1L, (a, d) => a * d);
             // GpuBackend widens a bf16 matrix into one fp32 buffer at each use (its trainer computes in fp32).
             long widening = target == PlanTarget.Gpu && weightType == DType.BF16 ? 4 * largestMatrix : 0;
 
@@ -136,15 +146,20 @@ public sealed record TrainingMemoryPlan(
             long teacherWeights = 0, teacherForward = 0, teacherLogits = 0;
             if (teacher != null)
             {
+                var t = teacher.Model ?? config;
                 long act = teacher.Activations.SizeInBytes();
-                bool sibling = teacher.Activations == DType.BF16;
+                var (teacherMatrices, teacherVectors, teacherLargest) = Count(t);
                 // A bf16 sibling stores matrices in bf16 and keeps a bf16 copy of each fp32 norm and bias; a teacher on
-                // the trainer's backend shares its weight dtype and its widening buffer.
-                teacherWeights = sibling ? 2 * matrices + 6 * vectors : weights;
-                long kvWidth = (long)config.NumKvHeads * config.HeadDim, qWidth = (long)config.NumHeads * config.HeadDim;
-                long caches = 2L * config.NumLayers * rows * kvWidth;
-                long activations = rows * (4 * h + 2 * qWidth + 2 * kvWidth + 2L * config.IntermediateSize);
-                long head = rows * (2 * h + v);
+                // the trainer's backend keeps them as the student does, and shares its widening buffer.
+                teacherWeights = teacher.Activations == DType.BF16 ? 2 * teacherMatrices + 6 * teacherVectors
+                    : teacherMatrices * weightType.SizeInBytes() + 4 * teacherVectors;
+                if (teacher.Activations == DType.F32 && target == PlanTarget.Gpu && weightType == DType.BF16)
+                    widening = 4 * Math.Max(largestMatrix, teacherLargest);
+                long th = t.HiddenSize;
+                long kvWidth = (long)t.NumKvHeads * t.HeadDim, qWidth = (long)t.NumHeads * t.HeadDim;
+                long caches = 2L * t.NumLayers * rows * kvWidth;
+                long activations = rows * (4 * th + 2 * qWidth + 2 * kvWidth + 2L * t.IntermediateSize);
+                long head = rows * (2 * th + v);
                 teacherForward = act * (caches + activations + head);
                 // On the cpu the loss takes the logits to the host as fp32 and the backend's copy goes.
                 teacherLogits = (target == PlanTarget.Gpu ? act : 4) * rows * v;
@@ -156,16 +171,14 @@ public sealed record TrainingMemoryPlan(
             else if (lossHeadOnDevice)
             {
                 // One chunk of fp32 logits, then per row: coefficient, label, KL, CE and the teacher's three statistics.
-                long budget = teacher?.ChunkBudgetBytes ?? 0;
-                long chunkRows = Math.Clamp(budget / (4 * v), 1, rows);
+                long chunkRows = Math.Clamp(FusedChunkBudgetBytes / (4 * v), 1, rows);
                 lossHead = 4 * chunkRows * v + 28 * rows;
             }
             else
             {
                 // The host's fused loss: a copy of the head, the hidden states and their gradient, one chunk of logits;
                 // with the head trained, its gradient and the loop's side gradient too.
-                long budget = teacher?.ChunkBudgetBytes ?? 0;
-                long chunkRows = Math.Clamp(budget / (4 * v), 1, rows);
+                long chunkRows = Math.Clamp(FusedChunkBudgetBytes / (4 * v), 1, rows);
                 lossHead = 4 * v * h * (headTrained ? 3 : 1) + 8 * rows * h + 4 * chunkRows * v;
             }
 

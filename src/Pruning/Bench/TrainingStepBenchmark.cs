@@ -83,7 +83,7 @@ public static class TrainingStepBenchmark
         var options = new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze };
         var plan = TrainingMemoryPlan.Create(c, sequence, batch, options, c.TorchDtype is "bfloat16" ? DType.BF16 : DType.F32,
             fusedHead: loss == StepLoss.Distillation, student.Backend is GpuBackend ? PlanTarget.Gpu : PlanTarget.Cpu,
-            loss == StepLoss.Distillation ? new DistillationPlan(teacher!.Backend.ActivationType, DistillationObjective.ChunkBudgetBytes) : null);
+            loss == StepLoss.Distillation ? new DistillationPlan(teacher!.Backend.ActivationType, teacher.Config) : null);
         var allocations = (student.Backend as GpuBackend)?.Device.Allocations;
         allocations?.ResetPeak(); // from the loaded weights on
         using var trainer = new GatedDecoderTrainer(student, options);

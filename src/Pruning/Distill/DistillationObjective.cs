@@ -18,7 +18,7 @@ namespace E3.Pruning.Distill;
 public sealed class DistillationObjective : ITrainingObjective
 {
     /// <summary>Rows of fp32 logits one LM-head chunk may hold, in bytes.</summary>
-    public const long ChunkBudgetBytes = 64L << 20;
+    public const long ChunkBudgetBytes = TrainingMemoryPlan.FusedChunkBudgetBytes;
 
     readonly IKdTeacherSource _teacher;
     readonly DecoderModel _student;

@@ -57,7 +57,7 @@ public sealed class DistillationDeviceMemoryTests : IDisposable
             }
         }
         var plan = TrainingMemoryPlan.Create(student.Config, Sequence, Batch, options, DType.BF16, fusedHead: true, PlanTarget.Gpu,
-            new DistillationPlan(teacherActivations, DistillationObjective.ChunkBudgetBytes));
+            new DistillationPlan(teacherActivations));
         return (device.Allocations.PeakBytes, plan);
     }
 

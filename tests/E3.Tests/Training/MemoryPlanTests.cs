@@ -142,7 +142,7 @@ public sealed class MemoryPlanTests
     {
         var config = SmallConfig();
         var train = new TrainingOptions { Mode = TrainingMode.Train };
-        var teacher = new DistillationPlan(DType.F32, 1 << 20);
+        var teacher = new DistillationPlan(DType.F32);
         var cpu = TrainingMemoryPlan.Create(config, 16, 2, train, DType.BF16, fusedHead: true, PlanTarget.Cpu, teacher);
         var gpu = TrainingMemoryPlan.Create(config, 16, 2, train, DType.BF16, fusedHead: true, PlanTarget.Gpu, teacher);
         Assert.Equal(0, cpu.DevicePeak);
@@ -260,7 +260,7 @@ public sealed class PlanCommandTests
         var json = JsonNode.Parse(output)!.AsObject();
         var config = ModelConfig.Load(c.Folder);
         var plan = TrainingMemoryPlan.Create(config, 16, 2, new TrainingOptions { Mode = TrainingMode.Train }, DType.F32, fusedHead: true, PlanTarget.Gpu,
-            new DistillationPlan(DType.BF16, E3.Pruning.Distill.DistillationObjective.ChunkBudgetBytes));
+            new DistillationPlan(DType.BF16));
         Assert.Equal("gpu", (string)json["target"]!);
         Assert.Equal(plan.DevicePeak, (long)json["device_peak"]!);
         Assert.Equal(plan.HostPeak, (long)json["host_peak"]!);

@@ -1,0 +1,54 @@
+using E3.Backends;
+using E3.Backends.Gpu;
+using E3.Model;
+using E3.Model.Training;
+
+namespace E3.Cli.Commands;
+
+/// <summary>
+/// A training job's memory plan set against the machine before anything is loaded. A plan larger than the GPU would end
+/// in CUDA_ERROR_OUT_OF_MEMORY once the weights are up, after minutes of loading; it is refused here instead, saying
+/// what would shrink it. The host only gets a warning: its limit is softer (swap, other processes) and the plan says
+/// nothing of the data and the tokenizer.
+/// </summary>
+internal static class MemoryFit
+{
+    /// <summary>How a training backend keeps the matrices of a model loaded as stored: bf16 as is, anything else as fp32.</summary>
+    public static DType StoredWeights(ModelConfig config) => config.TorchDtype is "bfloat16" ? DType.BF16 : DType.F32;
+
+    /// <summary>Where <paramref name="backend"/> keeps its tensors.</summary>
+    public static PlanTarget Target(IBackend backend) => backend is GpuBackend ? PlanTarget.Gpu : PlanTarget.Cpu;
+
+    /// <summary>Throws when <paramref name="plan"/> needs more than the device's memory; warns on stderr when it comes close, or when the host side exceeds what this process may use.</summary>
+    /// <param name="command">Names the job in the messages.</param>
+    /// <param name="plan">The job's plan.</param>
+    /// <param name="backend">The backend it will run on.</param>
+    /// <param name="warnings">Where warnings go (stderr).</param>
+    /// <param name="checkpointing">Whether the job recomputes its layers already (the advice then leaves that out).</param>
+    /// <param name="canFreeze">Whether the command takes --freeze, which the advice then names.</param>
+    public static void Check(string command, TrainingMemoryPlan plan, IBackend backend, TextWriter warnings, bool checkpointing, bool canFreeze)
+    {
+        var remedies = new List<string>();
+        if (!checkpointing) remedies.Add("add --activation-checkpointing");
+        if (canFreeze) remedies.Add("freeze more tensors (--freeze)");
+        remedies.Add("lower --seq or --batch");
+        string shrink = (remedies.Count == 1 ? remedies[0] : string.Join(", ", remedies[..^1]) + " or " + remedies[^1])
+            + " (e3 plan shows where the memory goes)";
+        if (backend is GpuBackend gpu)
+        {
+            long device = gpu.Device.Info.TotalMemoryBytes;
+            if (plan.DevicePeak > device)
+                throw new InvalidOperationException($"{command} needs {GiB(plan.DevicePeak)} of device memory by its plan, more than the " +
+                    $"{GiB(device)} that {gpu.Device.Info.Name} has: {shrink}");
+            // The driver's context, cuBLAS's workspace and the kernels' own scratch come on top of the plan.
+            if (plan.DevicePeak > 0.9 * device)
+                warnings.WriteLine($"e3: warning: {command} plans {GiB(plan.DevicePeak)} of the {GiB(device)} of device memory; " +
+                    "the driver, cuBLAS and the kernels' scratch need some of the rest");
+        }
+        long host = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (plan.HostPeak > host)
+            warnings.WriteLine($"e3: warning: {command} plans {GiB(plan.HostPeak)} of host memory, more than the {GiB(host)} this process may use: {shrink}");
+    }
+
+    static string GiB(long bytes) => $"{bytes / (double)(1L << 30):F1} GiB";
+}
