@@ -25,12 +25,16 @@ public static class PlanCommand
         var prune = new Option<double?>("--prune") { Description = "Plan the pruned model that drops the last round(R·L) layers (instead of --drop)" };
         var head = new Option<string?>("--head")
         {
-            Description = "logits: the trainer forms [rows, vocab] logits and their gradient (train; search on the cpu; the default); " +
-                "fused: the loss is fused with the LM head and the trainer holds none (distill; search on cuda and emu; the default with --dense-teacher)",
+            Description = "logits: the trainer forms [rows, vocab] logits and their gradient (train; search on the cpu); " +
+                "fused: the loss is fused with the LM head and the trainer holds none (distill; search on cuda and emu). Default: as the job with --dense-teacher runs, else logits",
         };
         var device = CommonOptions.Device();
         device.Description = "The backend the job runs on: cpu (one memory for everything), or cuda or emu (the trainer and teacher on the device, the optimizer on the host)";
-        var denseTeacher = new Option<bool>("--dense-teacher") { Description = "Count a dense teacher run beside the trainer (distill or search without --teacher-cache): its weights, its forward and its logits" };
+        var denseTeacher = new Option<bool>("--dense-teacher")
+        {
+            Description = "Count a dense teacher (no --teacher-cache): with --mode train distill's (its weights, forward and logits); " +
+                "with --mode frozen the search's (the model itself with every gate 1: its forward and logits)",
+        };
         var teacherDType = CommonOptions.TeacherDType();
         var json = CommonOptions.Json();
         var cmd = new Command("plan", "Print the memory a training job needs: the trainer, a dense teacher, the loss and the optimizer, on the device and on the host")
@@ -72,7 +76,10 @@ public static class PlanCommand
             bool dense = p.GetValue(denseTeacher);
             string? teacherType = p.GetValue(teacherDType);
             if (!dense && teacherType != null) throw new UsageException("--teacher-dtype plans a dense teacher: give --dense-teacher too");
-            DistillationPlan? teacher = !dense ? null : new DistillationPlan((teacherType, target) switch
+            bool search = dense && options.Mode == TrainingMode.Frozen;
+            if (search && teacherType != null)
+                throw new UsageException("--teacher-dtype: the search's teacher (--mode frozen) is the model itself with every gate 1, computed in f32 as it is");
+            DistillationPlan? teacher = !dense ? null : search ? new DistillationPlan(DType.F32, IsStudent: true) : new DistillationPlan((teacherType, target) switch
             {
                 (null, PlanTarget.Gpu) or ("bf16", PlanTarget.Gpu) => DType.BF16,
                 (null, PlanTarget.Cpu) or ("f32", _) => DType.F32,
@@ -81,7 +88,8 @@ public static class PlanCommand
             });
             bool fused = p.GetValue(head) switch
             {
-                null => dense,
+                // distill always fuses its loss with the head; the search does on a GPU (GatedKdPass).
+                null => dense && (!search || target == PlanTarget.Gpu),
                 "logits" => false,
                 "fused" => true,
                 var s => throw new UsageException($"--head: '{s}' is not one of logits, fused"),
@@ -120,7 +128,7 @@ public static class PlanCommand
             ($"saved activations ({backend})", plan.SavedActivations), ($"backward scratch ({backend})", plan.BackwardScratch),
             ($"gradients, fp32 ({backend})", plan.Gradients),
         ]);
-        if (plan.TeacherWeights > 0)
+        if (plan.TeacherLogits > 0)
             lines.AddRange([
                 ($"teacher weights ({backend})", plan.TeacherWeights), ($"teacher forward ({backend})", plan.TeacherForward),
                 ($"teacher logits ({backend})", plan.TeacherLogits),
@@ -131,7 +139,7 @@ public static class PlanCommand
                 ("optimizer values (host)", plan.OptimizerValues), ("optimizer gradients (host)", plan.OptimizerGradients),
                 ("AdamW moments (host)", plan.OptimizerState),
             ]);
-        if (plan.TeacherWeights > 0) lines.Add(("stage: teacher forward", plan.TeacherStage));
+        if (plan.TeacherLogits > 0) lines.Add(("stage: teacher forward", plan.TeacherStage));
         lines.Add(("stage: forward+backward", plan.Backward));
         if (gpu) lines.Add(("peak: device", plan.DevicePeak));
         lines.Add(("peak: host", plan.HostPeak));

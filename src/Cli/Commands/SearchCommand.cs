@@ -2,7 +2,10 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using E3.Interop.Kernels;
+using E3.Backends;
+using E3.Model;
 using E3.Model.Decoder;
+using E3.Model.Training;
 using E3.Pruning.Distillation;
 using E3.Pruning.Masking;
 using E3.Pruning.Search;
@@ -86,13 +89,20 @@ public static class SearchCommand
         if (r.Checkpoint != null && !r.Resume && SearchCheckpoint.Exists(r.Checkpoint))
             throw new ArgumentException($"--checkpoint: {r.Checkpoint} already holds a search checkpoint; pass --resume to continue it or choose an empty folder");
         using var backend = CliRunner.CreateTrainingBackend(r.Device, r.Threads);
+        using var cache = r.TeacherCache is { } cachePath ? TeacherCacheReader.Open(cachePath) : null;
+        var target = MemoryFit.Target(backend);
+        var planned = ModelConfig.Load(r.Model);
+        // The search's loss is fused with the LM head on a GPU (GatedKdPass); its live teacher is the model itself.
+        MemoryFit.Check("search", TrainingMemoryPlan.Create(planned, cache?.Header.SequenceLength ?? r.Seq, r.Batch,
+            new TrainingOptions { Mode = TrainingMode.Frozen, Checkpointing = r.ActivationCheckpointing }, MemoryFit.StoredWeights(planned),
+            fusedHead: target == PlanTarget.Gpu, target, cache == null ? new DistillationPlan(DType.F32, IsStudent: true) : null),
+            backend, Console.Error, r.ActivationCheckpointing, canFreeze: false);
         using var decoder = DecoderModel.Load(r.Model, backend);
         var config = decoder.Config;
         int layers = config.NumLayers;
         int keep = r.Keep ?? KeepFromPrune(r.Prune!.Value, layers);
         int[] ids = EvalCommand.LoadTokens(r.Data, r.Model, config.VocabSize);
 
-        using var cache = r.TeacherCache is { } cachePath ? TeacherCacheReader.Open(cachePath) : null;
         SearchBatches batches = cache != null
             ? new CachedTeacherBatches(cache, ids, TeacherCacheCommand.ModelId(r.Model), config.VocabSize, r.Batch, r.Seed)
             : new LiveTeacherBatches(ids, r.Seq, r.Batch, r.Seed, r.Data);

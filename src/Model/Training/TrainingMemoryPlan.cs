@@ -13,11 +13,13 @@ public enum PlanTarget
     Gpu,
 }
 
-/// <summary>A dense distillation teacher run beside the trainer (<c>e3 distill</c> without a teacher cache).</summary>
+/// <summary>A dense distillation teacher run beside the trainer (<c>e3 distill</c> or <c>e3 search</c> without a teacher cache).</summary>
 /// <param name="Activations">The teacher's activation dtype: BF16 for the bf16 sibling backend a GPU trainer gives it
 /// by default, F32 for a teacher on the trainer's own backend (the cpu, or <c>--teacher-dtype f32</c>).</param>
 /// <param name="Model">The teacher's config when it is not the student's (a student of another depth: <c>distill --student</c>).</param>
-public sealed record DistillationPlan(DType Activations, ModelConfig? Model = null);
+/// <param name="IsStudent">The teacher is the trained model itself with every gate 1 (the mask search): it holds no
+/// weights of its own, and on the cpu its forward is the trainer's.</param>
+public sealed record DistillationPlan(DType Activations, ModelConfig? Model = null, bool IsStudent = false);
 
 /// <summary>
 /// Bytes a training job allocates for [batch, sequence] tokens, by kind, computed from the config alone (no weights are
@@ -48,7 +50,7 @@ public sealed record TrainingMemoryPlan(
     long BackendLossHead => LossHeadOnDevice || Target == PlanTarget.Cpu ? LossHead : 0;
 
     /// <summary>The backend while the teacher runs its forward (before the student's, with the trainer's buffers kept from the last step).</summary>
-    public long TeacherStage => TeacherWeights == 0 ? 0 : Trainer + TeacherWeights + TeacherForward + (Target == PlanTarget.Cpu ? LossHead : 0);
+    public long TeacherStage => TeacherLogits == 0 ? 0 : Trainer + TeacherWeights + TeacherForward + (Target == PlanTarget.Cpu ? LossHead : 0);
 
     /// <summary>The backend through the student's forward and backward: the trainer, the teacher's weights and logits, the loss's head.</summary>
     public long Backward => Trainer + TeacherWeights + TeacherLogits + BackendLossHead;
@@ -84,10 +86,11 @@ public sealed record TrainingMemoryPlan(
         if (weightType is not (DType.F32 or DType.BF16)) throw new ArgumentException($"weights are kept as F32 or BF16, not {weightType}", nameof(weightType));
         if (teacher != null)
         {
-            if (!fusedHead) throw new ArgumentException("a distillation teacher needs the fused head: the distillation loss is fused with the LM head", nameof(teacher));
             if (teacher.Activations is not (DType.F32 or DType.BF16)) throw new ArgumentException($"a teacher computes in F32 or BF16, not {teacher.Activations}", nameof(teacher));
             if (teacher.Activations == DType.BF16 && target != PlanTarget.Gpu)
                 throw new ArgumentException("a bf16 teacher runs on a GPU only: the cpu backend computes in f32", nameof(teacher));
+            if (teacher.IsStudent && (teacher.Activations != DType.F32 || teacher.Model != null))
+                throw new ArgumentException("a teacher that is the student computes as the student does, in f32", nameof(teacher));
         }
         try
         {
@@ -151,7 +154,8 @@ public sealed record TrainingMemoryPlan(
                 var (teacherMatrices, teacherVectors, teacherLargest) = Count(t);
                 // A bf16 sibling stores matrices in bf16 and keeps a bf16 copy of each fp32 norm and bias; a teacher on
                 // the trainer's backend keeps them as the student does, and shares its widening buffer.
-                teacherWeights = teacher.Activations == DType.BF16 ? 2 * teacherMatrices + 6 * teacherVectors
+                teacherWeights = teacher.IsStudent ? 0
+                    : teacher.Activations == DType.BF16 ? 2 * teacherMatrices + 6 * teacherVectors
                     : teacherMatrices * weightType.SizeInBytes() + 4 * teacherVectors;
                 if (teacher.Activations == DType.F32 && target == PlanTarget.Gpu && weightType == DType.BF16)
                     widening = 4 * Math.Max(largestMatrix, teacherLargest);
@@ -160,7 +164,8 @@ public sealed record TrainingMemoryPlan(
                 long caches = 2L * t.NumLayers * rows * kvWidth;
                 long activations = rows * (4 * th + 2 * qWidth + 2 * kvWidth + 2L * t.IntermediateSize);
                 long head = rows * (2 * th + v);
-                teacherForward = act * (caches + activations + head);
+                // The search's teacher on the cpu is the trainer's own forward with every gate 1, its logits downloaded.
+                teacherForward = teacher.IsStudent && target == PlanTarget.Cpu ? 0 : act * (caches + activations + head);
                 // On the cpu the loss takes the logits to the host as fp32 and the backend's copy goes.
                 teacherLogits = (target == PlanTarget.Gpu ? act : 4) * rows * v;
             }

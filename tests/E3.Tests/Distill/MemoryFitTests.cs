@@ -48,6 +48,17 @@ public sealed class MemoryFitTests : IDisposable
     }
 
     [Fact]
+    public void ASearchLargerThanTheDeviceIsRefusedBeforeLoading()
+    {
+        var r = CliProcess.RunWithEnvironment(Emulator, "search", "--model", ConfigOnly("model"), "--data", Data(), "--prune", "0.25",
+            "--seq", "4096", "--batch", "8", "--device", "emu", "--out", _dir["mask.json"]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("e3: error: search needs", r.Stderr);
+        Assert.DoesNotContain("freeze", r.Stderr); // the search trains no weight
+        Assert.False(File.Exists(_dir["mask.json"]));
+    }
+
+    [Fact]
     public void TrainingLargerThanTheDeviceIsRefusedAndTheHostGetsAWarning()
     {
         var device = CliProcess.RunWithEnvironment(Emulator, "train", "--model", ConfigOnly("model"), "--data", Data(), "--seq", "4096", "--batch", "8",

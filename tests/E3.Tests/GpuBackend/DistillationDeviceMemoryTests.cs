@@ -77,6 +77,46 @@ public sealed class DistillationDeviceMemoryTests : IDisposable
         Assert.Equal(plan.Optimizer, plan.HostPeak); // the fused loss keeps nothing on the host
     }
 
+    /// <summary>
+    /// A search step on a GPU (<see cref="E3.Pruning.Search.GatedKdPass"/>): the teacher is the model itself with every gate
+    /// 1, run as an fp32 inference session on the trainer's backend, whose logits the fused loss of each sample reads.
+    /// </summary>
+    [Fact]
+    public void PlannedDevicePeakOfASearchStepMatchesWhatTheDeviceHolds()
+    {
+        var device = NewDevice();
+        using var backend = new E3.Backends.Gpu.GpuBackend(device, DType.F32, ownsDevice: false);
+        using var model = DecoderModel.Load(_dir["m"], backend);
+        var options = new TrainingOptions { Mode = TrainingMode.Frozen, ComputeDroppedLayers = true };
+        using (var trainer = new GatedDecoderTrainer(model, options))
+        {
+            var pass = new E3.Pruning.Search.GatedKdPass(model, trainer);
+            var inputs = Enumerable.Range(0, Batch * Sequence).Select(i => (i * 37 + 5) % 500).ToArray();
+            for (int step = 0; step < 2; step++)
+            {
+                var teacher = pass.Teacher(inputs, Batch);
+                try
+                {
+                    foreach (var gates in new[] { LayerMask.Dropping(Layers, [1]), LayerMask.Dropping(Layers, [2]) })
+                    {
+                        pass.Loss(inputs, Batch, gates.Gates.ToArray(), teacher, new KdOptions());
+                        pass.Backward();
+                    }
+                }
+                finally
+                {
+                    (teacher as IDisposable)?.Dispose();
+                }
+            }
+        }
+        var plan = TrainingMemoryPlan.Create(model.Config, Sequence, Batch, options, DType.BF16, fusedHead: true, PlanTarget.Gpu,
+            new DistillationPlan(DType.F32, IsStudent: true));
+        long measured = device.Allocations.PeakBytes;
+        double error = Math.Abs(plan.DevicePeak - measured) / (double)measured;
+        Assert.True(error <= 0.05, $"planned {plan.DevicePeak} B on the device, measured {measured} B ({error:P1} apart)");
+        Assert.Equal(0, plan.TeacherWeights);
+    }
+
     [Fact]
     public void ABf16TeacherCostsTheDeviceLessThanAnFp32One()
     {

@@ -272,9 +272,18 @@ public sealed class PlanCommandTests
         Assert.Contains("AdamW moments (host)", text);
         Assert.Contains("peak: device", text);
         // A bf16 teacher needs a GPU, and a teacher dtype needs a teacher.
-        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--dense-teacher", "--teacher-dtype", "bf16").Exit);
-        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--device", "cuda", "--teacher-dtype", "f32").Exit);
+        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--mode", "train", "--dense-teacher", "--teacher-dtype", "bf16").Exit);
+        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--mode", "train", "--device", "cuda", "--teacher-dtype", "f32").Exit);
         Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--device", "tpu").Exit);
+
+        // --mode frozen plans the search, whose teacher is the model itself: a forward and logits, no weights of its own.
+        var (searchExit, search) = Run("plan", "--model", c.Folder, "--seq", "16", "--device", "cuda", "--dense-teacher", "--json");
+        Assert.Equal(0, searchExit);
+        var searchJson = JsonNode.Parse(search)!.AsObject();
+        Assert.Equal(0, (long)searchJson["teacher_weights"]!);
+        Assert.Equal(4L * 16 * config.VocabSize, (long)searchJson["teacher_logits"]!); // fp32 on the trainer's backend
+        Assert.True((bool)searchJson["loss_head_on_device"]!);
+        Assert.Equal(2, Run("plan", "--model", c.Folder, "--seq", "16", "--dense-teacher", "--teacher-dtype", "f32").Exit);
     }
 
     [Fact]
