@@ -1,6 +1,8 @@
 using E3.Backends;
 using E3.Backends.Gpu;
 using E3.Model;
+using E3.Model.Decoder;
+using E3.Model.IO;
 using E3.Model.Training;
 
 namespace E3.Cli.Commands;
@@ -13,8 +15,21 @@ namespace E3.Cli.Commands;
 /// </summary>
 internal static class MemoryFit
 {
-    /// <summary>How a training backend keeps the matrices of a model loaded as stored: bf16 as is, anything else as fp32.</summary>
+    /// <summary>How a training backend keeps the matrices of a model loaded as stored, by its config: bf16 as is, anything else as fp32.</summary>
     public static DType StoredWeights(ModelConfig config) => config.TorchDtype is "bfloat16" ? DType.BF16 : DType.F32;
+
+    /// <summary>
+    /// As <see cref="StoredWeights(ModelConfig)"/>, but from the dtype the checkpoint's header gives the embedding, which
+    /// is what the loader goes by (a config's torch_dtype may be missing or say otherwise). Only headers are read. A
+    /// folder with no checkpoint falls back to the config; loading it fails next, naming what is missing.
+    /// </summary>
+    public static DType StoredWeights(string folder, ModelConfig config)
+    {
+        if (!File.Exists(Path.Combine(folder, SafeTensorsCheckpoint.SingleFileName)) && !File.Exists(Path.Combine(folder, "model.safetensors.index.json")))
+            return StoredWeights(config);
+        using var checkpoint = SafeTensorsCheckpoint.Open(folder);
+        return checkpoint.Contains(WeightNames.Embedding) && checkpoint.Get(WeightNames.Embedding).DType == SafeTensorsDType.BF16 ? DType.BF16 : DType.F32;
+    }
 
     /// <summary>Where <paramref name="backend"/> keeps its tensors.</summary>
     public static PlanTarget Target(IBackend backend) => backend is GpuBackend ? PlanTarget.Gpu : PlanTarget.Cpu;

@@ -33,7 +33,8 @@ public static class PlanCommand
         var denseTeacher = new Option<bool>("--dense-teacher")
         {
             Description = "Count a dense teacher (no --teacher-cache): with --mode train distill's (its weights, forward and logits); " +
-                "with --mode frozen the search's (the model itself with every gate 1: its forward and logits)",
+                "with --mode frozen the search's (the model itself with every gate 1: its forward and logits; a search with --teacher-cache " +
+                "still runs it for --init kl and --refine-swaps)",
         };
         var teacherDType = CommonOptions.TeacherDType();
         var json = CommonOptions.Json();

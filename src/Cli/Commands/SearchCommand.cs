@@ -92,10 +92,12 @@ public static class SearchCommand
         using var cache = r.TeacherCache is { } cachePath ? TeacherCacheReader.Open(cachePath) : null;
         var target = MemoryFit.Target(backend);
         var planned = ModelConfig.Load(r.Model);
-        // The search's loss is fused with the LM head on a GPU (GatedKdPass); its live teacher is the model itself.
+        // The search's loss is fused with the LM head on a GPU (GatedKdPass). Its live teacher is the model itself, which
+        // the KL initialisation and the final swaps run even when the steps read a teacher cache.
+        bool liveTeacher = cache == null || r.Init == "kl" || r.RefineSwaps > 0;
         MemoryFit.Check("search", TrainingMemoryPlan.Create(planned, cache?.Header.SequenceLength ?? r.Seq, r.Batch,
-            new TrainingOptions { Mode = TrainingMode.Frozen, Checkpointing = r.ActivationCheckpointing }, MemoryFit.StoredWeights(planned),
-            fusedHead: target == PlanTarget.Gpu, target, cache == null ? new DistillationPlan(DType.F32, IsStudent: true) : null),
+            new TrainingOptions { Mode = TrainingMode.Frozen, Checkpointing = r.ActivationCheckpointing }, MemoryFit.StoredWeights(r.Model, planned),
+            fusedHead: target == PlanTarget.Gpu, target, liveTeacher ? new DistillationPlan(DType.F32, IsStudent: true) : null),
             backend, Console.Error, r.ActivationCheckpointing, canFreeze: false);
         using var decoder = DecoderModel.Load(r.Model, backend);
         var config = decoder.Config;
@@ -150,6 +152,7 @@ public static class SearchCommand
                 ["steps"] = state.Step,
                 ["steps_run"] = stepsRun,
                 ["resumed_from"] = r.Resume ? startStep : null,
+                ["activation_checkpointing"] = search.Options.ActivationCheckpointing,
                 ["tokens"] = mask.Tokens,
                 ["final_loss"] = state.LossHistory.Count > 0 ? state.LossHistory[^1].Loss : null,
                 ["seconds"] = seconds,

@@ -27,7 +27,7 @@ public static class TrainCommand
             bool recompute = p.GetValue(o.ActivationCheckpointing);
             var config = ModelConfig.Load(dir);
             MemoryFit.Check("train", TrainingMemoryPlan.Create(config, settings.Sequence, settings.Batch,
-                new TrainingOptions { Mode = TrainingMode.Train, Checkpointing = recompute }, MemoryFit.StoredWeights(config), fusedHead: false,
+                new TrainingOptions { Mode = TrainingMode.Train, Checkpointing = recompute }, MemoryFit.StoredWeights(dir, config), fusedHead: false,
                 MemoryFit.Target(backend)), backend, Console.Error, recompute, canFreeze: false);
             using var student = DecoderModel.Load(dir, backend);
             int[] tokens = EvalCommand.LoadTokens(data, dir, student.Config.VocabSize);

@@ -5,8 +5,8 @@ namespace E3.Model.Training;
 
 /// <summary>
 /// Decides which tensors are trainable: not matched by a freeze glob, and, for a decoder layer's tensors, in a layer the
-/// pruned model retains. The trainer allocates gradients by this rule, the master weights mirror by it and the memory
-/// plan counts by it, so the three always agree.
+/// pruned model retains. The trainer allocates gradients by this rule, the training job's host values follow it and the
+/// memory plan counts by it, so the three always agree.
 /// </summary>
 public sealed class ParameterFilter
 {

@@ -19,7 +19,9 @@ public enum PlanTarget
 /// <param name="Model">The teacher's config when it is not the student's (a student of another depth: <c>distill --student</c>).</param>
 /// <param name="IsStudent">The teacher is the trained model itself with every gate 1 (the mask search): it holds no
 /// weights of its own, and on the cpu its forward is the trainer's.</param>
-public sealed record DistillationPlan(DType Activations, ModelConfig? Model = null, bool IsStudent = false);
+/// <param name="Weights">How an F32 teacher, on the trainer's backend, keeps its matrices when not as the student does
+/// (a checkpoint of another dtype). A BF16 teacher keeps bf16.</param>
+public sealed record DistillationPlan(DType Activations, ModelConfig? Model = null, bool IsStudent = false, DType? Weights = null);
 
 /// <summary>
 /// Bytes a training job allocates for [batch, sequence] tokens, by kind, computed from the config alone (no weights are
@@ -49,8 +51,11 @@ public sealed record TrainingMemoryPlan(
 
     long BackendLossHead => LossHeadOnDevice || Target == PlanTarget.Cpu ? LossHead : 0;
 
-    /// <summary>The backend while the teacher runs its forward (before the student's, with the trainer's buffers kept from the last step).</summary>
-    public long TeacherStage => TeacherLogits == 0 ? 0 : Trainer + TeacherWeights + TeacherForward + (Target == PlanTarget.Cpu ? LossHead : 0);
+    /// <summary>
+    /// The backend while the teacher runs its forward, before the student's: the trainer's buffers and the loss's scratch
+    /// are kept from the last step.
+    /// </summary>
+    public long TeacherStage => TeacherLogits == 0 ? 0 : Trainer + TeacherWeights + TeacherForward + BackendLossHead;
 
     /// <summary>The backend through the student's forward and backward: the trainer, the teacher's weights and logits, the loss's head.</summary>
     public long Backward => Trainer + TeacherWeights + TeacherLogits + BackendLossHead;
@@ -89,7 +94,9 @@ public sealed record TrainingMemoryPlan(
             if (teacher.Activations is not (DType.F32 or DType.BF16)) throw new ArgumentException($"a teacher computes in F32 or BF16, not {teacher.Activations}", nameof(teacher));
             if (teacher.Activations == DType.BF16 && target != PlanTarget.Gpu)
                 throw new ArgumentException("a bf16 teacher runs on a GPU only: the cpu backend computes in f32", nameof(teacher));
-            if (teacher.IsStudent && (teacher.Activations != DType.F32 || teacher.Model != null))
+            if (teacher.Weights is { } w && (w is not (DType.F32 or DType.BF16) || teacher.Activations != DType.F32))
+                throw new ArgumentException($"a teacher's own weight dtype is F32 or BF16, for an F32 teacher, not {w} for {teacher.Activations}", nameof(teacher));
+            if (teacher.IsStudent && (teacher.Activations != DType.F32 || teacher.Model != null || teacher.Weights != null))
                 throw new ArgumentException("a teacher that is the student computes as the student does, in f32", nameof(teacher));
         }
         try
@@ -154,11 +161,12 @@ public sealed record TrainingMemoryPlan(
                 var (teacherMatrices, teacherVectors, teacherLargest) = Count(t);
                 // A bf16 sibling stores matrices in bf16 and keeps a bf16 copy of each fp32 norm and bias; a teacher on
                 // the trainer's backend keeps them as the student does, and shares its widening buffer.
+                var teacherWeightType = teacher.Weights ?? weightType;
                 teacherWeights = teacher.IsStudent ? 0
                     : teacher.Activations == DType.BF16 ? 2 * teacherMatrices + 6 * teacherVectors
-                    : teacherMatrices * weightType.SizeInBytes() + 4 * teacherVectors;
-                if (teacher.Activations == DType.F32 && target == PlanTarget.Gpu && weightType == DType.BF16)
-                    widening = 4 * Math.Max(largestMatrix, teacherLargest);
+                    : teacherMatrices * teacherWeightType.SizeInBytes() + 4 * teacherVectors;
+                if (teacher.Activations == DType.F32 && target == PlanTarget.Gpu && teacherWeightType == DType.BF16)
+                    widening = 4 * Math.Max(weightType == DType.BF16 ? largestMatrix : 0, teacherLargest);
                 long th = t.HiddenSize;
                 long kvWidth = (long)t.NumKvHeads * t.HeadDim, qWidth = (long)t.NumHeads * t.HeadDim;
                 long caches = 2L * t.NumLayers * rows * kvWidth;

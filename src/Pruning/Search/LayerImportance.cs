@@ -14,9 +14,10 @@ public static class LayerImportance
     /// Drop-one-layer KL: for each layer l, the mean over every token of the calibration batches of
     /// KL(p_full ‖ p_without l), forward KL at temperature 1, in nats. <paramref name="batches"/> are [B·T] ids each
     /// (B = <paramref name="batchSize"/> sequences of T), run through the training forward with all gates 1 (the
-    /// teacher) and with gate l alone at 0.
+    /// teacher) and with gate l alone at 0. <paramref name="trainer"/> is <paramref name="model"/>'s (the search's own,
+    /// so that its buffers serve here too rather than a second set beside them).
     /// </summary>
-    public static double[] DropOneKl(DecoderModel model, IReadOnlyList<int[]> batches, int batchSize)
+    public static double[] DropOneKl(DecoderModel model, GatedDecoderTrainer trainer, IReadOnlyList<int[]> batches, int batchSize)
     {
         ArgumentNullException.ThrowIfNull(model);
         int layers = model.Config.NumLayers;
@@ -26,16 +27,18 @@ public static class LayerImportance
             g[l] = 0f;
             return g;
         }).ToArray();
-        return MaskKl(model, batches, batchSize, dropOne);
+        return MaskKl(model, trainer, batches, batchSize, dropOne);
     }
 
     /// <summary>
     /// For each gate vector of <paramref name="gateSets"/>, the mean over every token of the calibration batches of
-    /// KL(p_full ‖ p_gated), forward KL at temperature 1, in nats (the teacher is the same model with all gates 1).
+    /// KL(p_full ‖ p_gated), forward KL at temperature 1, in nats (the teacher is the same model with all gates 1),
+    /// through <paramref name="trainer"/>, a frozen or training trainer of <paramref name="model"/>: only its forward runs.
     /// </summary>
-    public static double[] MaskKl(DecoderModel model, IReadOnlyList<int[]> batches, int batchSize, IReadOnlyList<float[]> gateSets)
+    public static double[] MaskKl(DecoderModel model, GatedDecoderTrainer trainer, IReadOnlyList<int[]> batches, int batchSize, IReadOnlyList<float[]> gateSets)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(batches);
         ArgumentNullException.ThrowIfNull(gateSets);
         if (batches.Count == 0) throw new ArgumentException("mask KL needs at least one calibration batch", nameof(batches));
@@ -45,7 +48,6 @@ public static class LayerImportance
         var plainKl = new KdOptions { Weighting = EntropyWeighting.None };
         var sums = new double[gateSets.Count];
         long tokens = 0;
-        using var trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen });
         var pass = new GatedKdPass(model, trainer);
         foreach (var batch in batches)
         {

@@ -92,7 +92,7 @@ public sealed class MaskSearch : IDisposable
     public SearchState Initialize()
     {
         if (options.Init == AlphaInit.Uniform) return new SearchState(new float[layers]);
-        var importance = LayerImportance.DropOneKl(model, Calibration(), batches.Batch);
+        var importance = LayerImportance.DropOneKl(model, trainer, Calibration(), batches.Batch);
         return new SearchState(LayerImportance.ToLogits(importance), importance);
     }
 
@@ -130,7 +130,7 @@ public sealed class MaskSearch : IDisposable
                 swapped[d] = 1f;
                 candidates.Add(swapped);
             }
-        var kl = LayerImportance.MaskKl(model, Calibration(), batches.Batch, candidates);
+        var kl = LayerImportance.MaskKl(model, trainer, Calibration(), batches.Batch, candidates);
         int best = 0;
         for (int i = 1; i < kl.Length; i++) if (kl[i] < kl[best]) best = i;
         return Enumerable.Range(0, layers).Where(l => candidates[best][l] == 1f).ToArray();

@@ -10,7 +10,7 @@ namespace E3.Tests.GpuBackend;
 /// <summary>
 /// kernels/convert.cu on the emulator against the host's <see cref="BFloat16"/> (which the backend used before the
 /// conversion moved to the device): the same bits, ties, NaN, infinities and subnormals included; and the backend's
-/// fp32 copy of a bf16 weight follows each upload.
+/// fp32 widening of a bf16 weight follows each upload.
 /// </summary>
 [Collection(EmuCollection.Name)]
 public sealed class ConvertKernelTests(EmuFixture fixture) : IDisposable
@@ -53,10 +53,10 @@ public sealed class ConvertKernelTests(EmuFixture fixture) : IDisposable
     }
 
     [Fact]
-    public void TheFp32CopyOfABf16WeightFollowsEachUpload()
+    public void TheFp32WideningOfABf16WeightFollowsEachUpload()
     {
-        // fp32 activations read a bf16 weight through its fp32 copy; after the weight is rewritten (an optimizer step)
-        // the next product must use the new values.
+        // fp32 activations read a bf16 weight widened to fp32; after the weight is rewritten (an optimizer step) the
+        // next product must use the new values.
         using var backend = new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.F32, ownsDevice: false);
         var first = new float[] { 1.5f, -2f, 0.25f, 3f, 1f, 1f };
         var weightBits = new ushort[first.Length];

@@ -117,6 +117,35 @@ public sealed class DistillationDeviceMemoryTests : IDisposable
         Assert.Equal(0, plan.TeacherWeights);
     }
 
+    /// <summary>
+    /// A whole search on a GPU: the drop-one KL that sets α, the steps, and the final swaps scored by KL, which run
+    /// through the search's own trainer (so its buffers are not doubled) and within the plan, with or without
+    /// recomputation.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void PlannedDevicePeakCoversAWholeSearch(bool checkpointing)
+    {
+        var device = NewDevice();
+        using var backend = new E3.Backends.Gpu.GpuBackend(device, DType.F32, ownsDevice: false);
+        using var model = DecoderModel.Load(_dir["m"], backend);
+        var tokens = Enumerable.Range(0, 2000).Select(i => (i * 37 + 5) % 500).ToArray();
+        var batches = new E3.Pruning.Search.LiveTeacherBatches(tokens, Sequence, Batch, 1, "tokens");
+        var options = new E3.Pruning.Search.SearchOptions { Keep = 2, Steps = 2, Samples = 2, ActivationCheckpointing = checkpointing };
+        using (var search = new E3.Pruning.Search.MaskSearch(model, batches, options))
+        {
+            var state = search.Initialize();
+            search.Run(state, null, 1);
+            search.FinalKept(state.Alpha);
+        }
+        var plan = TrainingMemoryPlan.Create(model.Config, Sequence, Batch, new TrainingOptions { Mode = TrainingMode.Frozen, Checkpointing = checkpointing },
+            DType.BF16, fusedHead: true, PlanTarget.Gpu, new DistillationPlan(DType.F32, IsStudent: true));
+        long measured = device.Allocations.PeakBytes;
+        double error = Math.Abs(plan.DevicePeak - measured) / (double)measured;
+        Assert.True(error <= 0.05, $"planned {plan.DevicePeak} B on the device, measured {measured} B ({error:P1} apart)");
+    }
+
     [Fact]
     public void ABf16TeacherCostsTheDeviceLessThanAnFp32One()
     {

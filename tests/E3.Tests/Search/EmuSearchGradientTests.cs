@@ -1,6 +1,7 @@
 using E3.Backends;
 using E3.Backends.Cpu;
 using E3.Model.Decoder;
+using E3.Model.Training;
 using E3.Pruning.Search;
 using E3.Tests.Distillation;
 using E3.Tests.Emulator;
@@ -55,7 +56,8 @@ public sealed class EmuSearchGradientTests(EmuFixture fixture) : IDisposable
         {
             using (backend)
             using (var model = DecoderModel.Load(folder, backend))
-                return LayerImportance.DropOneKl(model, batches, batchSize: 2);
+            using (var trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen }))
+                return LayerImportance.DropOneKl(model, trainer, batches, batchSize: 2);
         }
         var want = Kl(new CpuBackend(2));
         var got = Kl(new E3.Backends.Gpu.GpuBackend(_emu.Device, DType.F32, ownsDevice: false));

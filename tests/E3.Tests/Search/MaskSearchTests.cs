@@ -1,6 +1,7 @@
 using E3.Backends.Cpu;
 using E3.Model;
 using E3.Model.Decoder;
+using E3.Model.Training;
 using E3.Pruning.Masks;
 using E3.Pruning.Search;
 using E3.Tests.Support;
@@ -58,7 +59,10 @@ public sealed class MaskSearchTests
         using var model = DecoderModel.Load(folder, backend);
         // Two calibration batches of two 16-token sequences, i.e. the four consecutive sequences MeanKl walks.
         var batches = new List<int[]> { ids[..32], ids[32..64] };
-        var ours = LayerImportance.DropOneKl(model, batches, 2);
+        // Through a trainer set up as the search's (dropped layers computed, layers recomputed in the backward), whose
+        // buffers the importance reuses: its forward is the plain one.
+        using var trainer = new GatedDecoderTrainer(model, new TrainingOptions { Mode = TrainingMode.Frozen, ComputeDroppedLayers = true, Checkpointing = true });
+        var ours = LayerImportance.DropOneKl(model, trainer, batches, 2);
         for (int l = 0; l < 4; l++)
         {
             double reference = SearchModels.MeanKl(model, ids, 16, LayerMask.Dropping(4, [l]));

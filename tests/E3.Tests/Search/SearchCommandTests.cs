@@ -75,8 +75,12 @@ public sealed class SearchCommandTests
         using var dir = new TempDir();
         var (model, data) = Setup(dir);
         string plain = dir["plain.json"], recomputed = dir["recomputed.json"];
-        Assert.Equal(0, InProcess(Args(model, data, plain, "--tokens", "512")));
-        Assert.Equal(0, InProcess(Args(model, data, recomputed, "--tokens", "512", "--activation-checkpointing")));
+        var first = CliProcess.Run(Args(model, data, plain, "--tokens", "512"));
+        var second = CliProcess.Run(Args(model, data, recomputed, "--tokens", "512", "--activation-checkpointing"));
+        Assert.True(first.ExitCode == 0 && second.ExitCode == 0, first.Stderr + second.Stderr);
+        // The flag reached the search (its JSON reports the search's own setting), and changed no bit of the result.
+        Assert.False(JsonNode.Parse(first.Stdout)!["activation_checkpointing"]!.GetValue<bool>());
+        Assert.True(JsonNode.Parse(second.Stdout)!["activation_checkpointing"]!.GetValue<bool>());
         Assert.Equal(File.ReadAllBytes(plain), File.ReadAllBytes(recomputed));
     }
 
