@@ -46,7 +46,7 @@ public sealed record TrainingJob
     public AdamWOptions Optimizer { get; init; } = new();
     /// <summary>
     /// Keep only each layer's input through the forward and recompute the layer in the backward: one layer's activations
-    /// instead of every layer's (40 GB to 3.4 GB for Qwen3-8B at 4,096 tokens), for a third more forward work. The
+    /// instead of every layer's (40 GiB to 3.4 GiB for Qwen3-8B at 4,096 tokens, by e3 plan), for a third more forward work. The
     /// recomputation is the same arithmetic, so the run's results are the same bits; the flag is not part of the run's
     /// fingerprint, so a checkpoint written with it resumes without it, and the other way round.
     /// </summary>
