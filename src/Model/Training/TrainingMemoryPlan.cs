@@ -32,7 +32,7 @@ public sealed record DistillationPlan(DType Activations, ModelConfig? Model = nu
 /// kernels; fp32 gradients of the trainable tensors (allocated with the trainer); every layer's input, the layer tapes
 /// (one shared tape with checkpointing) and the head's outputs; the backward scratch. The trainer keeps its activations
 /// and scratch between steps.</item>
-/// <item>A dense teacher (<see cref="DistillationPlan"/>), the same model with every layer: its weights, its forward
+/// <item>A dense teacher (<see cref="DistillationPlan"/>), the student's model or another, with every layer: its weights, its forward
 /// (KV caches, activations and [rows, V] logits, freed but for the logits once it ends) and its logits, held through
 /// the student's step.</item>
 /// <item>The loss's head: the chunk of logits a loss fused with the LM head forms on a GPU; on the host, the logits a
@@ -73,7 +73,7 @@ public sealed record TrainingMemoryPlan(
     public const long FusedChunkBudgetBytes = 64L << 20;
 
     /// <summary>Plans one training step: forward, backward and, in Train mode, the AdamW update.</summary>
-    /// <param name="config">The model (the teacher, when there is one, is the same model with every layer).</param>
+    /// <param name="config">The model trained (and the teacher's, unless <see cref="DistillationPlan.Model"/> gives another).</param>
     /// <param name="sequence">Tokens per sequence T.</param>
     /// <param name="batch">Sequences B.</param>
     /// <param name="options">Mode, checkpointing and freeze patterns, as the trainer gets them.</param>
