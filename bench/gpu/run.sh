@@ -102,6 +102,9 @@ rm -rf "$MT"
 timeout -k 10 "$STEP_TIMEOUT" "$E3" model init --arch qwen3 --layers 8 --hidden 4096 --heads 32 --kv-heads 8 --head-dim 128 \
   --intermediate 12288 --vocab 151936 --dtype bfloat16 --seed 2 --out "$MT" > "$OUT_DIR/model-8layers.log" 2>&1
 step train-step "$E3" bench train --model "$MT" --prune 0.25 --loss kd --seq 512 --batch 2 --repeats 5 --device cuda --json
+# The same step with the fp32 GEMMs on the tensor cores (--tf32): its step_ms against train-step.json's, and a first_loss
+# within 1e-3 of it (TF32 rounds each operand to 11 significant bits).
+step train-step-tf32 "$E3" bench train --model "$MT" --prune 0.25 --loss kd --seq 512 --batch 2 --repeats 5 --device cuda --tf32 --json
 rm -rf "$MT"
 fi
 # Distillation on the device (fp32 training backend; the KD loss fused with the LM head runs there) against the CPU:

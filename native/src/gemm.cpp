@@ -1,4 +1,5 @@
-// cublasGemmEx / cublasGemmStridedBatchedEx on the CPU: column-major, fp32 accumulation.
+// cublasGemmEx / cublasGemmStridedBatchedEx on the CPU: column-major, fp32 accumulation; with compute type
+// 32F_FAST_TF32 the fp32 operands are first rounded to TF32, as the tensor cores take them.
 // op(A) is packed once per batch into a dense fp32 m x k panel, then each column of C is accumulated
 // as a sum of scaled panel columns (a saxpy the compiler vectorises). Columns are spread over the workers.
 #include <algorithm>
@@ -62,6 +63,18 @@ float load(const void* base, e3emu_dtype type, std::size_t index) {
     return 0.0f;
 }
 
+// TF32 keeps fp32's exponent and the top 10 of its 23 mantissa bits. Round to nearest, ties away from zero (the
+// rounding of cvt.rna.tf32.f32); infinities and NaN pass unchanged.
+float to_tf32(float value) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &value, sizeof bits);
+    if ((bits & 0x7f800000u) == 0x7f800000u) return value;
+    bits = (bits + 0x1000u) & 0xffffe000u;
+    float rounded;
+    std::memcpy(&rounded, &bits, sizeof rounded);
+    return rounded;
+}
+
 bool is_input_type(e3emu_dtype t) { return t == E3EMU_R_32F || t == E3EMU_R_16BF || t == E3EMU_R_16F; }
 bool is_output_type(e3emu_dtype t) { return t == E3EMU_R_32F || t == E3EMU_R_16BF; }
 bool is_op(e3emu_op op) { return op == E3EMU_OP_N || op == E3EMU_OP_T; }
@@ -83,6 +96,7 @@ struct GemmArgs {
     int ldc;
     long long stride_c;
     int batch_count;
+    e3emu_compute compute;
 };
 
 e3emu_result validate(const char* call, const GemmArgs& g) {
@@ -95,6 +109,11 @@ e3emu_result validate(const char* call, const GemmArgs& g) {
     if (!is_input_type(g.a_type) || !is_input_type(g.b_type))
         return fail(E3EMU_ERROR_NOT_SUPPORTED, std::string(call) + ": A/B type must be 32F, 16F or 16BF");
     if (!is_output_type(g.c_type)) return fail(E3EMU_ERROR_NOT_SUPPORTED, std::string(call) + ": C type must be 32F or 16BF");
+    if (g.compute != E3EMU_COMPUTE_32F && g.compute != E3EMU_COMPUTE_32F_FAST_TF32)
+        return fail(E3EMU_ERROR_NOT_SUPPORTED, std::string(call) + ": compute type must be 32F (68) or 32F_FAST_TF32 (77), not " +
+                                                   std::to_string(static_cast<int>(g.compute)));
+    if (g.compute == E3EMU_COMPUTE_32F_FAST_TF32 && (g.a_type != E3EMU_R_32F || g.b_type != E3EMU_R_32F))
+        return fail(E3EMU_ERROR_NOT_SUPPORTED, std::string(call) + ": 32F_FAST_TF32 needs fp32 A and B");
     const int a_rows = g.transa == E3EMU_OP_N ? g.m : g.k;
     const int b_rows = g.transb == E3EMU_OP_N ? g.k : g.n;
     if (g.lda < std::max(1, a_rows)) return bad("lda " + std::to_string(g.lda) + " < " + std::to_string(std::max(1, a_rows)));
@@ -114,19 +133,21 @@ void run_gemm(const GemmArgs& g) {
     if (g.m == 0 || g.n == 0 || g.batch_count == 0) return;
     const std::size_t m = static_cast<std::size_t>(g.m), k = static_cast<std::size_t>(g.k);
     std::vector<float> panel(m * k); // op(A), column-major m x k, dense
+    const bool tf32 = g.compute == E3EMU_COMPUTE_32F_FAST_TF32;
+    auto operand = [tf32](float v) { return tf32 ? to_tf32(v) : v; };
     for (int batch = 0; batch < g.batch_count; ++batch) {
         const void* a = offset(g.a, g.a_type, g.stride_a * batch);
         const void* b = offset(g.b, g.b_type, g.stride_b * batch);
         void* c = const_cast<void*>(offset(g.c, g.c_type, g.stride_c * batch));
         for (std::size_t p = 0; p < k; ++p)
             for (std::size_t i = 0; i < m; ++i)
-                panel[i + p * m] = g.transa == E3EMU_OP_N ? load(a, g.a_type, i + p * static_cast<std::size_t>(g.lda))
-                                                          : load(a, g.a_type, p + i * static_cast<std::size_t>(g.lda));
+                panel[i + p * m] = operand(g.transa == E3EMU_OP_N ? load(a, g.a_type, i + p * static_cast<std::size_t>(g.lda))
+                                                                  : load(a, g.a_type, p + i * static_cast<std::size_t>(g.lda)));
         pool()->parallel_for(static_cast<std::size_t>(g.n), [&](std::size_t j, unsigned) {
             std::vector<float> column(m, 0.0f);
             for (std::size_t p = 0; p < k; ++p) {
-                const float bpj = g.transb == E3EMU_OP_N ? load(b, g.b_type, p + j * static_cast<std::size_t>(g.ldb))
-                                                         : load(b, g.b_type, j + p * static_cast<std::size_t>(g.ldb));
+                const float bpj = operand(g.transb == E3EMU_OP_N ? load(b, g.b_type, p + j * static_cast<std::size_t>(g.ldb))
+                                                                 : load(b, g.b_type, j + p * static_cast<std::size_t>(g.ldb)));
                 const float* a_column = &panel[p * m];
                 for (std::size_t i = 0; i < m; ++i) column[i] += a_column[i] * bpj;
             }
@@ -161,18 +182,19 @@ extern "C" {
 
 e3emu_result e3emu_gemm_ex(e3emu_op transa, e3emu_op transb, int m, int n, int k, float alpha, const void* a,
                            e3emu_dtype a_type, int lda, const void* b, e3emu_dtype b_type, int ldb, float beta, void* c,
-                           e3emu_dtype c_type, int ldc) {
+                           e3emu_dtype c_type, int ldc, e3emu_compute compute) {
     return gemm("e3emu_gemm_ex",
-                GemmArgs{transa, transb, m, n, k, alpha, beta, a, a_type, lda, 0, b, b_type, ldb, 0, c, c_type, ldc, 0, 1});
+                GemmArgs{transa, transb, m, n, k, alpha, beta, a, a_type, lda, 0, b, b_type, ldb, 0, c, c_type, ldc, 0, 1, compute});
 }
 
 e3emu_result e3emu_gemm_strided_batched_ex(e3emu_op transa, e3emu_op transb, int m, int n, int k, float alpha,
                                            const void* a, e3emu_dtype a_type, int lda, long long stride_a, const void* b,
                                            e3emu_dtype b_type, int ldb, long long stride_b, float beta, void* c,
-                                           e3emu_dtype c_type, int ldc, long long stride_c, int batch_count) {
+                                           e3emu_dtype c_type, int ldc, long long stride_c, int batch_count,
+                                           e3emu_compute compute) {
     return gemm("e3emu_gemm_strided_batched_ex",
                 GemmArgs{transa, transb, m, n, k, alpha, beta, a, a_type, lda, stride_a, b, b_type, ldb, stride_b, c,
-                         c_type, ldc, stride_c, batch_count});
+                         c_type, ldc, stride_c, batch_count, compute});
 }
 
 } // extern "C"

@@ -76,7 +76,7 @@ TEST_P(Gemm, MatchesNaiveColumnMajorReference) {
     std::vector<std::uint16_t> c_bf16 = c0.half;
     void* c = p.c_type == E3EMU_R_32F ? static_cast<void*>(c_f32.data()) : c_bf16.data();
     E3EMU_CHECK(e3emu_gemm_strided_batched_ex(p.ta, p.tb, m, n, k, alpha, a.data(), p.ab_type, lda, sa, b.data(),
-                                              p.ab_type, ldb, sb, beta, c, p.c_type, ldc, sc, batches));
+                                              p.ab_type, ldb, sb, beta, c, p.c_type, ldc, sc, batches, E3EMU_COMPUTE_32F));
     for (int batch = 0; batch < batches; ++batch)
         for (int j = 0; j < n; ++j)
             for (int i = 0; i < m; ++i) {
@@ -121,7 +121,7 @@ TEST_F(EmuTest, GemmWithBetaZeroNeverReadsC) {
     std::vector<float> a{1, 2, 3, 4, 5, 6, 7, 8}, b{1, 0, 0, 1, 1, 1};
     std::vector<float> c(m * n, std::nanf(""));
     E3EMU_CHECK(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, m, n, k, 2.0f, a.data(), E3EMU_R_32F, m, b.data(), E3EMU_R_32F, k,
-                              0.0f, c.data(), E3EMU_R_32F, m));
+                              0.0f, c.data(), E3EMU_R_32F, m, E3EMU_COMPUTE_32F));
     const std::vector<float> expected{2, 4, 6, 8, 10, 12, 14, 16, 12, 16, 20, 24};
     EXPECT_EQ(c, expected);
 }
@@ -129,9 +129,60 @@ TEST_F(EmuTest, GemmWithBetaZeroNeverReadsC) {
 TEST_F(EmuTest, GemmRejectsTooSmallLeadingDimension) {
     std::vector<float> a(16), b(16), c(16);
     EXPECT_EQ(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, 4, 4, 4, 1.0f, a.data(), E3EMU_R_32F, 3, b.data(), E3EMU_R_32F, 4,
-                            0.0f, c.data(), E3EMU_R_32F, 4),
+                            0.0f, c.data(), E3EMU_R_32F, 4, E3EMU_COMPUTE_32F),
               E3EMU_ERROR_INVALID_VALUE);
     EXPECT_NE(std::string(e3emu_last_error()).find("lda 3 < 4"), std::string::npos) << e3emu_last_error();
+}
+
+// TF32 rounding of one value, written out independently: keep the top 10 mantissa bits, round to nearest with ties
+// away from zero, by adding half of the dropped part's weight to the magnitude and truncating.
+float reference_tf32(float v) {
+    if (!std::isfinite(v) || v == 0.0f) return v;
+    int exponent;
+    std::frexp(v, &exponent); // v = f * 2^exponent, 0.5 <= |f| < 1: the mantissa's last kept bit weighs 2^(exponent - 11)
+    const double step = std::ldexp(1.0, exponent - 11);
+    const double magnitude = std::floor(std::fabs(static_cast<double>(v)) / step + 0.5) * step;
+    return static_cast<float>(std::copysign(magnitude, static_cast<double>(v)));
+}
+
+TEST_F(EmuTest, Tf32ComputeRoundsFp32OperandsToTenMantissaBits) {
+    const int m = 9, n = 7, k = 33;
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+    std::vector<float> a(m * k), b(k * n);
+    for (auto& v : a) v = dist(rng);
+    for (auto& v : b) v = dist(rng);
+    a[0] = 1.0f + std::ldexp(1.0f, -11); // exactly halfway between two TF32 values: rounds away from zero
+    a[1] = -(1.0f + std::ldexp(1.0f, -11));
+    std::vector<float> tf32(m * n), exact(m * n);
+    E3EMU_CHECK(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, m, n, k, 1.0f, a.data(), E3EMU_R_32F, m, b.data(), E3EMU_R_32F, k,
+                              0.0f, tf32.data(), E3EMU_R_32F, m, E3EMU_COMPUTE_32F_FAST_TF32));
+    // The same product in plain fp32 over operands rounded by the reference: the same bits, since the emulator
+    // accumulates in the same order either way.
+    std::vector<float> ra(a.size()), rb(b.size());
+    std::transform(a.begin(), a.end(), ra.begin(), reference_tf32);
+    std::transform(b.begin(), b.end(), rb.begin(), reference_tf32);
+    EXPECT_EQ(ra[0], 1.0f + std::ldexp(1.0f, -10));
+    EXPECT_EQ(ra[1], -(1.0f + std::ldexp(1.0f, -10)));
+    E3EMU_CHECK(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, m, n, k, 1.0f, ra.data(), E3EMU_R_32F, m, rb.data(), E3EMU_R_32F, k,
+                              0.0f, exact.data(), E3EMU_R_32F, m, E3EMU_COMPUTE_32F));
+    EXPECT_EQ(tf32, exact);
+    std::vector<float> plain(m * n);
+    E3EMU_CHECK(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, m, n, k, 1.0f, a.data(), E3EMU_R_32F, m, b.data(), E3EMU_R_32F, k,
+                              0.0f, plain.data(), E3EMU_R_32F, m, E3EMU_COMPUTE_32F));
+    EXPECT_NE(tf32, plain); // random fp32 operands have mantissa bits below TF32's
+}
+
+TEST_F(EmuTest, Tf32ComputeNeedsFp32OperandsAndKnownComputeTypes) {
+    std::vector<std::uint16_t> half(16);
+    std::vector<float> c(16);
+    EXPECT_EQ(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, 4, 4, 4, 1.0f, half.data(), E3EMU_R_16BF, 4, half.data(), E3EMU_R_16BF, 4,
+                            0.0f, c.data(), E3EMU_R_32F, 4, E3EMU_COMPUTE_32F_FAST_TF32),
+              E3EMU_ERROR_NOT_SUPPORTED);
+    EXPECT_NE(std::string(e3emu_last_error()).find("needs fp32 A and B"), std::string::npos) << e3emu_last_error();
+    EXPECT_EQ(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, 4, 4, 4, 1.0f, c.data(), E3EMU_R_32F, 4, c.data(), E3EMU_R_32F, 4,
+                            0.0f, c.data(), E3EMU_R_32F, 4, static_cast<e3emu_compute>(70)),
+              E3EMU_ERROR_NOT_SUPPORTED);
 }
 
 } // namespace

@@ -32,6 +32,9 @@ typedef enum e3emu_result {
 typedef enum e3emu_dtype { E3EMU_R_32F = 0, E3EMU_R_16F = 2, E3EMU_R_16BF = 14 } e3emu_dtype;
 /* cublasOperation_t values. */
 typedef enum e3emu_op { E3EMU_OP_N = 0, E3EMU_OP_T = 1 } e3emu_op;
+/* cublasComputeType_t values: fp32 accumulation; FAST_TF32 rounds fp32 A and B to TF32 (10 mantissa bits, to
+ * nearest, ties away from zero, as cvt.rna.tf32.f32) before multiplying, as the tensor cores take them. */
+typedef enum e3emu_compute { E3EMU_COMPUTE_32F = 68, E3EMU_COMPUTE_32F_FAST_TF32 = 77 } e3emu_compute;
 
 typedef unsigned long long e3emu_deviceptr;
 typedef struct e3emu_module_st* e3emu_module;
@@ -82,17 +85,17 @@ E3EMU_API e3emu_result e3emu_event_record(e3emu_event event, e3emu_stream stream
 E3EMU_API e3emu_result e3emu_event_synchronize(e3emu_event event);
 E3EMU_API e3emu_result e3emu_event_elapsed_time(float* milliseconds, e3emu_event start, e3emu_event end);
 
-/* cublasGemmEx / cublasGemmStridedBatchedEx with compute type 32F: column-major,
- * C = alpha * op(A) * op(B) + beta * C, op(A) m x k, op(B) k x n. A and B are each fp32, fp16 or bf16,
- * C is fp32 or bf16. beta == 0 never reads C (as cuBLAS). Strides are in elements. */
+/* cublasGemmEx / cublasGemmStridedBatchedEx: column-major, C = alpha * op(A) * op(B) + beta * C, op(A) m x k,
+ * op(B) k x n, fp32 accumulation. A and B are each fp32, fp16 or bf16 (both fp32 for FAST_TF32), C is fp32 or bf16.
+ * beta == 0 never reads C (as cuBLAS). Strides are in elements. */
 E3EMU_API e3emu_result e3emu_gemm_ex(e3emu_op transa, e3emu_op transb, int m, int n, int k, float alpha,
                                      const void* a, e3emu_dtype a_type, int lda, const void* b, e3emu_dtype b_type,
-                                     int ldb, float beta, void* c, e3emu_dtype c_type, int ldc);
+                                     int ldb, float beta, void* c, e3emu_dtype c_type, int ldc, e3emu_compute compute);
 E3EMU_API e3emu_result e3emu_gemm_strided_batched_ex(e3emu_op transa, e3emu_op transb, int m, int n, int k,
                                                      float alpha, const void* a, e3emu_dtype a_type, int lda,
                                                      long long stride_a, const void* b, e3emu_dtype b_type, int ldb,
                                                      long long stride_b, float beta, void* c, e3emu_dtype c_type,
-                                                     int ldc, long long stride_c, int batch_count);
+                                                     int ldc, long long stride_c, int batch_count, e3emu_compute compute);
 
 #ifdef __cplusplus
 }

@@ -68,7 +68,8 @@ public sealed partial class GpuBackend : IDistillationBackend
         {
             int n = Math.Min(chunkRows, count - first);
             var hChunk = h.Pointer.Add((long)first * width * sizeof(float));
-            _device.Gemm(RowMajorGemm.Linear(hChunk, w.Pointer, logits.Raw, n, studentVocab, width, GemmDataType.F32, GemmDataType.F32), Stream);
+            _device.Gemm(RowMajorGemm.Linear(hChunk, w.Pointer, logits.Raw, n, studentVocab, width, GemmDataType.F32, GemmDataType.F32,
+                compute: Fp32Compute), Stream);
             var settings = new KdStudentRows(perRow.Coefficient.Offset(first), perRow.Labels.Offset(first), rows.CeCoefficient, rows.InverseTemperature,
                 rows.Reverse, perRow.Kl.Offset(first), perRow.Ce.Offset(first));
             if (student.Dense is { } z)
@@ -82,9 +83,9 @@ public sealed partial class GpuBackend : IDistillationBackend
                 kernels.Sparse(logits, studentVocab, n, vocab, student.Indices.Offset((long)first * student.TopK),
                     student.BucketLogProbs.Offset((long)first * (student.TopK + 1)), student.TopK, settings, Stream);
             _device.Gemm(RowMajorGemm.LinearInputGrad(logits.Raw, w.Pointer, dh.Pointer.Add((long)first * width * sizeof(float)), n, studentVocab, width,
-                GemmDataType.F32), Stream);
+                GemmDataType.F32, compute: Fp32Compute), Stream);
             if (dw != null)
-                _device.Gemm(RowMajorGemm.LinearWeightGrad(hChunk, logits.Raw, dw.Pointer, n, studentVocab, width, GemmDataType.F32), Stream);
+                _device.Gemm(RowMajorGemm.LinearWeightGrad(hChunk, logits.Raw, dw.Pointer, n, studentVocab, width, GemmDataType.F32, Fp32Compute), Stream);
         }
         _device.CopyToHost(rowKl, perRow.Kl, Stream);
         _device.CopyToHost(rowCe, perRow.Ce, Stream);

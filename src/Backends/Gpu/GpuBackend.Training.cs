@@ -44,7 +44,7 @@ public sealed partial class GpuBackend : ITrainingBackend
         int m = checked((int)dys.Rows), n = dys.Columns, k = ws.Columns;
         if (ws.Rows != n || dxs.Rows != m || dxs.Columns != k) throw Shape("MatMulInputGrad", dy, w);
         if (m == 0 || k == 0) return;
-        _device.Gemm(RowMajorGemm.LinearInputGrad(dys.Pointer, ws.Pointer, dxs.Pointer, m, n, k, GemmDataType.F32, accumulate ? 1f : 0f), Stream);
+        _device.Gemm(RowMajorGemm.LinearInputGrad(dys.Pointer, ws.Pointer, dxs.Pointer, m, n, k, GemmDataType.F32, accumulate ? 1f : 0f, Fp32Compute), Stream);
     }
 
     /// <inheritdoc/>
@@ -53,7 +53,7 @@ public sealed partial class GpuBackend : ITrainingBackend
         var xs = Grad(x); var dys = Grad(dy); var dws = Grad(dw);
         int m = checked((int)xs.Rows), k = xs.Columns, n = dys.Columns;
         if (dys.Rows != m || dws.Rows != n || dws.Columns != k) throw Shape("MatMulWeightGrad", x, dy);
-        if (m > 0 && n > 0 && k > 0) _device.Gemm(RowMajorGemm.LinearWeightGrad(xs.Pointer, dys.Pointer, dws.Pointer, m, n, k, GemmDataType.F32), Stream);
+        if (m > 0 && n > 0 && k > 0) _device.Gemm(RowMajorGemm.LinearWeightGrad(xs.Pointer, dys.Pointer, dws.Pointer, m, n, k, GemmDataType.F32, Fp32Compute), Stream);
         if (dBias == null) return;
         var db = Grad(dBias);
         if (db.ElementCount != n) throw Shape("MatMulWeightGrad bias", dBias, dy);

@@ -34,9 +34,15 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
     /// is stored in this dtype whatever the caller asks; null stores what the caller asks. Vectors (norms, biases) always follow the caller.</param>
     /// <param name="attention">Creates the attention step; null uses <see cref="KernelAttention"/>.</param>
     /// <param name="ownsDevice">Whether <see cref="Dispose"/> also disposes <paramref name="device"/>.</param>
+    /// <param name="fp32Compute">How GEMMs over fp32 activations multiply: <see cref="GemmCompute.Fp32"/>, or
+    /// <see cref="GemmCompute.FastTf32"/> to run them on the tensor cores with TF32 operands (training's opt-in
+    /// <c>--tf32</c>). bf16 GEMMs are unaffected.</param>
     public GpuBackend(IGpuDevice device, DType activationType = DType.BF16, DType? weightType = null,
-        Func<GpuBackend, IAttentionOp>? attention = null, bool ownsDevice = true)
+        Func<GpuBackend, IAttentionOp>? attention = null, bool ownsDevice = true, GemmCompute fp32Compute = GemmCompute.Fp32)
     {
+        if (fp32Compute is not (GemmCompute.Fp32 or GemmCompute.FastTf32))
+            throw new ArgumentOutOfRangeException(nameof(fp32Compute), fp32Compute, "GEMMs over fp32 activations compute as Fp32 or FastTf32");
+        Fp32Compute = fp32Compute;
         ArgumentNullException.ThrowIfNull(device);
         RequireStorable(activationType, nameof(activationType));
         if (weightType is { } w) RequireStorable(w, nameof(weightType));
@@ -71,6 +77,9 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
 
     /// <summary>The dtype matrices are stored in when set (see the constructor).</summary>
     public DType? WeightType { get; }
+
+    /// <summary>How GEMMs over fp32 activations multiply (see the constructor).</summary>
+    public GemmCompute Fp32Compute { get; }
 
     /// <summary>The device this backend runs on.</summary>
     public IGpuDevice Device => _device;
@@ -284,7 +293,8 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         }
         var type = ActivationType == DType.F32 ? GemmDataType.F32 : GemmDataType.BF16;
         if (m == 0 || n == 0) return;
-        _device.Gemm(RowMajorGemm.Linear(xs.Pointer, ws.Pointer, ys.Pointer, m, n, k, type, type, beta), Stream);
+        _device.Gemm(RowMajorGemm.Linear(xs.Pointer, ws.Pointer, ys.Pointer, m, n, k, type, type, beta,
+            ActivationType == DType.F32 ? Fp32Compute : GemmCompute.Fp32), Stream);
     }
 
     /// <inheritdoc/>

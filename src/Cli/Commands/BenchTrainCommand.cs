@@ -20,10 +20,11 @@ internal static class BenchTrainCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps first (at least 1)", DefaultValueFactory = _ => 2 };
         var teacherDType = CommonOptions.TeacherDType();
         var device = CommonOptions.Device();
+        var tf32 = CommonOptions.Tf32();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var cmd = new Command("train", "Time one training micro-step (forward, loss, backward; not the optimizer) of the pruned model: tokens/s and TFLOP/s")
-            { model, drop, prune, loss, teacherDType, seq, batch, repeats, warmup, device, threads, json };
+            { model, drop, prune, loss, teacherDType, seq, batch, repeats, warmup, device, tf32, threads, json };
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
             var stepLoss = p.GetValue(loss) switch
@@ -37,7 +38,7 @@ internal static class BenchTrainCommand
             if (p.GetValue(repeats) < 1) throw new UsageException($"--repeats: {p.GetValue(repeats)} must be at least 1");
             if (p.GetValue(warmup) < 1) throw new UsageException($"--warmup: {p.GetValue(warmup)} must be at least 1");
             string dir = p.GetValue(model)!;
-            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(device)!, p.GetValue(threads));
+            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(device)!, p.GetValue(threads), p.GetValue(tf32));
             using var student = DecoderModel.Load(dir, backend);
             int layers = student.Config.NumLayers;
             var mask = CommonOptions.DropOrPrune(p.GetValue(drop), p.GetValue(prune), layers);
@@ -46,7 +47,7 @@ internal static class BenchTrainCommand
             using var teacher = stepLoss == StepLoss.Distillation ? DecoderModel.Load(dir, teacherBackend ?? backend, teacherPrecision) : null;
             var result = TrainingStepBenchmark.Run(student, teacher, mask, stepLoss, p.GetValue(batch), p.GetValue(seq), p.GetValue(repeats), p.GetValue(warmup));
             string? teacherComputes = teacher == null ? null : teacherBackend != null ? "bf16" : "f32";
-            if (p.GetValue(json)) CliRunner.WriteJson(ToJson(result, teacherComputes));
+            if (p.GetValue(json)) CliRunner.WriteJson(ToJson(result, teacherComputes, p.GetValue(tf32)));
             else
                 Console.Out.WriteLine($"{result.Loss} step, {result.Layers} layers (dropped [{string.Join(",", result.Dropped)}]), batch {result.Batch} x {result.Sequence}, " +
                     $"device {result.Device}: {result.MedianSeconds * 1e3:F2} ms (median of {result.Repeats}), {result.TokensPerSecond:F1} tokens/s, " +
@@ -57,9 +58,10 @@ internal static class BenchTrainCommand
         return cmd;
     }
 
-    static JsonObject ToJson(TrainingStepResult r, string? teacherDType) => new()
+    static JsonObject ToJson(TrainingStepResult r, string? teacherDType, bool tf32) => new()
     {
         ["device"] = r.Device,
+        ["tf32"] = tf32,
         ["loss"] = r.Loss == StepLoss.Distillation ? "kd" : "ce",
         ["teacher_dtype"] = teacherDType,
         ["layers"] = r.Layers,

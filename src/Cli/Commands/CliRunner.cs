@@ -63,9 +63,13 @@ internal static class CliRunner
     /// The backend for a command that runs a backward pass (train, distill, search): as <see cref="CreateBackend"/>, but a
     /// GPU device keeps fp32 activations, because the backward computes in fp32 (bf16 matrices are widened to fp32 at each use).
     /// </summary>
-    public static IBackend CreateTrainingBackend(string device, int threads) => device switch
+    /// <param name="device">cpu, cuda or emu.</param>
+    /// <param name="threads">CPU threads (cpu only).</param>
+    /// <param name="tf32">Run the fp32 GEMMs with TF32 operands on the tensor cores (<see cref="GemmCompute.FastTf32"/>); GPU devices only.</param>
+    public static IBackend CreateTrainingBackend(string device, int threads, bool tf32 = false) => device switch
     {
-        "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.F32),
+        "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.F32, fp32Compute: tf32 ? GemmCompute.FastTf32 : GemmCompute.Fp32),
+        _ when tf32 => throw new UsageException($"--tf32: the {device} backend has no tensor cores; it needs --device cuda or emu"),
         _ => CreateBackend(device, threads),
     };
 

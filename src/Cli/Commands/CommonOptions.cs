@@ -50,6 +50,13 @@ internal static class CommonOptions
 
     public static Option<string> Precision() => new("--precision") { Description = "Projection weights: stored (as in the file), f32 or bf16", DefaultValueFactory = _ => "stored" };
 
+    /// <summary>--tf32: the training GEMMs on the tensor cores with TF32 operands.</summary>
+    public static Option<bool> Tf32() => new("--tf32")
+    {
+        Description = "Run the fp32 training GEMMs on the tensor cores with TF32 operands (10 of fp32's 23 mantissa bits; " +
+            "several times plain fp32's rate on Ampere and newer); cuda and emu only",
+    };
+
     /// <summary>--teacher-dtype: how a dense distillation teacher computes.</summary>
     public static Option<string?> TeacherDType() => new("--teacher-dtype")
     {

@@ -78,7 +78,7 @@ public static class DistillCommand
             }
             DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, studentConfig);
 
-            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
+            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads), p.GetValue(o.Tf32));
             using var cache = cachePath == null ? null : TeacherCacheReader.Open(cachePath);
             var (teacherBackend, teacherPrecision) = cache == null ? CliRunner.CreateTeacherBackend(backend, p.GetValue(teacherDType)) : (null, default);
             using var ownTeacherBackend = teacherBackend;

@@ -53,12 +53,13 @@ public static class SearchCommand
             Description = "Keep only each layer's input and recompute the layer in the backward: one layer's activations instead of every layer's (see e3 plan), same mask",
         };
         var device = CommonOptions.Device();
+        var tf32 = CommonOptions.Tf32();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var cmd = new Command("search", "Learn which layers to drop: Gumbel-TopK mask logits trained by entropy-weighted distillation from the full model")
         {
             model, data, prune, keep, tokens, seq, batch, samples, lr, tau0, tauMin, tauSchedule, curriculumSteps, warmupKeep, init,
-            initBatches, refineSwaps, kdWeight, seed, teacherCache, checkpoint, checkpointEvery, resume, output, plot, recompute, device, threads, json,
+            initBatches, refineSwaps, kdWeight, seed, teacherCache, checkpoint, checkpointEvery, resume, output, plot, recompute, device, tf32, threads, json,
         };
         cmd.Validators.Add(r =>
         {
@@ -71,14 +72,14 @@ public static class SearchCommand
             p.GetValue(samples), p.GetValue(lr), p.GetValue(tau0), p.GetValue(tauMin), p.GetValue(tauSchedule)!, p.GetValue(curriculumSteps),
             p.GetValue(warmupKeep), p.GetValue(init)!, p.GetValue(initBatches), p.GetValue(refineSwaps), p.GetValue(kdWeight)!, p.GetValue(seed), p.GetValue(teacherCache),
             p.GetValue(checkpoint), p.GetValue(checkpointEvery), p.GetValue(resume), p.GetValue(output)!, p.GetValue(plot), p.GetValue(recompute),
-            p.GetValue(device)!, p.GetValue(threads), p.GetValue(json)))));
+            p.GetValue(device)!, p.GetValue(tf32), p.GetValue(threads), p.GetValue(json)))));
         return cmd;
     }
 
     private sealed record Request(string Model, string Data, double? Prune, int? Keep, long Tokens, int Seq, int Batch, int Samples, double Lr,
         double Tau0, double TauMin, string TauSchedule, long? CurriculumSteps, int? WarmupKeep, string Init, int InitBatches, int RefineSwaps, string KdWeight,
         ulong Seed, string? TeacherCache, string? Checkpoint, int CheckpointEvery, bool Resume, string Output, string? Plot, bool ActivationCheckpointing,
-        string Device, int Threads, bool Json);
+        string Device, bool Tf32, int Threads, bool Json);
 
     private static int Run(Request r)
     {
@@ -88,7 +89,7 @@ public static class SearchCommand
         if (r.CheckpointEvery < 1) throw new UsageException($"--checkpoint-every: {r.CheckpointEvery} must be at least 1");
         if (r.Checkpoint != null && !r.Resume && SearchCheckpoint.Exists(r.Checkpoint))
             throw new ArgumentException($"--checkpoint: {r.Checkpoint} already holds a search checkpoint; pass --resume to continue it or choose an empty folder");
-        using var backend = CliRunner.CreateTrainingBackend(r.Device, r.Threads);
+        using var backend = CliRunner.CreateTrainingBackend(r.Device, r.Threads, r.Tf32);
         using var cache = r.TeacherCache is { } cachePath ? TeacherCacheReader.Open(cachePath) : null;
         var target = MemoryFit.Target(backend);
         var planned = ModelConfig.Load(r.Model);

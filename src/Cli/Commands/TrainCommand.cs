@@ -23,7 +23,7 @@ public static class TrainCommand
             string dir = p.GetValue(model)!, data = p.GetValue(o.Data)!, output = p.GetValue(o.Out)!;
             var settings = o.Settings(p);
             settings.Validate();
-            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads));
+            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads), p.GetValue(o.Tf32));
             bool recompute = p.GetValue(o.ActivationCheckpointing);
             var config = ModelConfig.Load(dir);
             MemoryFit.Check("train", TrainingMemoryPlan.Create(config, settings.Sequence, settings.Batch,

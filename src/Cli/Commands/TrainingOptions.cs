@@ -29,10 +29,11 @@ internal sealed class TrainingCliOptions
         Description = "Keep only each layer's input and recompute the layer in the backward: one layer's activations instead of every layer's (see e3 plan), same results",
     };
     public readonly Option<string> Device = CommonOptions.Device();
+    public readonly Option<bool> Tf32 = CommonOptions.Tf32();
     public readonly Option<int> Threads = CommonOptions.Threads();
     public readonly Option<bool> Json = CommonOptions.Json();
 
-    public IEnumerable<Option> All => [Data, Tokens, Seq, Batch, Lr, Warmup, Schedule, GradAccum, Clip, WeightDecay, Seed, Checkpoint, CheckpointEvery, Resume, Out, Force, ActivationCheckpointing, Device, Threads, Json];
+    public IEnumerable<Option> All => [Data, Tokens, Seq, Batch, Lr, Warmup, Schedule, GradAccum, Clip, WeightDecay, Seed, Checkpoint, CheckpointEvery, Resume, Out, Force, ActivationCheckpointing, Device, Tf32, Threads, Json];
 
     public TrainingSettings Settings(ParseResult p) => new()
     {

@@ -6,11 +6,11 @@ namespace E3.Interop.Cublas;
 /// <summary>
 /// A cuBLAS handle bound to the current context. GEMMs follow cuBLAS's column-major convention (see
 /// <see cref="GemmDescriptor"/>; <see cref="RowMajorGemm"/> maps row-major linear layers onto it) and always
-/// accumulate in fp32 (CUBLAS_COMPUTE_32F), whatever the bf16/fp16/fp32 operand types.
+/// accumulate in fp32: CUBLAS_COMPUTE_32F whatever the bf16/fp16/fp32 operand types, or CUBLAS_COMPUTE_32F_FAST_TF32
+/// for fp32 operands when the descriptor asks (<see cref="GemmCompute"/>).
 /// </summary>
 public sealed unsafe class CublasHandle : IDisposable
 {
-    private const int ComputeType32F = 68; // CUBLAS_COMPUTE_32F
     private const int DefaultAlgorithm = -1; // CUBLAS_GEMM_DEFAULT
     private nint handle;
     private nint boundStream;
@@ -74,14 +74,14 @@ public sealed unsafe class CublasHandle : IDisposable
             CublasException.Check(CublasApi.cublasGemmEx(Handle, (int)gemm.TransA, (int)gemm.TransB, gemm.M, gemm.N, gemm.K,
                 &alpha, gemm.A.Pointer.Address, (int)gemm.A.Type, gemm.A.LeadingDimension,
                 gemm.B.Pointer.Address, (int)gemm.B.Type, gemm.B.LeadingDimension,
-                &beta, gemm.C.Pointer.Address, (int)gemm.C.Type, gemm.C.LeadingDimension, ComputeType32F, DefaultAlgorithm), "cublasGemmEx");
+                &beta, gemm.C.Pointer.Address, (int)gemm.C.Type, gemm.C.LeadingDimension, (int)gemm.Compute, DefaultAlgorithm), "cublasGemmEx");
             return;
         }
         CublasException.Check(CublasApi.cublasGemmStridedBatchedEx(Handle, (int)gemm.TransA, (int)gemm.TransB, gemm.M, gemm.N, gemm.K,
             &alpha, gemm.A.Pointer.Address, (int)gemm.A.Type, gemm.A.LeadingDimension, gemm.A.BatchStride,
             gemm.B.Pointer.Address, (int)gemm.B.Type, gemm.B.LeadingDimension, gemm.B.BatchStride,
             &beta, gemm.C.Pointer.Address, (int)gemm.C.Type, gemm.C.LeadingDimension, gemm.C.BatchStride,
-            gemm.BatchCount, ComputeType32F, DefaultAlgorithm), "cublasGemmStridedBatchedEx");
+            gemm.BatchCount, (int)gemm.Compute, DefaultAlgorithm), "cublasGemmStridedBatchedEx");
     }
 
     /// <summary>Destroys the handle; call with its context current.</summary>

@@ -218,7 +218,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             shape.DynamicSharedBytes, stream.Handle, (void**)block), $"launch of {state.Name}");
     }
 
-    /// <summary>cublasGemmEx / cublasGemmStridedBatchedEx semantics (column-major, fp32 accumulation) on the CPU.</summary>
+    /// <summary>cublasGemmEx / cublasGemmStridedBatchedEx semantics (column-major, fp32 accumulation, TF32 operands when asked) on the CPU.</summary>
     public void Gemm(in GemmDescriptor gemm, GpuStream stream)
     {
         gemm.Validate();
@@ -229,13 +229,13 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         var transB = (EmuOperation)gemm.TransB;
         if (gemm.BatchCount == 1)
             EmuNative.Check(EmuNative.GemmEx(transA, transB, gemm.M, gemm.N, gemm.K, gemm.Alpha, a, (EmuDataType)gemm.A.Type, gemm.A.LeadingDimension,
-                b, (EmuDataType)gemm.B.Type, gemm.B.LeadingDimension, gemm.Beta, c, (EmuDataType)gemm.C.Type, gemm.C.LeadingDimension),
+                b, (EmuDataType)gemm.B.Type, gemm.B.LeadingDimension, gemm.Beta, c, (EmuDataType)gemm.C.Type, gemm.C.LeadingDimension, (int)gemm.Compute),
                 $"e3emu_gemm_ex(m={gemm.M}, n={gemm.N}, k={gemm.K})");
         else
             EmuNative.Check(EmuNative.GemmStridedBatchedEx(transA, transB, gemm.M, gemm.N, gemm.K, gemm.Alpha,
                 a, (EmuDataType)gemm.A.Type, gemm.A.LeadingDimension, gemm.A.BatchStride,
                 b, (EmuDataType)gemm.B.Type, gemm.B.LeadingDimension, gemm.B.BatchStride, gemm.Beta,
-                c, (EmuDataType)gemm.C.Type, gemm.C.LeadingDimension, gemm.C.BatchStride, gemm.BatchCount),
+                c, (EmuDataType)gemm.C.Type, gemm.C.LeadingDimension, gemm.C.BatchStride, gemm.BatchCount, (int)gemm.Compute),
                 $"e3emu_gemm_strided_batched_ex(m={gemm.M}, n={gemm.N}, k={gemm.K}, batch={gemm.BatchCount})");
     }
 

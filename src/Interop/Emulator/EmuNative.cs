@@ -93,17 +93,17 @@ public static unsafe partial class EmuNative
     [LibraryImport(Lib, EntryPoint = "e3emu_event_elapsed_time")]
     public static partial EmuResult EventElapsedTime(out float milliseconds, nint start, nint end);
 
-    /// <summary>cublasGemmEx with compute type 32F on the CPU (column-major; see e3emu.h).</summary>
+    /// <summary>cublasGemmEx on the CPU (column-major; compute type 32F or 32F_FAST_TF32; see e3emu.h).</summary>
     [LibraryImport(Lib, EntryPoint = "e3emu_gemm_ex")]
     public static partial EmuResult GemmEx(EmuOperation transA, EmuOperation transB, int m, int n, int k, float alpha,
         void* a, EmuDataType aType, int lda, void* b, EmuDataType bType, int ldb, float beta, void* c,
-        EmuDataType cType, int ldc);
+        EmuDataType cType, int ldc, int compute);
 
-    /// <summary>cublasGemmStridedBatchedEx with compute type 32F on the CPU; strides in elements.</summary>
+    /// <summary>cublasGemmStridedBatchedEx on the CPU; strides in elements.</summary>
     [LibraryImport(Lib, EntryPoint = "e3emu_gemm_strided_batched_ex")]
     public static partial EmuResult GemmStridedBatchedEx(EmuOperation transA, EmuOperation transB, int m, int n, int k,
         float alpha, void* a, EmuDataType aType, int lda, long strideA, void* b, EmuDataType bType, int ldb,
-        long strideB, float beta, void* c, EmuDataType cType, int ldc, long strideC, int batchCount);
+        long strideB, float beta, void* c, EmuDataType cType, int ldc, long strideC, int batchCount, int compute);
 
     /// <summary>Throws <see cref="EmuException"/> with the emulator's message unless <paramref name="result"/> is success.</summary>
     public static void Check(EmuResult result, [CallerArgumentExpression(nameof(result))] string call = "")

@@ -73,6 +73,21 @@ public sealed class RowMajorGemmTests
         Assert.Throws<ArgumentException>(() => RowMajorGemm.Linear(default, default, default, -1, 2, 2, GemmDataType.F32, GemmDataType.F32));
     }
 
+    [Fact]
+    public void Tf32ComputeIsForFp32OperandsOnly()
+    {
+        // cuBLAS's 32F_FAST_TF32 rounds fp32 operands; bf16 ones already go to the tensor cores under 32F.
+        var tf32 = RowMajorGemm.Linear(new DevicePtr(1), new DevicePtr(2), new DevicePtr(3), 2, 2, 2, GemmDataType.F32, GemmDataType.F32,
+            compute: GemmCompute.FastTf32);
+        Assert.Equal(GemmCompute.FastTf32, tf32.Compute);
+        Assert.Equal(77, (int)GemmCompute.FastTf32); // the value cublasGemmEx takes as computeType
+        Assert.Equal(68, (int)GemmCompute.Fp32);
+        var error = Assert.Throws<ArgumentException>(() => RowMajorGemm.Linear(new DevicePtr(1), new DevicePtr(2), new DevicePtr(3), 2, 2, 2,
+            GemmDataType.BF16, GemmDataType.F32, compute: GemmCompute.FastTf32));
+        Assert.Contains("FastTf32 needs fp32 A and B, not BF16 and BF16", error.Message);
+        Assert.Throws<ArgumentException>(() => (tf32 with { Compute = (GemmCompute)70 }).Validate());
+    }
+
     private static double[] Values(Random random, int count) => Enumerable.Range(0, count).Select(_ => random.NextDouble() * 2 - 1).ToArray();
 
     private static Dictionary<ulong, double[]> Buffers(double[] x, double[] w, double[] y) => new() { [XBase] = x, [WBase] = w, [YBase] = y };

@@ -33,7 +33,7 @@ public sealed unsafe class EmuGemmTests(EmuFixture fixture)
 
         fixed (float* pa = a, pb = b, pc = c)
             EmuNative.Check(EmuNative.GemmEx(transA, transB, m, n, k, alpha, pa, EmuDataType.Float32, lda, pb,
-                EmuDataType.Float32, ldb, beta, pc, EmuDataType.Float32, ldc));
+                EmuDataType.Float32, ldb, beta, pc, EmuDataType.Float32, ldc, (int)E3.Interop.Gpu.GemmCompute.Fp32));
 
         // Column-major storage with leading dimension ld is the row-major (cols x ld) tensor; slice and transpose.
         Tensor ColumnMajor(float[] data, int rows, int cols, int ld) =>

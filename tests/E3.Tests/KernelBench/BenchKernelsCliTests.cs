@@ -16,7 +16,7 @@ public sealed class BenchKernelsCliTests
         "embedding", "rmsnorm", "add_rmsnorm", "gated_residual_rmsnorm", "gated_residual", "head_norm_rope", "qk_norm_rope", "swiglu", "attention_prefill", "attention_decode",
         "gemm_q_proj", "gemm_kv_proj", "gemm_o_proj", "gemm_gate_up_proj", "gemm_down_proj", "gemm_lm_head", "gemm_lm_head_decode",
         "kd_teacher", "kd_dense", "kd_dense_f32_bf16", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax", "topk_logprobs",
-        "attention_train_forward", "attention_backward", "rmsnorm_backward", "swiglu_backward", "gated_residual_backward", "convert_bf16_f32",
+        "gemm_gate_up_proj_f32", "gemm_gate_up_proj_tf32", "attention_train_forward", "attention_backward", "rmsnorm_backward", "swiglu_backward", "gated_residual_backward", "convert_bf16_f32",
         "embedding_backward",
     ];
 
@@ -68,6 +68,13 @@ public sealed class BenchKernelsCliTests
         var topK = kernels["topk_logprobs"];
         long kRows = Dim(topK, "rows"), kVocab = Dim(topK, "vocab"), kk = Dim(topK, "k");
         Assert.Equal((kk + 2) * kRows * kVocab * 2 + 8 * kRows * kk, topK.GetProperty("bytes").GetInt64());
+        // The training projection as fp32 and with TF32 operands: the same shape, bytes (4 per element) and FLOPs.
+        var f32Gemm = kernels["gemm_gate_up_proj_f32"];
+        var tf32Gemm = kernels["gemm_gate_up_proj_tf32"];
+        Assert.Equal(("f32", "tf32"), (f32Gemm.GetProperty("dtype").GetString(), tf32Gemm.GetProperty("dtype").GetString()));
+        long gm = Dim(f32Gemm, "m"), gn = Dim(f32Gemm, "n"), gk = Dim(f32Gemm, "k");
+        Assert.Equal((gm * gk + gn * gk + gm * gn) * 4, tf32Gemm.GetProperty("bytes").GetInt64());
+        Assert.Equal(2 * gm * gn * gk, tf32Gemm.GetProperty("flops").GetInt64());
         // Training kernels are fp32: SwiGLU backward reads gate, up and dy and writes dgate and dup.
         var swigluBackward = kernels["swiglu_backward"];
         Assert.Equal("f32", swigluBackward.GetProperty("dtype").GetString());

@@ -64,6 +64,35 @@ public sealed class BenchTrainCliTests : IDisposable
         Assert.True(error <= 0.05, $"planned {planned} B on the device, measured {measured} B ({error:P1} apart)");
     }
 
+    /// <summary>
+    /// --tf32 reaches the GEMMs: the first loss moves by the TF32 rounding of the step's products (operands to 11
+    /// significant bits, ~1e-3 relative on each product, far less on a loss averaged over every token), and the cpu,
+    /// which has no tensor cores, refuses it as a usage error.
+    /// </summary>
+    [Fact]
+    public void Tf32ChangesTheLossByItsRoundingOnly()
+    {
+        JsonElement Step(params string[] extra)
+        {
+            var r = CliProcess.RunWithEnvironment(new Dictionary<string, string?> { ["E3_EMU_LIB"] = null },
+                ["bench", "train", "--model", Model(), "--drop", "2", "--seq", "16", "--batch", "2", "--repeats", "1", "--warmup", "1",
+                 "--device", "emu", "--teacher-dtype", "f32", "--json", .. extra]);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            return JsonDocument.Parse(r.Stdout).RootElement.Clone();
+        }
+        var fp32 = Step();
+        var tf32 = Step("--tf32");
+        Assert.False(fp32.GetProperty("tf32").GetBoolean());
+        Assert.True(tf32.GetProperty("tf32").GetBoolean());
+        double a = fp32.GetProperty("first_loss").GetDouble(), b = tf32.GetProperty("first_loss").GetDouble();
+        Assert.NotEqual(a, b);
+        Assert.True(Math.Abs(a - b) <= 1e-3 * Math.Abs(a), $"first loss {a} in fp32, {b} with TF32");
+
+        var cpu = CliProcess.Run("bench", "train", "--model", Model(), "--prune", "0.25", "--tf32");
+        Assert.Equal(2, cpu.ExitCode);
+        Assert.Contains("--tf32: the cpu backend has no tensor cores", cpu.Stderr);
+    }
+
     [Fact]
     public void TheFlopCountIsTheSumOfTheStepsMatrixProducts()
     {

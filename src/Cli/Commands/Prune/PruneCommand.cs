@@ -39,12 +39,13 @@ internal static class PruneCommand
             Description = "Search and distillation keep only each layer's input and recompute the layer in the backward: one layer's activations instead of every layer's, same results",
         };
         var device = CommonOptions.Device();
+        var tf32 = CommonOptions.Tf32();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
         var cmd = new Command("prune", "Learn which layers to drop, heal the pruned model by distillation, export it, and report quality against baselines and the speedup")
         {
             model, data, evalData, holdout, prune, keep, output, baselines, calib, searchTokens, distillTokens, evalTokens, seq, batch, samples,
-            searchLr, distillLr, noBaselineDistill, seed, prefill, decode, repeats, resume, recompute, device, threads, json,
+            searchLr, distillLr, noBaselineDistill, seed, prefill, decode, repeats, resume, recompute, device, tf32, threads, json,
         };
         cmd.Validators.Add(r =>
         {
@@ -61,7 +62,7 @@ internal static class PruneCommand
                 SearchLearningRate = p.GetValue(searchLr), DistillLearningRate = p.GetValue(distillLr), DistillBestBaseline = !p.GetValue(noBaselineDistill),
                 Seed = p.GetValue(seed), BenchPrefill = p.GetValue(prefill), BenchDecode = p.GetValue(decode), BenchRepeats = p.GetValue(repeats),
                 Device = p.GetValue(device)!, Threads = p.GetValue(threads), Resume = p.GetValue(resume),
-                ActivationCheckpointing = p.GetValue(recompute),
+                ActivationCheckpointing = p.GetValue(recompute), Tf32 = p.GetValue(tf32),
             };
             var report = new PrunePipeline(settings, line => Console.Error.WriteLine($"[prune] {line}")).Run();
             if (p.GetValue(json)) CliRunner.WriteJson(report);

@@ -48,7 +48,8 @@ internal sealed class PrunePipeline(PruneSettings s, Action<string> log)
         string k = keep.ToString(CultureInfo.InvariantCulture);
         string[] common = ["--device", s.Device, "--threads", I(s.Threads)];
         string[] windows = ["--seq", I(s.Sequence), "--batch", I(s.Batch), "--seed", s.Seed.ToString(CultureInfo.InvariantCulture)];
-        string[] recompute = s.ActivationCheckpointing ? ["--activation-checkpointing"] : [];
+        // Flags of the stages that train (search, distill).
+        string[] trainingFlags = [.. s.ActivationCheckpointing ? ["--activation-checkpointing"] : Array.Empty<string>(), .. s.Tf32 ? ["--tf32"] : Array.Empty<string>()];
 
         var masks = new Dictionary<string, string>();
         foreach (var method in s.Baselines)
@@ -65,7 +66,7 @@ internal sealed class PrunePipeline(PruneSettings s, Action<string> log)
         string e3Mask = Sub("masks", "e3.json"), searchCkpt = Sub("checkpoints", "search");
         var search = stages.Run("search", ["search", "--model", s.Model, "--data", trainFile, "--keep", k, "--tokens", L(s.SearchTokens), .. windows,
             "--samples", I(s.Samples), "--lr", D(s.SearchLearningRate), "--init-batches", I(CalibrationBatches), .. Checkpointed(searchCkpt, SearchCheckpoint.Exists(searchCkpt)),
-            "--plot", Sub("search.png"), .. recompute, .. common, "--out", e3Mask]);
+            "--plot", Sub("search.png"), .. trainingFlags, .. common, "--out", e3Mask]);
         masks["e3"] = e3Mask;
 
         string evalLimit = L(s.EvalTokens);
@@ -82,7 +83,7 @@ internal sealed class PrunePipeline(PruneSettings s, Action<string> log)
             string distilled = Sub("work", "distilled-" + method), ckpt = Sub("checkpoints", "distill-" + method);
             stages.Run("distill-" + method, ["distill", "--teacher", s.Model, "--mask", masks[method], "--data", trainFile,
                 "--tokens", L(s.DistillTokens), .. windows, "--lr", D(s.DistillLearningRate),
-                .. Checkpointed(ckpt, new TrainingCheckpoint(ckpt).Exists), .. recompute, .. common, "--out", distilled, "--force"]); // its own work folder, rewritten on a resumed stage
+                .. Checkpointed(ckpt, new TrainingCheckpoint(ckpt).Exists), .. trainingFlags, .. common, "--out", distilled, "--force"]); // its own work folder, rewritten on a resumed stage
             string exported = Sub("model-" + method);
             stages.Run("export-" + method, ["export", "--model", distilled, "--mask", masks[method], "--out", exported, "--force"]);
             healed.Add((method, exported));

@@ -31,4 +31,6 @@ internal sealed record PruneSettings
     public bool Resume { get; init; }
     /// <summary>Search and distillation recompute each layer in the backward (the same results, a layer's activations instead of all).</summary>
     public bool ActivationCheckpointing { get; init; }
+    /// <summary>Search and distillation run their fp32 GEMMs with TF32 operands (--tf32).</summary>
+    public bool Tf32 { get; init; }
 }

@@ -272,9 +272,22 @@ public sealed class GpuKernelBenchmark : IDisposable
     }
 
     /// <summary>The backward kernels of training (fp32 activations and gradients) at the prefill length.</summary>
+    // The fp32 GEMM of a training projection, as plain fp32 or with TF32 operands on the tensor cores (--tf32).
+    private KernelMeasurement MeasureFp32Gemm(string name, int m, int n, int k, GemmCompute compute)
+    {
+        using var x = Buffer((long)m * k * sizeof(float), F32Small);
+        using var w = Buffer((long)n * k * sizeof(float), F32Small);
+        using var y = Buffer((long)m * n * sizeof(float), 0);
+        var gemm = RowMajorGemm.Linear(x.Pointer, w.Pointer, y.Pointer, m, n, k, GemmDataType.F32, GemmDataType.F32, compute: compute);
+        return Time(name, compute == GemmCompute.FastTf32 ? "tf32" : "f32", new() { ["m"] = m, ["n"] = n, ["k"] = k },
+            KernelWork.Gemm(m, n, k, sizeof(float)), () => device.Gemm(gemm, stream.Handle));
+    }
+
     private void Training(BenchShape s)
     {
         int t = s.PrefillTokens, h = s.Hidden, qWidth = s.Heads * s.HeadDim, kvWidth = s.KvHeads * s.HeadDim;
+        results.Add(MeasureFp32Gemm("gemm_gate_up_proj_f32", t, s.Intermediate, h, GemmCompute.Fp32));
+        results.Add(MeasureFp32Gemm("gemm_gate_up_proj_tf32", t, s.Intermediate, h, GemmCompute.FastTf32));
         var layout = new AttentionLayout(1, t, 0, t, s.Heads, s.KvHeads, s.HeadDim, 1f / MathF.Sqrt(s.HeadDim));
         var attentionShape = new Dictionary<string, long> { ["batch"] = 1, ["tokens"] = t, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads, ["head_dim"] = s.HeadDim };
         using (var attention = new AttentionKernels(device))
