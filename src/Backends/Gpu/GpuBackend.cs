@@ -40,12 +40,20 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
     public GpuBackend(IGpuDevice device, DType activationType = DType.BF16, DType? weightType = null,
         Func<GpuBackend, IAttentionOp>? attention = null, bool ownsDevice = true, GemmCompute fp32Compute = GemmCompute.Fp32)
     {
-        if (fp32Compute is not (GemmCompute.Fp32 or GemmCompute.FastTf32))
-            throw new ArgumentOutOfRangeException(nameof(fp32Compute), fp32Compute, "GEMMs over fp32 activations compute as Fp32 or FastTf32");
-        Fp32Compute = fp32Compute;
         ArgumentNullException.ThrowIfNull(device);
-        RequireStorable(activationType, nameof(activationType));
-        if (weightType is { } w) RequireStorable(w, nameof(weightType));
+        try
+        {
+            RequireStorable(activationType, nameof(activationType));
+            if (weightType is { } w) RequireStorable(w, nameof(weightType));
+            if (fp32Compute is not (GemmCompute.Fp32 or GemmCompute.FastTf32))
+                throw new ArgumentOutOfRangeException(nameof(fp32Compute), fp32Compute, "GEMMs over fp32 activations compute as Fp32 or FastTf32");
+        }
+        catch
+        {
+            if (ownsDevice) device.Dispose(); // the caller handed it over; nobody else will release it
+            throw;
+        }
+        Fp32Compute = fp32Compute;
         _device = device;
         _ownsDevice = ownsDevice;
         ActivationType = activationType;
