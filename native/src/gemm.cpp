@@ -112,8 +112,8 @@ e3emu_result validate(const char* call, const GemmArgs& g) {
     if (g.compute != E3EMU_COMPUTE_32F && g.compute != E3EMU_COMPUTE_32F_FAST_TF32)
         return fail(E3EMU_ERROR_NOT_SUPPORTED, std::string(call) + ": compute type must be 32F (68) or 32F_FAST_TF32 (77), not " +
                                                    std::to_string(static_cast<int>(g.compute)));
-    if (g.compute == E3EMU_COMPUTE_32F_FAST_TF32 && (g.a_type != E3EMU_R_32F || g.b_type != E3EMU_R_32F))
-        return fail(E3EMU_ERROR_NOT_SUPPORTED, std::string(call) + ": 32F_FAST_TF32 needs fp32 A and B");
+    if (g.compute == E3EMU_COMPUTE_32F_FAST_TF32 && (g.a_type != E3EMU_R_32F || g.b_type != E3EMU_R_32F || g.c_type != E3EMU_R_32F))
+        return fail(E3EMU_ERROR_NOT_SUPPORTED, std::string(call) + ": 32F_FAST_TF32 needs fp32 A, B and C");
     const int a_rows = g.transa == E3EMU_OP_N ? g.m : g.k;
     const int b_rows = g.transb == E3EMU_OP_N ? g.k : g.n;
     if (g.lda < std::max(1, a_rows)) return bad("lda " + std::to_string(g.lda) + " < " + std::to_string(std::max(1, a_rows)));

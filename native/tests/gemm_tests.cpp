@@ -1,5 +1,8 @@
 // e3emu_gemm_ex / strided batched against a naive double-precision column-major reference.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <cstdint>
 #include <random>
 
@@ -134,15 +137,55 @@ TEST_F(EmuTest, GemmRejectsTooSmallLeadingDimension) {
     EXPECT_NE(std::string(e3emu_last_error()).find("lda 3 < 4"), std::string::npos) << e3emu_last_error();
 }
 
-// TF32 rounding of one value, written out independently: keep the top 10 mantissa bits, round to nearest with ties
-// away from zero, by adding half of the dropped part's weight to the magnitude and truncating.
+// TF32 rounding of one value, written out independently in double: keep the top 10 mantissa bits, round to nearest
+// with ties away from zero (half the kept grid's step added to the magnitude, then floor).
 float reference_tf32(float v) {
     if (!std::isfinite(v) || v == 0.0f) return v;
     int exponent;
     std::frexp(v, &exponent); // v = f * 2^exponent, 0.5 <= |f| < 1: the mantissa's last kept bit weighs 2^(exponent - 11)
-    const double step = std::ldexp(1.0, exponent - 11);
+    // Subnormals share the smallest normal exponent's grid (fp32's 2^-126 is 0.5 * 2^-125).
+    const double step = std::ldexp(1.0, std::max(exponent, -125) - 11);
     const double magnitude = std::floor(std::fabs(static_cast<double>(v)) / step + 0.5) * step;
+    if (magnitude >= std::ldexp(1.0, 128)) return std::copysign(std::numeric_limits<float>::infinity(), v); // past FLT_MAX
     return static_cast<float>(std::copysign(magnitude, static_cast<double>(v)));
+}
+
+float from_bits(std::uint32_t bits) {
+    float v;
+    std::memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+std::uint32_t to_bits(float v) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    return bits;
+}
+
+TEST_F(EmuTest, Tf32RoundingAtItsEdges) {
+    // A 1x1x1 product with 1.0 (a TF32 value) gives tf32(a) exactly: a carry into the exponent, FLT_MAX (which rounds
+    // past the largest TF32 value to infinity, as cvt.rna.tf32.f32 without .satfinite), subnormals on their fixed
+    // grid, infinity, and a NaN whose payload lies in the dropped bits (it must stay NaN, not become infinity). (-0 cannot
+    // come out of a sum that starts at +0.)
+    const std::uint32_t cases[][2] = {
+        {0x3fffffffu, 0x40000000u}, {0x3f801000u, 0x3f802000u}, {0xbf801000u, 0xbf802000u}, {0x3f800fffu, 0x3f800000u},
+        {0x7f7fffffu, 0x7f800000u}, {0x7f7fe000u, 0x7f7fe000u}, {0x00400800u, 0x00400000u}, {0x00001000u, 0x00002000u},
+        {0x00000001u, 0x00000000u}, {0xff800000u, 0xff800000u},
+    };
+    float one = 1.0f;
+    for (const auto& c : cases) {
+        const float a = from_bits(c[0]);
+        float out = 0.0f;
+        E3EMU_CHECK(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, 1, 1, 1, 1.0f, &a, E3EMU_R_32F, 1, &one, E3EMU_R_32F, 1, 0.0f, &out,
+                                  E3EMU_R_32F, 1, E3EMU_COMPUTE_32F_FAST_TF32));
+        EXPECT_EQ(to_bits(out), c[1]) << std::hex << "tf32(0x" << c[0] << ")";
+        EXPECT_EQ(to_bits(reference_tf32(a)), c[1]) << std::hex << "reference(0x" << c[0] << ")";
+    }
+    const float nan = from_bits(0x7f800001u);
+    float out = 0.0f;
+    E3EMU_CHECK(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, 1, 1, 1, 1.0f, &nan, E3EMU_R_32F, 1, &one, E3EMU_R_32F, 1, 0.0f, &out,
+                              E3EMU_R_32F, 1, E3EMU_COMPUTE_32F_FAST_TF32));
+    EXPECT_TRUE(std::isnan(out));
 }
 
 TEST_F(EmuTest, Tf32ComputeRoundsFp32OperandsToTenMantissaBits) {
@@ -179,7 +222,7 @@ TEST_F(EmuTest, Tf32ComputeNeedsFp32OperandsAndKnownComputeTypes) {
     EXPECT_EQ(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, 4, 4, 4, 1.0f, half.data(), E3EMU_R_16BF, 4, half.data(), E3EMU_R_16BF, 4,
                             0.0f, c.data(), E3EMU_R_32F, 4, E3EMU_COMPUTE_32F_FAST_TF32),
               E3EMU_ERROR_NOT_SUPPORTED);
-    EXPECT_NE(std::string(e3emu_last_error()).find("needs fp32 A and B"), std::string::npos) << e3emu_last_error();
+    EXPECT_NE(std::string(e3emu_last_error()).find("needs fp32 A, B and C"), std::string::npos) << e3emu_last_error();
     EXPECT_EQ(e3emu_gemm_ex(E3EMU_OP_N, E3EMU_OP_N, 4, 4, 4, 1.0f, c.data(), E3EMU_R_32F, 4, c.data(), E3EMU_R_32F, 4,
                             0.0f, c.data(), E3EMU_R_32F, 4, static_cast<e3emu_compute>(70)),
               E3EMU_ERROR_NOT_SUPPORTED);

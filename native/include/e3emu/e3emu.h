@@ -86,7 +86,7 @@ E3EMU_API e3emu_result e3emu_event_synchronize(e3emu_event event);
 E3EMU_API e3emu_result e3emu_event_elapsed_time(float* milliseconds, e3emu_event start, e3emu_event end);
 
 /* cublasGemmEx / cublasGemmStridedBatchedEx: column-major, C = alpha * op(A) * op(B) + beta * C, op(A) m x k,
- * op(B) k x n, fp32 accumulation. A and B are each fp32, fp16 or bf16 (both fp32 for FAST_TF32), C is fp32 or bf16.
+ * op(B) k x n, fp32 accumulation. A and B are each fp32, fp16 or bf16, C is fp32 or bf16 (all three fp32 for FAST_TF32).
  * beta == 0 never reads C (as cuBLAS). Strides are in elements. */
 E3EMU_API e3emu_result e3emu_gemm_ex(e3emu_op transa, e3emu_op transb, int m, int n, int k, float alpha,
                                      const void* a, e3emu_dtype a_type, int lda, const void* b, e3emu_dtype b_type,

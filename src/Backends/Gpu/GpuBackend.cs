@@ -59,9 +59,9 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         ActivationType = activationType;
         WeightType = weightType;
         Name = device is EmuGpuDevice ? "emu" : "cuda";
-        _stream = device.CreateOwnedStream();
         try
         {
+            _stream = device.CreateOwnedStream();
             _kernels = new GpuKernelSet(device);
             _indices = new DeviceIndexBuffer(device, _stream.Handle);
             _selectedIds = new DeviceIndexBuffer(device, _stream.Handle);
@@ -71,7 +71,7 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         catch
         {
             _kernels?.Dispose();
-            _stream.Dispose();
+            _stream?.Dispose();
             if (ownsDevice) device.Dispose(); // the caller handed it over; nobody else will release it
             throw;
         }

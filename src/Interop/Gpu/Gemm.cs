@@ -31,7 +31,7 @@ public enum GemmCompute
 
     /// <summary>
     /// CUBLAS_COMPUTE_32F_FAST_TF32: fp32 operands rounded to TF32 (10 of fp32's 23 mantissa bits, a relative error of
-    /// at most 2^-11 each) on the tensor cores, several times plain fp32's rate. fp32 A and B only.
+    /// at most 2^-11 each) on the tensor cores, several times plain fp32's rate. fp32 A, B and C only (as cuBLAS).
     /// </summary>
     FastTf32 = 77,
 }
@@ -72,8 +72,8 @@ public readonly record struct GemmDescriptor(
             Fail("C.LeadingDimension", C.LeadingDimension, $"must be >= max(1, {M}) (M)");
         if (Compute is not (GemmCompute.Fp32 or GemmCompute.FastTf32))
             Fail("Compute", (long)Compute, "must be Fp32 (68) or FastTf32 (77)");
-        if (Compute == GemmCompute.FastTf32 && (A.Type != GemmDataType.F32 || B.Type != GemmDataType.F32))
-            throw new ArgumentException($"GEMM Compute = FastTf32 needs fp32 A and B, not {A.Type} and {B.Type}", nameof(Compute));
+        if (Compute == GemmCompute.FastTf32 && (A.Type != GemmDataType.F32 || B.Type != GemmDataType.F32 || C.Type != GemmDataType.F32))
+            throw new ArgumentException($"GEMM Compute = FastTf32 needs fp32 A, B and C, not {A.Type}, {B.Type} and {C.Type}", nameof(Compute));
     }
 
     private static void Require(bool condition, string field, long value, string rule)

@@ -84,7 +84,9 @@ public sealed class RowMajorGemmTests
         Assert.Equal(68, (int)GemmCompute.Fp32);
         var error = Assert.Throws<ArgumentException>(() => RowMajorGemm.Linear(new DevicePtr(1), new DevicePtr(2), new DevicePtr(3), 2, 2, 2,
             GemmDataType.BF16, GemmDataType.F32, compute: GemmCompute.FastTf32));
-        Assert.Contains("FastTf32 needs fp32 A and B, not BF16 and BF16", error.Message);
+        Assert.Contains("FastTf32 needs fp32 A, B and C, not BF16, BF16 and F32", error.Message);
+        Assert.Throws<ArgumentException>(() => RowMajorGemm.Linear(new DevicePtr(1), new DevicePtr(2), new DevicePtr(3), 2, 2, 2,
+            GemmDataType.F32, GemmDataType.BF16, compute: GemmCompute.FastTf32));
         Assert.Throws<ArgumentException>(() => (tf32 with { Compute = (GemmCompute)70 }).Validate());
     }
 

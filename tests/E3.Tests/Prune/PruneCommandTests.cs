@@ -100,6 +100,17 @@ public class PruneCommandTests
     }
 
     [Fact]
+    public void Tf32OnTheCpuIsAUsageErrorBeforeAnyStage()
+    {
+        using var dir = new TempDir();
+        var (model, data) = Setup(dir);
+        var r = CliProcess.Run(Args(model, data, dir["out"], "--keep", "4", "--tf32"));
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--tf32: the cpu backend has no tensor cores", r.Stderr);
+        Assert.False(Directory.Exists(dir["out"]));
+    }
+
+    [Fact]
     public void EmptyDataIsNamedAndLeavesNoOutputFolder()
     {
         using var dir = new TempDir();

@@ -53,6 +53,9 @@ internal static class PruneCommand
         });
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
+            // Refused here, not by the search stage after every baseline has run.
+            if (p.GetValue(tf32) && p.GetValue(device) is not ("cuda" or "emu"))
+                throw new UsageException($"--tf32: the {p.GetValue(device)} backend has no tensor cores; it needs --device cuda or emu");
             var settings = new PruneSettings
             {
                 Model = p.GetValue(model)!, Data = p.GetValue(data)!, EvalData = p.GetValue(evalData), Holdout = p.GetValue(holdout),

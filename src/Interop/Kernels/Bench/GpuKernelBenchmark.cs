@@ -271,7 +271,6 @@ public sealed class GpuKernelBenchmark : IDisposable
             () => sampling.TopKLogProbs(cacheLogits.As<Bf16>(), vocab, cacheIds.As<int>(), cacheLogProbs.As<float>(), cacheRows, vocab, k, stream.Handle));
     }
 
-    /// <summary>The backward kernels of training (fp32 activations and gradients) at the prefill length.</summary>
     // The fp32 GEMM of a training projection, as plain fp32 or with TF32 operands on the tensor cores (--tf32).
     private KernelMeasurement MeasureFp32Gemm(string name, int m, int n, int k, GemmCompute compute)
     {
@@ -283,6 +282,7 @@ public sealed class GpuKernelBenchmark : IDisposable
             KernelWork.Gemm(m, n, k, sizeof(float)), () => device.Gemm(gemm, stream.Handle));
     }
 
+    /// <summary>The training projection's GEMM and the backward kernels of training (fp32 activations and gradients) at the prefill length.</summary>
     private void Training(BenchShape s)
     {
         int t = s.PrefillTokens, h = s.Hidden, qWidth = s.Heads * s.HeadDim, kvWidth = s.KvHeads * s.HeadDim;
