@@ -5,7 +5,6 @@ using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using E3.Backends;
 using E3.Backends.Gpu;
-using E3.Interop.Gpu;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Tests.Support;
@@ -43,8 +42,7 @@ public class DecodeHostOverheadBenchmarks
             Architecture = Architecture.Qwen3, Layers = Layers, Hidden = 4096, Heads = 32, KvHeads = 8, HeadDim = 128,
             Intermediate = 12288, Vocab = 1024, Seed = 9, Dtype = "bfloat16",
         }, _dir);
-        var h100 = new GpuDeviceInfo(0, "host-only (H100 figures)", 90, 132, 80L << 30, L2CacheBytes: 50 << 20, MaxSharedMemoryPerBlockOptIn: 232_448);
-        _device = new HostOnlyGpuDevice(h100);
+        _device = HostOnlyGpuDevice.H100();
         _backend = new GpuBackend(_device, DType.BF16, ownsDevice: false);
         _model = DecoderModel.Load(_dir, _backend);
         _step = [7];

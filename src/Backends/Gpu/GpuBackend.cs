@@ -41,18 +41,6 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         Func<GpuBackend, IAttentionOp>? attention = null, bool ownsDevice = true, GemmCompute fp32Compute = GemmCompute.Fp32)
     {
         ArgumentNullException.ThrowIfNull(device);
-        try
-        {
-            RequireStorable(activationType, nameof(activationType));
-            if (weightType is { } w) RequireStorable(w, nameof(weightType));
-            if (fp32Compute is not (GemmCompute.Fp32 or GemmCompute.FastTf32))
-                throw new ArgumentOutOfRangeException(nameof(fp32Compute), fp32Compute, "GEMMs over fp32 activations compute as Fp32 or FastTf32");
-        }
-        catch
-        {
-            if (ownsDevice) device.Dispose(); // the caller handed it over; nobody else will release it
-            throw;
-        }
         Fp32Compute = fp32Compute;
         _device = device;
         _ownsDevice = ownsDevice;
@@ -61,6 +49,10 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
         Name = device is EmuGpuDevice ? "emu" : "cuda";
         try
         {
+            RequireStorable(activationType, nameof(activationType));
+            if (weightType is { } w) RequireStorable(w, nameof(weightType));
+            if (fp32Compute is not (GemmCompute.Fp32 or GemmCompute.FastTf32))
+                throw new ArgumentOutOfRangeException(nameof(fp32Compute), fp32Compute, "GEMMs over fp32 activations compute as Fp32 or FastTf32");
             _stream = device.CreateOwnedStream();
             _kernels = new GpuKernelSet(device);
             _indices = new DeviceIndexBuffer(device, _stream.Handle);

@@ -66,12 +66,22 @@ internal static class CliRunner
     /// <param name="device">cpu, cuda or emu.</param>
     /// <param name="threads">CPU threads (cpu only).</param>
     /// <param name="tf32">Run the fp32 GEMMs with TF32 operands on the tensor cores (<see cref="GemmCompute.FastTf32"/>); GPU devices only.</param>
-    public static IBackend CreateTrainingBackend(string device, int threads, bool tf32 = false) => device switch
+    public static IBackend CreateTrainingBackend(string device, int threads, bool tf32 = false)
     {
-        "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.F32, fp32Compute: tf32 ? GemmCompute.FastTf32 : GemmCompute.Fp32),
-        _ when tf32 => throw new UsageException($"--tf32: the {device} backend has no tensor cores; it needs --device cuda or emu"),
-        _ => CreateBackend(device, threads),
-    };
+        if (tf32) RequireTensorCores(device);
+        return device switch
+        {
+            "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.F32, fp32Compute: tf32 ? GemmCompute.FastTf32 : GemmCompute.Fp32),
+            _ => CreateBackend(device, threads),
+        };
+    }
+
+    /// <summary>Refuses --tf32 (a usage error) on a device that has no tensor cores to run it on.</summary>
+    public static void RequireTensorCores(string device)
+    {
+        if (device is not ("cuda" or "emu"))
+            throw new UsageException($"--tf32: the {device} backend has no tensor cores; it needs --device cuda or emu");
+    }
 
     /// <summary>
     /// The backend a dense distillation teacher runs on beside the student's <paramref name="training"/> backend, and the

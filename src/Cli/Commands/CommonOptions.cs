@@ -50,6 +50,13 @@ internal static class CommonOptions
 
     public static Option<string> Precision() => new("--precision") { Description = "Projection weights: stored (as in the file), f32 or bf16", DefaultValueFactory = _ => "stored" };
 
+    /// <summary>--activation-checkpointing: recompute each layer in the backward. <paramref name="who"/> names the stages that do, when not the command itself.</summary>
+    public static Option<bool> ActivationCheckpointing(string? who = null) => new("--activation-checkpointing")
+    {
+        Description = (who == null ? "Keep" : who + " keep") + " only each layer's input and recompute the layer in the backward: " +
+            "one layer's activations instead of every layer's (see e3 plan), the same results",
+    };
+
     /// <summary>--tf32: the training GEMMs on the tensor cores with TF32 operands.</summary>
     public static Option<bool> Tf32() => new("--tf32")
     {

@@ -85,7 +85,7 @@ public static class DistillCommand
             bool recompute = p.GetValue(o.ActivationCheckpointing);
             MemoryFit.Check("distill", TrainingMemoryPlan.Create(studentConfig, settings.Sequence, settings.Batch,
                 new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze, Checkpointing = recompute }, MemoryFit.StoredWeights(studentFolder, studentConfig),
-                fusedHead: true, MemoryFit.Target(backend), cache == null ? new DistillationPlan((teacherBackend ?? backend).ActivationType, teacherConfig,
+                fusedHead: true, TrainingMemoryPlan.TargetOf(backend), cache == null ? new DistillationPlan((teacherBackend ?? backend).ActivationType, teacherConfig,
                     Weights: teacherBackend == null ? MemoryFit.StoredWeights(teacherDir, teacherConfig) : null) : null),
                 backend, Console.Error, recompute, canFreeze: true);
             using var student = DecoderModel.Load(studentFolder, backend);

@@ -25,14 +25,11 @@ internal static class MemoryFit
     /// </summary>
     public static DType StoredWeights(string folder, ModelConfig config)
     {
-        if (!File.Exists(Path.Combine(folder, SafeTensorsCheckpoint.SingleFileName)) && !File.Exists(Path.Combine(folder, "model.safetensors.index.json")))
+        if (!File.Exists(Path.Combine(folder, SafeTensorsCheckpoint.SingleFileName)) && !File.Exists(Path.Combine(folder, SafeTensorsCheckpoint.IndexFileName)))
             return StoredWeights(config);
         using var checkpoint = SafeTensorsCheckpoint.Open(folder);
         return checkpoint.Contains(WeightNames.Embedding) && checkpoint.Get(WeightNames.Embedding).DType == SafeTensorsDType.BF16 ? DType.BF16 : DType.F32;
     }
-
-    /// <summary>Where <paramref name="backend"/> keeps its tensors.</summary>
-    public static PlanTarget Target(IBackend backend) => backend is GpuBackend ? PlanTarget.Gpu : PlanTarget.Cpu;
 
     /// <summary>Throws when <paramref name="plan"/> needs more than the device's memory; warns on stderr when it comes close, or when the host side exceeds what this process may use.</summary>
     /// <param name="command">Names the job in the messages.</param>

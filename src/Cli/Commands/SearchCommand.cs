@@ -48,10 +48,7 @@ public static class SearchCommand
         var resume = new Option<bool>("--resume") { Description = "Continue from --checkpoint" };
         var output = CommonOptions.OutputFile(new Option<string>("--out") { Description = "mask.json to write", Required = true });
         var plot = new Option<string?>("--plot") { Description = "PNG of keep probabilities and loss (default: --out with .png)" };
-        var recompute = new Option<bool>("--activation-checkpointing")
-        {
-            Description = "Keep only each layer's input and recompute the layer in the backward: one layer's activations instead of every layer's (see e3 plan), same mask",
-        };
+        var recompute = CommonOptions.ActivationCheckpointing();
         var device = CommonOptions.Device();
         var tf32 = CommonOptions.Tf32();
         var threads = CommonOptions.Threads();
@@ -91,7 +88,7 @@ public static class SearchCommand
             throw new ArgumentException($"--checkpoint: {r.Checkpoint} already holds a search checkpoint; pass --resume to continue it or choose an empty folder");
         using var backend = CliRunner.CreateTrainingBackend(r.Device, r.Threads, r.Tf32);
         using var cache = r.TeacherCache is { } cachePath ? TeacherCacheReader.Open(cachePath) : null;
-        var target = MemoryFit.Target(backend);
+        var target = TrainingMemoryPlan.TargetOf(backend);
         var planned = ModelConfig.Load(r.Model);
         // The search's loss is fused with the LM head on a GPU (GatedKdPass). Its live teacher is the model itself, which
         // the KL initialisation and the final swaps run even when the steps read a teacher cache.

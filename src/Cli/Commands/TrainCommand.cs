@@ -28,7 +28,7 @@ public static class TrainCommand
             var config = ModelConfig.Load(dir);
             MemoryFit.Check("train", TrainingMemoryPlan.Create(config, settings.Sequence, settings.Batch,
                 new TrainingOptions { Mode = TrainingMode.Train, Checkpointing = recompute }, MemoryFit.StoredWeights(dir, config), fusedHead: false,
-                MemoryFit.Target(backend)), backend, Console.Error, recompute, canFreeze: false);
+                TrainingMemoryPlan.TargetOf(backend)), backend, Console.Error, recompute, canFreeze: false);
             using var student = DecoderModel.Load(dir, backend);
             int[] tokens = EvalCommand.LoadTokens(data, dir, student.Config.VocabSize);
             var job = new TrainingJob

@@ -24,10 +24,7 @@ internal sealed class TrainingCliOptions
     public readonly Option<bool> Resume = new("--resume") { Description = "Continue from the checkpoint folder's latest save (bit-identical on the CPU)" };
     public readonly Option<string> Out = CommonOptions.OutputFolder(new Option<string>("--out") { Description = "Output Hugging Face model folder (written atomically)", Required = true });
     public readonly Option<bool> Force = new("--force") { Description = "Replace an existing, non-empty --out folder" };
-    public readonly Option<bool> ActivationCheckpointing = new("--activation-checkpointing")
-    {
-        Description = "Keep only each layer's input and recompute the layer in the backward: one layer's activations instead of every layer's (see e3 plan), same results",
-    };
+    public readonly Option<bool> ActivationCheckpointing = CommonOptions.ActivationCheckpointing();
     public readonly Option<string> Device = CommonOptions.Device();
     public readonly Option<bool> Tf32 = CommonOptions.Tf32();
     public readonly Option<int> Threads = CommonOptions.Threads();

@@ -13,6 +13,9 @@ public sealed class SafeTensorsCheckpoint : IDisposable
     /// <summary>The single-file checkpoint name inside a model folder.</summary>
     public const string SingleFileName = "model.safetensors";
 
+    /// <summary>The index that lists a sharded checkpoint's files inside a model folder.</summary>
+    public const string IndexFileName = ShardIndex.FileName;
+
     readonly List<SafeTensorsFile> _files;
     readonly Dictionary<string, (SafeTensorsFile File, TensorEntry Entry)> _tensors;
     readonly List<string> _names;

@@ -1,4 +1,5 @@
 using E3.Backends;
+using E3.Backends.Gpu;
 using E3.Model.Decoder;
 
 namespace E3.Model.Training;
@@ -68,6 +69,9 @@ public sealed record TrainingMemoryPlan(
 
     /// <summary>The most host memory the job holds: the optimizer and the host's part of the loss, plus, on the cpu, the backend's peak.</summary>
     public long HostPeak => Optimizer + (Target == PlanTarget.Cpu ? Math.Max(TeacherStage, Backward) : LossHeadOnDevice ? 0 : LossHead);
+
+    /// <summary>Where <paramref name="backend"/> keeps its tensors: a GPU backend's are on the device, any other's on the host.</summary>
+    public static PlanTarget TargetOf(IBackend backend) => backend is GpuBackend ? PlanTarget.Gpu : PlanTarget.Cpu;
 
     /// <summary>Bytes of fp32 logits one chunk of a loss fused with the LM head may hold (<c>DistillationObjective</c> uses this).</summary>
     public const long FusedChunkBudgetBytes = 64L << 20;
@@ -178,22 +182,15 @@ public sealed record TrainingMemoryPlan(
                 teacherLogits = (target == PlanTarget.Gpu ? act : 4) * rows * v;
             }
 
-            long lossHead;
             bool lossHeadOnDevice = fusedHead && target == PlanTarget.Gpu;
-            if (!fusedHead) lossHead = 4 * rows * v; // the logits the loss downloads and turns into their gradient
-            else if (lossHeadOnDevice)
-            {
-                // One chunk of fp32 logits, then per row: coefficient, label, KL, CE and the teacher's three statistics.
-                long chunkRows = Math.Clamp(FusedChunkBudgetBytes / (4 * v), 1, rows);
-                lossHead = 4 * chunkRows * v + 28 * rows;
-            }
-            else
-            {
-                // The host's fused loss: a copy of the head, the hidden states and their gradient, one chunk of logits;
-                // with the head trained, its gradient and the loop's side gradient too.
-                long chunkRows = Math.Clamp(FusedChunkBudgetBytes / (4 * v), 1, rows);
-                lossHead = 4 * v * h * (headTrained ? 3 : 1) + 8 * rows * h + 4 * chunkRows * v;
-            }
+            long chunk = 4 * v * Math.Clamp(FusedChunkBudgetBytes / (4 * v), 1, rows); // one chunk of a fused loss's fp32 logits
+            long lossHead =
+                !fusedHead ? 4 * rows * v // the logits the loss downloads and turns into their gradient
+                // The chunk, then per row: coefficient, label, KL, CE and the teacher's three statistics.
+                : lossHeadOnDevice ? chunk + 28 * rows
+                // The host's fused loss: a copy of the head, the hidden states and their gradient, the chunk; with the
+                // head trained, its gradient and the loop's side gradient too.
+                : 4 * v * h * (headTrained ? 3 : 1) + 8 * rows * h + chunk;
 
             long optimizerValues = options.Mode == TrainingMode.Train ? gradients : 0;
             var plan = new TrainingMemoryPlan(target, weights, widening, saved, scratch, gradients, teacherWeights, teacherForward, teacherLogits,

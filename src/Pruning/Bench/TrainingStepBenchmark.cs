@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using E3.Backends;
 using E3.Backends.Gpu;
 using E3.Interop.Kernels.Bench;
 using E3.Model;
@@ -81,8 +80,9 @@ public static class TrainingStepBenchmark
             _ => new CrossEntropyObjective(gates),
         };
         var options = new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze };
-        var plan = TrainingMemoryPlan.Create(c, sequence, batch, options, c.TorchDtype is "bfloat16" ? DType.BF16 : DType.F32,
-            fusedHead: loss == StepLoss.Distillation, student.Backend is GpuBackend ? PlanTarget.Gpu : PlanTarget.Cpu,
+        // The matrices' dtype as loaded (the embedding is one of them), and the backend's kind.
+        var plan = TrainingMemoryPlan.Create(c, sequence, batch, options, student.Weights.Embedding.DType,
+            fusedHead: loss == StepLoss.Distillation, TrainingMemoryPlan.TargetOf(student.Backend),
             loss == StepLoss.Distillation ? new DistillationPlan(teacher!.Backend.ActivationType, teacher.Config) : null);
         var allocations = (student.Backend as GpuBackend)?.Device.Allocations;
         allocations?.ResetPeak(); // from the loaded weights on

@@ -82,7 +82,7 @@ public sealed class CheckpointExporter
         List<(string Name, TensorEntry Entry)> plan = [];
         foreach (string name in source.Names)
             if (renumbering.Rename(name, source.Path) is { } renamed) plan.Add((renamed, source.Get(name)));
-        bool sharded = source.Path.EndsWith(IndexFileName, StringComparison.Ordinal);
+        bool sharded = source.Path.EndsWith(SafeTensorsCheckpoint.IndexFileName, StringComparison.Ordinal);
 
         using var staging = StagingFolder.Create(output);
         var files = new List<string>();
@@ -112,8 +112,6 @@ public sealed class CheckpointExporter
         return new ExportResult(output, config.NumLayers, mask.Kept, files, plan.Count, plan.Sum(p => p.Entry.ByteLength), sharded);
     }
 
-    const string IndexFileName = "model.safetensors.index.json";
-
     static void CheckExpectedTensors(ModelConfig config, SafeTensorsCheckpoint source)
     {
         foreach (var (name, shape) in WeightNames.Expected(config))
@@ -140,7 +138,7 @@ public sealed class CheckpointExporter
             foreach (var (name, _) in shard) weightMap[name] = shardName;
         }
         JsonObject index = RewriteIndex(source.Path, plan, weightMap);
-        writer.Write(IndexFileName, s => WriteJson(s, index));
+        writer.Write(SafeTensorsCheckpoint.IndexFileName, s => WriteJson(s, index));
     }
 
     /// <summary>The source index with total_size (and total_parameters, when present) and weight_map replaced.</summary>

@@ -1,5 +1,4 @@
 using E3.Backends;
-using E3.Interop.Gpu;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Model.Training;
@@ -29,12 +28,10 @@ public sealed class DistillationDeviceMemoryTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    static HostOnlyGpuDevice NewDevice() => new(new GpuDeviceInfo(0, "host-only", 90, 132, 80L << 30, 50 << 20, 232_448));
-
     /// <summary>Device peak over two steps (the second starts with the trainer's buffers from the first), and the plan.</summary>
     (long Measured, TrainingMemoryPlan Plan) Step(DType teacherActivations, TrainingMode mode, string[] freeze)
     {
-        var device = NewDevice();
+        var device = HostOnlyGpuDevice.H100();
         using var trainerBackend = new E3.Backends.Gpu.GpuBackend(device, DType.F32, ownsDevice: false);
         using var sibling = teacherActivations == DType.BF16 ? trainerBackend.CreateSibling(DType.BF16) : null;
         using var teacher = DecoderModel.Load(_dir["m"], sibling ?? (IBackend)trainerBackend,
@@ -84,7 +81,7 @@ public sealed class DistillationDeviceMemoryTests : IDisposable
     [Fact]
     public void PlannedDevicePeakOfASearchStepMatchesWhatTheDeviceHolds()
     {
-        var device = NewDevice();
+        var device = HostOnlyGpuDevice.H100();
         using var backend = new E3.Backends.Gpu.GpuBackend(device, DType.F32, ownsDevice: false);
         using var model = DecoderModel.Load(_dir["m"], backend);
         var options = new TrainingOptions { Mode = TrainingMode.Frozen, ComputeDroppedLayers = true };
@@ -127,7 +124,7 @@ public sealed class DistillationDeviceMemoryTests : IDisposable
     [InlineData(true)]
     public void PlannedDevicePeakCoversAWholeSearch(bool checkpointing)
     {
-        var device = NewDevice();
+        var device = HostOnlyGpuDevice.H100();
         using var backend = new E3.Backends.Gpu.GpuBackend(device, DType.F32, ownsDevice: false);
         using var model = DecoderModel.Load(_dir["m"], backend);
         var tokens = Enumerable.Range(0, 2000).Select(i => (i * 37 + 5) % 500).ToArray();

@@ -1,5 +1,4 @@
 using E3.Backends;
-using E3.Interop.Gpu;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Tests.Support;
@@ -16,7 +15,7 @@ public sealed class GpuDecodeStepHostTests : IDisposable
 {
     const int Layers = 4;
     readonly TempDir _dir = new();
-    readonly HostOnlyGpuDevice _device = new(new GpuDeviceInfo(0, "host-only", 90, 132, 80L << 30, 50 << 20, 232_448));
+    readonly HostOnlyGpuDevice _device = HostOnlyGpuDevice.H100();
     readonly E3.Backends.Gpu.GpuBackend _backend;
     readonly DecoderModel _model;
 

@@ -18,7 +18,7 @@ public sealed class StickyErrorDisposeTests
     [Fact]
     public void ABackendIsReleasedWholeAfterAFatalError()
     {
-        var device = new HostOnlyGpuDevice(new GpuDeviceInfo(0, "host-only", 90, 132, 80L << 30, 50 << 20, 232_448));
+        var device = HostOnlyGpuDevice.H100();
         var backend = new Gpu(device, DType.BF16, ownsDevice: false);
         using (var t = backend.Allocate(DType.BF16, 4, 8)) { }
         int before = device.ReleaseCalls;

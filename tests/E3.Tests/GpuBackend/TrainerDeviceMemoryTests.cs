@@ -1,5 +1,4 @@
 using E3.Backends;
-using E3.Interop.Gpu;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Model.Training;
@@ -19,7 +18,7 @@ public sealed class TrainerDeviceMemoryTests
 {
     static long DevicePeakOverPlan(TrainingCase c, TrainingOptions options, DType weights)
     {
-        var device = new HostOnlyGpuDevice(new GpuDeviceInfo(0, "host-only", 90, 132, 80L << 30, 50 << 20, 232_448));
+        var device = HostOnlyGpuDevice.H100();
         using var backend = new E3.Backends.Gpu.GpuBackend(device, DType.F32, ownsDevice: false);
         using var model = DecoderModel.Load(c.Folder, backend);
         using (var trainer = new GatedDecoderTrainer(model, options))

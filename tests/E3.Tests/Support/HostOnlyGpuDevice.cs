@@ -15,6 +15,9 @@ public sealed class HostOnlyGpuDevice(GpuDeviceInfo info) : IGpuDevice
 
     public GpuDeviceInfo Info { get; } = info;
 
+    /// <summary>One with an H100's figures: sm_90, 132 SMs, 80 GiB, 50 MiB of L2, 227 KiB of shared memory a block.</summary>
+    public static HostOnlyGpuDevice H100() => new(new GpuDeviceInfo(0, "host-only (H100 figures)", 90, 132, 80L << 30, 50 << 20, 232_448));
+
     /// <summary>Kernel launches since the last <see cref="ResetCounts"/>.</summary>
     public long Launches { get; private set; }
 

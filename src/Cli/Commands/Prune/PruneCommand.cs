@@ -34,10 +34,7 @@ internal static class PruneCommand
         var decode = new Option<int>("--bench-decode") { Description = "Speedup bench: generated tokens", DefaultValueFactory = _ => 32 };
         var repeats = new Option<int>("--bench-repeats") { Description = "Speedup bench: timed repeats (median)", DefaultValueFactory = _ => 5 };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its first unfinished stage" };
-        var recompute = new Option<bool>("--activation-checkpointing")
-        {
-            Description = "Search and distillation keep only each layer's input and recompute the layer in the backward: one layer's activations instead of every layer's, same results",
-        };
+        var recompute = CommonOptions.ActivationCheckpointing("Search and distillation");
         var device = CommonOptions.Device();
         var tf32 = CommonOptions.Tf32();
         var threads = CommonOptions.Threads();
@@ -54,8 +51,7 @@ internal static class PruneCommand
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
             // Refused here, not by the search stage after every baseline has run.
-            if (p.GetValue(tf32) && p.GetValue(device) is not ("cuda" or "emu"))
-                throw new UsageException($"--tf32: the {p.GetValue(device)} backend has no tensor cores; it needs --device cuda or emu");
+            if (p.GetValue(tf32)) CliRunner.RequireTensorCores(p.GetValue(device)!);
             var settings = new PruneSettings
             {
                 Model = p.GetValue(model)!, Data = p.GetValue(data)!, EvalData = p.GetValue(evalData), Holdout = p.GetValue(holdout),

@@ -95,13 +95,17 @@ public sealed class GpuKernelBenchmark : IDisposable
             () => device.CopyAsync(b.Pointer, a.Pointer, bytes, stream.Handle));
     }
 
-    private KernelMeasurement MeasureGemm(string name, int m, int n, int k)
+    // A projection's GEMM: bf16 as inference runs it, or fp32 as training does, plain or with TF32 operands (--tf32).
+    private KernelMeasurement MeasureGemm(string name, int m, int n, int k, GemmDataType type = GemmDataType.BF16, GemmCompute compute = GemmCompute.Fp32)
     {
-        using var x = Buffer((long)m * k * Bf16Bytes, Bf16Pair);
-        using var w = Buffer((long)n * k * Bf16Bytes, Bf16Pair);
-        using var y = Buffer((long)m * n * Bf16Bytes, 0);
-        var gemm = RowMajorGemm.Linear(x.Pointer, w.Pointer, y.Pointer, m, n, k, GemmDataType.BF16, GemmDataType.BF16);
-        return Time(name, "bf16", new() { ["m"] = m, ["n"] = n, ["k"] = k }, KernelWork.Gemm(m, n, k, Bf16Bytes),
+        int bytes = type == GemmDataType.BF16 ? Bf16Bytes : sizeof(float);
+        uint fill = type == GemmDataType.BF16 ? Bf16Pair : F32Small;
+        using var x = Buffer((long)m * k * bytes, fill);
+        using var w = Buffer((long)n * k * bytes, fill);
+        using var y = Buffer((long)m * n * bytes, 0);
+        var gemm = RowMajorGemm.Linear(x.Pointer, w.Pointer, y.Pointer, m, n, k, type, type, compute: compute);
+        string dtype = type == GemmDataType.BF16 ? "bf16" : compute == GemmCompute.FastTf32 ? "tf32" : "f32";
+        return Time(name, dtype, new() { ["m"] = m, ["n"] = n, ["k"] = k }, KernelWork.Gemm(m, n, k, bytes),
             () => device.Gemm(gemm, stream.Handle));
     }
 
@@ -271,23 +275,12 @@ public sealed class GpuKernelBenchmark : IDisposable
             () => sampling.TopKLogProbs(cacheLogits.As<Bf16>(), vocab, cacheIds.As<int>(), cacheLogProbs.As<float>(), cacheRows, vocab, k, stream.Handle));
     }
 
-    // The fp32 GEMM of a training projection, as plain fp32 or with TF32 operands on the tensor cores (--tf32).
-    private KernelMeasurement MeasureFp32Gemm(string name, int m, int n, int k, GemmCompute compute)
-    {
-        using var x = Buffer((long)m * k * sizeof(float), F32Small);
-        using var w = Buffer((long)n * k * sizeof(float), F32Small);
-        using var y = Buffer((long)m * n * sizeof(float), 0);
-        var gemm = RowMajorGemm.Linear(x.Pointer, w.Pointer, y.Pointer, m, n, k, GemmDataType.F32, GemmDataType.F32, compute: compute);
-        return Time(name, compute == GemmCompute.FastTf32 ? "tf32" : "f32", new() { ["m"] = m, ["n"] = n, ["k"] = k },
-            KernelWork.Gemm(m, n, k, sizeof(float)), () => device.Gemm(gemm, stream.Handle));
-    }
-
     /// <summary>The training projection's GEMM and the backward kernels of training (fp32 activations and gradients) at the prefill length.</summary>
     private void Training(BenchShape s)
     {
         int t = s.PrefillTokens, h = s.Hidden, qWidth = s.Heads * s.HeadDim, kvWidth = s.KvHeads * s.HeadDim;
-        results.Add(MeasureFp32Gemm("gemm_gate_up_proj_f32", t, s.Intermediate, h, GemmCompute.Fp32));
-        results.Add(MeasureFp32Gemm("gemm_gate_up_proj_tf32", t, s.Intermediate, h, GemmCompute.FastTf32));
+        results.Add(MeasureGemm("gemm_gate_up_proj_f32", t, s.Intermediate, h, GemmDataType.F32));
+        results.Add(MeasureGemm("gemm_gate_up_proj_tf32", t, s.Intermediate, h, GemmDataType.F32, GemmCompute.FastTf32));
         var layout = new AttentionLayout(1, t, 0, t, s.Heads, s.KvHeads, s.HeadDim, 1f / MathF.Sqrt(s.HeadDim));
         var attentionShape = new Dictionary<string, long> { ["batch"] = 1, ["tokens"] = t, ["heads"] = s.Heads, ["kv_heads"] = s.KvHeads, ["head_dim"] = s.HeadDim };
         using (var attention = new AttentionKernels(device))
