@@ -5,8 +5,12 @@ namespace E3.Interop.Emulator;
 
 /// <summary>
 /// The CPU emulator (libe3emu.so) behind <see cref="IGpuDevice"/>, so that the typed kernel families and the GPU
-/// backend run unchanged on device "emu". Device memory and pinned memory are host memory; every operation runs
-/// synchronously at submission, so streams and events are trivially in order. Modules are the kernel files
+/// backend run unchanged on device "emu". Device memory and pinned memory are host memory. By default the work
+/// queued on a stream runs only when the host waits for it (<see cref="EmuExecution.Deferred"/>), with the driver's
+/// rules for what waits: a copy into pageable host memory returns once done, a copy from pageable memory takes its
+/// source at the call, copies to and from pinned memory run in stream order, and a plain free or a destroyed stream
+/// finishes the work before it. <see cref="EmuExecution.Immediate"/> (<c>E3_EMU_EXECUTION=immediate</c>) runs each
+/// operation at submission instead. Modules are the kernel files
 /// compiled into the library (module name = <c>.cu</c> stem), and launches take the very parameter block the
 /// real driver gets (<see cref="KernelArgs.WritePointers"/>): the emulator's trampolines read each parameter
 /// through its slot pointer at the kernel's own parameter type, exactly as <c>cuLaunchKernel</c> does.
@@ -22,13 +26,21 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>The emulator's thread limit per block (CUDA's).</summary>
     public const int MaxThreadsPerBlock = 1024;
 
+    /// <summary>The environment variable that picks the execution mode (<c>deferred</c>, the default, or <c>immediate</c>).</summary>
+    public const string ExecutionVariable = "E3_EMU_EXECUTION";
+
     // Per function: parameter count (to check every launch) and the opted-in dynamic shared memory limit.
     private readonly Dictionary<nint, FunctionState> functions = new();
+    private readonly DeferredStreams? deferred;
+    // Pinned allocations (address, bytes): copies to and from them run in stream order, unlike pageable memory's.
+    private readonly SortedList<nuint, long> pinned = new();
     private bool disposed;
 
-    private EmuGpuDevice(string libraryPath)
+    private EmuGpuDevice(string libraryPath, EmuExecution execution)
     {
         LibraryPath = libraryPath;
+        Execution = execution;
+        deferred = execution == EmuExecution.Deferred ? new DeferredStreams() : null;
         int workers = EmuNative.WorkerCount();
         Info = new GpuDeviceInfo(0, $"E3 CUDA emulator ({workers} CPU workers)", ComputeCapability: 0, MultiprocessorCount: workers,
             TotalMemoryBytes: GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, L2CacheBytes: 0, MaxSharedMemoryPerBlockOptIn: MaxSharedBytesOptIn);
@@ -39,16 +51,39 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// and initialises it. ComputeCapability is reported as 0: the emulator never defines <c>__CUDA_ARCH__</c> and runs
     /// the kernels' portable paths.
     /// </summary>
+    /// <param name="libraryFileName">The library to load.</param>
+    /// <param name="execution">When queued work runs; null takes <see cref="ExecutionVariable"/>, else deferred.</param>
     /// <exception cref="EmuLibraryNotFoundException">No library where <see cref="EmuLibrary"/> looks; the message lists the paths searched.</exception>
-    public static EmuGpuDevice Open(string libraryFileName = EmuLibrary.ProductFileName)
+    public static EmuGpuDevice Open(string libraryFileName = EmuLibrary.ProductFileName, EmuExecution? execution = null)
     {
+        var mode = execution ?? ExecutionFromEnvironment();
         var path = EmuLibrary.Load(libraryFileName);
         EmuNative.Check(EmuNative.Init(0));
-        return new EmuGpuDevice(path);
+        return new EmuGpuDevice(path, mode);
     }
+
+    /// <summary>The mode <see cref="ExecutionVariable"/> names; deferred when it is unset.</summary>
+    /// <exception cref="ArgumentException">The variable holds something else.</exception>
+    public static EmuExecution ExecutionFromEnvironment() => ParseExecution(Environment.GetEnvironmentVariable(ExecutionVariable));
+
+    /// <summary>The mode a value of <see cref="ExecutionVariable"/> names (case-insensitive); deferred for null or empty.</summary>
+    /// <exception cref="ArgumentException"><paramref name="value"/> names no mode.</exception>
+    public static EmuExecution ParseExecution(string? value) => value switch
+    {
+        null or "" => EmuExecution.Deferred,
+        _ when value.Equals("deferred", StringComparison.OrdinalIgnoreCase) => EmuExecution.Deferred,
+        _ when value.Equals("immediate", StringComparison.OrdinalIgnoreCase) => EmuExecution.Immediate,
+        _ => throw new ArgumentException($"{ExecutionVariable}={value}: expected deferred or immediate"),
+    };
 
     /// <summary>The library file in use.</summary>
     public string LibraryPath { get; }
+
+    /// <summary>When the work queued on streams runs.</summary>
+    public EmuExecution Execution { get; }
+
+    /// <summary>Operations queued on some stream and not yet run (always 0 in immediate mode).</summary>
+    public int PendingOperations => deferred?.PendingCount ?? 0;
 
     /// <inheritdoc/>
     public GpuDeviceInfo Info { get; }
@@ -65,62 +100,133 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         return new DevicePtr(pointer);
     }
 
-    /// <inheritdoc/>
+    /// <summary>
+    /// Like <c>cuMemFree</c> on memory from <c>cuMemAlloc</c>, which synchronises: queued work on every stream runs first.
+    /// </summary>
     public void Free(DevicePtr pointer)
+    {
+        deferred?.DrainAll();
+        FreeNow(pointer);
+    }
+
+    private void FreeNow(DevicePtr pointer)
     {
         EmuNative.Check(EmuNative.MemFree(pointer.Address), $"e3emu_mem_free({pointer})");
         Allocations.Freed(pointer);
     }
 
-    /// <summary>Work is synchronous, so stream order is program order: a plain allocation.</summary>
+    /// <summary>The memory exists at once; the emulator's allocations are not pooled, so stream order changes nothing.</summary>
     public DevicePtr AllocateAsync(long bytes, GpuStream stream) => Allocate(bytes);
 
-    /// <summary>Everything queued before has already run: a plain free.</summary>
-    public void FreeAsync(DevicePtr pointer, GpuStream stream) => Free(pointer);
+    /// <summary>Frees when the stream reaches the call: work queued before it may still use the memory.</summary>
+    public void FreeAsync(DevicePtr pointer, GpuStream stream)
+    {
+        if (deferred is null)
+        {
+            FreeNow(pointer);
+            return;
+        }
+        ObjectDisposedException.ThrowIf(disposed, this);
+        Allocations.Freed(pointer);
+        deferred.Submit(stream.Handle, $"e3emu_mem_free({pointer}) in stream order",
+            () => EmuNative.Check(EmuNative.MemFree(pointer.Address), $"e3emu_mem_free({pointer})"));
+    }
 
-    /// <summary>Plain host memory: every copy is synchronous, so nothing needs page locking.</summary>
+    /// <summary>Host memory that the copies treat as page-locked: they read and write it in stream order.</summary>
     public void* AllocatePinned(long bytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
-        return NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        var pointer = NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        lock (pinned)
+            pinned.Add((nuint)pointer, bytes);
+        return pointer;
     }
 
-    /// <inheritdoc/>
-    public void FreePinned(void* pointer) => NativeMemory.AlignedFree(pointer);
+    /// <summary>Like <c>cuMemFreeHost</c>, which synchronises: queued work runs first.</summary>
+    public void FreePinned(void* pointer)
+    {
+        deferred?.DrainAll();
+        lock (pinned)
+            pinned.Remove((nuint)pointer);
+        NativeMemory.AlignedFree(pointer);
+    }
 
-    /// <inheritdoc/>
+    /// <summary>
+    /// From pinned memory the copy reads its source when the stream reaches it; from pageable memory the source is
+    /// taken at the call (the driver stages it), so the caller may reuse it on return.
+    /// </summary>
     public void CopyToDeviceAsync(DevicePtr destination, void* source, long bytes, GpuStream stream)
     {
-        if (bytes != 0)
-            EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, source, Size(bytes)), $"e3emu_memcpy_htod({destination}, {bytes} bytes)");
+        if (bytes == 0)
+            return;
+        var what = $"e3emu_memcpy_htod({destination}, {bytes} bytes)";
+        if (deferred is null)
+        {
+            EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, source, Size(bytes)), what);
+            return;
+        }
+        if (IsPinned(source, bytes))
+        {
+            var from = (nint)source;
+            deferred.Submit(stream.Handle, what, () => EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, (void*)from, Size(bytes)), what));
+            return;
+        }
+        if (bytes > DeferredStreams.MaxPendingSnapshotBytes)
+        {
+            // Too large to hold a second copy of: run the stream up to here and copy now, which a GPU may do as well.
+            deferred.Drain(stream.Handle);
+            EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, source, Size(bytes)), what);
+            return;
+        }
+        var snapshot = new ReadOnlySpan<byte>(source, (int)bytes).ToArray();
+        deferred.Submit(stream.Handle, what, () =>
+        {
+            fixed (byte* s = snapshot)
+                EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, s, Size(bytes)), what);
+        }, bytes);
     }
 
-    /// <inheritdoc/>
+    /// <summary>
+    /// Into pinned memory the copy lands when the stream reaches it; into pageable memory the call returns once the
+    /// copy is done, after the stream's earlier work, as the driver's does.
+    /// </summary>
     public void CopyToHostAsync(void* destination, DevicePtr source, long bytes, GpuStream stream)
     {
-        if (bytes != 0)
-            EmuNative.Check(EmuNative.MemcpyDtoH(destination, source.Address, Size(bytes)), $"e3emu_memcpy_dtoh({source}, {bytes} bytes)");
+        if (bytes == 0)
+            return;
+        var what = $"e3emu_memcpy_dtoh({source}, {bytes} bytes)";
+        if (deferred is not null && IsPinned(destination, bytes))
+        {
+            var to = (nint)destination;
+            deferred.Submit(stream.Handle, what, () => EmuNative.Check(EmuNative.MemcpyDtoH((void*)to, source.Address, Size(bytes)), what));
+            return;
+        }
+        deferred?.Drain(stream.Handle);
+        EmuNative.Check(EmuNative.MemcpyDtoH(destination, source.Address, Size(bytes)), what);
     }
 
     /// <inheritdoc/>
     public void CopyAsync(DevicePtr destination, DevicePtr source, long bytes, GpuStream stream)
     {
         if (bytes != 0)
-            EmuNative.Check(EmuNative.MemcpyDtoD(destination.Address, source.Address, Size(bytes)), $"e3emu_memcpy_dtod({destination}, {source}, {bytes} bytes)");
+            Submit(stream, $"e3emu_memcpy_dtod({destination}, {source}, {bytes} bytes)", what =>
+                EmuNative.Check(EmuNative.MemcpyDtoD(destination.Address, source.Address, Size(bytes)), what));
     }
 
     /// <inheritdoc/>
     public void FillBytesAsync(DevicePtr destination, byte value, long count, GpuStream stream)
     {
         if (count != 0)
-            EmuNative.Check(EmuNative.MemsetD8(destination.Address, value, Size(count)), $"e3emu_memset_d8({destination}, {count} bytes)");
+            Submit(stream, $"e3emu_memset_d8({destination}, {count} bytes)", what =>
+                EmuNative.Check(EmuNative.MemsetD8(destination.Address, value, Size(count)), what));
     }
 
     /// <inheritdoc/>
     public void FillWordsAsync(DevicePtr destination, uint value, long count, GpuStream stream)
     {
         if (count != 0)
-            EmuNative.Check(EmuNative.MemsetD32(destination.Address, value, Size(count)), $"e3emu_memset_d32({destination}, {count} words)");
+            Submit(stream, $"e3emu_memset_d32({destination}, {count} words)", what =>
+                EmuNative.Check(EmuNative.MemsetD32(destination.Address, value, Size(count)), what));
     }
 
     /// <inheritdoc/>
@@ -130,11 +236,19 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         return new GpuStream(handle);
     }
 
-    /// <inheritdoc/>
-    public void DestroyStream(GpuStream stream) => EmuNative.Check(EmuNative.StreamDestroy(stream.Handle));
+    /// <summary>The stream's queued work still runs, as the driver finishes it after <c>cuStreamDestroy</c>.</summary>
+    public void DestroyStream(GpuStream stream)
+    {
+        deferred?.Remove(stream.Handle);
+        EmuNative.Check(EmuNative.StreamDestroy(stream.Handle));
+    }
 
-    /// <inheritdoc/>
-    public void Synchronize(GpuStream stream) => EmuNative.Check(EmuNative.StreamSynchronize(stream.Handle));
+    /// <summary>Runs the work queued on <paramref name="stream"/>; a failure in it is reported here, as CUDA reports it.</summary>
+    public void Synchronize(GpuStream stream)
+    {
+        deferred?.Drain(stream.Handle);
+        EmuNative.Check(EmuNative.StreamSynchronize(stream.Handle));
+    }
 
     /// <summary>Every emulator event records wall-clock time, so <paramref name="timing"/> changes nothing.</summary>
     public GpuEvent CreateEvent(bool timing)
@@ -144,17 +258,37 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     }
 
     /// <inheritdoc/>
-    public void DestroyEvent(GpuEvent gpuEvent) => EmuNative.Check(EmuNative.EventDestroy(gpuEvent.Handle));
+    public void DestroyEvent(GpuEvent gpuEvent)
+    {
+        deferred?.RemoveEvent(gpuEvent.Handle);
+        EmuNative.Check(EmuNative.EventDestroy(gpuEvent.Handle));
+    }
 
-    /// <inheritdoc/>
-    public void Record(GpuEvent gpuEvent, GpuStream stream) => EmuNative.Check(EmuNative.EventRecord(gpuEvent.Handle, stream.Handle));
+    /// <summary>The event takes its time when the stream reaches the record.</summary>
+    public void Record(GpuEvent gpuEvent, GpuStream stream)
+    {
+        if (deferred is null)
+            EmuNative.Check(EmuNative.EventRecord(gpuEvent.Handle, stream.Handle));
+        else
+            deferred.Record(gpuEvent.Handle, stream.Handle, () => EmuNative.Check(EmuNative.EventRecord(gpuEvent.Handle, stream.Handle)));
+    }
 
-    /// <inheritdoc/>
-    public void Synchronize(GpuEvent gpuEvent) => EmuNative.Check(EmuNative.EventSynchronize(gpuEvent.Handle));
+    /// <summary>Runs the event's stream up to its record.</summary>
+    public void Synchronize(GpuEvent gpuEvent)
+    {
+        deferred?.Synchronize(gpuEvent.Handle);
+        EmuNative.Check(EmuNative.EventSynchronize(gpuEvent.Handle));
+    }
 
-    /// <inheritdoc/>
+    /// <summary>
+    /// As <c>cuEventElapsedTime</c>: fails with CUDA_ERROR_NOT_READY while either record is still queued, so a
+    /// timing that forgot to wait for its end event fails here as on a GPU.
+    /// </summary>
     public float ElapsedMilliseconds(GpuEvent start, GpuEvent end)
     {
+        if (deferred is not null && (!deferred.IsComplete(start.Handle) || !deferred.IsComplete(end.Handle)))
+            throw new EmuException(EmuResult.NotReady, EmuNative.ErrorName(EmuResult.NotReady), "cuEventElapsedTime",
+                "an event's record is still queued on its stream; synchronise on the end event first");
         EmuNative.Check(EmuNative.EventElapsedTime(out var milliseconds, start.Handle, end.Handle));
         return milliseconds;
     }
@@ -200,8 +334,9 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     }
 
     /// <summary>
-    /// Runs the whole grid before returning. Checks, as the driver would fail the launch, that the argument count
-    /// matches the kernel's parameter list and that dynamic shared memory stays within the opted-in limit.
+    /// Queues the grid (runs it at once in immediate mode). Checks at the call, as the driver fails the launch, that the
+    /// argument count matches the kernel's parameter list and that dynamic shared memory stays within the opted-in
+    /// limit; a failure inside the kernel is reported when the host waits for the stream.
     /// </summary>
     public void Launch(GpuFunction function, in LaunchShape shape, GpuStream stream, scoped in KernelArgs args)
     {
@@ -212,10 +347,33 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             throw new ArgumentException(
                 $"kernel {state.Name}: {shape.DynamicSharedBytes} bytes of dynamic shared memory exceed its limit of {state.MaxDynamicSharedBytes} (raise it with SetMaxDynamicSharedBytes)",
                 nameof(shape));
-        nint* block = stackalloc nint[Math.Max(1, args.Count)];
-        args.WritePointers(new Span<nint>(block, args.Count));
-        EmuNative.Check(EmuNative.Launch(function.Handle, shape.Grid.X, shape.Grid.Y, shape.Grid.Z, shape.Block.X, shape.Block.Y, shape.Block.Z,
-            shape.DynamicSharedBytes, stream.Handle, (void**)block), $"launch of {state.Name}");
+        if (deferred is null)
+        {
+            nint* block = stackalloc nint[Math.Max(1, args.Count)];
+            args.WritePointers(new Span<nint>(block, args.Count));
+            EmuNative.Check(EmuNative.Launch(function.Handle, shape.Grid.X, shape.Grid.Y, shape.Grid.Z, shape.Block.X, shape.Block.Y, shape.Block.Z,
+                shape.DynamicSharedBytes, stream.Handle, (void**)block), $"launch of {state.Name}");
+            return;
+        }
+        // cuLaunchKernel copies the argument values at the call; so must a launch that runs later.
+        var values = new ulong[(args.SizeInBytes + 7) / 8 + 1];
+        args.Bytes.CopyTo(MemoryMarshal.AsBytes(values.AsSpan()));
+        var offsets = new int[args.Count];
+        for (int i = 0; i < offsets.Length; i++)
+            offsets[i] = args.OffsetOf(i);
+        var launch = shape;
+        var handle = function.Handle;
+        deferred.Submit(stream.Handle, $"launch of {state.Name}", () =>
+        {
+            fixed (ulong* v = values)
+            {
+                nint* block = stackalloc nint[Math.Max(1, offsets.Length)];
+                for (int i = 0; i < offsets.Length; i++)
+                    block[i] = (nint)((byte*)v + offsets[i]);
+                EmuNative.Check(EmuNative.Launch(handle, launch.Grid.X, launch.Grid.Y, launch.Grid.Z, launch.Block.X, launch.Block.Y, launch.Block.Z,
+                    launch.DynamicSharedBytes, stream.Handle, (void**)block), $"launch of {state.Name}");
+            }
+        });
     }
 
     /// <summary>cublasGemmEx / cublasGemmStridedBatchedEx semantics (column-major, fp32 accumulation, TF32 operands when asked) on the CPU.</summary>
@@ -224,6 +382,13 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         gemm.Validate();
         if (gemm.M == 0 || gemm.N == 0)
             return;
+        var queued = gemm;
+        Submit(stream, $"e3emu_gemm{(gemm.BatchCount == 1 ? "_ex" : "_strided_batched_ex")}(m={gemm.M}, n={gemm.N}, k={gemm.K}, batch={gemm.BatchCount})",
+            _ => RunGemm(queued));
+    }
+
+    private static void RunGemm(in GemmDescriptor gemm)
+    {
         void* a = (void*)gemm.A.Pointer.Address, b = (void*)gemm.B.Pointer.Address, c = (void*)gemm.C.Pointer.Address;
         var transA = (EmuOperation)gemm.TransA;
         var transB = (EmuOperation)gemm.TransB;
@@ -239,8 +404,49 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
                 $"e3emu_gemm_strided_batched_ex(m={gemm.M}, n={gemm.N}, k={gemm.K}, batch={gemm.BatchCount})");
     }
 
-    /// <summary>The emulator runtime lives for the process (its workers are never joined); this only marks the device closed.</summary>
-    public void Dispose() => disposed = true;
+    /// <summary>
+    /// Runs what is still queued, then marks the device closed; the emulator runtime lives for the process (its workers
+    /// are never joined).
+    /// </summary>
+    public void Dispose()
+    {
+        if (disposed)
+            return;
+        try
+        {
+            deferred?.DrainAll();
+        }
+        finally
+        {
+            disposed = true;
+        }
+    }
+
+    private void Submit(GpuStream stream, string what, Action<string> run)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (deferred is null)
+            run(what);
+        else
+            deferred.Submit(stream.Handle, what, () => run(what));
+    }
+
+    private bool IsPinned(void* pointer, long bytes)
+    {
+        var start = (nuint)pointer;
+        lock (pinned)
+        {
+            // The last allocation that starts at or before the pointer is the only one that can hold it.
+            int lo = 0, hi = pinned.Count - 1, found = -1;
+            while (lo <= hi)
+            {
+                int mid = (lo + hi) >>> 1;
+                if (pinned.Keys[mid] <= start) { found = mid; lo = mid + 1; }
+                else hi = mid - 1;
+            }
+            return found >= 0 && start - pinned.Keys[found] + (nuint)bytes <= (nuint)pinned.Values[found];
+        }
+    }
 
     private FunctionState State(GpuFunction function)
     {

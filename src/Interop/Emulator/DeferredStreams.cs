@@ -1,0 +1,125 @@
+namespace E3.Interop.Emulator;
+
+/// <summary>
+/// The emulator's stream queues in <see cref="EmuExecution.Deferred"/> mode. Work queued on a stream runs only when
+/// the host has to wait for it (a stream or event synchronisation, a copy into pageable memory, a free that the
+/// driver synchronises), in stream order. That is one of the schedules a GPU may choose, the one that delays work
+/// the longest, so code that reads a result before waiting for it, or reads on one stream what another stream has
+/// not yet been waited for, sees stale memory here as it eventually would on a GPU, and does so every run.
+/// </summary>
+internal sealed class DeferredStreams
+{
+    // Past this many bytes of pageable source snapshots held for queued copies, the stream is run: a GPU would have
+    // consumed them long before, and the snapshots of a large upload must not double the host memory it takes.
+    internal const long MaxPendingSnapshotBytes = 256L << 20;
+
+    readonly Dictionary<nint, StreamQueue> _streams = new();
+    readonly Dictionary<nint, (nint Stream, long Sequence)> _events = new();
+
+    /// <summary>Queues <paramref name="run"/> on <paramref name="stream"/>; returns its position in that stream.</summary>
+    public long Submit(nint stream, string what, Action run, long snapshotBytes = 0)
+    {
+        var queue = Queue(stream);
+        queue.Pending.Enqueue(new Work(++queue.Submitted, what, run, snapshotBytes));
+        queue.SnapshotBytes += snapshotBytes;
+        if (queue.SnapshotBytes > MaxPendingSnapshotBytes)
+            Run(stream, queue, queue.Submitted);
+        return queue.Submitted;
+    }
+
+    /// <summary>Runs everything queued on <paramref name="stream"/>.</summary>
+    public void Drain(nint stream)
+    {
+        if (_streams.TryGetValue(stream, out var queue))
+            Run(stream, queue, queue.Submitted);
+    }
+
+    /// <summary>Runs every stream's queue (what the driver's implicitly synchronising calls wait for).</summary>
+    public void DrainAll()
+    {
+        foreach (var (stream, queue) in _streams.ToArray())
+            Run(stream, queue, queue.Submitted);
+    }
+
+    /// <summary>Forgets a destroyed stream after running what it still holds (the driver finishes it too).</summary>
+    public void Remove(nint stream)
+    {
+        Drain(stream);
+        _streams.Remove(stream);
+    }
+
+    /// <summary>Queues the record of <paramref name="gpuEvent"/>: it completes when the stream reaches it.</summary>
+    public void Record(nint gpuEvent, nint stream, Action record) =>
+        _events[gpuEvent] = (stream, Submit(stream, $"record of event 0x{gpuEvent:x}", record));
+
+    /// <summary>Runs the event's stream up to its latest record. An event never recorded is complete, as in CUDA.</summary>
+    public void Synchronize(nint gpuEvent)
+    {
+        if (_events.TryGetValue(gpuEvent, out var at) && _streams.TryGetValue(at.Stream, out var queue))
+            Run(at.Stream, queue, at.Sequence);
+    }
+
+    /// <summary>Whether the event's latest record has run (cuEventQuery's CUDA_SUCCESS).</summary>
+    public bool IsComplete(nint gpuEvent) =>
+        !_events.TryGetValue(gpuEvent, out var at) || !_streams.TryGetValue(at.Stream, out var queue) || queue.Completed >= at.Sequence;
+
+    /// <summary>Forgets a destroyed event.</summary>
+    public void RemoveEvent(nint gpuEvent) => _events.Remove(gpuEvent);
+
+    /// <summary>Work queued on any stream and not yet run.</summary>
+    public int PendingCount => _streams.Values.Sum(q => q.Pending.Count);
+
+    StreamQueue Queue(nint stream)
+    {
+        if (!_streams.TryGetValue(stream, out var queue))
+            _streams[stream] = queue = new StreamQueue();
+        return queue;
+    }
+
+    static void Run(nint stream, StreamQueue queue, long upTo)
+    {
+        while (queue.Pending.Count > 0 && queue.Pending.Peek().Sequence <= upTo)
+        {
+            var work = queue.Pending.Dequeue();
+            queue.SnapshotBytes -= work.SnapshotBytes;
+            try
+            {
+                work.Run();
+            }
+            catch (EmuException e)
+            {
+                // A failed kernel leaves a GPU context unusable, so the stream's later work never runs there either;
+                // the error reaches the host at its next wait, as CUDA reports an asynchronous failure.
+                queue.SnapshotBytes = 0;
+                queue.Completed = queue.Submitted;
+                queue.Pending.Clear();
+                throw new EmuException(e.Result, e.ErrorName,
+                    $"{work.What} (queued on stream 0x{stream:x}, run when the host waited for it)", e.Detail);
+            }
+            queue.Completed = work.Sequence;
+        }
+    }
+
+    sealed class StreamQueue
+    {
+        public readonly Queue<Work> Pending = new();
+        public long Submitted;
+        public long Completed;
+        public long SnapshotBytes;
+    }
+
+    readonly record struct Work(long Sequence, string What, Action Run, long SnapshotBytes);
+}
+
+/// <summary>When the emulator runs the work queued on its streams.</summary>
+public enum EmuExecution
+{
+    /// <summary>
+    /// Only when the host must wait for it, as late as a GPU may run it (the default): a missing synchronisation
+    /// shows as stale results. See <see cref="DeferredStreams"/>.
+    /// </summary>
+    Deferred,
+
+    /// <summary>At submission: every stream is always idle (the emulator's original mode; easier to step through).</summary>
+    Immediate,
+}

@@ -1,0 +1,226 @@
+using E3.Backends;
+using E3.Backends.Gpu;
+using E3.Interop.Emulator;
+using E3.Interop.Gpu;
+using E3.Interop.Kernels;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Tests.Support;
+using E3.Tests.Emulator;
+using Xunit;
+
+namespace E3.Tests.GpuBackend;
+
+/// <summary>
+/// The emulator's deferred streams: work runs when the host waits for it, with the driver's rules for pageable and
+/// pinned copies, so that the GPU backend's tests (all of which run deferred) would see stale memory wherever a
+/// synchronisation is missing. Each test shows one kind of missing wait giving the wrong answer, and the wait that
+/// fixes it.
+/// </summary>
+[Collection(EmuCollection.Name)]
+public sealed unsafe class EmuDeferredExecutionTests(EmuFixture fixture) : IDisposable
+{
+    const int Words = 64;
+    readonly EmuGpuDevice _device = Open(fixture, EmuExecution.Deferred);
+
+    static EmuGpuDevice Open(EmuFixture fixture, EmuExecution execution)
+    {
+        _ = fixture.Device;
+        return EmuGpuDevice.Open(EmuLibrary.TestFileName, execution);
+    }
+
+    [Fact]
+    public void TheEmulatorDefersUnlessTheEnvironmentSaysImmediate()
+    {
+        Assert.Equal(EmuExecution.Deferred, _device.Execution);
+        // The variable itself is left alone: other test classes open emulators in parallel.
+        Assert.Equal(EmuExecution.Deferred, EmuGpuDevice.ParseExecution(null));
+        Assert.Equal(EmuExecution.Deferred, EmuGpuDevice.ParseExecution(""));
+        Assert.Equal(EmuExecution.Immediate, EmuGpuDevice.ParseExecution("Immediate"));
+        var error = Assert.Throws<ArgumentException>(() => EmuGpuDevice.ParseExecution("later"));
+        Assert.Contains("E3_EMU_EXECUTION=later", error.Message);
+    }
+
+    [Fact]
+    public void APinnedReadBackHoldsTheResultOnlyAfterTheStreamIsWaitedFor()
+    {
+        using var stream = _device.CreateOwnedStream();
+        using var buffer = _device.AllocateBuffer(Words * sizeof(uint));
+        using var host = _device.AllocatePinnedBuffer(Words * sizeof(uint));
+        var values = new Span<uint>(host.Pointer, Words);
+        values.Fill(7);
+
+        _device.FillWordsAsync(buffer.Pointer, 0xabcdu, Words, stream.Handle);
+        _device.CopyToHostAsync(host.Pointer, buffer.Pointer, Words * sizeof(uint), stream.Handle);
+        Assert.Equal(2, _device.PendingOperations);
+        Assert.All(values.ToArray(), v => Assert.Equal(7u, v)); // read too early: the copy has not run
+
+        stream.Synchronize();
+        Assert.Equal(0, _device.PendingOperations);
+        Assert.All(values.ToArray(), v => Assert.Equal(0xabcdu, v));
+    }
+
+    [Fact]
+    public void PageableCopiesFollowTheDriver()
+    {
+        using var stream = _device.CreateOwnedStream();
+        using var buffer = _device.AllocateBuffer(Words * sizeof(uint));
+        var source = Enumerable.Range(0, Words).Select(i => (uint)i).ToArray();
+
+        // From pageable memory the source is taken at the call: overwriting it afterwards changes nothing.
+        _device.CopyToDevice(buffer.As<uint>(), source, stream.Handle);
+        Array.Fill(source, 99u);
+        Assert.Equal(1, _device.PendingOperations);
+
+        // Into pageable memory the call returns with the copy done, after the stream's earlier work.
+        var back = new uint[Words];
+        fixed (uint* b = back)
+            _device.CopyToHostAsync(b, buffer.Pointer, Words * sizeof(uint), stream.Handle);
+        Assert.Equal(0, _device.PendingOperations);
+        Assert.Equal(Enumerable.Range(0, Words).Select(i => (uint)i), back);
+    }
+
+    [Fact]
+    public void AStreamThatReadsAnotherStreamsResultMustWaitForIt()
+    {
+        using var producer = _device.CreateOwnedStream();
+        using var consumer = _device.CreateOwnedStream();
+        using var source = _device.AllocateBuffer(Words * sizeof(uint));
+        using var target = _device.AllocateBuffer(Words * sizeof(uint));
+        _device.FillWordsAsync(source.Pointer, 1u, Words, producer.Handle);
+        producer.Synchronize();
+        _device.FillWordsAsync(target.Pointer, 0u, Words, consumer.Handle);
+
+        // The producer writes 2s; the consumer copies without waiting for it and sees the 1s of before.
+        _device.FillWordsAsync(source.Pointer, 2u, Words, producer.Handle);
+        _device.CopyAsync(target.Pointer, source.Pointer, Words * sizeof(uint), consumer.Handle);
+        Assert.All(Read(target, consumer), v => Assert.Equal(1u, v));
+
+        // Waiting for the producer first (what GpuBackend.Shared does for a sibling's tensor) gives the 2s.
+        producer.Synchronize();
+        _device.CopyAsync(target.Pointer, source.Pointer, Words * sizeof(uint), consumer.Handle);
+        Assert.All(Read(target, consumer), v => Assert.Equal(2u, v));
+    }
+
+    [Fact]
+    public void ATimingNeedsItsEndEventToHaveRun()
+    {
+        using var stream = _device.CreateOwnedStream();
+        using var buffer = _device.AllocateBuffer(Words * sizeof(uint));
+        using var start = _device.CreateOwnedEvent();
+        using var end = _device.CreateOwnedEvent();
+        start.Record(stream.Handle);
+        _device.FillWordsAsync(buffer.Pointer, 3u, Words, stream.Handle);
+        end.Record(stream.Handle);
+
+        var early = Assert.Throws<EmuException>(() => _device.ElapsedMilliseconds(start.Handle, end.Handle));
+        Assert.Equal(EmuResult.NotReady, early.Result);
+        Assert.Equal("CUDA_ERROR_NOT_READY", early.ErrorName);
+
+        end.Synchronize();
+        Assert.Equal(0, _device.PendingOperations);
+        Assert.True(_device.ElapsedMilliseconds(start.Handle, end.Handle) >= 0);
+    }
+
+    [Fact]
+    public void AnEventWaitRunsItsStreamOnlyUpToTheRecord()
+    {
+        using var stream = _device.CreateOwnedStream();
+        using var buffer = _device.AllocateBuffer(Words * sizeof(uint));
+        using var mark = _device.CreateOwnedEvent();
+        _device.FillWordsAsync(buffer.Pointer, 4u, Words, stream.Handle);
+        mark.Record(stream.Handle);
+        _device.FillWordsAsync(buffer.Pointer, 5u, Words, stream.Handle);
+
+        mark.Synchronize();
+        Assert.Equal(1, _device.PendingOperations);
+        Assert.All(Read(buffer, stream), v => Assert.Equal(5u, v)); // the pageable read runs the rest
+    }
+
+    [Fact]
+    public void AKernelFailureIsReportedWhenTheHostWaitsAndNamesTheKernel()
+    {
+        using var stream = _device.CreateOwnedStream();
+        using var module = _device.LoadOwnedModule("faults");
+        var kernel = module.GetFunction("e3t_barrier_divergence");
+        using var x = _device.AllocateBuffer(64 * sizeof(float));
+        var args = new KernelArgs();
+        args.Add(x.Pointer);
+        args.Add(40); // threads 40..63 leave before the barrier
+        _device.Launch(kernel, new LaunchShape(new E3.Interop.Gpu.Dim3(1), new E3.Interop.Gpu.Dim3(64), 0), stream.Handle, args); // queued: no error yet
+        _device.FillWordsAsync(x.Pointer, 0u, 64, stream.Handle);
+
+        var error = Assert.Throws<EmuException>(stream.Synchronize);
+        Assert.Equal(EmuResult.LaunchFailed, error.Result);
+        Assert.Contains("launch of e3t_barrier_divergence (queued on stream", error.Message);
+        Assert.Contains("barrier divergence", error.Detail);
+        Assert.Equal(0, _device.PendingOperations); // the stream's later work is dropped, as a failed context's would be
+    }
+
+    [Fact]
+    public void ALaunchKeepsTheArgumentValuesOfItsCall()
+    {
+        using var stream = _device.CreateOwnedStream();
+        using var kernels = new ConvertKernels(_device);
+        var values = new[] { 1.5f, -2.25f, 3f, 1e-3f };
+        using var src = _device.AllocateBuffer(values.Length * sizeof(float));
+        using var dst = _device.AllocateBuffer(values.Length * sizeof(ushort));
+        _device.CopyToDevice(src.As<float>(), values, stream.Handle);
+        _device.FillWordsAsync(dst.Pointer, 0u, values.Length / 2, stream.Handle);
+        // Two elements now, then the whole row: if the first launch read its count when it ran, it would convert all four.
+        kernels.ToBf16(src.As<float>(), dst.As<Bf16>(), 2, stream.Handle);
+        var partial = new ushort[values.Length];
+        _device.CopyToHost(partial.AsSpan(), dst.As<ushort>(), stream.Handle);
+        Assert.Equal(0, partial[2]);
+        Assert.NotEqual(0, partial[1]);
+    }
+
+    [Fact]
+    public void AFreeInStreamOrderWaitsForTheWorkQueuedBeforeIt()
+    {
+        using var stream = _device.CreateOwnedStream();
+        var buffer = _device.AllocateBuffer(Words * sizeof(uint), stream.Handle);
+        using var copy = _device.AllocateBuffer(Words * sizeof(uint));
+        _device.FillWordsAsync(buffer.Pointer, 6u, Words, stream.Handle);
+        _device.CopyAsync(copy.Pointer, buffer.Pointer, Words * sizeof(uint), stream.Handle);
+        long live = _device.Allocations.LiveBytes;
+        buffer.Dispose(); // stream-ordered: the fill and copy queued before it still read valid memory
+        Assert.Equal(live - Words * sizeof(uint), _device.Allocations.LiveBytes);
+        Assert.Equal(3, _device.PendingOperations);
+        Assert.All(Read(copy, stream), v => Assert.Equal(6u, v));
+    }
+
+    /// <summary>
+    /// The GPU backend gives the same bits deferred as immediate, prefill and KV-cached decode: the same work in the same
+    /// stream order, only later.
+    /// </summary>
+    [Fact]
+    public void TheGpuBackendGivesTheSameLogitsDeferredAsImmediate()
+    {
+        using var dir = new TempDir("e3-deferred");
+        RandomModel.Write(new RandomModelSpec { Layers = 3, Hidden = 64, Heads = 4, KvHeads = 2, HeadDim = 16, Intermediate = 96, Vocab = 50, Seed = 5 }, dir["model"]);
+        var mask = LayerMask.Dropping(3, [1]);
+        int[] prompt = [3, 1, 4, 1, 5, 9, 2, 6];
+        float[] Logits(EmuExecution execution)
+        {
+            using var device = Open(fixture, execution);
+            using var backend = new E3.Backends.Gpu.GpuBackend(device, DType.BF16, ownsDevice: false);
+            using var model = DecoderModel.Load(dir["model"], backend, WeightPrecision.BF16);
+            using var session = model.StartSession(mask, batch: 1, capacity: 10);
+            return [.. model.Forward(prompt, mask), .. session.Forward(prompt, LogitsMode.Last), .. session.Forward([7], LogitsMode.All)];
+        }
+        var deferred = Logits(EmuExecution.Deferred);
+        var immediate = Logits(EmuExecution.Immediate);
+        Assert.Equal(immediate, deferred);
+        Assert.Contains(deferred, v => v != 0);
+    }
+
+    uint[] Read(DeviceBuffer buffer, OwnedStream stream)
+    {
+        var values = new uint[Words];
+        _device.CopyToHost(values.AsSpan(), buffer.As<uint>(), stream.Handle);
+        return values;
+    }
+
+    public void Dispose() => _device.Dispose();
+}
