@@ -31,6 +31,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
 
     // Per function: parameter count (to check every launch) and the opted-in dynamic shared memory limit.
     private readonly Dictionary<nint, FunctionState> functions = new();
+    private readonly Dictionary<nint, string> moduleFiles = new();
     private readonly DeferredStreams? deferred;
     // Pinned allocations (address, bytes): copies to and from them run in stream order, unlike pageable memory's.
     private readonly SortedList<nuint, long> pinned = new();
@@ -41,6 +42,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         LibraryPath = libraryPath;
         Execution = execution;
         deferred = execution == EmuExecution.Deferred ? new DeferredStreams() : null;
+        LaunchLimits = LaunchLimitCheck.FromEnvironment();
         int workers = EmuNative.WorkerCount();
         Info = new GpuDeviceInfo(0, $"E3 CUDA emulator ({workers} CPU workers)", ComputeCapability: 0, MultiprocessorCount: workers,
             TotalMemoryBytes: GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, L2CacheBytes: 0, MaxSharedMemoryPerBlockOptIn: MaxSharedBytesOptIn);
@@ -81,6 +83,13 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
 
     /// <summary>When the work queued on streams runs.</summary>
     public EmuExecution Execution { get; }
+
+    /// <summary>
+    /// The real GPUs whose launch limits every launch of a catalog kernel must also meet (registers per block, threads,
+    /// shared memory), or null for none: <see cref="LaunchLimitCheck.TargetsVariable"/> sets it at
+    /// <see cref="Open"/> (by default sm_80 and sm_90 when NVRTC is there).
+    /// </summary>
+    public LaunchLimitCheck? LaunchLimits { get; set; }
 
     /// <summary>Operations queued on some stream and not yet run (always 0 in immediate mode).</summary>
     public int PendingOperations => deferred?.PendingCount ?? 0;
@@ -297,6 +306,8 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     public GpuModule LoadModule(string kernelFile)
     {
         EmuNative.Check(EmuNative.ModuleLoad(out var module, kernelFile), $"e3emu_module_load({kernelFile})");
+        lock (functions)
+            moduleFiles[module] = kernelFile;
         return new GpuModule(module);
     }
 
@@ -311,7 +322,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         lock (functions)
         {
             if (!functions.ContainsKey(function))
-                functions[function] = new FunctionState(entryPoint, count, DefaultDynamicSharedBytes);
+                functions[function] = new FunctionState(entryPoint, moduleFiles.GetValueOrDefault(module.Handle, ""), count, DefaultDynamicSharedBytes, OptedIn: false);
         }
         return new GpuFunction(function);
     }
@@ -329,8 +340,10 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         var state = State(function);
         if (bytes < 0 || bytes > MaxSharedBytesOptIn)
             throw new ArgumentOutOfRangeException(nameof(bytes), bytes, $"{state.Name}: dynamic shared memory must be within 0..{MaxSharedBytesOptIn} bytes");
+        if (LaunchLimits?.Refusal(state.File, state.Name, threads: 1, dynamicSharedBytes: 0, maxDynamicSharedBytes: bytes) is { } why)
+            throw new EmuException(EmuResult.InvalidValue, EmuNative.ErrorName(EmuResult.InvalidValue), $"cuFuncSetAttribute({state.Name}, max dynamic shared memory = {bytes})", why);
         lock (functions)
-            functions[function.Handle] = state with { MaxDynamicSharedBytes = bytes };
+            functions[function.Handle] = state with { MaxDynamicSharedBytes = bytes, OptedIn = true };
     }
 
     /// <summary>
@@ -347,6 +360,9 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             throw new ArgumentException(
                 $"kernel {state.Name}: {shape.DynamicSharedBytes} bytes of dynamic shared memory exceed its limit of {state.MaxDynamicSharedBytes} (raise it with SetMaxDynamicSharedBytes)",
                 nameof(shape));
+        if (LaunchLimits?.Refusal(state.File, state.Name, checked((int)(shape.Block.X * shape.Block.Y * shape.Block.Z)), (int)shape.DynamicSharedBytes,
+                state.OptedIn ? state.MaxDynamicSharedBytes : null) is { } refusal)
+            throw new EmuException(EmuResult.LaunchOutOfResources, EmuNative.ErrorName(EmuResult.LaunchOutOfResources), $"launch of {state.Name}", refusal);
         if (deferred is null)
         {
             nint* block = stackalloc nint[Math.Max(1, args.Count)];
@@ -459,5 +475,5 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
 
     private static nuint Size(long bytes) => bytes > 0 ? (nuint)bytes : throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "must not be negative");
 
-    private readonly record struct FunctionState(string Name, int ParameterCount, int MaxDynamicSharedBytes);
+    private readonly record struct FunctionState(string Name, string File, int ParameterCount, int MaxDynamicSharedBytes, bool OptedIn);
 }
