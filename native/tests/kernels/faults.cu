@@ -1,5 +1,7 @@
 // Test kernels that are wrong on purpose; the emulator must report them, never hang.
 
+#include "../../../kernels/common.cuh" // e3_load16, as the product kernels use it
+
 // Threads past n leave before the barrier the others wait at: barrier divergence.
 extern "C" __global__ void e3t_barrier_divergence(float* x, int n)
 {
@@ -22,4 +24,15 @@ extern "C" __global__ void e3t_shuffle_missing_lane(float* x)
 extern "C" __global__ void e3t_out_of_bounds(float* x, int n)
 {
     if (threadIdx.x == 0 && blockIdx.x == 0) x[n] = 1.0f;
+}
+
+// Thread 0 loads 16 bytes through e3_load16 from 4 bytes past an aligned address: a misaligned-address fault on a GPU,
+// which x86 would forgive (caught by UBSan's alignment check in native/build-asan).
+extern "C" __global__ void e3t_misaligned_vector_load(float* x)
+{
+    if (threadIdx.x == 0 && blockIdx.x == 0)
+    {
+        const e3_vec16 v = e3_load16(x + 1);
+        x[0] = __uint_as_float(v.word[0]);
+    }
 }
