@@ -1,6 +1,7 @@
 #include "block_runner.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 
@@ -11,6 +12,7 @@ __attribute__((visibility("hidden"))) thread_local BuiltinState builtins{};
 namespace {
 
 thread_local BlockRunner* current_runner = nullptr;
+std::atomic<bool> reverse_threads{false};
 
 std::size_t configured_stack_bytes() {
     // Sanitizer frames carry redzones, so they need more room than ordinary ones.
@@ -288,6 +290,9 @@ bool BlockRunner::resolve_stall(std::string& error) {
     return true;
 }
 
+void set_thread_order(bool reverse) { reverse_threads.store(reverse, std::memory_order_relaxed); }
+bool threads_in_reverse() { return reverse_threads.load(std::memory_order_relaxed); }
+
 bool BlockRunner::run(const KernelEntry& kernel, void** params, const LaunchShape& shape, uint3 block_idx,
                       std::string& error) {
     kernel_ = &kernel;
@@ -318,10 +323,11 @@ bool BlockRunner::run(const KernelEntry& kernel, void** params, const LaunchShap
     builtins.dynamic_shared = dynamic_shared_.get();
     BlockRunner* previous_runner = current_runner;
     current_runner = this;
+    const bool reverse = threads_in_reverse();
     if (!kernel.may_block) {
         // Fast path: no thread can block, so each runs to completion as a plain call, no fiber, no switch.
-        for (const Thread& thread : threads_) {
-            builtins.thread_idx = thread.idx;
+        for (unsigned i = 0; i < count; ++i) {
+            builtins.thread_idx = threads_[reverse ? count - 1 - i : i].idx;
             kernel.invoke(params);
         }
         current_runner = previous_runner;
@@ -332,7 +338,8 @@ bool BlockRunner::run(const KernelEntry& kernel, void** params, const LaunchShap
     unsigned finished = 0;
     while (finished < count) {
         bool progressed = false;
-        for (Thread& thread : threads_) {
+        for (unsigned i = 0; i < count; ++i) {
+            Thread& thread = threads_[reverse ? count - 1 - i : i];
             if (thread.state != State::NotStarted && thread.state != State::Runnable) continue;
             resume(thread);
             progressed = true;

@@ -14,6 +14,10 @@
 
 namespace e3emu {
 
+// Whether blocks run their threads last to first (e3emu_set_thread_order); read at the start of each block.
+void set_thread_order(bool reverse);
+bool threads_in_reverse();
+
 struct LaunchShape {
     dim3 grid;
     dim3 block;

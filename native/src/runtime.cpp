@@ -47,6 +47,7 @@ unsigned worker_count_from_env() {
 
 Runtime* require_runtime() { return runtime.load(std::memory_order_acquire); }
 
+
 // CUDA's limits for compute capability 9.0; kernels that fit a GPU fit the emulator.
 constexpr unsigned max_threads_per_block = 1024;
 constexpr unsigned max_block_z = 64;
@@ -67,6 +68,17 @@ e3emu_result fail(e3emu_result code, std::string message) {
 
 e3emu_result succeed() { return E3EMU_SUCCESS; }
 
+e3emu_result thread_order_from_env(e3emu_thread_order& order) {
+    order = E3EMU_THREAD_ORDER_FORWARD;
+    const char* env = std::getenv("E3EMU_THREAD_ORDER");
+    if (env == nullptr || *env == '\0' || std::strcmp(env, "forward") == 0) return E3EMU_SUCCESS;
+    if (std::strcmp(env, "reverse") == 0) {
+        order = E3EMU_THREAD_ORDER_REVERSE;
+        return E3EMU_SUCCESS;
+    }
+    return fail(E3EMU_ERROR_INVALID_VALUE, std::string("e3emu_init: E3EMU_THREAD_ORDER=") + env + ": expected forward or reverse");
+}
+
 WorkerPool* pool() {
     Runtime* rt = require_runtime();
     return rt ? rt->pool.get() : nullptr;
@@ -82,6 +94,9 @@ e3emu_result e3emu_init(unsigned flags) {
     if (flags != 0) return fail(E3EMU_ERROR_INVALID_VALUE, "e3emu_init: flags must be 0, got " + std::to_string(flags));
     std::lock_guard lock(init_mutex);
     if (runtime.load() != nullptr) return succeed();
+    e3emu_thread_order order;
+    if (thread_order_from_env(order) != E3EMU_SUCCESS) return E3EMU_ERROR_INVALID_VALUE;
+    set_thread_order(order == E3EMU_THREAD_ORDER_REVERSE);
     auto* rt = new Runtime();
     try {
         rt->pool = std::make_unique<WorkerPool>(worker_count_from_env());
@@ -100,6 +115,17 @@ e3emu_result e3emu_init(unsigned flags) {
     // The runtime lives until process exit: worker threads must not be joined from a static destructor.
     runtime.store(rt, std::memory_order_release);
     return succeed();
+}
+
+e3emu_result e3emu_set_thread_order(e3emu_thread_order order) {
+    if (order != E3EMU_THREAD_ORDER_FORWARD && order != E3EMU_THREAD_ORDER_REVERSE)
+        return fail(E3EMU_ERROR_INVALID_VALUE, "e3emu_set_thread_order: unknown order " + std::to_string(static_cast<int>(order)));
+    set_thread_order(order == E3EMU_THREAD_ORDER_REVERSE);
+    return succeed();
+}
+
+e3emu_thread_order e3emu_thread_order_in_use(void) {
+    return threads_in_reverse() ? E3EMU_THREAD_ORDER_REVERSE : E3EMU_THREAD_ORDER_FORWARD;
 }
 
 int e3emu_worker_count(void) {

@@ -1,5 +1,7 @@
 // The driver-like C ABI: lookups, argument checks, memory bounds, events.
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "emu_test_support.hpp"
@@ -74,6 +76,21 @@ TEST_F(Api, EventsMeasureElapsedWallTime) {
     E3EMU_CHECK(e3emu_event_destroy(end));
     E3EMU_CHECK(e3emu_stream_destroy(stream));
     EXPECT_EQ(e3emu_stream_destroy(stream), E3EMU_ERROR_INVALID_HANDLE);
+}
+
+// E3EMU_THREAD_ORDER is read once, at e3emu_init; a death test's child process starts with a fresh runtime.
+int init_with_thread_order(const char* value) {
+    setenv("E3EMU_THREAD_ORDER", value, 1);
+    const e3emu_result result = e3emu_init(0);
+    if (result != E3EMU_SUCCESS) return std::strstr(e3emu_last_error(), value) != nullptr ? 10 : 11;
+    return e3emu_thread_order_in_use() == E3EMU_THREAD_ORDER_REVERSE ? 20 : 21;
+}
+
+TEST(ThreadOrderVariable, IsReadAtInitAndAnUnknownValueIsNamed) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    EXPECT_EXIT(std::exit(init_with_thread_order("reverse")), ::testing::ExitedWithCode(20), "");
+    EXPECT_EXIT(std::exit(init_with_thread_order("forward")), ::testing::ExitedWithCode(21), "");
+    EXPECT_EXIT(std::exit(init_with_thread_order("sideways")), ::testing::ExitedWithCode(10), "");
 }
 
 } // namespace

@@ -264,3 +264,75 @@ TEST_F(Semantics, MathAndBitIntrinsicsMatchDoublePrecisionReferences) {
 }
 
 } // namespace
+
+namespace {
+
+// Runs a block's threads in the given order for the scope, then back to what it was.
+class ThreadOrderScope {
+public:
+    explicit ThreadOrderScope(e3emu_thread_order order) : saved_(e3emu_thread_order_in_use()) { e3emu_set_thread_order(order); }
+    ~ThreadOrderScope() { e3emu_set_thread_order(saved_); }
+    ThreadOrderScope(const ThreadOrderScope&) = delete;
+    ThreadOrderScope& operator=(const ThreadOrderScope&) = delete;
+
+private:
+    e3emu_thread_order saved_;
+};
+
+class ThreadOrder : public EmuTest {};
+
+// The position at which each of `threads` threads ran, from a kernel of the form (…, int* order, int* counter).
+std::vector<int> arrival(e3emu_function function, unsigned threads, DeviceBuffer<int>* extra = nullptr) {
+    DeviceBuffer<int> order(threads);
+    DeviceBuffer<int> counter(std::vector<int>{0});
+    std::vector<void*> params;
+    if (extra != nullptr) params.push_back(extra->param());
+    params.push_back(order.param());
+    params.push_back(counter.param());
+    if (e3emu_launch(function, 1, 1, 1, threads, 1, 1, 0, nullptr, params.data()) != E3EMU_SUCCESS)
+        throw std::runtime_error(e3emu_last_error());
+    return order.download();
+}
+
+std::vector<int> iota(int n, bool reverse) {
+    std::vector<int> v(n);
+    for (int i = 0; i < n; ++i) v[i] = reverse ? n - 1 - i : i;
+    return v;
+}
+
+TEST_F(ThreadOrder, ReverseRunsABlocksThreadsLastToFirstOnBothPaths) {
+    const auto direct = kernel("arrival", "e3t_arrival");
+    const auto fibers = kernel("faults", "e3t_missing_barrier");
+    DeviceBuffer<int> neighbour(96);
+    for (auto order : {E3EMU_THREAD_ORDER_FORWARD, E3EMU_THREAD_ORDER_REVERSE}) {
+        ThreadOrderScope scope(order);
+        EXPECT_EQ(e3emu_thread_order_in_use(), order);
+        const bool reverse = order == E3EMU_THREAD_ORDER_REVERSE;
+        EXPECT_EQ(arrival(direct, 96, nullptr), iota(96, reverse));
+        EXPECT_EQ(arrival(fibers, 96, &neighbour), iota(96, reverse));
+    }
+    EXPECT_EQ(e3emu_set_thread_order(static_cast<e3emu_thread_order>(2)), E3EMU_ERROR_INVALID_VALUE);
+}
+
+// The point of the reverse order: a read of a lower thread's shared slot that lacks its barrier is right in forward
+// order, so it would pass every test, and stale in reverse order.
+TEST_F(ThreadOrder, AMissingBarrierShowsInOneOrderOrTheOther) {
+    const auto function = kernel("faults", "e3t_missing_barrier");
+    const unsigned threads = 64;
+    DeviceBuffer<int> neighbour(threads);
+    std::vector<int> right(threads), stale(threads, 0);
+    for (unsigned t = 0; t < threads; ++t) right[t] = t > 0 ? static_cast<int>(t) : -1;
+    stale[0] = -1;
+    {
+        ThreadOrderScope forward(E3EMU_THREAD_ORDER_FORWARD);
+        arrival(function, threads, &neighbour);
+        EXPECT_EQ(neighbour.download(), right);
+    }
+    {
+        ThreadOrderScope reverse(E3EMU_THREAD_ORDER_REVERSE);
+        arrival(function, threads, &neighbour);
+        EXPECT_EQ(neighbour.download(), stale);
+    }
+}
+
+} // namespace

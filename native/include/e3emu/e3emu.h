@@ -46,6 +46,15 @@ typedef struct e3emu_event_st* e3emu_event;
 E3EMU_API e3emu_result e3emu_init(unsigned flags);
 E3EMU_API int e3emu_worker_count(void);
 
+/* The order in which a block's threads run between two blocking points (barriers, warp collectives). Threads of one
+ * block never run at once here, so a thread reading what another wrote without a barrier between them sees the
+ * write only if that thread ran first: forward order hides a read of a lower thread's data, reverse order a read of
+ * a higher one's. Running the tests both ways exposes a missing barrier either way. Process-wide; the initial value
+ * comes from E3EMU_THREAD_ORDER (forward or reverse) at e3emu_init, forward when unset. */
+typedef enum e3emu_thread_order { E3EMU_THREAD_ORDER_FORWARD = 0, E3EMU_THREAD_ORDER_REVERSE = 1 } e3emu_thread_order;
+E3EMU_API e3emu_result e3emu_set_thread_order(e3emu_thread_order order);
+E3EMU_API e3emu_thread_order e3emu_thread_order_in_use(void);
+
 /* Message of the last failed call on this thread ("" if none) and the CUresult-style name of a code. */
 E3EMU_API const char* e3emu_last_error(void);
 E3EMU_API const char* e3emu_error_name(e3emu_result code);

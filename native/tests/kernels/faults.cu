@@ -36,3 +36,18 @@ extern "C" __global__ void e3t_misaligned_vector_load(float* x)
         x[0] = __uint_as_float(v.word[0]);
     }
 }
+
+// Records the order in which threads leave a barrier (the fiber path's schedule), and reads a lower neighbour's
+// shared slot with the barrier that should separate the write from the read missing: right when threads run in
+// increasing order, stale when they run in decreasing order. Launch: one block of at most 256 threads.
+extern "C" __global__ void e3t_missing_barrier(int* neighbour, int* order, int* counter)
+{
+    __shared__ int slots[256];
+    const int t = threadIdx.x;
+    slots[t] = 0;
+    __syncthreads();
+    order[t] = atomicAdd(counter, 1);
+    slots[t] = t + 1;
+    // A __syncthreads() belongs here.
+    neighbour[t] = t > 0 ? slots[t - 1] : -1;
+}

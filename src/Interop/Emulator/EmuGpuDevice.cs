@@ -84,6 +84,9 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>When the work queued on streams runs.</summary>
     public EmuExecution Execution { get; }
 
+    /// <summary>The order in which each block's threads run (<c>E3EMU_THREAD_ORDER</c>, read when the library starts).</summary>
+    public EmuThreadOrder ThreadOrder => EmuNative.ThreadOrderInUse();
+
     /// <summary>
     /// The real GPUs whose launch limits every launch of a catalog kernel must also meet (registers per block, threads,
     /// shared memory), or null for none: <see cref="LaunchLimitCheck.TargetsVariable"/> sets it at

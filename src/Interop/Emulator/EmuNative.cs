@@ -20,6 +20,10 @@ public static unsafe partial class EmuNative
     [LibraryImport(Lib, EntryPoint = "e3emu_worker_count")]
     public static partial int WorkerCount();
 
+    /// <summary>The order in which blocks run their threads (<c>E3EMU_THREAD_ORDER</c> at init).</summary>
+    [LibraryImport(Lib, EntryPoint = "e3emu_thread_order_in_use")]
+    public static partial EmuThreadOrder ThreadOrderInUse();
+
     [LibraryImport(Lib, EntryPoint = "e3emu_last_error")]
     private static partial nint LastErrorPointer();
 

@@ -29,3 +29,13 @@ public enum EmuOperation
     N = 0,
     T = 1,
 }
+
+/// <summary>
+/// e3emu_thread_order: the order in which a block's threads run between blocking points. One order hides a thread
+/// reading a lower thread's shared memory without a barrier, the other a higher one's (native/README.md).
+/// </summary>
+public enum EmuThreadOrder
+{
+    Forward = 0,
+    Reverse = 1,
+}

@@ -41,6 +41,14 @@ public sealed unsafe class EmuDeferredExecutionTests(EmuFixture fixture) : IDisp
         Assert.Contains("E3_EMU_EXECUTION=later", error.Message);
     }
 
+    /// <summary>CI runs the kernel tests a second time with E3EMU_THREAD_ORDER=reverse: it must reach the library.</summary>
+    [Fact]
+    public void TheThreadOrderIsTheOneTheEnvironmentAsks()
+    {
+        var asked = Environment.GetEnvironmentVariable("E3EMU_THREAD_ORDER");
+        Assert.Equal(asked == "reverse" ? EmuThreadOrder.Reverse : EmuThreadOrder.Forward, _device.ThreadOrder);
+    }
+
     [Fact]
     public void APinnedReadBackHoldsTheResultOnlyAfterTheStreamIsWaitedFor()
     {
