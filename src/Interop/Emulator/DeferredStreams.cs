@@ -13,61 +13,90 @@ internal sealed class DeferredStreams
     // consumed them long before, and the snapshots of a large upload must not double the host memory it takes.
     internal const long MaxPendingSnapshotBytes = 256L << 20;
 
+    // A device is meant for one thread at a time; the lock keeps the queues whole if two ever share one.
+    readonly Lock _gate = new();
     readonly Dictionary<nint, StreamQueue> _streams = new();
     readonly Dictionary<nint, (nint Stream, long Sequence)> _events = new();
 
     /// <summary>Queues <paramref name="run"/> on <paramref name="stream"/>; returns its position in that stream.</summary>
     public long Submit(nint stream, string what, Action run, long snapshotBytes = 0)
     {
-        var queue = Queue(stream);
-        queue.Pending.Enqueue(new Work(++queue.Submitted, what, run, snapshotBytes));
-        queue.SnapshotBytes += snapshotBytes;
-        if (queue.SnapshotBytes > MaxPendingSnapshotBytes)
-            Run(stream, queue, queue.Submitted);
-        return queue.Submitted;
+        lock (_gate)
+        {
+            var queue = Queue(stream);
+            queue.Pending.Enqueue(new Work(++queue.Submitted, what, run, snapshotBytes));
+            queue.SnapshotBytes += snapshotBytes;
+            long sequence = queue.Submitted;
+            if (queue.SnapshotBytes > MaxPendingSnapshotBytes)
+                Run(stream, queue, sequence);
+            return sequence;
+        }
     }
 
     /// <summary>Runs everything queued on <paramref name="stream"/>.</summary>
     public void Drain(nint stream)
     {
-        if (_streams.TryGetValue(stream, out var queue))
-            Run(stream, queue, queue.Submitted);
+        lock (_gate)
+            if (_streams.TryGetValue(stream, out var queue))
+                Run(stream, queue, queue.Submitted);
     }
 
     /// <summary>Runs every stream's queue (what the driver's implicitly synchronising calls wait for).</summary>
     public void DrainAll()
     {
-        foreach (var (stream, queue) in _streams.ToArray())
-            Run(stream, queue, queue.Submitted);
+        lock (_gate)
+            foreach (var (stream, queue) in _streams.ToArray())
+                Run(stream, queue, queue.Submitted);
     }
 
     /// <summary>Forgets a destroyed stream after running what it still holds (the driver finishes it too).</summary>
     public void Remove(nint stream)
     {
-        Drain(stream);
-        _streams.Remove(stream);
+        lock (_gate)
+        {
+            Drain(stream);
+            _streams.Remove(stream);
+        }
     }
 
     /// <summary>Queues the record of <paramref name="gpuEvent"/>: it completes when the stream reaches it.</summary>
-    public void Record(nint gpuEvent, nint stream, Action record) =>
-        _events[gpuEvent] = (stream, Submit(stream, $"record of event 0x{gpuEvent:x}", record));
+    public void Record(nint gpuEvent, nint stream, Action record)
+    {
+        lock (_gate)
+            _events[gpuEvent] = (stream, Submit(stream, $"record of event 0x{gpuEvent:x}", record));
+    }
 
     /// <summary>Runs the event's stream up to its latest record. An event never recorded is complete, as in CUDA.</summary>
     public void Synchronize(nint gpuEvent)
     {
-        if (_events.TryGetValue(gpuEvent, out var at) && _streams.TryGetValue(at.Stream, out var queue))
-            Run(at.Stream, queue, at.Sequence);
+        lock (_gate)
+            if (_events.TryGetValue(gpuEvent, out var at) && _streams.TryGetValue(at.Stream, out var queue))
+                Run(at.Stream, queue, at.Sequence);
     }
 
     /// <summary>Whether the event's latest record has run (cuEventQuery's CUDA_SUCCESS).</summary>
-    public bool IsComplete(nint gpuEvent) =>
-        !_events.TryGetValue(gpuEvent, out var at) || !_streams.TryGetValue(at.Stream, out var queue) || queue.Completed >= at.Sequence;
+    public bool IsComplete(nint gpuEvent)
+    {
+        lock (_gate)
+            return !_events.TryGetValue(gpuEvent, out var at) || !_streams.TryGetValue(at.Stream, out var queue) || queue.Completed >= at.Sequence;
+    }
 
     /// <summary>Forgets a destroyed event.</summary>
-    public void RemoveEvent(nint gpuEvent) => _events.Remove(gpuEvent);
+    public void RemoveEvent(nint gpuEvent)
+    {
+        lock (_gate)
+            _events.Remove(gpuEvent);
+    }
 
     /// <summary>Work queued on any stream and not yet run.</summary>
-    public int PendingCount => _streams.Values.Sum(q => q.Pending.Count);
+    public int PendingCount
+    {
+        get
+        {
+            lock (_gate)
+                return _streams.Values.Sum(q => q.Pending.Count);
+        }
+    }
 
     StreamQueue Queue(nint stream)
     {
