@@ -64,7 +64,7 @@ internal static class BenchCommands
                 bool quiet = p.GetValue(json);
                 var result = SpeedupBenchmark.Run(m, mask, p.GetValue(batch), p.GetValue(prefill), p.GetValue(decode), p.GetValue(repeats),
                     progress: quiet ? null : s => Console.Error.WriteLine($"  {s}"));
-                if (quiet) CliRunner.WriteJson(ToJson(result));
+                if (quiet) CliRunner.WriteJson(BenchEnvironment.Wrap(SpeedupSchema, ToJson(result), BenchEnvironment.GpuOf(backend)));
                 else Print(result);
                 return ExitCodes.Ok;
             }
@@ -75,6 +75,9 @@ internal static class BenchCommands
         }));
         return cmd;
     }
+
+    /// <summary>The layout of <c>bench speedup --json</c> (bench/schema/bench-speedup.schema.json).</summary>
+    public const string SpeedupSchema = "e3.bench.speedup/1";
 
     public static JsonObject ToJson(SpeedupResult r)
     {

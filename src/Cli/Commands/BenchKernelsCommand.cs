@@ -1,7 +1,6 @@
 using E3.Interop.IO;
 using E3.Model.IO;
 using System.CommandLine;
-using System.Text.Json;
 using E3.Interop.Gpu;
 using E3.Interop.Kernels.Bench;
 using E3.Pruning.Bench;
@@ -35,21 +34,17 @@ internal static class BenchKernelsCommand
             int n = p.GetValue(repeats);
             bool asJson = p.GetValue(json);
             Action<string>? progress = asJson ? null : k => Console.Error.WriteLine($"  {k}");
-            var report = Run(name, preset, n, p.GetValue(threads), progress);
-            string text = asJson ? report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + Environment.NewLine : report.ToTable();
+            if (name is not ("cuda" or "emu" or "cpu"))
+                throw new UsageException($"--device: '{name}' is not one of cuda, emu, cpu");
+            using var gpu = name == "cpu" ? null : GpuDevices.Open(name);
+            var report = gpu is null ? CpuKernelBenchmark.Run(preset, n, p.GetValue(threads), progress) : GpuKernelBenchmark.Run(gpu, name, preset, n, progress);
+            string text = asJson
+                ? CliRunner.FormatJson(BenchEnvironment.Wrap("e3.bench.kernels/1", report.ToJson(), gpu)) + Environment.NewLine
+                : report.ToTable();
             if (p.GetValue(output) is { } path) AtomicFile.WriteAllText(Path.GetFullPath(path), text);
             else Console.Out.Write(text);
             return ExitCodes.Ok;
         }));
         return cmd;
-    }
-
-    static KernelBenchReport Run(string device, BenchShape shape, int repeats, int threads, Action<string>? progress)
-    {
-        if (device == "cpu") return CpuKernelBenchmark.Run(shape, repeats, threads, progress);
-        if (device is not ("cuda" or "emu"))
-            throw new UsageException($"--device: '{device}' is not one of cuda, emu, cpu");
-        using var gpu = GpuDevices.Open(device);
-        return GpuKernelBenchmark.Run(gpu, device, shape, repeats, progress);
     }
 }

@@ -47,7 +47,8 @@ internal static class BenchTrainCommand
             using var teacher = stepLoss == StepLoss.Distillation ? DecoderModel.Load(dir, teacherBackend ?? backend, teacherPrecision) : null;
             var result = TrainingStepBenchmark.Run(student, teacher, mask, stepLoss, p.GetValue(batch), p.GetValue(seq), p.GetValue(repeats), p.GetValue(warmup));
             string? teacherComputes = teacher == null ? null : teacherBackend != null ? "bf16" : "f32";
-            if (p.GetValue(json)) CliRunner.WriteJson(ToJson(result, teacherComputes, p.GetValue(tf32)));
+            if (p.GetValue(json))
+                CliRunner.WriteJson(BenchEnvironment.Wrap("e3.bench.train/1", ToJson(result, teacherComputes, p.GetValue(tf32)), BenchEnvironment.GpuOf(backend)));
             else
                 Console.Out.WriteLine($"{result.Loss} step, {result.Layers} layers (dropped [{string.Join(",", result.Dropped)}]), batch {result.Batch} x {result.Sequence}, " +
                     $"device {result.Device}: {result.MedianSeconds * 1e3:F2} ms (median of {result.Repeats}), {result.TokensPerSecond:F1} tokens/s, " +

@@ -98,8 +98,19 @@ internal static class CliRunner
         _ => throw new UsageException($"--teacher-dtype: '{dtype}' is not one of bf16, f32"),
     };
 
-    public static void WriteJson(JsonNode node) =>
-        Console.Out.WriteLine(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    public static void WriteJson(JsonNode node) => Console.Out.WriteLine(FormatJson(node));
+
+    /// <summary>
+    /// Indented, and escaping only what JSON requires: the default encoder's HTML-safe escapes (<c>+</c> as
+    /// <c>\u002B</c>) would garble versions such as 1.0.0+commit for anyone reading the output.
+    /// </summary>
+    public static string FormatJson(JsonNode node) => node.ToJsonString(JsonOutput);
+
+    static readonly JsonSerializerOptions JsonOutput = new()
+    {
+        WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     public static JsonArray ToJsonArrayStrings(IEnumerable<string> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
 

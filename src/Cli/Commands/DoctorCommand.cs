@@ -36,7 +36,7 @@ internal static class DoctorCommand
         };
         return new JsonObject
         {
-            ["e3_version"] = typeof(DoctorCommand).Assembly.GetName().Version?.ToString(),
+            ["e3_version"] = BenchEnvironment.Version,
             ["runtime"] = RuntimeInformation.FrameworkDescription,
             ["os"] = RuntimeInformation.OSDescription,
             ["cpu"] = cpu,
