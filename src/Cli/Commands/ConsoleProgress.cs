@@ -34,6 +34,9 @@ internal static class ConsoleProgress
         }
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         T result = default!;
+        // Progress.Start runs the body on this thread (its exclusivity lock is uncontended and the body completes
+        // synchronously); only the refresh runs elsewhere. The cuda device depends on that: its context is current on
+        // the thread that opened it, and kernel launches do not make it current again.
         console.Progress()
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
             .Start(context =>
