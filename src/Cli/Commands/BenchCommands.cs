@@ -90,6 +90,8 @@ internal static class BenchCommands
             ["full_seconds"] = CliRunner.ToJsonArray(s.FullSeconds),
             ["pruned_seconds"] = CliRunner.ToJsonArray(s.PrunedSeconds),
             ["paired_speedups"] = CliRunner.ToJsonArray(s.PairedSpeedups),
+            ["paired_median"] = s.PairedMedian,
+            ["paired_interval"] = s.PairedInterval is { } ci ? new JsonObject { ["low"] = ci.Low, ["high"] = ci.High, ["coverage"] = ci.Coverage } : null,
         };
         return new JsonObject
         {
@@ -111,13 +113,15 @@ internal static class BenchCommands
     {
         double ideal = r.Layers / (double)(r.Layers - r.Dropped.Length);
         Console.Out.WriteLine($"layers {r.Layers}, dropped {r.Dropped.Length} [{string.Join(",", r.Dropped)}], batch {r.Batch}, device {r.Device}, median of {r.Repeats}");
-        Console.Out.WriteLine($"{"phase",-8} {"full tok/s",12} {"pruned tok/s",13} {"speedup",8} {"roofline",8} {"ideal",7}  range over repeats");
+        Console.Out.WriteLine($"{"phase",-8} {"full tok/s",12} {"pruned tok/s",13} {"speedup",8} {"roofline",8} {"ideal",7}  paired ratios");
         Console.Out.WriteLine($"{"prefill",-8} {r.Prefill.FullTps,12:F1} {r.Prefill.PrunedTps,13:F1} {r.Prefill.Speedup,7:F3}x {r.Roofline.Prefill,7:F3}x {ideal,6:F3}x  {Range(r.Prefill)}");
         if (r.Roofline.Decode is { } decodeRoofline)
             Console.Out.WriteLine($"{"decode",-8} {r.Decode.FullTps,12:F1} {r.Decode.PrunedTps,13:F1} {r.Decode.Speedup,7:F3}x {decodeRoofline,7:F3}x {ideal,6:F3}x  {Range(r.Decode)}");
         Console.Out.WriteLine("ideal: layers / kept layers; roofline: the same with the work no mask removes (LM head, KV cache) counted, prefill by FLOPs and decode by bytes");
     }
 
-    // The least and largest of the per-repeat ratios: how far one repeat can stray from the median.
-    static string Range(PhaseSpeed s) => s.PairedSpeedups.Count == 0 ? "" : $"{s.PairedSpeedups.Min():F3}-{s.PairedSpeedups.Max():F3}x";
+    // With 6 or more repeats, the 95% interval of the median paired ratio; below that, no interval reaches 95%.
+    static string Range(PhaseSpeed s) =>
+        s.PairedInterval is { } ci ? $"{ci.Low:F3}-{ci.High:F3}x ({100 * ci.Coverage:F1}% interval of the median)"
+        : s.PairedSpeedups.Count == 0 ? "" : $"{s.PairedSpeedups.Min():F3}-{s.PairedSpeedups.Max():F3}x (range)";
 }

@@ -25,6 +25,16 @@ public sealed record PhaseSpeed(double FullTps, double PrunedTps)
     /// in each, and their spread shows how far a single measurement can be trusted.
     /// </summary>
     public IReadOnlyList<double> PairedSpeedups => FullSeconds.Zip(PrunedSeconds, (f, p) => f / p).ToArray();
+
+    /// <summary>The median of <see cref="PairedSpeedups"/> (NaN when nothing was timed).</summary>
+    public double PairedMedian => PairedSpeedups.Count == 0 ? double.NaN : BenchStatistics.Median(PairedSpeedups.ToArray());
+
+    /// <summary>
+    /// A 95% confidence interval for the median paired speedup, free of any assumption about how the timings scatter
+    /// (<see cref="BenchStatistics.MedianInterval"/>); null below 6 repeats, where no such interval reaches 95%. Whether
+    /// a measured speedup clears a target, such as 1.30x, is judged by its lower end.
+    /// </summary>
+    public MedianInterval? PairedInterval => BenchStatistics.MedianInterval(PairedSpeedups.ToArray());
 }
 
 /// <param name="Roofline">The speedup each phase shows at a constant rate of the resource that limits it (<see cref="RooflineSpeedup"/>).</param>

@@ -163,4 +163,51 @@ public static class BenchStatistics
         int mid = values.Length / 2;
         return values.Length % 2 == 1 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
     }
+
+    /// <summary>
+    /// A confidence interval for the median of whatever distribution <paramref name="values"/> were drawn from,
+    /// assuming only that they are independent draws from one continuous distribution: the order statistics
+    /// x₍ₖ₎ and x₍ₙ₊₁₋ₖ₎ with the largest k whose coverage, 1 − 2·P(B ≤ k − 1) for B ~ Binomial(n, ½), is at least
+    /// <paramref name="level"/>. Null when even the full range covers less (at 95%, fewer than 6 values). Does not
+    /// change <paramref name="values"/>.
+    /// </summary>
+    public static MedianInterval? MedianInterval(ReadOnlySpan<double> values, double level = 0.95)
+    {
+        if (!(level > 0 && level < 1)) throw new ArgumentOutOfRangeException(nameof(level), level, "must lie strictly between 0 and 1");
+        int n = values.Length;
+        int best = 0;
+        double bestCoverage = 0;
+        for (int k = 1; 2 * k <= n + 1; k++)
+        {
+            double coverage = 1 - 2 * BinomialHalfCdf(n, k - 1);
+            if (coverage < level) break;
+            best = k;
+            bestCoverage = coverage;
+        }
+        if (best == 0) return null;
+        var sorted = values.ToArray();
+        Array.Sort(sorted);
+        return new MedianInterval(sorted[best - 1], sorted[n - best], bestCoverage);
+    }
+
+    /// <summary>P(B ≤ k) for B ~ Binomial(n, ½), summed in the log domain so that large n does not underflow 2⁻ⁿ.</summary>
+    public static double BinomialHalfCdf(int n, int k)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        if (k < 0) return 0;
+        if (k >= n) return 1;
+        double logChoose = 0, sum = 0, logHalfN = n * Math.Log(0.5);
+        for (int j = 0; j <= k; j++)
+        {
+            if (j > 0) logChoose += Math.Log((n - j + 1) / (double)j);
+            sum += Math.Exp(logChoose + logHalfN);
+        }
+        return Math.Min(1, sum);
+    }
 }
+
+/// <summary>A distribution-free confidence interval for a median (<see cref="BenchStatistics.MedianInterval"/>).</summary>
+/// <param name="Low">Its lower end: an order statistic of the sample.</param>
+/// <param name="High">Its upper end.</param>
+/// <param name="Coverage">The probability that such an interval holds the true median (at least the level asked for).</param>
+public readonly record struct MedianInterval(double Low, double High, double Coverage);
