@@ -35,6 +35,9 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     private readonly DeferredStreams? deferred;
     // Pinned allocations (address, bytes): copies to and from them run in stream order, unlike pageable memory's.
     private readonly SortedList<nuint, long> pinned = new();
+    // Threads on which the real device's context would be current: CudaDevice makes it current on the opening thread
+    // and in every allocation, stream, event and module call, but not in launches, GEMMs, copies or waits.
+    private readonly HashSet<int> currentThreads = [];
     private bool disposed;
 
     private EmuGpuDevice(string libraryPath, EmuExecution execution)
@@ -43,6 +46,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         Execution = execution;
         deferred = execution == EmuExecution.Deferred ? new DeferredStreams() : null;
         LaunchLimits = LaunchLimitCheck.FromEnvironment();
+        MakeCurrent();
         int workers = EmuNative.WorkerCount();
         Info = new GpuDeviceInfo(0, $"E3 CUDA emulator ({workers} CPU workers)", ComputeCapability: 0, MultiprocessorCount: workers,
             TotalMemoryBytes: GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, L2CacheBytes: 0, MaxSharedMemoryPerBlockOptIn: MaxSharedBytesOptIn);
@@ -106,6 +110,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <inheritdoc/>
     public DevicePtr Allocate(long bytes)
     {
+        MakeCurrent();
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
         EmuNative.Check(EmuNative.MemAlloc(out var pointer, (nuint)bytes), $"e3emu_mem_alloc({bytes} bytes)");
         Allocations.Allocated(new DevicePtr(pointer), bytes);
@@ -117,6 +122,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// </summary>
     public void Free(DevicePtr pointer)
     {
+        MakeCurrent();
         deferred?.DrainAll();
         FreeNow(pointer);
     }
@@ -133,6 +139,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>Frees when the stream reaches the call: work queued before it may still use the memory.</summary>
     public void FreeAsync(DevicePtr pointer, GpuStream stream)
     {
+        MakeCurrent();
         if (deferred is null)
         {
             FreeNow(pointer);
@@ -147,6 +154,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>Host memory that the copies treat as page-locked: they read and write it in stream order.</summary>
     public void* AllocatePinned(long bytes)
     {
+        MakeCurrent();
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bytes);
         var pointer = NativeMemory.AlignedAlloc((nuint)bytes, 64);
         lock (pinned)
@@ -157,6 +165,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>Like <c>cuMemFreeHost</c>, which synchronises: queued work runs first.</summary>
     public void FreePinned(void* pointer)
     {
+        MakeCurrent();
         deferred?.DrainAll();
         lock (pinned)
             pinned.Remove((nuint)pointer);
@@ -169,6 +178,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// </summary>
     public void CopyToDeviceAsync(DevicePtr destination, void* source, long bytes, GpuStream stream)
     {
+        RequireCurrent("cuMemcpyHtoDAsync");
         if (bytes == 0)
             return;
         var what = $"e3emu_memcpy_htod({destination}, {bytes} bytes)";
@@ -204,6 +214,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// </summary>
     public void CopyToHostAsync(void* destination, DevicePtr source, long bytes, GpuStream stream)
     {
+        RequireCurrent("cuMemcpyDtoHAsync");
         if (bytes == 0)
             return;
         var what = $"e3emu_memcpy_dtoh({source}, {bytes} bytes)";
@@ -220,6 +231,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <inheritdoc/>
     public void CopyAsync(DevicePtr destination, DevicePtr source, long bytes, GpuStream stream)
     {
+        RequireCurrent("cuMemcpyDtoDAsync");
         if (bytes != 0)
             Submit(stream, $"e3emu_memcpy_dtod({destination}, {source}, {bytes} bytes)", what =>
                 EmuNative.Check(EmuNative.MemcpyDtoD(destination.Address, source.Address, Size(bytes)), what));
@@ -228,6 +240,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <inheritdoc/>
     public void FillBytesAsync(DevicePtr destination, byte value, long count, GpuStream stream)
     {
+        RequireCurrent("cuMemsetD8Async");
         if (count != 0)
             Submit(stream, $"e3emu_memset_d8({destination}, {count} bytes)", what =>
                 EmuNative.Check(EmuNative.MemsetD8(destination.Address, value, Size(count)), what));
@@ -236,6 +249,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <inheritdoc/>
     public void FillWordsAsync(DevicePtr destination, uint value, long count, GpuStream stream)
     {
+        RequireCurrent("cuMemsetD32Async");
         if (count != 0)
             Submit(stream, $"e3emu_memset_d32({destination}, {count} words)", what =>
                 EmuNative.Check(EmuNative.MemsetD32(destination.Address, value, Size(count)), what));
@@ -244,6 +258,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <inheritdoc/>
     public GpuStream CreateStream()
     {
+        MakeCurrent();
         EmuNative.Check(EmuNative.StreamCreate(out var handle));
         return new GpuStream(handle);
     }
@@ -251,6 +266,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>The stream's queued work still runs, as the driver finishes it after <c>cuStreamDestroy</c>.</summary>
     public void DestroyStream(GpuStream stream)
     {
+        MakeCurrent();
         deferred?.Remove(stream.Handle);
         EmuNative.Check(EmuNative.StreamDestroy(stream.Handle));
     }
@@ -258,6 +274,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>Runs the work queued on <paramref name="stream"/>; a failure in it is reported here, as CUDA reports it.</summary>
     public void Synchronize(GpuStream stream)
     {
+        RequireCurrent("cuStreamSynchronize");
         deferred?.Drain(stream.Handle);
         EmuNative.Check(EmuNative.StreamSynchronize(stream.Handle));
     }
@@ -265,6 +282,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>Every emulator event records wall-clock time, so <paramref name="timing"/> changes nothing.</summary>
     public GpuEvent CreateEvent(bool timing)
     {
+        MakeCurrent();
         EmuNative.Check(EmuNative.EventCreate(out var handle));
         return new GpuEvent(handle);
     }
@@ -272,6 +290,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <inheritdoc/>
     public void DestroyEvent(GpuEvent gpuEvent)
     {
+        MakeCurrent();
         deferred?.RemoveEvent(gpuEvent.Handle);
         EmuNative.Check(EmuNative.EventDestroy(gpuEvent.Handle));
     }
@@ -279,6 +298,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>The event takes its time when the stream reaches the record.</summary>
     public void Record(GpuEvent gpuEvent, GpuStream stream)
     {
+        RequireCurrent("cuEventRecord");
         if (deferred is null)
             EmuNative.Check(EmuNative.EventRecord(gpuEvent.Handle, stream.Handle));
         else
@@ -288,6 +308,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>Runs the event's stream up to its record.</summary>
     public void Synchronize(GpuEvent gpuEvent)
     {
+        RequireCurrent("cuEventSynchronize");
         deferred?.Synchronize(gpuEvent.Handle);
         EmuNative.Check(EmuNative.EventSynchronize(gpuEvent.Handle));
     }
@@ -298,6 +319,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// </summary>
     public float ElapsedMilliseconds(GpuEvent start, GpuEvent end)
     {
+        RequireCurrent("cuEventElapsedTime");
         if (deferred is not null && (!deferred.IsComplete(start.Handle) || !deferred.IsComplete(end.Handle)))
             throw new EmuException(EmuResult.NotReady, EmuNative.ErrorName(EmuResult.NotReady), "cuEventElapsedTime",
                 "an event's record is still queued on its stream; synchronise on the end event first");
@@ -308,6 +330,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>Finds the module compiled in from <c>kernels/<paramref name="kernelFile"/>.cu</c>.</summary>
     public GpuModule LoadModule(string kernelFile)
     {
+        MakeCurrent();
         EmuNative.Check(EmuNative.ModuleLoad(out var module, kernelFile), $"e3emu_module_load({kernelFile})");
         lock (functions)
             moduleFiles[module] = kernelFile;
@@ -315,11 +338,16 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     }
 
     /// <inheritdoc/>
-    public void UnloadModule(GpuModule module) => EmuNative.Check(EmuNative.ModuleUnload(module.Handle));
+    public void UnloadModule(GpuModule module)
+    {
+        MakeCurrent();
+        EmuNative.Check(EmuNative.ModuleUnload(module.Handle));
+    }
 
     /// <inheritdoc/>
     public GpuFunction GetFunction(GpuModule module, string entryPoint)
     {
+        RequireCurrent("cuModuleGetFunction");
         EmuNative.Check(EmuNative.ModuleGetFunction(out var function, module.Handle, entryPoint), $"e3emu_module_get_function({entryPoint})");
         EmuNative.Check(EmuNative.FunctionParamCount(function, out var count));
         lock (functions)
@@ -334,12 +362,16 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// What the emulator knows: the thread limit and the opted-in dynamic shared memory. Registers, static shared and
     /// local memory do not exist as such on the CPU and are reported as 0.
     /// </summary>
-    public GpuFunctionAttributes GetAttributes(GpuFunction function) =>
-        new(Registers: 0, StaticSharedBytes: 0, MaxDynamicSharedBytes: State(function).MaxDynamicSharedBytes, MaxThreadsPerBlock: MaxThreadsPerBlock, LocalBytes: 0);
+    public GpuFunctionAttributes GetAttributes(GpuFunction function)
+    {
+        RequireCurrent("cuFuncGetAttribute");
+        return new(Registers: 0, StaticSharedBytes: 0, MaxDynamicSharedBytes: State(function).MaxDynamicSharedBytes, MaxThreadsPerBlock: MaxThreadsPerBlock, LocalBytes: 0);
+    }
 
     /// <summary>Raises the function's dynamic shared memory limit, up to <see cref="MaxSharedBytesOptIn"/> as on the GPU.</summary>
     public void SetMaxDynamicSharedBytes(GpuFunction function, int bytes)
     {
+        RequireCurrent("cuFuncSetAttribute");
         var state = State(function);
         if (bytes < 0 || bytes > MaxSharedBytesOptIn)
             throw new ArgumentOutOfRangeException(nameof(bytes), bytes, $"{state.Name}: dynamic shared memory must be within 0..{MaxSharedBytesOptIn} bytes");
@@ -356,6 +388,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// </summary>
     public void Launch(GpuFunction function, in LaunchShape shape, GpuStream stream, scoped in KernelArgs args)
     {
+        RequireCurrent("cuLaunchKernel");
         var state = State(function);
         if (args.Count != state.ParameterCount)
             throw new ArgumentException($"kernel {state.Name} takes {state.ParameterCount} parameters, {args.Count} given", nameof(args));
@@ -398,6 +431,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>cublasGemmEx / cublasGemmStridedBatchedEx semantics (column-major, fp32 accumulation, TF32 operands when asked) on the CPU.</summary>
     public void Gemm(in GemmDescriptor gemm, GpuStream stream)
     {
+        RequireCurrent("cublasGemmEx");
         gemm.Validate();
         if (gemm.M == 0 || gemm.N == 0)
             return;
@@ -439,6 +473,28 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         {
             disposed = true;
         }
+    }
+
+    /// <summary>
+    /// What <c>CudaDevice.MakeCurrent</c> does: the calling thread may now launch, copy and wait. CudaDevice does it
+    /// when opened and in every allocation, stream, event and module call, and so does the emulator.
+    /// </summary>
+    public void MakeCurrent()
+    {
+        lock (currentThreads)
+            currentThreads.Add(Environment.CurrentManagedThreadId);
+    }
+
+    // A launch, GEMM, copy or wait runs in whatever context is current on the calling thread; CudaDevice does not
+    // make its own current there (a driver call per kernel), so on a thread where it never was the driver fails the
+    // call. The emulator has no contexts and would run it: refuse it as the driver would.
+    private void RequireCurrent(string call)
+    {
+        lock (currentThreads)
+            if (currentThreads.Contains(Environment.CurrentManagedThreadId))
+                return;
+        throw new EmuException(EmuResult.InvalidContext, "CUDA_ERROR_INVALID_CONTEXT", call,
+            $"thread {Environment.CurrentManagedThreadId} never made the device's context current (opening it, allocating, or creating a stream, event or module does; MakeCurrent does)");
     }
 
     private void Submit(GpuStream stream, string what, Action<string> run)

@@ -7,6 +7,7 @@ public enum EmuResult
     InvalidValue = 1,
     OutOfMemory = 2,
     NotInitialized = 3,
+    InvalidContext = 201,
     InvalidHandle = 400,
     NotFound = 500,
     NotReady = 600,

@@ -223,6 +223,37 @@ public sealed unsafe class EmuDeferredExecutionTests(EmuFixture fixture) : IDisp
         Assert.Contains(deferred, v => v != 0);
     }
 
+    /// <summary>
+    /// CudaDevice makes its context current when opened and in its allocation, stream, event and module calls, not per
+    /// launch; a thread that never did one of those would fail its first launch on a GPU. The emulator fails it too.
+    /// </summary>
+    [Fact]
+    public void AThreadThatNeverMadeTheContextCurrentCannotLaunchCopyOrWait()
+    {
+        using var stream = _device.CreateOwnedStream();
+        using var buffer = _device.AllocateBuffer(Words * sizeof(uint));
+        Exception? refused = null;
+        var other = new Thread(() => refused = Record.Exception(() => _device.FillWordsAsync(buffer.Pointer, 1u, Words, stream.Handle)));
+        other.Start();
+        other.Join();
+        var error = Assert.IsType<EmuException>(refused);
+        Assert.Equal(EmuResult.InvalidContext, error.Result);
+        Assert.Equal("CUDA_ERROR_INVALID_CONTEXT", error.ErrorName);
+        Assert.Contains("cuMemsetD32Async", error.Message);
+
+        // An allocation on that thread makes the context current there, as CudaDevice's does.
+        uint[]? seen = null;
+        var allocating = new Thread(() =>
+        {
+            using var own = _device.AllocateBuffer(Words * sizeof(uint));
+            _device.FillWordsAsync(own.Pointer, 9u, Words, stream.Handle);
+            seen = Read(own, stream);
+        });
+        allocating.Start();
+        allocating.Join();
+        Assert.All(seen!, v => Assert.Equal(9u, v));
+    }
+
     uint[] Read(DeviceBuffer buffer, OwnedStream stream)
     {
         var values = new uint[Words];
