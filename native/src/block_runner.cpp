@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace e3emu {
 
@@ -47,7 +48,10 @@ std::string hex(unsigned value) {
 }
 
 std::string coords(uint3 v) {
-    return "(" + std::to_string(v.x) + "," + std::to_string(v.y) + "," + std::to_string(v.z) + ")";
+    // snprintf rather than string concatenation, which g++ 12 at -O3 misreports under -Wrestrict.
+    char buffer[40];
+    std::snprintf(buffer, sizeof buffer, "(%u,%u,%u)", v.x, v.y, v.z);
+    return buffer;
 }
 
 // Source lane of a shuffle for `lane`, or `lane` itself where CUDA returns the caller's own value.
@@ -317,6 +321,10 @@ bool BlockRunner::run(const KernelEntry& kernel, void** params, const LaunchShap
         dynamic_shared_.reset(shape.shared_bytes ? new unsigned char[shape.shared_bytes] : nullptr);
         dynamic_shared_bytes_ = shape.shared_bytes;
     }
+    // A block's dynamic shared memory starts undefined on a GPU. Here it would start as the previous block on this
+    // worker left it, which can be just what a kernel that reads before it writes expects; all-ones bytes instead are
+    // a NaN in every float and -1 in every int, so such a read shows in the results.
+    if (shape.shared_bytes != 0) std::memset(dynamic_shared_.get(), 0xff, shape.shared_bytes);
     builtins.block_idx = block_idx;
     builtins.block_dim = shape.block;
     builtins.grid_dim = shape.grid;

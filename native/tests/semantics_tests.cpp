@@ -336,3 +336,21 @@ TEST_F(ThreadOrder, AMissingBarrierShowsInOneOrderOrTheOther) {
 }
 
 } // namespace
+
+namespace {
+
+class SharedMemory : public EmuTest {};
+
+// Every block, not just a worker's first, finds its dynamic shared memory as all-ones bytes: a kernel that reads a
+// slot before writing it sees -1 (or NaN for floats) instead of the previous block's values.
+TEST_F(SharedMemory, DynamicSharedMemoryStartsAsAllOnesInEveryBlock) {
+    const unsigned blocks = 8, threads = 32;
+    DeviceBuffer<int> out(blocks * threads);
+    int fill = 12345;
+    void* params[] = {out.param(), &fill};
+    E3EMU_CHECK(e3emu_launch(kernel("faults", "e3t_read_before_write_shared"), blocks, 1, 1, threads, 1, 1,
+                             threads * sizeof(int), nullptr, params));
+    for (int v : out.download()) EXPECT_EQ(v, -1);
+}
+
+} // namespace

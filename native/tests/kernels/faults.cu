@@ -51,3 +51,14 @@ extern "C" __global__ void e3t_missing_barrier(int* neighbour, int* order, int* 
     // A __syncthreads() belongs here.
     neighbour[t] = t > 0 ? slots[t - 1] : -1;
 }
+
+// Copies its dynamic shared memory out without writing it first: what a GPU gives here is undefined, and the emulator
+// makes it all-ones bytes rather than whatever the previous block left. Launch: blocks of n threads, n ints of shared
+// memory; out holds gridDim.x * n ints. fill is written into shared memory after the copy, for the next block to see.
+extern "C" __global__ void e3t_read_before_write_shared(int* out, int fill)
+{
+    E3_DYNAMIC_SHARED(int, slots);
+    const int t = threadIdx.x;
+    out[blockIdx.x * blockDim.x + t] = slots[t];
+    slots[t] = fill;
+}
