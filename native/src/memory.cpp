@@ -77,6 +77,9 @@ e3emu_result e3emu_mem_alloc(e3emu_deviceptr* ptr, size_t bytes) {
     // Exactly `bytes` long, so AddressSanitizer reports the first byte past the end.
     if (posix_memalign(&memory, allocation_alignment, bytes) != 0)
         return fail(E3EMU_ERROR_OUT_OF_MEMORY, "e3emu_mem_alloc: cannot allocate " + std::to_string(bytes) + " bytes");
+    // cuMemAlloc's memory is undefined; fresh pages from the host are zeros, which is just what a kernel that adds
+    // into a buffer nobody cleared would want. All-ones bytes (NaN in fp32 and bf16, -1 in integers) make that show.
+    std::memset(memory, 0xff, bytes);
     std::lock_guard lock(registry_mutex);
     allocations[reinterpret_cast<std::uintptr_t>(memory)] = bytes;
     *ptr = reinterpret_cast<std::uintptr_t>(memory);

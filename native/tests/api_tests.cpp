@@ -1,5 +1,6 @@
 // The driver-like C ABI: lookups, argument checks, memory bounds, events.
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -76,6 +77,15 @@ TEST_F(Api, EventsMeasureElapsedWallTime) {
     E3EMU_CHECK(e3emu_event_destroy(end));
     E3EMU_CHECK(e3emu_stream_destroy(stream));
     EXPECT_EQ(e3emu_stream_destroy(stream), E3EMU_ERROR_INVALID_HANDLE);
+}
+
+// Fresh device memory reads as all-ones bytes, not the zeros a new host page holds: on a GPU it is undefined, so a
+// kernel that accumulates into a buffer nobody cleared must show NaN here rather than a right-looking sum.
+TEST_F(Api, FreshAllocationsAreAllOnesBytes) {
+    DeviceBuffer<float> floats(3 << 20); // large enough to come from fresh pages
+    for (float v : floats.download()) ASSERT_TRUE(std::isnan(v));
+    DeviceBuffer<int> ints(17);
+    for (int v : ints.download()) ASSERT_EQ(v, -1);
 }
 
 // E3EMU_THREAD_ORDER is read once, at e3emu_init; a death test's child process starts with a fresh runtime.
