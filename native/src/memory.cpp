@@ -97,6 +97,10 @@ e3emu_result e3emu_mem_free(e3emu_deviceptr ptr) {
     return succeed();
 }
 
+e3emu_result e3emu_range_check(e3emu_deviceptr ptr, size_t bytes) {
+    return check_device_range("e3emu_range_check", "device", ptr, bytes);
+}
+
 e3emu_result e3emu_memcpy_htod(e3emu_deviceptr dst, const void* src, size_t bytes) {
     if (auto r = check_device_range("e3emu_memcpy_htod", "destination", dst, bytes)) return r;
     if (!src && bytes) return fail(E3EMU_ERROR_INVALID_VALUE, "e3emu_memcpy_htod: null source");

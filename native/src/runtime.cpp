@@ -201,10 +201,9 @@ e3emu_result e3emu_function_param_count(e3emu_function function, int* count) {
     return succeed();
 }
 
-e3emu_result e3emu_launch(e3emu_function function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
-                          unsigned block_x, unsigned block_y, unsigned block_z, unsigned shared_bytes,
-                          e3emu_stream stream, void** params) {
-    (void)stream; // execution is synchronous; stream handles are validated by the stream functions
+e3emu_result e3emu_launch_check(e3emu_function function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
+                                unsigned block_x, unsigned block_y, unsigned block_z, unsigned shared_bytes,
+                                void** params) {
     Runtime* rt = require_runtime();
     if (!rt) return fail(E3EMU_ERROR_NOT_INITIALIZED, "e3emu_launch: call e3emu_init first");
     if (!rt->functions.count(function)) return fail(E3EMU_ERROR_INVALID_HANDLE, "e3emu_launch: not a function handle");
@@ -228,6 +227,19 @@ e3emu_result e3emu_launch(e3emu_function function, unsigned grid_x, unsigned gri
     for (int i = 0; i < kernel.param_count; ++i)
         if (params[i] == nullptr)
             return fail(E3EMU_ERROR_INVALID_VALUE, "e3emu_launch " + name + ": params[" + std::to_string(i) + "] is null");
+    return succeed();
+}
+
+e3emu_result e3emu_launch(e3emu_function function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
+                          unsigned block_x, unsigned block_y, unsigned block_z, unsigned shared_bytes,
+                          e3emu_stream stream, void** params) {
+    (void)stream; // execution is synchronous; stream handles are validated by the stream functions
+    if (const e3emu_result checked =
+            e3emu_launch_check(function, grid_x, grid_y, grid_z, block_x, block_y, block_z, shared_bytes, params))
+        return checked;
+    Runtime* rt = require_runtime();
+    const KernelEntry& kernel = *reinterpret_cast<KernelEntry*>(function);
+    const std::string name = kernel.name;
 
     const LaunchShape shape{{grid_x, grid_y, grid_z}, {block_x, block_y, block_z}, shared_bytes};
     const std::size_t blocks = 1ull * grid_x * grid_y * grid_z;

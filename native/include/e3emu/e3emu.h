@@ -73,8 +73,15 @@ E3EMU_API e3emu_result e3emu_launch(e3emu_function function, unsigned grid_x, un
                                     unsigned block_x, unsigned block_y, unsigned block_z, unsigned shared_bytes,
                                     e3emu_stream stream, void** params);
 
+/* The checks e3emu_launch makes before running anything (function, grid, block, shared memory, parameters), alone:
+ * for a caller that queues the launch to run later but must refuse a bad one at the call, as cuLaunchKernel does. */
+E3EMU_API e3emu_result e3emu_launch_check(e3emu_function function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
+                                          unsigned block_x, unsigned block_y, unsigned block_z, unsigned shared_bytes,
+                                          void** params);
+
 /* Device memory is host memory tracked by the emulator; copies check that device ranges lie inside one
- * allocation. */
+ * allocation. e3emu_range_check makes that check alone (a queued copy or fill is checked at the call too). */
+E3EMU_API e3emu_result e3emu_range_check(e3emu_deviceptr ptr, size_t bytes);
 E3EMU_API e3emu_result e3emu_mem_alloc(e3emu_deviceptr* ptr, size_t bytes);
 E3EMU_API e3emu_result e3emu_mem_free(e3emu_deviceptr ptr);
 E3EMU_API e3emu_result e3emu_memcpy_htod(e3emu_deviceptr dst, const void* src, size_t bytes);

@@ -17,12 +17,35 @@ internal sealed class DeferredStreams
     readonly Lock _gate = new();
     readonly Dictionary<nint, StreamQueue> _streams = new();
     readonly Dictionary<nint, (nint Stream, long Sequence)> _events = new();
+    EmuException? _sticky;
+
+    /// <summary>
+    /// The failure of queued work, once there was one. On a GPU an error inside a kernel leaves the context unusable:
+    /// every later call reports it. Here every later submission and wait throws it again, and nothing queued runs.
+    /// </summary>
+    public EmuException? StickyError
+    {
+        get
+        {
+            lock (_gate)
+                return _sticky;
+        }
+    }
+
+    /// <summary>Throws <see cref="StickyError"/> if there is one.</summary>
+    public void ThrowIfFailed()
+    {
+        lock (_gate)
+            if (_sticky is { } failed)
+                throw failed;
+    }
 
     /// <summary>Queues <paramref name="run"/> on <paramref name="stream"/>; returns its position in that stream.</summary>
     public long Submit(nint stream, string what, Action run, long snapshotBytes = 0)
     {
         lock (_gate)
         {
+            ThrowIfFailed();
             var queue = Queue(stream);
             queue.Pending.Enqueue(new Work(++queue.Submitted, what, run, snapshotBytes));
             queue.SnapshotBytes += snapshotBytes;
@@ -37,25 +60,45 @@ internal sealed class DeferredStreams
     public void Drain(nint stream)
     {
         lock (_gate)
+        {
+            ThrowIfFailed();
             if (_streams.TryGetValue(stream, out var queue))
                 Run(stream, queue, queue.Submitted);
+        }
     }
 
-    /// <summary>Runs every stream's queue (what the driver's implicitly synchronising calls wait for).</summary>
+    /// <summary>
+    /// Runs every stream's queue (what the driver's implicitly synchronising calls, such as a free, wait for). After a
+    /// failure there is nothing left to run, and nothing is thrown: releasing must go on (<c>BestEffortRelease</c>).
+    /// </summary>
     public void DrainAll()
     {
         lock (_gate)
-            foreach (var (stream, queue) in _streams.ToArray())
-                Run(stream, queue, queue.Submitted);
+            if (_sticky is null)
+                foreach (var (stream, queue) in _streams.ToArray())
+                    Run(stream, queue, queue.Submitted);
     }
 
-    /// <summary>Forgets a destroyed stream after running what it still holds (the driver finishes it too).</summary>
+    /// <summary>
+    /// Forgets a destroyed stream after running what it still holds (the driver finishes it too), and the events
+    /// recorded on it, which that run completed: the stream's handle may come back for a new stream.
+    /// </summary>
     public void Remove(nint stream)
     {
         lock (_gate)
         {
-            Drain(stream);
-            _streams.Remove(stream);
+            try
+            {
+                if (_sticky is null && _streams.TryGetValue(stream, out var queue))
+                    Run(stream, queue, queue.Submitted);
+            }
+            finally
+            {
+                _streams.Remove(stream);
+                foreach (var (gpuEvent, at) in _events.ToArray())
+                    if (at.Stream == stream)
+                        _events.Remove(gpuEvent);
+            }
         }
     }
 
@@ -70,8 +113,11 @@ internal sealed class DeferredStreams
     public void Synchronize(nint gpuEvent)
     {
         lock (_gate)
+        {
+            ThrowIfFailed();
             if (_events.TryGetValue(gpuEvent, out var at) && _streams.TryGetValue(at.Stream, out var queue))
                 Run(at.Stream, queue, at.Sequence);
+        }
     }
 
     /// <summary>Whether the event's latest record has run (cuEventQuery's CUDA_SUCCESS).</summary>
@@ -105,7 +151,7 @@ internal sealed class DeferredStreams
         return queue;
     }
 
-    static void Run(nint stream, StreamQueue queue, long upTo)
+    void Run(nint stream, StreamQueue queue, long upTo)
     {
         while (queue.Pending.Count > 0 && queue.Pending.Peek().Sequence <= upTo)
         {
@@ -117,13 +163,18 @@ internal sealed class DeferredStreams
             }
             catch (EmuException e)
             {
-                // A failed kernel leaves a GPU context unusable, so the stream's later work never runs there either;
-                // the error reaches the host at its next wait, as CUDA reports an asynchronous failure.
-                queue.SnapshotBytes = 0;
-                queue.Completed = queue.Submitted;
-                queue.Pending.Clear();
-                throw new EmuException(e.Result, e.ErrorName,
+                // A failed kernel leaves a GPU context unusable, so no queued work runs there any more; the error
+                // reaches the host at its next wait, as CUDA reports an asynchronous failure, and at every one after.
+                foreach (var other in _streams.Values)
+                {
+                    other.SnapshotBytes = 0;
+                    other.Completed = other.Submitted;
+                    other.Pending.Clear();
+                }
+                _events.Clear();
+                _sticky = new EmuException(e.Result, e.ErrorName,
                     $"{work.What} (queued on stream 0x{stream:x}, run when the host waited for it)", e.Detail);
+                throw _sticky;
             }
             queue.Completed = work.Sequence;
         }

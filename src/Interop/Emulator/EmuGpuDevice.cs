@@ -140,7 +140,8 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     public void FreeAsync(DevicePtr pointer, GpuStream stream)
     {
         MakeCurrent();
-        if (deferred is null)
+        // After a failure nothing queued will run: free now, and without throwing, so that releasing can go on.
+        if (deferred is null || deferred.StickyError is not null)
         {
             FreeNow(pointer);
             return;
@@ -182,6 +183,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         if (bytes == 0)
             return;
         var what = $"e3emu_memcpy_htod({destination}, {bytes} bytes)";
+        CheckRange(destination, bytes, what);
         if (deferred is null)
         {
             EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, source, Size(bytes)), what);
@@ -209,8 +211,10 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     }
 
     /// <summary>
-    /// Into pinned memory the copy lands when the stream reaches it; into pageable memory the call returns once the
-    /// copy is done, after the stream's earlier work, as the driver's does.
+    /// Into pinned memory the copy lands when the stream reaches it. Into pageable memory the call returns once the
+    /// copy is done, after the stream's earlier work: what the driver does (its documentation once promised it and now
+    /// says only that such a copy "might be synchronous"). Every copy of e3's into pageable memory waits for its stream
+    /// right after, so it relies on neither.
     /// </summary>
     public void CopyToHostAsync(void* destination, DevicePtr source, long bytes, GpuStream stream)
     {
@@ -218,6 +222,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         if (bytes == 0)
             return;
         var what = $"e3emu_memcpy_dtoh({source}, {bytes} bytes)";
+        CheckRange(source, bytes, what);
         if (deferred is not null && IsPinned(destination, bytes))
         {
             var to = (nint)destination;
@@ -232,27 +237,34 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     public void CopyAsync(DevicePtr destination, DevicePtr source, long bytes, GpuStream stream)
     {
         RequireCurrent("cuMemcpyDtoDAsync");
-        if (bytes != 0)
-            Submit(stream, $"e3emu_memcpy_dtod({destination}, {source}, {bytes} bytes)", what =>
-                EmuNative.Check(EmuNative.MemcpyDtoD(destination.Address, source.Address, Size(bytes)), what));
+        if (bytes == 0)
+            return;
+        var what = $"e3emu_memcpy_dtod({destination}, {source}, {bytes} bytes)";
+        CheckRange(destination, bytes, what);
+        CheckRange(source, bytes, what);
+        Submit(stream, what, _ => EmuNative.Check(EmuNative.MemcpyDtoD(destination.Address, source.Address, Size(bytes)), what));
     }
 
     /// <inheritdoc/>
     public void FillBytesAsync(DevicePtr destination, byte value, long count, GpuStream stream)
     {
         RequireCurrent("cuMemsetD8Async");
-        if (count != 0)
-            Submit(stream, $"e3emu_memset_d8({destination}, {count} bytes)", what =>
-                EmuNative.Check(EmuNative.MemsetD8(destination.Address, value, Size(count)), what));
+        if (count == 0)
+            return;
+        var what = $"e3emu_memset_d8({destination}, {count} bytes)";
+        CheckRange(destination, count, what);
+        Submit(stream, what, _ => EmuNative.Check(EmuNative.MemsetD8(destination.Address, value, Size(count)), what));
     }
 
     /// <inheritdoc/>
     public void FillWordsAsync(DevicePtr destination, uint value, long count, GpuStream stream)
     {
         RequireCurrent("cuMemsetD32Async");
-        if (count != 0)
-            Submit(stream, $"e3emu_memset_d32({destination}, {count} words)", what =>
-                EmuNative.Check(EmuNative.MemsetD32(destination.Address, value, Size(count)), what));
+        if (count == 0)
+            return;
+        var what = $"e3emu_memset_d32({destination}, {count} words)";
+        CheckRange(destination, checked(count * sizeof(uint)), what);
+        Submit(stream, what, _ => EmuNative.Check(EmuNative.MemsetD32(destination.Address, value, Size(count)), what));
     }
 
     /// <inheritdoc/>
@@ -267,14 +279,19 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     public void DestroyStream(GpuStream stream)
     {
         MakeCurrent();
-        deferred?.Remove(stream.Handle);
-        EmuNative.Check(EmuNative.StreamDestroy(stream.Handle));
+        try
+        {
+            deferred?.Remove(stream.Handle);
+        }
+        finally
+        {
+            EmuNative.Check(EmuNative.StreamDestroy(stream.Handle));
+        }
     }
 
     /// <summary>Runs the work queued on <paramref name="stream"/>; a failure in it is reported here, as CUDA reports it.</summary>
     public void Synchronize(GpuStream stream)
     {
-        RequireCurrent("cuStreamSynchronize");
         deferred?.Drain(stream.Handle);
         EmuNative.Check(EmuNative.StreamSynchronize(stream.Handle));
     }
@@ -308,7 +325,6 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>Runs the event's stream up to its record.</summary>
     public void Synchronize(GpuEvent gpuEvent)
     {
-        RequireCurrent("cuEventSynchronize");
         deferred?.Synchronize(gpuEvent.Handle);
         EmuNative.Check(EmuNative.EventSynchronize(gpuEvent.Handle));
     }
@@ -319,7 +335,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// </summary>
     public float ElapsedMilliseconds(GpuEvent start, GpuEvent end)
     {
-        RequireCurrent("cuEventElapsedTime");
+        deferred?.ThrowIfFailed();
         if (deferred is not null && (!deferred.IsComplete(start.Handle) || !deferred.IsComplete(end.Handle)))
             throw new EmuException(EmuResult.NotReady, EmuNative.ErrorName(EmuResult.NotReady), "cuEventElapsedTime",
                 "an event's record is still queued on its stream; synchronise on the end event first");
@@ -347,7 +363,6 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <inheritdoc/>
     public GpuFunction GetFunction(GpuModule module, string entryPoint)
     {
-        RequireCurrent("cuModuleGetFunction");
         EmuNative.Check(EmuNative.ModuleGetFunction(out var function, module.Handle, entryPoint), $"e3emu_module_get_function({entryPoint})");
         EmuNative.Check(EmuNative.FunctionParamCount(function, out var count));
         lock (functions)
@@ -364,14 +379,12 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// </summary>
     public GpuFunctionAttributes GetAttributes(GpuFunction function)
     {
-        RequireCurrent("cuFuncGetAttribute");
         return new(Registers: 0, StaticSharedBytes: 0, MaxDynamicSharedBytes: State(function).MaxDynamicSharedBytes, MaxThreadsPerBlock: MaxThreadsPerBlock, LocalBytes: 0);
     }
 
     /// <summary>Raises the function's dynamic shared memory limit, up to <see cref="MaxSharedBytesOptIn"/> as on the GPU.</summary>
     public void SetMaxDynamicSharedBytes(GpuFunction function, int bytes)
     {
-        RequireCurrent("cuFuncSetAttribute");
         var state = State(function);
         if (bytes < 0 || bytes > MaxSharedBytesOptIn)
             throw new ArgumentOutOfRangeException(nameof(bytes), bytes, $"{state.Name}: dynamic shared memory must be within 0..{MaxSharedBytesOptIn} bytes");
@@ -396,13 +409,16 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             throw new ArgumentException(
                 $"kernel {state.Name}: {shape.DynamicSharedBytes} bytes of dynamic shared memory exceed its limit of {state.MaxDynamicSharedBytes} (raise it with SetMaxDynamicSharedBytes)",
                 nameof(shape));
-        if (LaunchLimits?.Refusal(state.File, state.Name, checked((int)(shape.Block.X * shape.Block.Y * shape.Block.Z)), (int)shape.DynamicSharedBytes,
+        nint* block = stackalloc nint[Math.Max(1, args.Count)];
+        args.WritePointers(new Span<nint>(block, args.Count));
+        // The checks cuLaunchKernel makes at the call (grid, block, shared memory), for a launch that runs later.
+        EmuNative.Check(EmuNative.LaunchCheck(function.Handle, shape.Grid.X, shape.Grid.Y, shape.Grid.Z, shape.Block.X, shape.Block.Y, shape.Block.Z,
+            shape.DynamicSharedBytes, (void**)block), $"launch of {state.Name}");
+        if (LaunchLimits?.Refusal(state.File, state.Name, (int)((long)shape.Block.X * shape.Block.Y * shape.Block.Z), (int)shape.DynamicSharedBytes,
                 state.OptedIn ? state.MaxDynamicSharedBytes : null) is { } refusal)
             throw new EmuException(EmuResult.LaunchOutOfResources, EmuNative.ErrorName(EmuResult.LaunchOutOfResources), $"launch of {state.Name}", refusal);
         if (deferred is null)
         {
-            nint* block = stackalloc nint[Math.Max(1, args.Count)];
-            args.WritePointers(new Span<nint>(block, args.Count));
             EmuNative.Check(EmuNative.Launch(function.Handle, shape.Grid.X, shape.Grid.Y, shape.Grid.Z, shape.Block.X, shape.Block.Y, shape.Block.Z,
                 shape.DynamicSharedBytes, stream.Handle, (void**)block), $"launch of {state.Name}");
             return;
@@ -419,11 +435,11 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         {
             fixed (ulong* v = values)
             {
-                nint* block = stackalloc nint[Math.Max(1, offsets.Length)];
+                nint* copied = stackalloc nint[Math.Max(1, offsets.Length)];
                 for (int i = 0; i < offsets.Length; i++)
-                    block[i] = (nint)((byte*)v + offsets[i]);
+                    copied[i] = (nint)((byte*)v + offsets[i]);
                 EmuNative.Check(EmuNative.Launch(handle, launch.Grid.X, launch.Grid.Y, launch.Grid.Z, launch.Block.X, launch.Block.Y, launch.Block.Z,
-                    launch.DynamicSharedBytes, stream.Handle, (void**)block), $"launch of {state.Name}");
+                    launch.DynamicSharedBytes, stream.Handle, (void**)copied), $"launch of {state.Name}");
             }
         });
     }
@@ -431,7 +447,6 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// <summary>cublasGemmEx / cublasGemmStridedBatchedEx semantics (column-major, fp32 accumulation, TF32 operands when asked) on the CPU.</summary>
     public void Gemm(in GemmDescriptor gemm, GpuStream stream)
     {
-        RequireCurrent("cublasGemmEx");
         gemm.Validate();
         if (gemm.M == 0 || gemm.N == 0)
             return;
@@ -485,9 +500,11 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             currentThreads.Add(Environment.CurrentManagedThreadId);
     }
 
-    // A launch, GEMM, copy or wait runs in whatever context is current on the calling thread; CudaDevice does not
-    // make its own current there (a driver call per kernel), so on a thread where it never was the driver fails the
-    // call. The emulator has no contexts and would run it: refuse it as the driver would.
+    // A launch, copy, fill or event record runs in whatever context is current on the calling thread; CudaDevice does
+    // not make its own current there (a driver call per kernel), so on a thread where it never was the driver fails
+    // the call. The emulator has no contexts and would run it: refuse it as the driver would. Waits, attribute queries
+    // and GEMMs are not checked: they name their stream, event or function, or (cuBLAS) bind the primary context
+    // themselves, so a GPU may accept them there.
     private void RequireCurrent(string call)
     {
         lock (currentThreads)
@@ -504,6 +521,13 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             run(what);
         else
             deferred.Submit(stream.Handle, what, () => run(what));
+    }
+
+    // A queued copy or fill is checked at the call, as the driver checks its pointers there; it runs later.
+    private void CheckRange(DevicePtr pointer, long bytes, string what)
+    {
+        if (deferred is not null)
+            EmuNative.Check(EmuNative.RangeCheck(pointer.Address, Size(bytes)), what);
     }
 
     private bool IsPinned(void* pointer, long bytes)

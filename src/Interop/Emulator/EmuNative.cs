@@ -52,6 +52,15 @@ public static unsafe partial class EmuNative
     public static partial EmuResult Launch(nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY,
         uint blockZ, uint sharedBytes, nint stream, void** parameters);
 
+    /// <summary>The checks <see cref="Launch"/> makes before running anything, alone (for a launch queued to run later).</summary>
+    [LibraryImport(Lib, EntryPoint = "e3emu_launch_check")]
+    public static partial EmuResult LaunchCheck(nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY,
+        uint blockZ, uint sharedBytes, void** parameters);
+
+    /// <summary>Whether [pointer, pointer + bytes) lies inside one live allocation.</summary>
+    [LibraryImport(Lib, EntryPoint = "e3emu_range_check")]
+    public static partial EmuResult RangeCheck(ulong pointer, nuint bytes);
+
     [LibraryImport(Lib, EntryPoint = "e3emu_mem_alloc")]
     public static partial EmuResult MemAlloc(out ulong pointer, nuint bytes);
 

@@ -39,11 +39,20 @@ public sealed record GpuLaunchLimits(int SmVersion, int MaxSharedBytesOptIn)
     /// <summary>e.g. <c>sm_90</c>.</summary>
     public string Arch => $"sm_{SmVersion}";
 
-    /// <summary>The registers a block of <paramref name="threads"/> takes at <paramref name="registersPerThread"/>: whole warps, each rounded up to the allocation unit.</summary>
+    /// <summary>The register file's sub-partitions (one per warp scheduler) on sm_70 and later.</summary>
+    public const int SubPartitions = 4;
+
+    /// <summary>
+    /// The registers the hardware counts for a block of <paramref name="threads"/> at <paramref name="registersPerThread"/>:
+    /// each warp's registers rounded up to the allocation unit, times the warps rounded up to a whole number per
+    /// sub-partition, as the launch check assumes every partition is allocated at once (CUDA's occupancy calculator,
+    /// cuda_occupancy.h, models the hardware check this way). 25 warps of 80 registers count as 28 warps: 71,680.
+    /// </summary>
     public static long RegistersForBlock(int registersPerThread, int threads)
     {
         long perWarp = (registersPerThread * 32L + RegisterAllocationUnit - 1) / RegisterAllocationUnit * RegisterAllocationUnit;
-        return perWarp * ((threads + 31) / 32);
+        long warps = (threads + 31) / 32;
+        return perWarp * ((warps + SubPartitions - 1) / SubPartitions * SubPartitions);
     }
 
     /// <summary>
@@ -140,5 +149,7 @@ public sealed class LaunchLimitCheck
 
     IReadOnlyDictionary<string, KernelResources> Report(string file, int sm) =>
         Reports.GetOrAdd((_compiler.Catalog, file, sm), key => new Lazy<IReadOnlyDictionary<string, KernelResources>>(() =>
-            _compiler.Compile(key.File, new KernelTarget(key.Sm, KernelImageKind.Cubin)).Resources.ToDictionary(r => r.Kernel))).Value;
+            _compiler.Compile(key.File, new KernelTarget(key.Sm, KernelImageKind.Cubin)).Resources.ToDictionary(r => r.Kernel),
+            // A failed compile is not cached: the next launch of the file tries again.
+            LazyThreadSafetyMode.PublicationOnly)).Value;
 }

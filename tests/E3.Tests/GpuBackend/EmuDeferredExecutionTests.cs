@@ -146,23 +146,81 @@ public sealed unsafe class EmuDeferredExecutionTests(EmuFixture fixture) : IDisp
     }
 
     [Fact]
-    public void AKernelFailureIsReportedWhenTheHostWaitsAndNamesTheKernel()
+    public void AKernelFailureIsReportedAtTheWaitNamesTheKernelAndStays()
     {
         using var stream = _device.CreateOwnedStream();
         using var module = _device.LoadOwnedModule("faults");
         var kernel = module.GetFunction("e3t_barrier_divergence");
         using var x = _device.AllocateBuffer(64 * sizeof(float));
+        using var start = _device.CreateOwnedEvent();
+        using var end = _device.CreateOwnedEvent();
+        start.Record(stream.Handle);
         var args = new KernelArgs();
         args.Add(x.Pointer);
         args.Add(40); // threads 40..63 leave before the barrier
         _device.Launch(kernel, new LaunchShape(new E3.Interop.Gpu.Dim3(1), new E3.Interop.Gpu.Dim3(64), 0), stream.Handle, args); // queued: no error yet
         _device.FillWordsAsync(x.Pointer, 0u, 64, stream.Handle);
+        end.Record(stream.Handle);
 
         var error = Assert.Throws<EmuException>(stream.Synchronize);
         Assert.Equal(EmuResult.LaunchFailed, error.Result);
         Assert.Contains("launch of e3t_barrier_divergence (queued on stream", error.Message);
         Assert.Contains("barrier divergence", error.Detail);
-        Assert.Equal(0, _device.PendingOperations); // the stream's later work is dropped, as a failed context's would be
+        Assert.Equal(0, _device.PendingOperations); // nothing queued runs after it, as in a failed context
+
+        // Sticky, as a fault is on a GPU: every later wait, submission and timing reports it again.
+        Assert.Same(error, Assert.Throws<EmuException>(stream.Synchronize));
+        Assert.Same(error, Assert.Throws<EmuException>(() => _device.FillWordsAsync(x.Pointer, 1u, 64, stream.Handle)));
+        Assert.Same(error, Assert.Throws<EmuException>(() => _device.ElapsedMilliseconds(start.Handle, end.Handle)));
+        // Releasing still works, without throwing (the usings above run after this).
+        _device.AllocateBuffer(16, stream.Handle).Dispose();
+    }
+
+    [Fact]
+    public void AnInvalidLaunchOrCopyIsRefusedAtTheCallAndTheStreamGoesOn()
+    {
+        using var stream = _device.CreateOwnedStream();
+        using var module = _device.LoadOwnedModule("faults");
+        var kernel = module.GetFunction("e3t_barrier_divergence");
+        using var x = _device.AllocateBuffer(Words * sizeof(uint));
+        var shape = new LaunchShape(new E3.Interop.Gpu.Dim3(0), new E3.Interop.Gpu.Dim3(64), 0);
+        var launch = Assert.Throws<EmuException>(() =>
+        {
+            var args = new KernelArgs();
+            args.Add(x.Pointer);
+            args.Add(64);
+            _device.Launch(kernel, shape, stream.Handle, args);
+        });
+        Assert.Equal(EmuResult.InvalidValue, launch.Result);
+        Assert.Contains("invalid grid (0,1,1)", launch.Detail);
+
+        var copy = Assert.Throws<EmuException>(() => _device.FillWordsAsync(x.Pointer, 1u, Words + 1, stream.Handle));
+        Assert.Contains("is not inside one allocation", copy.Detail);
+        Assert.Equal(0, _device.PendingOperations); // neither was queued
+
+        _device.FillWordsAsync(x.Pointer, 7u, Words, stream.Handle);
+        Assert.All(Read(x, stream), v => Assert.Equal(7u, v));
+    }
+
+    [Fact]
+    public void EventsOfADestroyedStreamStayCompleteWhenItsHandleComesBack()
+    {
+        using var buffer = _device.AllocateBuffer(Words * sizeof(uint));
+        using var start = _device.CreateOwnedEvent();
+        using var end = _device.CreateOwnedEvent();
+        var first = _device.CreateOwnedStream();
+        start.Record(first.Handle);
+        _device.FillWordsAsync(buffer.Pointer, 1u, Words, first.Handle);
+        end.Record(first.Handle);
+        end.Synchronize();
+        first.Dispose();
+
+        // Whatever handle the next stream gets, work queued on it does not make the old events pending again.
+        using var second = _device.CreateOwnedStream();
+        _device.FillWordsAsync(buffer.Pointer, 2u, Words, second.Handle);
+        Assert.True(_device.ElapsedMilliseconds(start.Handle, end.Handle) >= 0);
+        start.Synchronize();
+        Assert.Equal(1, _device.PendingOperations); // waiting on an old event did not run the new stream
     }
 
     [Fact]
@@ -172,15 +230,21 @@ public sealed unsafe class EmuDeferredExecutionTests(EmuFixture fixture) : IDisp
         using var kernels = new ConvertKernels(_device);
         var values = new[] { 1.5f, -2.25f, 3f, 1e-3f };
         using var src = _device.AllocateBuffer(values.Length * sizeof(float));
-        using var dst = _device.AllocateBuffer(values.Length * sizeof(ushort));
+        using var two = _device.AllocateBuffer(values.Length * sizeof(ushort));
+        using var four = _device.AllocateBuffer(values.Length * sizeof(ushort));
         _device.CopyToDevice(src.As<float>(), values, stream.Handle);
-        _device.FillWordsAsync(dst.Pointer, 0u, values.Length / 2, stream.Handle);
-        // Two elements now, then the whole row: if the first launch read its count when it ran, it would convert all four.
-        kernels.ToBf16(src.As<float>(), dst.As<Bf16>(), 2, stream.Handle);
+        _device.FillWordsAsync(two.Pointer, 0u, values.Length / 2, stream.Handle);
+        _device.FillWordsAsync(four.Pointer, 0u, values.Length / 2, stream.Handle);
+        // Both launches are queued before either runs; each must run with its own count and output.
+        kernels.ToBf16(src.As<float>(), two.As<Bf16>(), 2, stream.Handle);
+        kernels.ToBf16(src.As<float>(), four.As<Bf16>(), 4, stream.Handle);
+        Assert.Equal(5, _device.PendingOperations);
         var partial = new ushort[values.Length];
-        _device.CopyToHost(partial.AsSpan(), dst.As<ushort>(), stream.Handle);
-        Assert.Equal(0, partial[2]);
-        Assert.NotEqual(0, partial[1]);
+        var whole = new ushort[values.Length];
+        _device.CopyToHost(partial.AsSpan(), two.As<ushort>(), stream.Handle);
+        _device.CopyToHost(whole.AsSpan(), four.As<ushort>(), stream.Handle);
+        Assert.Equal([whole[0], whole[1], (ushort)0, (ushort)0], partial);
+        Assert.DoesNotContain((ushort)0, whole);
     }
 
     [Fact]

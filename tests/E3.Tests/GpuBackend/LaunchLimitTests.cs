@@ -24,10 +24,12 @@ public sealed class LaunchLimitTests(EmuFixture fixture) : IDisposable
 
     [Theory]
     [InlineData(168, 384, 12 * 5376)]   // 168 x 32 = 5376 a warp, already a multiple of 256
-    [InlineData(168, 416, 13 * 5376)]
+    [InlineData(168, 416, 16 * 5376)]   // 13 warps count as 16: a whole number per sub-partition
     [InlineData(255, 256, 8 * 8192)]    // 255 x 32 = 8160, rounded up to 8192 a warp
     [InlineData(30, 100, 4 * 1024)]     // 960 a warp rounded to 1024; 100 threads are 4 warps
-    public void RegistersAreAllocatedByWholeWarpsInUnitsOf256(int registers, int threads, long expected) =>
+    [InlineData(80, 800, 28 * 2560)]    // 25 warps count as 28: 71,680, more than a block may hold
+    [InlineData(16, 32, 4 * 512)]       // one warp still counts once per sub-partition
+    public void RegistersAreAllocatedByWholeWarpsInUnitsOf256AndWholeSubPartitions(int registers, int threads, long expected) =>
         Assert.Equal(expected, GpuLaunchLimits.RegistersForBlock(registers, threads));
 
     [Fact]
@@ -35,7 +37,9 @@ public sealed class LaunchLimitTests(EmuFixture fixture) : IDisposable
     {
         var sm90 = GpuLaunchLimits.Sm90;
         Assert.Null(sm90.Refusal(Kernel(168), 384, 0, null));                    // 64,512 registers
-        Assert.Contains("416 threads need 69888 registers of the 65536", sm90.Refusal(Kernel(168), 416, 0, null));
+        Assert.Contains("416 threads need 86016 registers of the 65536", sm90.Refusal(Kernel(168), 416, 0, null));
+        Assert.Null(sm90.Refusal(Kernel(80), 768, 0, null));                     // 24 warps: 61,440
+        Assert.Contains("800 threads need 71680", sm90.Refusal(Kernel(80), 800, 0, null)); // 25 warps, counted as 28
         Assert.Null(sm90.Refusal(Kernel(255), 256, 0, null));                    // exactly 65,536
         Assert.NotNull(sm90.Refusal(Kernel(255), 288, 0, null));
         Assert.Contains("1056 threads exceed the 1024", sm90.Refusal(Kernel(16), 1056, 0, null));
