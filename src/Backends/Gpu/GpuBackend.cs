@@ -217,7 +217,11 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
     /// <inheritdoc/>
     public void Embedding(Tensor table, ReadOnlySpan<int> ids, Tensor y)
     {
-        var tab = Weight(table);
+        // A bf16 table under fp32 activations is read row by row, widened as it is gathered, rather than widened whole
+        // through Weight: the fp32 trainer would otherwise convert a 151,936-row vocabulary to fetch B·T rows of it.
+        var stored = Own(table);
+        bool widenRows = stored.DType == DType.BF16 && ActivationType == DType.F32;
+        var tab = widenRows ? stored : Weight(table);
         var o = Act(y);
         int dim = tab.Columns;
         if (o.Columns != dim || o.Rows != ids.Length) throw Shape("Embedding", table, y);
@@ -225,7 +229,8 @@ public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
             if ((uint)ids[i] >= tab.Rows) throw new ArgumentOutOfRangeException(nameof(ids), $"ids[{i}] = {ids[i]} is outside {table}");
         if (ids.Length == 0) return;
         var d = _indices.Upload(ids);
-        if (ActivationType == DType.F32) _kernels.Embedding.Forward(tab.F32, d, o.F32, ids.Length, dim, Stream);
+        if (widenRows) _kernels.Embedding.Forward(tab.BF16, d, o.F32, ids.Length, dim, Stream);
+        else if (ActivationType == DType.F32) _kernels.Embedding.Forward(tab.F32, d, o.F32, ids.Length, dim, Stream);
         else _kernels.Embedding.Forward(tab.BF16, d, o.BF16, ids.Length, dim, Stream);
     }
 

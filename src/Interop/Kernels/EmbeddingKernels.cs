@@ -5,13 +5,14 @@ namespace E3.Interop.Kernels;
 /// <summary>Typed launches of kernels/embedding.cu (one block per token). Ids must already be checked against the table's rows.</summary>
 public sealed class EmbeddingKernels : KernelFamily
 {
-    private readonly GpuFunction forwardF32, forwardBf16, backwardF32, groupedBackwardF32;
+    private readonly GpuFunction forwardF32, forwardBf16, forwardBf16ToF32, backwardF32, groupedBackwardF32;
 
     /// <summary>Loads embedding.cu on <paramref name="device"/>.</summary>
     public EmbeddingKernels(IGpuDevice device) : base(device, "embedding")
     {
         forwardF32 = Function("e3_embedding_f32");
         forwardBf16 = Function("e3_embedding_bf16");
+        forwardBf16ToF32 = Function("e3_embedding_bf16_f32");
         backwardF32 = Function("e3_embedding_backward_f32");
         groupedBackwardF32 = Function("e3_embedding_backward_grouped_f32");
     }
@@ -66,6 +67,10 @@ public sealed class EmbeddingKernels : KernelFamily
     /// <summary>bf16 table and output.</summary>
     public void Forward(DevicePointer<Bf16> table, DevicePointer<int> ids, DevicePointer<Bf16> y, int tokens, int dim, GpuStream stream) =>
         LaunchRows(forwardBf16, table.Raw, ids, y.Raw, tokens, dim, stream);
+
+    /// <summary>A bf16 table's rows widened (exactly) into fp32 output: the fp32 trainer's lookup, which reads only the rows it needs.</summary>
+    public void Forward(DevicePointer<Bf16> table, DevicePointer<int> ids, DevicePointer<float> y, int tokens, int dim, GpuStream stream) =>
+        LaunchRows(forwardBf16ToF32, table.Raw, ids, y.Raw, tokens, dim, stream);
 
     /// <summary>dtable[ids[t],:] += dy[t,:] (atomic; repeated ids accumulate).</summary>
     public void Backward(DevicePointer<float> dy, DevicePointer<int> ids, DevicePointer<float> dtable, int tokens, int dim, GpuStream stream)

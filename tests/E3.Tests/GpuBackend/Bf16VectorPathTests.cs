@@ -94,6 +94,29 @@ public sealed class Bf16VectorPathTests(EmuFixture fixture) : IDisposable
         }
     }
 
+    /// <summary>
+    /// The fp32 trainer's lookup of a bf16 table: each row widened exactly (a bf16 value is the top half of its fp32),
+    /// NaN, infinities and subnormals included, on the vector path and, with the table one element off, the scalar one.
+    /// </summary>
+    [Fact]
+    public void EmbeddingRowsAreWidenedExactlyOnBothPaths()
+    {
+        const int vocab = 13, dim = 8 * 40;
+        var table = Bf16Values(vocab * dim, 4, 1f);
+        table[5 * dim + 3] = new Bf16(0x7fc0); // NaN
+        table[5 * dim + 4] = new Bf16(0xff80); // -infinity
+        table[0] = new Bf16(0x0001);           // the smallest subnormal
+        int[] ids = [5, 0, 12, 5, 7, 3];
+        using var kernels = new EmbeddingKernels(_emu.Device);
+        var want = ids.SelectMany(id => table.AsSpan(id * dim, dim).ToArray()).Select(b => (uint)b.Bits << 16).ToArray();
+        foreach (int offset in Offsets)
+        {
+            var y = _emu.Upload<float>(new float[ids.Length * dim]);
+            kernels.Forward(Put(table, offset), _emu.Upload<int>(ids), y, ids.Length, dim, Stream);
+            Assert.Equal(want, _emu.Download(y, want.Length).Select(BitConverter.SingleToUInt32Bits).ToArray());
+        }
+    }
+
     [Theory]
     [InlineData(8 * 40)]   // 320 columns: 40 vectors over 256 threads, most idle in the second stride
     [InlineData(8 * 512)]  // 4096 columns (Qwen3-8B): two vectors a thread

@@ -51,4 +51,24 @@ public sealed class TrainerDeviceMemoryTests
         long widening = DevicePeakOverPlan(bf16, options, DType.BF16) - DevicePeakOverPlan(f32, options, DType.F32);
         Assert.Equal(4 * largest, widening);
     }
+
+    /// <summary>
+    /// The fp32 trainer's embedding lookup widens the rows it gathers, not the table: at Qwen3-8B's size the table
+    /// widened would be 2.5 GB, and converting it would read 1.2 GB, to fetch a few thousand rows.
+    /// </summary>
+    [Fact]
+    public void TheFp32EmbeddingLookupOfABf16TableWidensOnlyTheRowsItGathers()
+    {
+        const int vocab = 4096, dim = 64;
+        var device = HostOnlyGpuDevice.H100();
+        using var backend = new E3.Backends.Gpu.GpuBackend(device, DType.F32, ownsDevice: false);
+        using var table = backend.Upload(new byte[vocab * dim * 2], DType.BF16, [vocab, dim], DType.BF16);
+        using var y = backend.Allocate(DType.F32, 3, dim);
+        device.Allocations.ResetPeak();
+        long before = device.Allocations.LiveBytes;
+        backend.Embedding(table, [5, 4095, 5], y);
+        backend.Synchronize();
+        // The ids' small buffer, nothing of the table's size (vocab x dim x 4 bytes = 1 MiB).
+        Assert.InRange(device.Allocations.PeakBytes - before, 0, 4096);
+    }
 }
