@@ -202,6 +202,15 @@ public static class BackendParity
             o.B.Embedding(table, Ids(23, 97, 2), y);
             return [o.Read(y)];
         });
+        // A bf16 table under fp32 activations, as the trainer looks up a bf16 checkpoint's embedding: rows widened as
+        // they are gathered (e3_embedding_bf16_f32), the same values as the CPU's bf16 table.
+        check("embedding_bf16_table", o =>
+        {
+            var table = o.Weight(1, DType.BF16, 97, 64);
+            var y = o.Zeros(23, 64);
+            o.B.Embedding(table, Ids(23, 97, 2), y);
+            return [o.Read(y)];
+        });
         check("rmsnorm", o =>
         {
             var y = o.Zeros(19, 96);

@@ -17,7 +17,7 @@ public sealed class BenchKernelsCliTests
         "gemm_q_proj", "gemm_kv_proj", "gemm_o_proj", "gemm_gate_up_proj", "gemm_down_proj", "gemm_lm_head", "gemm_lm_head_decode",
         "kd_teacher", "kd_dense", "kd_dense_f32_bf16", "kd_sparse", "gumbel_topk_fwd_bwd", "argmax", "topk_logprobs",
         "gemm_gate_up_proj_f32", "gemm_gate_up_proj_tf32", "attention_train_forward", "attention_backward", "rmsnorm_backward", "swiglu_backward", "gated_residual_backward", "convert_bf16_f32",
-        "embedding_backward",
+        "embedding_bf16_f32", "embedding_backward",
     ];
 
     [Fact]
@@ -89,6 +89,11 @@ public sealed class BenchKernelsCliTests
         Assert.Equal("f32/bf16", mixed.GetProperty("dtype").GetString());
         Assert.Equal(kdRows * kdVocab * (3 * 4 + 2 * 2) + 28 * kdRows, mixed.GetProperty("bytes").GetInt64());
         Assert.Equal(kernels["kd_dense"].GetProperty("flops").GetInt64(), mixed.GetProperty("flops").GetInt64());
+        // The trainer's embedding lookup of a bf16 table: 2 bytes read and 4 written per element, and the int32 ids.
+        var widened = kernels["embedding_bf16_f32"];
+        long et = Dim(widened, "tokens"), ed = Dim(widened, "dim");
+        Assert.Equal(6 * et * ed + 4 * et, widened.GetProperty("bytes").GetInt64());
+        Assert.Equal("bf16/f32", widened.GetProperty("dtype").GetString());
         var gumbel = kernels["gumbel_topk_fwd_bwd"];
         Assert.Equal((64L, 48L), (Dim(gumbel, "layers"), Dim(gumbel, "keep")));
     }

@@ -343,6 +343,13 @@ public sealed class GpuKernelBenchmark : IDisposable
             Add("convert_bf16_f32", new() { ["count"] = projection }, KernelWork.Widen(projection),
                 () => convert.ToF32(bf16.As<Bf16>(), f32.As<float>(), projection, stream.Handle));
         var ids = TokenIds(t, s.Vocab);
+        // The trainer's lookup of a bf16 checkpoint's embedding: rows widened to fp32 as they are gathered.
+        using (var bf16Table = Buffer((long)s.Vocab * h * Bf16Bytes, Bf16Pair))
+        using (var idBuffer = Upload(ids))
+        using (var rowsOut = Buffer(rowsShape * sizeof(float), 0))
+        using (var embedding = new EmbeddingKernels(device))
+            Add("embedding_bf16_f32", new() { ["tokens"] = t, ["dim"] = h }, KernelWork.EmbeddingWidened(t, h),
+                () => embedding.Forward(bf16Table.As<Bf16>(), idBuffer.As<int>(), rowsOut.As<float>(), t, h, stream.Handle), dtype: "bf16/f32");
         var (plan, unique) = EmbeddingKernels.GroupTokens(ids);
         using (var dEmbedding = Buffer(rowsShape * sizeof(float), F32Small))
         using (var planBuffer = Upload(plan))

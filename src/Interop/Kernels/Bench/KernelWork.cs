@@ -17,6 +17,9 @@ public readonly record struct KernelWork(long Bytes, long Flops)
     /// <summary>Embedding gather: one table row read and one output row written per token, plus the int32 ids.</summary>
     public static KernelWork Embedding(long tokens, long dim, int e) => new(2 * tokens * dim * e + 4 * tokens, 0);
 
+    /// <summary>Embedding gather of a bf16 table into fp32 rows (the trainer's): 2 bytes read and 4 written per element, plus the ids.</summary>
+    public static KernelWork EmbeddingWidened(long tokens, long dim) => new(6 * tokens * dim + 4 * tokens, 0);
+
     /// <summary>RMSNorm: x read, y written, the weight once; square, sum, scale, weight: 4 per element.</summary>
     public static KernelWork RmsNorm(long rows, long cols, int e) => new((2 * rows * cols + cols) * e, 4 * rows * cols);
 
