@@ -8,7 +8,7 @@ namespace E3.Backends.Gpu;
 /// for one new position per sequence. The decode scratch is allocated once and grown only when a larger batch or
 /// more heads ask for it, so a decode step allocates nothing.
 /// </summary>
-public sealed class KernelAttention : IAttentionOp
+internal sealed class KernelAttention : IAttentionOp
 {
     readonly GpuBackend _gpu;
     readonly AttentionKernels _kernels;

@@ -4,7 +4,7 @@ namespace E3.Interop.Driver;
 /// A retained reference to a device's primary context (the one the runtime API and cuBLAS share), released
 /// on dispose. E3 never creates its own contexts: libraries that use the runtime API would not see them.
 /// </summary>
-public sealed unsafe class PrimaryContext : IDisposable
+internal sealed unsafe class PrimaryContext : IDisposable
 {
     private nint context;
 

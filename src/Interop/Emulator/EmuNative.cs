@@ -8,7 +8,7 @@ namespace E3.Interop.Emulator;
 /// <see cref="ulong"/> like CUdeviceptr; module, function, stream and event handles are opaque <see cref="nint"/>.
 /// Prefer <see cref="EmuDevice"/>, which checks every status and owns the handles.
 /// </summary>
-public static unsafe partial class EmuNative
+internal static unsafe partial class EmuNative
 {
     private const string Lib = EmuLibrary.ImportName;
 

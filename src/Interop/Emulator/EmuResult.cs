@@ -17,7 +17,7 @@ public enum EmuResult
 }
 
 /// <summary>cudaDataType_t values accepted by the emulator's GEMM.</summary>
-public enum EmuDataType
+internal enum EmuDataType
 {
     Float32 = 0,
     Float16 = 2,

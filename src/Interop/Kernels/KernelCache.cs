@@ -57,14 +57,14 @@ public sealed class KernelCache
     }
 
     /// <summary>Where the entry for <paramref name="key"/> lives.</summary>
-    public string PathFor(KernelCacheKey key) => Path.Combine(Directory, key.FileName);
+    internal string PathFor(KernelCacheKey key) => Path.Combine(Directory, key.FileName);
 
     /// <summary>
     /// Reads the entry for <paramref name="key"/>: <see cref="KernelCacheOutcome.Hit"/> with its image and log,
     /// <see cref="KernelCacheOutcome.Miss"/> when absent, <see cref="KernelCacheOutcome.Corrupt"/> when present
     /// but unreadable, truncated, for another key, or failing its checksum.
     /// </summary>
-    public KernelCacheOutcome TryRead(KernelCacheKey key, out byte[] image, out string log)
+    internal KernelCacheOutcome TryRead(KernelCacheKey key, out byte[] image, out string log)
     {
         image = [];
         log = "";
@@ -100,7 +100,7 @@ public sealed class KernelCache
     }
 
     /// <summary>Stores <paramref name="image"/> and its compile <paramref name="log"/> atomically.</summary>
-    public void Write(KernelCacheKey key, ReadOnlySpan<byte> image, string log)
+    internal void Write(KernelCacheKey key, ReadOnlySpan<byte> image, string log)
     {
         var logBytes = Encoding.UTF8.GetBytes(log);
         var entry = new byte[HeaderBytes + logBytes.Length + image.Length];

@@ -7,7 +7,7 @@ namespace E3.Interop.Kernels;
 /// Identifies one compiled image: SHA-256 over the kernel source, every header (name and text), the NVRTC
 /// options, the target architecture and the NVRTC version. Any change to any of them is a different key.
 /// </summary>
-public readonly record struct KernelCacheKey(string Name, string Arch, string Hash)
+internal readonly record struct KernelCacheKey(string Name, string Arch, string Hash)
 {
     /// <summary>Computes the key for compiling <paramref name="source"/> with <paramref name="options"/>.</summary>
     public static KernelCacheKey Compute(KernelSource source, IReadOnlyDictionary<string, string> headers, IReadOnlyList<string> options,

@@ -1,7 +1,7 @@
 namespace E3.Interop.Kernels;
 
 /// <summary>The NVRTC options for one kernel file and target, spelled out in one place.</summary>
-public static class KernelCompileOptions
+internal static class KernelCompileOptions
 {
     /// <summary>
     /// <c>-arch</c>, <c>-std=c++17</c>, <c>-lineinfo</c> (profilers map SASS to source lines at no runtime cost),

@@ -11,7 +11,7 @@ namespace E3.Interop.Native;
 /// <param name="FileSystemRoot">Prefix for the absolute system folders (<c>/</c> normally; a temp folder in tests).</param>
 /// <param name="SearchLoaderPath">Whether bare sonames are handed to the dynamic loader (LD_LIBRARY_PATH,
 /// ld.so.cache); false confines the search to the listed folders, which makes it reproducible on any machine.</param>
-public sealed record LibrarySearchEnvironment(
+internal sealed record LibrarySearchEnvironment(
     string? OverrideDirectory,
     string? HomeDirectory,
     string? VirtualEnv,

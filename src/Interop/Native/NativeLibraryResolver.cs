@@ -18,7 +18,7 @@ namespace E3.Interop.Native;
 /// </list>
 /// Only versioned sonames are loaded: the unversioned <c>libcuda.so</c> in a toolkit is a link-time stub.
 /// </summary>
-public static class NativeLibraryResolver
+internal static class NativeLibraryResolver
 {
     private static readonly Lazy<nint>[] Loaded =
     [

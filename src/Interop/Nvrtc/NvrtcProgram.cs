@@ -4,7 +4,7 @@ using E3.Interop.Native;
 namespace E3.Interop.Nvrtc;
 
 /// <summary>One NVRTC program: a source file plus named headers, compiled once. Owns the nvrtcProgram handle.</summary>
-public sealed unsafe class NvrtcProgram : IDisposable
+internal sealed unsafe class NvrtcProgram : IDisposable
 {
     private nint handle;
 

@@ -5,13 +5,13 @@ using E3.Interop.Kernels.Bench;
 namespace E3.Pruning.Masking;
 
 /// <summary>Median wall time of one forward+backward of a shape, over timed repetitions after warm-up.</summary>
-public readonly record struct GumbelTopKTimingResult(int Samples, int Layers, int Keep, int Threads, double MedianMilliseconds, int Repetitions);
+internal readonly record struct GumbelTopKTimingResult(int Samples, int Layers, int Keep, int Threads, double MedianMilliseconds, int Repetitions);
 
 /// <summary>
 /// The timing a <c>e3 bench kernels</c> command reports for the mask sampler: the fused CPU forward+backward
 /// at the reference shape (S = 4096, L = 64, k = 48) or any other.
 /// </summary>
-public static class GumbelTopKTiming
+internal static class GumbelTopKTiming
 {
     /// <summary>Times <see cref="CpuGumbelTopK.ForwardBackward"/> (soft-top-k, tau = 1) on fixed inputs.</summary>
     public static GumbelTopKTimingResult MeasureCpu(int samples = 4096, int layers = 64, int keep = 48, int threads = 1, int repetitions = 15,

@@ -4,7 +4,7 @@ using E3.Interop.Gpu;
 namespace E3.Interop.Kernels.Bench;
 
 /// <summary>Times one operation: warm-up runs first, then the median of the timed repeats.</summary>
-public interface IBenchTimer
+internal interface IBenchTimer
 {
     /// <summary>How the time is taken, as the report names it.</summary>
     string Kind { get; }
@@ -89,7 +89,7 @@ public sealed class MonotonicBenchTimer(Action? synchronize = null, double minim
 /// 10 µs kernel on an idle GPU is a sizeable part of the measured time.
 /// </para>
 /// </summary>
-public sealed class EventBenchTimer : IBenchTimer, IDisposable
+internal sealed class EventBenchTimer : IBenchTimer, IDisposable
 {
     private readonly IGpuDevice device;
     private readonly GpuStream stream;
