@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics.X86;
 using System.Text.Json.Nodes;
 using E3.Interop.Gpu;
 
@@ -23,27 +22,15 @@ internal static class DoctorCommand
         return cmd;
     }
 
-    static JsonObject Collect()
+    static JsonObject Collect() => new()
     {
-        var cpu = new JsonObject
-        {
-            ["architecture"] = RuntimeInformation.ProcessArchitecture.ToString(),
-            ["logical_cores"] = Environment.ProcessorCount,
-            ["avx2"] = Avx2.IsSupported,
-            ["fma"] = Fma.IsSupported,
-            ["avx512f"] = Avx512F.IsSupported,
-            ["vector_bits"] = System.Numerics.Vector<float>.Count * 32,
-        };
-        return new JsonObject
-        {
-            ["e3_version"] = BenchEnvironment.Version,
-            ["runtime"] = RuntimeInformation.FrameworkDescription,
-            ["os"] = RuntimeInformation.OSDescription,
-            ["cpu"] = cpu,
-            ["devices"] = CliRunner.ToJsonArrayStrings(CliRunner.Devices),
-            ["cuda"] = Cuda(GpuDoctor.Examine()),
-        };
-    }
+        ["e3_version"] = HostFacts.Version,
+        ["runtime"] = RuntimeInformation.FrameworkDescription,
+        ["os"] = RuntimeInformation.OSDescription,
+        ["cpu"] = HostFacts.Cpu(),
+        ["devices"] = CliRunner.ToJsonArrayStrings(CliRunner.Devices),
+        ["cuda"] = Cuda(GpuDoctor.Examine()),
+    };
 
     static JsonObject Cuda(GpuDoctorReport g) => new()
     {

@@ -34,7 +34,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     private readonly Dictionary<nint, string> moduleFiles = new();
     private readonly DeferredStreams? deferred;
     // Pinned allocations (address, bytes): copies to and from them run in stream order, unlike pageable memory's.
-    private readonly SortedList<nuint, long> pinned = new();
+    private readonly Dictionary<nuint, long> pinned = new();
     // Threads on which the real device's context would be current: CudaDevice makes it current on the opening thread
     // and in every allocation, stream, event and module call, but not in launches, GEMMs, copies or waits.
     private readonly HashSet<int> currentThreads = [];
@@ -129,9 +129,11 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
 
     private void FreeNow(DevicePtr pointer)
     {
-        EmuNative.Check(EmuNative.MemFree(pointer.Address), $"e3emu_mem_free({pointer})");
+        MemFree(pointer);
         Allocations.Freed(pointer);
     }
+
+    private static void MemFree(DevicePtr pointer) => EmuNative.Check(EmuNative.MemFree(pointer.Address), $"e3emu_mem_free({pointer})");
 
     /// <summary>The memory exists at once; the emulator's allocations are not pooled, so stream order changes nothing.</summary>
     public DevicePtr AllocateAsync(long bytes, GpuStream stream) => Allocate(bytes);
@@ -148,8 +150,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         }
         ObjectDisposedException.ThrowIf(disposed, this);
         Allocations.Freed(pointer);
-        deferred.Submit(stream.Handle, $"e3emu_mem_free({pointer}) in stream order",
-            () => EmuNative.Check(EmuNative.MemFree(pointer.Address), $"e3emu_mem_free({pointer})"));
+        deferred.Submit(stream.Handle, $"e3emu_mem_free({pointer}) in stream order", () => MemFree(pointer));
     }
 
     /// <summary>Host memory that the copies treat as page-locked: they read and write it in stream order.</summary>
@@ -184,15 +185,10 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             return;
         var what = $"e3emu_memcpy_htod({destination}, {bytes} bytes)";
         CheckRange(destination, bytes, what);
-        if (deferred is null)
-        {
-            EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, source, Size(bytes)), what);
-            return;
-        }
-        if (IsPinned(source, bytes))
+        if (deferred is null || IsPinned(source, bytes))
         {
             var from = (nint)source;
-            deferred.Submit(stream.Handle, what, () => EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, (void*)from, Size(bytes)), what));
+            Submit(stream, what, _ => EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, (void*)from, Size(bytes)), what));
             return;
         }
         if (bytes > DeferredStreams.MaxPendingSnapshotBytes)
@@ -203,11 +199,11 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             return;
         }
         var snapshot = new ReadOnlySpan<byte>(source, (int)bytes).ToArray();
-        deferred.Submit(stream.Handle, what, () =>
+        Submit(stream, what, _ =>
         {
             fixed (byte* s = snapshot)
                 EmuNative.Check(EmuNative.MemcpyHtoD(destination.Address, s, Size(bytes)), what);
-        }, bytes);
+        }, snapshotBytes: bytes);
     }
 
     /// <summary>
@@ -226,7 +222,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         if (deferred is not null && IsPinned(destination, bytes))
         {
             var to = (nint)destination;
-            deferred.Submit(stream.Handle, what, () => EmuNative.Check(EmuNative.MemcpyDtoH((void*)to, source.Address, Size(bytes)), what));
+            Submit(stream, what, _ => EmuNative.Check(EmuNative.MemcpyDtoH((void*)to, source.Address, Size(bytes)), what));
             return;
         }
         deferred?.Drain(stream.Handle);
@@ -377,10 +373,8 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     /// What the emulator knows: the thread limit and the opted-in dynamic shared memory. Registers, static shared and
     /// local memory do not exist as such on the CPU and are reported as 0.
     /// </summary>
-    public GpuFunctionAttributes GetAttributes(GpuFunction function)
-    {
-        return new(Registers: 0, StaticSharedBytes: 0, MaxDynamicSharedBytes: State(function).MaxDynamicSharedBytes, MaxThreadsPerBlock: MaxThreadsPerBlock, LocalBytes: 0);
-    }
+    public GpuFunctionAttributes GetAttributes(GpuFunction function) =>
+        new(Registers: 0, StaticSharedBytes: 0, MaxDynamicSharedBytes: State(function).MaxDynamicSharedBytes, MaxThreadsPerBlock: MaxThreadsPerBlock, LocalBytes: 0);
 
     /// <summary>Raises the function's dynamic shared memory limit, up to <see cref="MaxSharedBytesOptIn"/> as on the GPU.</summary>
     public void SetMaxDynamicSharedBytes(GpuFunction function, int bytes)
@@ -417,12 +411,6 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
         if (LaunchLimits?.Refusal(state.File, state.Name, (int)((long)shape.Block.X * shape.Block.Y * shape.Block.Z), (int)shape.DynamicSharedBytes,
                 state.OptedIn ? state.MaxDynamicSharedBytes : null) is { } refusal)
             throw new EmuException(EmuResult.LaunchOutOfResources, EmuNative.ErrorName(EmuResult.LaunchOutOfResources), $"launch of {state.Name}", refusal);
-        if (deferred is null)
-        {
-            EmuNative.Check(EmuNative.Launch(function.Handle, shape.Grid.X, shape.Grid.Y, shape.Grid.Z, shape.Block.X, shape.Block.Y, shape.Block.Z,
-                shape.DynamicSharedBytes, stream.Handle, (void**)block), $"launch of {state.Name}");
-            return;
-        }
         // cuLaunchKernel copies the argument values at the call; so must a launch that runs later.
         var values = new ulong[(args.SizeInBytes + 7) / 8 + 1];
         args.Bytes.CopyTo(MemoryMarshal.AsBytes(values.AsSpan()));
@@ -431,7 +419,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             offsets[i] = args.OffsetOf(i);
         var launch = shape;
         var handle = function.Handle;
-        deferred.Submit(stream.Handle, $"launch of {state.Name}", () =>
+        Submit(stream, $"launch of {state.Name}", what =>
         {
             fixed (ulong* v = values)
             {
@@ -439,7 +427,7 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
                 for (int i = 0; i < offsets.Length; i++)
                     copied[i] = (nint)((byte*)v + offsets[i]);
                 EmuNative.Check(EmuNative.Launch(handle, launch.Grid.X, launch.Grid.Y, launch.Grid.Z, launch.Block.X, launch.Block.Y, launch.Block.Z,
-                    launch.DynamicSharedBytes, stream.Handle, (void**)copied), $"launch of {state.Name}");
+                    launch.DynamicSharedBytes, stream.Handle, (void**)copied), what);
             }
         });
     }
@@ -514,13 +502,14 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
             $"thread {Environment.CurrentManagedThreadId} never made the device's context current (opening it, allocating, or creating a stream, event or module does; MakeCurrent does)");
     }
 
-    private void Submit(GpuStream stream, string what, Action<string> run)
+    // Runs now in immediate mode, else when the stream reaches it; snapshotBytes is what the work holds of a pageable source.
+    private void Submit(GpuStream stream, string what, Action<string> run, long snapshotBytes = 0)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         if (deferred is null)
             run(what);
         else
-            deferred.Submit(stream.Handle, what, () => run(what));
+            deferred.Submit(stream.Handle, what, () => run(what), snapshotBytes);
     }
 
     // A queued copy or fill is checked at the call, as the driver checks its pointers there; it runs later.
@@ -534,17 +523,10 @@ public sealed unsafe class EmuGpuDevice : IGpuDevice
     {
         var start = (nuint)pointer;
         lock (pinned)
-        {
-            // The last allocation that starts at or before the pointer is the only one that can hold it.
-            int lo = 0, hi = pinned.Count - 1, found = -1;
-            while (lo <= hi)
-            {
-                int mid = (lo + hi) >>> 1;
-                if (pinned.Keys[mid] <= start) { found = mid; lo = mid + 1; }
-                else hi = mid - 1;
-            }
-            return found >= 0 && start - pinned.Keys[found] + (nuint)bytes <= (nuint)pinned.Values[found];
-        }
+            foreach (var (at, size) in pinned)
+                if (start >= at && start - at + (nuint)bytes <= (nuint)size)
+                    return true;
+        return false;
     }
 
     private FunctionState State(GpuFunction function)
