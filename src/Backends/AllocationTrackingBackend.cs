@@ -7,7 +7,7 @@ namespace E3.Backends;
 /// <see cref="Tensor.IsDisposed"/> is checked at the next allocation), which is exact for the peak because the live
 /// total only rises at an allocation. Used to check the memory planner against what the engine really allocates.
 /// </summary>
-public sealed class AllocationTrackingBackend : ITrainingBackend
+internal sealed class AllocationTrackingBackend : ITrainingBackend
 {
     readonly ITrainingBackend _inner;
     readonly List<Tensor> _live = new();

@@ -4,7 +4,7 @@ namespace E3.Backends;
 /// A backend that reduces logits rows to their argmax where the logits live, so that greedy decoding downloads one
 /// int per row instead of the whole vocabulary row. Backends without it have their logits downloaded and reduced on the host.
 /// </summary>
-public interface IArgMaxBackend
+internal interface IArgMaxBackend
 {
     /// <summary>ids[r] = the first index of the largest value of row r of <paramref name="logits"/> ([rows, vocab]).</summary>
     void ArgMaxRows(Tensor logits, Span<int> ids);
@@ -14,7 +14,7 @@ public interface IArgMaxBackend
 /// A backend that selects each logits row's top-K tokens and their log-probabilities where the logits live (the teacher
 /// cache's entries), so that K pairs per row come back instead of the vocabulary row.
 /// </summary>
-public interface ITopKBackend
+internal interface ITopKBackend
 {
     /// <summary>The largest K <see cref="TopKLogProbs"/> accepts.</summary>
     int MaxTopK { get; }

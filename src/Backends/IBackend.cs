@@ -5,7 +5,7 @@ namespace E3.Backends;
 /// Shapes are row-major. "Tokens" below means the flattened batch: row r belongs to sequence r / T at
 /// position <c>start + r % T</c>. Activations use <see cref="ActivationType"/>; weights may be F32 or BF16.
 /// </summary>
-public interface IBackend : IDisposable
+internal interface IBackend : IDisposable
 {
     /// <summary>"cpu", "cuda" or "emu".</summary>
     string Name { get; }

@@ -4,19 +4,19 @@ namespace E3.Backends;
 /// The teacher side of <see cref="IDistillationBackend.KdLmHead"/>: dense logits living on the backend, or a sparse
 /// top-K distribution given from the host. <see cref="Vocab"/> is the common vocabulary the loss compares over.
 /// </summary>
-public abstract record KdHeadTeacher(int Vocab);
+internal abstract record KdHeadTeacher(int Vocab);
 
 /// <summary>
 /// Dense teacher logits [rows, ≥ vocab] on the backend, with the per-row statistics of their tempered softmax
 /// (<see cref="IDistillationBackend.KdTeacherStatistics"/>): row max, log Σ e^{(z − max)/τ} and entropy.
 /// </summary>
-public sealed record DenseKdHeadTeacher(Tensor Logits, int Vocab, float[] Max, float[] LogSum, float[] Entropy) : KdHeadTeacher(Vocab);
+internal sealed record DenseKdHeadTeacher(Tensor Logits, int Vocab, float[] Max, float[] LogSum, float[] Entropy) : KdHeadTeacher(Vocab);
 
 /// <summary>
 /// A sparse teacher: top-K indices [rows, K] and the tempered log-probabilities of the K+1 buckets [rows, K+1] (the
 /// K tokens, then the tail holding the remaining mass).
 /// </summary>
-public sealed record SparseKdHeadTeacher(int[] Indices, float[] BucketLogProbs, int TopK, int Vocab) : KdHeadTeacher(Vocab);
+internal sealed record SparseKdHeadTeacher(int[] Indices, float[] BucketLogProbs, int TopK, int Vocab) : KdHeadTeacher(Vocab);
 
 /// <summary>
 /// The per-row settings the host derives from the teacher's entropies (the token weights depend on every row, so they
@@ -27,19 +27,19 @@ public sealed record SparseKdHeadTeacher(int[] Indices, float[] BucketLogProbs, 
 /// <param name="CeCoefficient">(1 − λ)/N.</param>
 /// <param name="InverseTemperature">1/τ.</param>
 /// <param name="Reverse">KL(q‖p) instead of KL(p‖q).</param>
-public sealed record KdHeadRows(float[] KdCoefficient, int[] Labels, float CeCoefficient, float InverseTemperature, bool Reverse);
+internal sealed record KdHeadRows(float[] KdCoefficient, int[] Labels, float CeCoefficient, float InverseTemperature, bool Reverse);
 
 /// <summary>What <see cref="IDistillationBackend.KdLmHead"/> used.</summary>
 /// <param name="ChunkRows">Rows of logits formed at a time.</param>
 /// <param name="ChunkBytes">Size of the one logits chunk: the pass's peak extra memory on the backend.</param>
-public readonly record struct KdHeadChunking(int ChunkRows, long ChunkBytes);
+internal readonly record struct KdHeadChunking(int ChunkRows, long ChunkBytes);
 
 /// <summary>
 /// A training backend that runs the entropy-weighted distillation loss fused with the LM head where the hidden states
 /// and weights live, so that a step moves per-row scalars to the host instead of the head, the hidden states and
 /// [rows, V] logits. Backends without it have the loss computed on the host.
 /// </summary>
-public interface IDistillationBackend : ITrainingBackend
+internal interface IDistillationBackend : ITrainingBackend
 {
     /// <summary>
     /// Whether <see cref="KdTeacherStatistics"/> and a <see cref="DenseKdHeadTeacher"/> can take <paramref name="tensor"/>

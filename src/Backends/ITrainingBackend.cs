@@ -6,7 +6,7 @@ namespace E3.Backends;
 /// partitioned by output element (no racy accumulation), so results are bit-identical run to run.
 /// "accumulate" means the destination is added to instead of overwritten.
 /// </summary>
-public interface ITrainingBackend : IBackend
+internal interface ITrainingBackend : IBackend
 {
     /// <summary>dst = src (same element count, F32).</summary>
     void Copy(Tensor src, Tensor dst);

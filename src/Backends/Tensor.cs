@@ -4,7 +4,7 @@ namespace E3.Backends;
 /// A dense row-major tensor owned by one backend. Its memory is native (host or device) and is released
 /// by <see cref="Dispose"/>, never by a finalizer.
 /// </summary>
-public abstract class Tensor : IDisposable
+internal abstract class Tensor : IDisposable
 {
     protected Tensor(DType dtype, int[] shape)
     {

@@ -10,6 +10,7 @@ public sealed class LayerMask
 {
     readonly float[] _gates;
 
+    /// <summary>A mask with one gate per layer, in layer order; at least one gate, all finite. The gates are copied.</summary>
     public LayerMask(ReadOnlySpan<float> gates)
     {
         if (gates.Length == 0) throw new ArgumentException("a layer mask needs at least one layer", nameof(gates));
@@ -58,13 +59,21 @@ public sealed class LayerMask
         return Dropping(layers, idx);
     }
 
+    /// <summary>Number of layers (gates).</summary>
     public int Count => _gates.Length;
+    /// <summary>The gate m_l of layer <paramref name="layer"/>.</summary>
     public float this[int layer] => _gates[layer];
+    /// <summary>Every gate, in layer order.</summary>
     public ReadOnlySpan<float> Gates => _gates;
+    /// <summary>Whether the layer's gate is exactly 0, so it does no work.</summary>
     public bool IsSkipped(int layer) => _gates[layer] == 0f;
+    /// <summary>Indices of the skipped layers, ascending.</summary>
     public IEnumerable<int> Dropped => Enumerable.Range(0, Count).Where(IsSkipped);
+    /// <summary>Indices of the layers that run (gate not 0), ascending.</summary>
     public IEnumerable<int> Kept => Enumerable.Range(0, Count).Where(i => !IsSkipped(i));
+    /// <summary>Number of layers that run.</summary>
     public int KeptCount => Kept.Count();
 
+    /// <summary>A summary such as "keep 6/8, drop [3,5]".</summary>
     public override string ToString() => $"keep {KeptCount}/{Count}, drop [{string.Join(",", Dropped)}]";
 }

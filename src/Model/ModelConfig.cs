@@ -22,29 +22,48 @@ public enum Architecture
 /// </summary>
 public sealed class ModelConfig
 {
+    /// <summary>The decoder family, from model_type.</summary>
     public required Architecture Architecture { get; init; }
+    /// <summary>model_type as written: qwen3, llama or qwen2.</summary>
     public required string ModelType { get; init; }
+    /// <summary>vocab_size: rows of the embedding and of the LM head.</summary>
     public required int VocabSize { get; init; }
+    /// <summary>hidden_size: width of the residual stream.</summary>
     public required int HiddenSize { get; init; }
+    /// <summary>intermediate_size: width of the MLP's gate and up projections.</summary>
     public required int IntermediateSize { get; init; }
+    /// <summary>num_hidden_layers: decoder layers, one gate each in a <see cref="LayerMask"/>.</summary>
     public required int NumLayers { get; init; }
+    /// <summary>num_attention_heads: query heads.</summary>
     public required int NumHeads { get; init; }
+    /// <summary>num_key_value_heads (num_attention_heads when absent); divides <see cref="NumHeads"/>.</summary>
     public required int NumKvHeads { get; init; }
+    /// <summary>head_dim (hidden_size / num_attention_heads when absent); positive and even.</summary>
     public required int HeadDim { get; init; }
+    /// <summary>rms_norm_eps (1e-6 when absent).</summary>
     public required float RmsNormEps { get; init; }
+    /// <summary>rope_theta, at top level or in rope_parameters (10000 when absent); only default rotary embeddings are accepted.</summary>
     public required float RopeTheta { get; init; }
+    /// <summary>tie_word_embeddings (false when absent): the LM head reuses the embedding matrix.</summary>
     public required bool TieWordEmbeddings { get; init; }
     /// <summary>Whether q/k/v projections carry biases (always for qwen2; attention_bias for the others).</summary>
     public required bool QkvBias { get; init; }
     /// <summary>Whether o_proj carries a bias (attention_bias in qwen3 and llama; never in qwen2).</summary>
     public required bool OutputBias { get; init; }
+    /// <summary>max_position_embeddings (32768 when absent).</summary>
     public required int MaxPositionEmbeddings { get; init; }
+    /// <summary>torch_dtype (or dtype): float32, bfloat16 or float16, what the weights are said to be stored in; null when absent.</summary>
     public string? TorchDtype { get; init; }
+    /// <summary>layer_types, one entry per layer; null when absent.</summary>
     public IReadOnlyList<string>? LayerTypes { get; init; }
+    /// <summary>max_window_layers; null when absent.</summary>
     public int? MaxWindowLayers { get; init; }
+    /// <summary>The whole config.json as read, unknown keys included; <see cref="Hash"/> is taken over it.</summary>
     public JsonObject Json { get; init; } = new();
+    /// <summary>The config.json this was read from, for messages; "&lt;memory&gt;" for one built in code.</summary>
     public string SourcePath { get; init; } = "<memory>";
 
+    /// <summary>Whether attention has per-head q_norm/k_norm (Qwen3 only).</summary>
     public bool HasQkNorm => Architecture == Architecture.Qwen3;
 
     /// <summary>Hex SHA-256 of the canonical config JSON: the model identity stored in masks and caches.</summary>
@@ -63,6 +82,8 @@ public sealed class ModelConfig
         _ => node?.DeepClone(),
     };
 
+    /// <summary>Reads <paramref name="path"/>: a config.json, or a folder holding one.</summary>
+    /// <exception cref="ModelFormatException">The file is missing, is not a JSON object, or fails <see cref="Parse"/>'s checks.</exception>
     public static ModelConfig Load(string path)
     {
         if (Directory.Exists(path)) path = Path.Combine(path, "config.json");
@@ -80,6 +101,8 @@ public sealed class ModelConfig
         return Parse(obj, path);
     }
 
+    /// <summary>Reads and checks the fields of a parsed config.json; <paramref name="source"/> names it in errors.</summary>
+    /// <exception cref="ModelFormatException">A required field is missing, a value is malformed or out of range, or the model type or rotary scaling is unsupported.</exception>
     public static ModelConfig Parse(JsonObject obj, string source = "<memory>")
     {
         string modelType = RequiredString(obj, "model_type", source);
@@ -202,6 +225,8 @@ public sealed class ModelConfig
 public sealed class ModelFormatException(string file, string field, string problem)
     : Exception($"{file}: {field}: {problem}")
 {
+    /// <summary>The file at fault, as the caller named it.</summary>
     public string File { get; } = file;
+    /// <summary>What in the file is at fault: usually a JSON key (dotted when nested) or a tensor name.</summary>
     public string Field { get; } = field;
 }

@@ -12,27 +12,42 @@ namespace E3.Model;
 /// <summary>Shape of a random model made by <c>e3 model init</c>.</summary>
 public sealed record RandomModelSpec
 {
+    /// <summary>Decoder family; sets model_type and architectures.</summary>
     public Architecture Architecture { get; init; } = Architecture.Qwen3;
+    /// <summary>num_hidden_layers.</summary>
     public int Layers { get; init; } = 4;
+    /// <summary>hidden_size.</summary>
     public int Hidden { get; init; } = 64;
+    /// <summary>num_attention_heads.</summary>
     public int Heads { get; init; } = 4;
+    /// <summary>num_key_value_heads; must divide <see cref="Heads"/>.</summary>
     public int KvHeads { get; init; } = 2;
+    /// <summary>head_dim; positive and even.</summary>
     public int HeadDim { get; init; } = 16;
+    /// <summary>intermediate_size.</summary>
     public int Intermediate { get; init; } = 128;
+    /// <summary>vocab_size.</summary>
     public int Vocab { get; init; } = 256;
+    /// <summary>tie_word_embeddings: when true the checkpoint has no separate lm_head.</summary>
     public bool TieEmbeddings { get; init; }
+    /// <summary>Seed of every tensor's values: the same spec writes the same bytes.</summary>
     public int Seed { get; init; }
     /// <summary>Storage dtype of every tensor: "float32" or "bfloat16".</summary>
     public string Dtype { get; init; } = "float32";
+    /// <summary>Standard deviation of the normal weights (initializer_range); norm weights are 1 + 0.1·z instead.</summary>
     public float InitStd { get; init; } = 0.02f;
+    /// <summary>rope_theta.</summary>
     public float RopeTheta { get; init; } = 1_000_000f;
+    /// <summary>rms_norm_eps.</summary>
     public float RmsNormEps { get; init; } = 1e-6f;
+    /// <summary>max_position_embeddings.</summary>
     public int MaxPositions { get; init; } = 4096;
 }
 
 /// <summary>Writes a seeded random model in the exact Hugging Face layout: config.json + model.safetensors.</summary>
 public static class RandomModel
 {
+    /// <summary>The config.json <see cref="Write"/> would write for <paramref name="s"/>, parsed; writes nothing.</summary>
     public static ModelConfig Config(RandomModelSpec s)
     {
         string type = s.Architecture switch { Architecture.Qwen3 => "qwen3", Architecture.Qwen2 => "qwen2", _ => "llama" };

@@ -15,7 +15,7 @@ namespace E3.Model;
 /// (System.Numerics.Tensors), which makes an 8B-parameter model a matter of seconds; 24-bit uniforms bound |z| by 5.8,
 /// which no random weight needs to exceed.
 /// </remarks>
-public static class SeededNormal
+internal static class SeededNormal
 {
     /// <summary>Values per block: the unit of work and of the layout described above.</summary>
     public const int BlockValues = 1 << 20;

@@ -8,7 +8,7 @@ namespace E3.Optim;
 /// <summary>A named, flat fp32 parameter the optimizer updates.</summary>
 /// <param name="Name">Stable name (an HF tensor name, or "alpha"): state files are matched by it.</param>
 /// <param name="Length">Element count.</param>
-public readonly record struct ParameterSlot(string Name, int Length);
+internal readonly record struct ParameterSlot(string Name, int Length);
 
 /// <summary>
 /// AdamW whose moments and step counts live in libtorch (torch.optim.AdamW), so the update is torch's exact
@@ -17,7 +17,7 @@ public readonly record struct ParameterSlot(string Name, int Length);
 /// them) a step reads and writes them in place, so the host holds 16 bytes a parameter (value, gradient, two moments)
 /// rather than 24 with a copy of each array inside torch: 64 GB less for an 8B model trained whole.
 /// </summary>
-public sealed class AdamW : IDisposable
+internal sealed class AdamW : IDisposable
 {
     const int FileMagic = 0x57414533; // "3EAW"
     const int FileVersion = 1;

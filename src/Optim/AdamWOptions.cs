@@ -5,7 +5,7 @@ namespace E3.Optim;
 /// <param name="Beta2">Decay of the second moment.</param>
 /// <param name="Epsilon">Added to √v̂ in the denominator.</param>
 /// <param name="WeightDecay">Decoupled decay: θ ← θ − lr·λ·θ before the Adam update.</param>
-public sealed record AdamWOptions(double Beta1 = 0.9, double Beta2 = 0.999, double Epsilon = 1e-8, double WeightDecay = 0.0)
+internal sealed record AdamWOptions(double Beta1 = 0.9, double Beta2 = 0.999, double Epsilon = 1e-8, double WeightDecay = 0.0)
 {
     /// <summary>Throws when a value is outside the range torch accepts.</summary>
     public void Validate()

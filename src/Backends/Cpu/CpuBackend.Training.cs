@@ -9,7 +9,7 @@ namespace E3.Backends.Cpu;
 
 // The backward pass on the CPU. Every sum over rows is either done by one thread in row order or split into per-row
 // partials that are then reduced in a fixed order, so gradients do not depend on scheduling.
-public sealed unsafe partial class CpuBackend : ITrainingBackend
+internal sealed unsafe partial class CpuBackend : ITrainingBackend
 {
     public void Copy(Tensor src, Tensor dst)
     {

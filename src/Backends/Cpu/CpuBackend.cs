@@ -11,7 +11,7 @@ namespace E3.Backends.Cpu;
 /// The CPU backend: fp32 activations, fp32 or bf16 weights, SIMD through System.Numerics.Tensors and the
 /// blocked GEMMs in <see cref="CpuGemm"/>, rows spread over all cores.
 /// </summary>
-public sealed unsafe partial class CpuBackend : IBackend
+internal sealed unsafe partial class CpuBackend : IBackend
 {
     /// <summary>Row work below this many elements stays on the calling thread: the fork/join would cost more.</summary>
     const long ParallelThreshold = 1 << 15;

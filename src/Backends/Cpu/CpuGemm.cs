@@ -10,7 +10,7 @@ namespace E3.Backends.Cpu;
 /// never as a whole. Results are bit-identical run to run: every output element is summed by one thread,
 /// in an order that depends only on the shape.
 /// </summary>
-public static unsafe class CpuGemm
+internal static unsafe class CpuGemm
 {
     /// <summary>y[m,n] (+)= x[m,k]·w[n,k]ᵀ (+ bias[n]): nn.Linear with w [out, in]. bias may be null.</summary>
     public static void MatMulTransB(float* x, int m, int k, float* w, int n, float* y, float* bias, bool accumulate)

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace E3.Backends.Cpu;
 
 /// <summary>A tensor in 64-byte-aligned native host memory.</summary>
-public sealed unsafe class CpuTensor : Tensor
+internal sealed unsafe class CpuTensor : Tensor
 {
     void* _data;
 

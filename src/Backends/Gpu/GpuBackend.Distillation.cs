@@ -7,7 +7,7 @@ namespace E3.Backends.Gpu;
 // student pass overwrites it with dL/dlogits, and two more GEMMs take it back to the hidden states and (when trained)
 // the head. Only per-row scalars cross to the host: the teacher's statistics for the token weights, the coefficients
 // back, and KL_t and CE_t for the loss.
-public sealed partial class GpuBackend : IDistillationBackend
+internal sealed partial class GpuBackend : IDistillationBackend
 {
     DistillationResources? _distillation;
 

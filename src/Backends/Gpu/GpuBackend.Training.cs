@@ -7,7 +7,7 @@ namespace E3.Backends.Gpu;
 // same values). Every reduction is partitioned by output element or done in a fixed order (column sums in row
 // order, a two-stage double reduction for the gate gradient, grouped embedding rows, attention dK/dV summed by the block
 // that owns them), so no kernel used here takes an atomic and gradients are bit-identical run to run.
-public sealed partial class GpuBackend : ITrainingBackend
+internal sealed partial class GpuBackend : ITrainingBackend
 {
     TrainingResources? _training;
 

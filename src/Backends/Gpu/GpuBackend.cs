@@ -14,7 +14,7 @@ namespace E3.Backends.Gpu;
 /// activations (training) are widened into one scratch buffer at each use. Projections go through
 /// <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics), attention through an <see cref="IAttentionOp"/>.
 /// </summary>
-public sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
+internal sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
 {
     readonly IGpuDevice _device;
     readonly bool _ownsDevice;

@@ -7,7 +7,7 @@ namespace E3.Backends.Gpu;
 /// A tensor in device memory of one <see cref="GpuBackend"/> (host memory under the emulator). Released by
 /// <see cref="Tensor.Dispose"/>, together with the converted copy the backend may keep of a weight.
 /// </summary>
-public sealed class GpuTensor : Tensor
+internal sealed class GpuTensor : Tensor
 {
     readonly DeviceBuffer? _buffer; // null for a view, which owns nothing
     readonly DevicePtr _view;

@@ -5,7 +5,7 @@ namespace E3.Backends.Gpu;
 /// [B*T, kvHeads*headDim] go into the caches [B, capacity, kvHeads*headDim] at positions start..start+T-1, then
 /// causal GQA attention of q [B*T, heads*headDim] over positions 0..start+t is written to output.
 /// </summary>
-public readonly record struct AttentionCall(
+internal readonly record struct AttentionCall(
     GpuTensor Q, GpuTensor K, GpuTensor V, GpuTensor KCache, GpuTensor VCache, GpuTensor Output,
     int Batch, int TokensPerSequence, int StartPosition, int Heads, int KvHeads, int HeadDim, float Scale)
 {
@@ -17,7 +17,7 @@ public readonly record struct AttentionCall(
 /// The attention step of <see cref="GpuBackend"/>: <see cref="KernelAttention"/> by default; the seam lets a
 /// faster variant (a tensor-core path, a paged cache) replace it without touching the backend.
 /// </summary>
-public interface IAttentionOp : IDisposable
+internal interface IAttentionOp : IDisposable
 {
     /// <summary>Queues the cache update and the attention of <paramref name="call"/> on the backend's stream.</summary>
     void Run(in AttentionCall call);

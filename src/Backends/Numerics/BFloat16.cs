@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 namespace E3.Backends.Numerics;
 
 /// <summary>bf16 &lt;-&gt; fp32 conversion with round-to-nearest-even, as torch and our kernels do it.</summary>
-public static class BFloat16
+internal static class BFloat16
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);

@@ -45,19 +45,15 @@ internal static class CliRunner
         }
     }
 
-    public static readonly string[] Devices = ["cpu", "cuda", "emu"];
+    public static readonly string[] Devices = [.. ComputeDevice.Names];
 
     /// <summary>
     /// cpu: the C# backend. cuda: device 0 through the driver and cuBLAS; emu: the same kernels on the CPU emulator
     /// (libe3emu.so, or the file E3_EMU_LIB names). Both GPU devices keep bf16 activations, as inference on a GPU does;
     /// weights follow --precision. A missing driver, GPU or emulator library is one clear error naming what is missing.
     /// </summary>
-    public static IBackend CreateBackend(string device, int threads) => device switch
-    {
-        "cpu" => new CpuBackend(threads),
-        "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.BF16),
-        _ => throw new UsageException($"--device: '{device}' is not available in this build (available: {string.Join(", ", Devices)})"),
-    };
+    public static IBackend CreateBackend(string device, int threads) =>
+        ComputeDevice.CreateBackend(KnownDevice(device), new ComputeDeviceOptions { Threads = threads });
 
     /// <summary>
     /// The backend for a command that runs a backward pass (train, distill, search): as <see cref="CreateBackend"/>, but a
@@ -69,12 +65,12 @@ internal static class CliRunner
     public static IBackend CreateTrainingBackend(string device, int threads, bool tf32 = false)
     {
         if (tf32) RequireTensorCores(device);
-        return device switch
-        {
-            "cuda" or "emu" => new GpuBackend(GpuDevices.Open(device), DType.F32, fp32Compute: tf32 ? GemmCompute.FastTf32 : GemmCompute.Fp32),
-            _ => CreateBackend(device, threads),
-        };
+        return ComputeDevice.CreateBackend(KnownDevice(device), new ComputeDeviceOptions { Threads = threads, Training = true, Tf32 = tf32 });
     }
+
+    static string KnownDevice(string device) => ComputeDevice.Names.Contains(device)
+        ? device
+        : throw new UsageException($"--device: '{device}' is not available in this build (available: {string.Join(", ", Devices)})");
 
     /// <summary>Refuses --tf32 (a usage error) on a device that has no tensor cores to run it on.</summary>
     public static void RequireTensorCores(string device)

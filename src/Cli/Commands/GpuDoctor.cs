@@ -17,7 +17,7 @@ namespace E3.Cli.Commands;
 /// <param name="CublasVersion">cuBLAS version, or null.</param>
 /// <param name="CublasProblem">Why cuBLAS is unusable, or null.</param>
 /// <param name="KernelCacheFolder">Where compiled kernels are cached.</param>
-public sealed record GpuDoctorReport(
+internal sealed record GpuDoctorReport(
     Version? DriverVersion, string? DriverProblem, IReadOnlyList<GpuDeviceInfo> Gpus,
     Version? NvrtcVersion, IReadOnlyList<int> NvrtcArchitectures, string? NvrtcProblem,
     Version? CublasVersion, string? CublasProblem, string KernelCacheFolder)
@@ -44,7 +44,7 @@ public sealed record GpuDoctorReport(
 public static class GpuDoctor
 {
     /// <summary>Examines driver, GPUs, NVRTC, cuBLAS and the kernel cache location.</summary>
-    public static GpuDoctorReport Examine()
+    internal static GpuDoctorReport Examine()
     {
         var (driverVersion, gpus, driverProblem) = ExamineDriver();
         var (nvrtcVersion, archs, nvrtcProblem) = ExamineNvrtc();

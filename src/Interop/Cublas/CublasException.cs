@@ -22,7 +22,7 @@ public sealed class CublasException : Exception
     public string StatusName { get; }
 
     /// <summary>The enum name of a <c>cublasStatus_t</c>.</summary>
-    public static string NameOf(int status) => status switch
+    internal static string NameOf(int status) => status switch
     {
         0 => "CUBLAS_STATUS_SUCCESS",
         1 => "CUBLAS_STATUS_NOT_INITIALIZED",

@@ -9,7 +9,7 @@ namespace E3.Interop.Cublas;
 /// accumulate in fp32: CUBLAS_COMPUTE_32F whatever the bf16/fp16/fp32 operand types, or CUBLAS_COMPUTE_32F_FAST_TF32
 /// for fp32 operands when the descriptor asks (<see cref="GemmCompute"/>).
 /// </summary>
-public sealed unsafe class CublasHandle : IDisposable
+internal sealed unsafe class CublasHandle : IDisposable
 {
     private const int DefaultAlgorithm = -1; // CUBLAS_GEMM_DEFAULT
     private nint handle;

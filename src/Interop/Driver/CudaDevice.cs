@@ -12,7 +12,7 @@ namespace E3.Interop.Driver;
 /// for the newest NVRTC arch when the GPU is newer), and creates its cuBLAS handle on first GEMM.
 /// Dispose releases cuBLAS and then the context; modules, buffers, streams and events must be disposed first.
 /// </summary>
-public sealed unsafe class CudaDevice : IGpuDevice
+internal sealed unsafe class CudaDevice : IGpuDevice
 {
     private const int JitLogBytes = 16 * 1024;
     private readonly PrimaryContext context;

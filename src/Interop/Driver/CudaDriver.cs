@@ -5,7 +5,7 @@ using E3.Interop.Native;
 namespace E3.Interop.Driver;
 
 /// <summary>Process-wide driver queries: initialisation, version, devices.</summary>
-public static unsafe class CudaDriver
+internal static unsafe class CudaDriver
 {
     private static readonly Lazy<bool> Initialized = new(() =>
     {

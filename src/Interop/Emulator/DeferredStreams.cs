@@ -192,7 +192,7 @@ internal sealed class DeferredStreams
 }
 
 /// <summary>When the emulator runs the work queued on its streams.</summary>
-public enum EmuExecution
+internal enum EmuExecution
 {
     /// <summary>
     /// Only when the host must wait for it, as late as a GPU may run it (the default): a missing synchronisation

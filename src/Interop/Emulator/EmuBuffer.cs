@@ -1,7 +1,7 @@
 namespace E3.Interop.Emulator;
 
 /// <summary>A device allocation of the emulator; freed by <see cref="Dispose"/>.</summary>
-public sealed unsafe class EmuBuffer : IDisposable
+internal sealed unsafe class EmuBuffer : IDisposable
 {
     internal EmuBuffer(ulong devicePointer, long bytes)
     {

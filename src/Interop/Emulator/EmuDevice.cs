@@ -1,14 +1,14 @@
 namespace E3.Interop.Emulator;
 
 /// <summary>A kernel compiled into the emulator library.</summary>
-public sealed record EmuFunction(string Module, string Name, nint Handle, int ParameterCount);
+internal sealed record EmuFunction(string Module, string Name, nint Handle, int ParameterCount);
 
 /// <summary>
 /// The CUDA CPU emulator as a device: loads the library (see <see cref="EmuLibrary"/>), looks kernels up by
 /// module (kernel file stem) and name, allocates memory and launches. Every failure is an
 /// <see cref="EmuException"/> carrying the CUresult name and the emulator's message.
 /// </summary>
-public sealed unsafe class EmuDevice : IDisposable
+internal sealed unsafe class EmuDevice : IDisposable
 {
     private EmuDevice(string libraryPath) => LibraryPath = libraryPath;
 

@@ -1,7 +1,7 @@
 namespace E3.Interop.Emulator;
 
 /// <summary>A libe3emu call failed; carries the CUresult-style code, its name and the emulator's message.</summary>
-public sealed class EmuException : Exception
+internal sealed class EmuException : Exception
 {
     public EmuException(EmuResult result, string errorName, string call, string detail)
         : base($"{call} failed with {errorName}: {detail}")

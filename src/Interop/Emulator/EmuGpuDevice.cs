@@ -15,7 +15,7 @@ namespace E3.Interop.Emulator;
 /// real driver gets (<see cref="KernelArgs.WritePointers"/>): the emulator's trampolines read each parameter
 /// through its slot pointer at the kernel's own parameter type, exactly as <c>cuLaunchKernel</c> does.
 /// </summary>
-public sealed unsafe class EmuGpuDevice : IGpuDevice
+internal sealed unsafe class EmuGpuDevice : IGpuDevice
 {
     /// <summary>CUDA's dynamic shared memory limit for a kernel that has not opted into more.</summary>
     public const int DefaultDynamicSharedBytes = 48 * 1024;

@@ -9,7 +9,7 @@ namespace E3.Interop.Emulator;
 /// file is looked for next to the application, then in <c>native/build</c> of any
 /// directory above the application (a repository checkout).
 /// </summary>
-public static class EmuLibrary
+internal static class EmuLibrary
 {
     /// <summary>File name of the product library (kernels of <c>kernels/</c>).</summary>
     public const string ProductFileName = "libe3emu.so";

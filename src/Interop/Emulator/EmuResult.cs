@@ -1,7 +1,7 @@
 namespace E3.Interop.Emulator;
 
 /// <summary>Status codes of libe3emu; the values are those of CUDA's <c>CUresult</c> where one exists.</summary>
-public enum EmuResult
+internal enum EmuResult
 {
     Success = 0,
     InvalidValue = 1,
@@ -25,7 +25,7 @@ internal enum EmuDataType
 }
 
 /// <summary>cublasOperation_t values: use a matrix as stored (N) or transposed (T).</summary>
-public enum EmuOperation
+internal enum EmuOperation
 {
     N = 0,
     T = 1,
@@ -35,7 +35,7 @@ public enum EmuOperation
 /// e3emu_thread_order: the order in which a block's threads run between blocking points. One order hides a thread
 /// reading a lower thread's shared memory without a barrier, the other a higher one's (native/README.md).
 /// </summary>
-public enum EmuThreadOrder
+internal enum EmuThreadOrder
 {
     Forward = 0,
     Reverse = 1,

@@ -1,7 +1,7 @@
 namespace E3.Interop.Emulator;
 
 /// <summary>An emulator stream. Work runs synchronously at submission, so a stream is always idle.</summary>
-public sealed class EmuStream : IDisposable
+internal sealed class EmuStream : IDisposable
 {
     internal EmuStream(nint handle) => Handle = handle;
 
@@ -20,7 +20,7 @@ public sealed class EmuStream : IDisposable
 }
 
 /// <summary>An emulator event: records the wall-clock time at which it is recorded.</summary>
-public sealed class EmuEvent : IDisposable
+internal sealed class EmuEvent : IDisposable
 {
     internal EmuEvent(nint handle) => Handle = handle;
 

@@ -13,7 +13,7 @@ namespace E3.Interop.Emulator;
 /// </summary>
 /// <param name="SmVersion">e.g. 90.</param>
 /// <param name="MaxSharedBytesOptIn">Most shared memory (static plus dynamic) a block may opt into.</param>
-public sealed record GpuLaunchLimits(int SmVersion, int MaxSharedBytesOptIn)
+internal sealed record GpuLaunchLimits(int SmVersion, int MaxSharedBytesOptIn)
 {
     /// <summary>Registers one block may hold (64 K on every architecture since sm_50).</summary>
     public const int RegistersPerBlock = 64 * 1024;
@@ -83,7 +83,7 @@ public sealed record GpuLaunchLimits(int SmVersion, int MaxSharedBytesOptIn)
 /// static shared memory counts ptxas reports when NVRTC compiles each kernel file for each target (through the
 /// on-disk kernel cache: once per machine and kernel version, about 30 s for every file and both targets).
 /// </summary>
-public sealed class LaunchLimitCheck
+internal sealed class LaunchLimitCheck
 {
     /// <summary>The environment variable that picks the targets: a comma-separated list (<c>sm_80,sm_90</c>) or <c>none</c>.</summary>
     public const string TargetsVariable = "E3_EMU_TARGETS";

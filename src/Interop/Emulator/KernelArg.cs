@@ -4,7 +4,7 @@ namespace E3.Interop.Emulator;
 /// One kernel argument as the 8 bytes its parameter slot holds: a device pointer or a scalar. The implicit
 /// conversions cover exactly the parameter types the kernel conventions allow.
 /// </summary>
-public readonly struct KernelArg
+internal readonly struct KernelArg
 {
     private KernelArg(ulong bits) => Bits = bits;
 

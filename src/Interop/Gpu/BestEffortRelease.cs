@@ -9,7 +9,7 @@ namespace E3.Interop.Gpu;
 /// error (an illegal address, say) the context is unusable and every later driver call fails with the same error; an
 /// exception from Dispose would then replace the one that reported the fault, and leave everything after it unreleased.
 /// </summary>
-public static class BestEffortRelease
+internal static class BestEffortRelease
 {
     /// <summary>Runs every step; device failures (CUDA, cuBLAS, emulator) are dropped, anything else is rethrown after the rest ran.</summary>
     public static void Run(params Action[] steps)

@@ -6,7 +6,7 @@ namespace E3.Interop.Gpu;
 /// what the driver or cuBLAS take for themselves (context, modules, workspace), so that a benchmark can set it beside
 /// the memory plan, which counts the same.
 /// </summary>
-public sealed class DeviceAllocations
+internal sealed class DeviceAllocations
 {
     readonly Dictionary<ulong, long> _sizes = new();
     readonly Lock _lock = new();

@@ -1,7 +1,7 @@
 namespace E3.Interop.Gpu;
 
 /// <summary>Whether a GEMM operand is used as stored or transposed (<c>cublasOperation_t</c> values).</summary>
-public enum GemmOperation
+internal enum GemmOperation
 {
     /// <summary>CUBLAS_OP_N.</summary>
     None = 0,
@@ -11,7 +11,7 @@ public enum GemmOperation
 }
 
 /// <summary>Element type of a GEMM operand (<c>cudaDataType</c> values).</summary>
-public enum GemmDataType
+internal enum GemmDataType
 {
     /// <summary>CUDA_R_32F.</summary>
     F32 = 0,
@@ -24,7 +24,7 @@ public enum GemmDataType
 }
 
 /// <summary>How a GEMM multiplies (<c>cublasComputeType_t</c> values); both accumulate in fp32.</summary>
-public enum GemmCompute
+internal enum GemmCompute
 {
     /// <summary>CUBLAS_COMPUTE_32F: products of the operands as they are.</summary>
     Fp32 = 68,
@@ -41,7 +41,7 @@ public enum GemmCompute
 /// <param name="Type">Element type.</param>
 /// <param name="LeadingDimension">Elements between the starts of consecutive columns (as stored).</param>
 /// <param name="BatchStride">Elements between consecutive matrices of a strided batch.</param>
-public readonly record struct GemmMatrix(DevicePtr Pointer, GemmDataType Type, int LeadingDimension, long BatchStride = 0);
+internal readonly record struct GemmMatrix(DevicePtr Pointer, GemmDataType Type, int LeadingDimension, long BatchStride = 0);
 
 /// <summary>
 /// C = Alpha * op(A) * op(B) + Beta * C with cuBLAS semantics: every matrix is column-major, op(A) is M x K,
@@ -49,7 +49,7 @@ public readonly record struct GemmMatrix(DevicePtr Pointer, GemmDataType Type, i
 /// <see cref="BatchCount"/> above 1 repeats it over strided batches (cublasGemmStridedBatchedEx). Row-major callers use
 /// <see cref="RowMajorGemm"/> rather than transposing by hand.
 /// </summary>
-public readonly record struct GemmDescriptor(
+internal readonly record struct GemmDescriptor(
     GemmOperation TransA, GemmOperation TransB, int M, int N, int K,
     float Alpha, GemmMatrix A, GemmMatrix B, float Beta, GemmMatrix C, int BatchCount = 1, GemmCompute Compute = GemmCompute.Fp32)
 {
@@ -91,7 +91,7 @@ public readonly record struct GemmDescriptor(
 /// column-major K x M (op N):
 /// <c>gemm(transa=T, transb=N, m=N, n=M, k=K, A=w, lda=K, B=x, ldb=K, C=y, ldc=N)</c>.
 /// </summary>
-public static class RowMajorGemm
+internal static class RowMajorGemm
 {
     /// <summary>y[M,N] = x[M,K] · w[N,K]ᵀ (+ beta * y), the layout of a torch Linear weight.</summary>
     public static GemmDescriptor Linear(DevicePtr x, DevicePtr w, DevicePtr y, int m, int n, int k,

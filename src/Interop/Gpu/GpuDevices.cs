@@ -8,7 +8,7 @@ namespace E3.Interop.Gpu;
 public sealed class GpuDeviceUnavailableException(string message, Exception inner) : Exception(message, inner);
 
 /// <summary>Opens an <see cref="IGpuDevice"/> by the name the CLI's <c>--device</c> uses.</summary>
-public static class GpuDevices
+internal static class GpuDevices
 {
     /// <summary>The names <see cref="Open"/> accepts.</summary>
     public static IReadOnlyList<string> Names { get; } = ["cuda", "emu"];

@@ -1,7 +1,7 @@
 namespace E3.Interop.Gpu;
 
 /// <summary>An untyped device address (<c>CUdeviceptr</c>). Zero is the null pointer.</summary>
-public readonly record struct DevicePtr(ulong Address)
+internal readonly record struct DevicePtr(ulong Address)
 {
     /// <summary>The null device pointer.</summary>
     public static DevicePtr Null => default;
@@ -17,7 +17,7 @@ public readonly record struct DevicePtr(ulong Address)
 }
 
 /// <summary>A device address of <typeparamref name="T"/> elements; what typed kernel wrappers take.</summary>
-public readonly record struct DevicePointer<T>(ulong Address) where T : unmanaged
+internal readonly record struct DevicePointer<T>(ulong Address) where T : unmanaged
 {
     /// <summary>Views an untyped pointer as <typeparamref name="T"/> elements.</summary>
     public DevicePointer(DevicePtr pointer) : this(pointer.Address) { }
@@ -36,26 +36,26 @@ public readonly record struct DevicePointer<T>(ulong Address) where T : unmanage
 }
 
 /// <summary>A stream handle (<c>CUstream</c>); the default value is the legacy default stream.</summary>
-public readonly record struct GpuStream(nint Handle);
+internal readonly record struct GpuStream(nint Handle);
 
 /// <summary>An event handle (<c>CUevent</c>).</summary>
-public readonly record struct GpuEvent(nint Handle);
+internal readonly record struct GpuEvent(nint Handle);
 
 /// <summary>A loaded module handle (<c>CUmodule</c>).</summary>
-public readonly record struct GpuModule(nint Handle);
+internal readonly record struct GpuModule(nint Handle);
 
 /// <summary>A kernel entry point (<c>CUfunction</c>); owned by its module, valid until the module unloads.</summary>
-public readonly record struct GpuFunction(nint Handle);
+internal readonly record struct GpuFunction(nint Handle);
 
 /// <summary>A grid or block extent.</summary>
-public readonly record struct Dim3(uint X, uint Y = 1, uint Z = 1)
+internal readonly record struct Dim3(uint X, uint Y = 1, uint Z = 1)
 {
     /// <summary>X * Y * Z.</summary>
     public ulong Count => (ulong)X * Y * Z;
 }
 
 /// <summary>Grid, block and dynamic shared memory of one launch.</summary>
-public readonly record struct LaunchShape(Dim3 Grid, Dim3 Block, uint DynamicSharedBytes = 0);
+internal readonly record struct LaunchShape(Dim3 Grid, Dim3 Block, uint DynamicSharedBytes = 0);
 
 /// <summary>Facts about a device, as the driver reports them.</summary>
 /// <param name="Ordinal">Device index.</param>
@@ -65,8 +65,8 @@ public readonly record struct LaunchShape(Dim3 Grid, Dim3 Block, uint DynamicSha
 /// <param name="TotalMemoryBytes">Global memory.</param>
 /// <param name="L2CacheBytes">L2 cache.</param>
 /// <param name="MaxSharedMemoryPerBlockOptIn">Largest dynamic shared memory a kernel may opt into.</param>
-public sealed record GpuDeviceInfo(int Ordinal, string Name, int ComputeCapability, int MultiprocessorCount, long TotalMemoryBytes,
+internal sealed record GpuDeviceInfo(int Ordinal, string Name, int ComputeCapability, int MultiprocessorCount, long TotalMemoryBytes,
     int L2CacheBytes, int MaxSharedMemoryPerBlockOptIn);
 
 /// <summary>Per-kernel facts from <c>cuFuncGetAttribute</c>.</summary>
-public sealed record GpuFunctionAttributes(int Registers, int StaticSharedBytes, int MaxDynamicSharedBytes, int MaxThreadsPerBlock, int LocalBytes);
+internal sealed record GpuFunctionAttributes(int Registers, int StaticSharedBytes, int MaxDynamicSharedBytes, int MaxThreadsPerBlock, int LocalBytes);

@@ -17,7 +17,7 @@ namespace E3.Interop.Gpu;
 /// calls do not switch contexts (that would cost a driver call per kernel).
 /// </para>
 /// </summary>
-public interface IGpuDevice : IDisposable
+internal interface IGpuDevice : IDisposable
 {
     /// <summary>Name, compute capability, SM count and memory sizes.</summary>
     GpuDeviceInfo Info { get; }

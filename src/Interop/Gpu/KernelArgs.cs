@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace E3.Interop.Gpu;
 
 /// <summary>The C type of one kernel argument.</summary>
-public enum KernelArgKind : byte
+internal enum KernelArgKind : byte
 {
     /// <summary>A device pointer (8 bytes).</summary>
     Pointer,
@@ -29,7 +29,7 @@ public enum KernelArgKind : byte
 /// <c>ref struct</c>, it can only live on the stack, so the addresses it hands out cannot move during the launch.
 /// Offsets, sizes and kinds are inspectable so that the layout of every typed wrapper can be tested without a GPU.
 /// </summary>
-public ref struct KernelArgs
+internal ref struct KernelArgs
 {
     /// <summary>Most arguments one block holds.</summary>
     public const int MaxArguments = 24;

@@ -1,7 +1,7 @@
 namespace E3.Interop.Gpu;
 
 /// <summary>Device memory released by <see cref="Dispose"/> (never by a finalizer).</summary>
-public sealed class DeviceBuffer : IDisposable
+internal sealed class DeviceBuffer : IDisposable
 {
     private readonly IGpuDevice device;
     private readonly GpuStream? freeOn;
@@ -39,7 +39,7 @@ public sealed class DeviceBuffer : IDisposable
 }
 
 /// <summary>Page-locked host memory released by <see cref="Dispose"/>.</summary>
-public sealed unsafe class PinnedHostBuffer : IDisposable
+internal sealed unsafe class PinnedHostBuffer : IDisposable
 {
     private readonly IGpuDevice device;
     private void* pointer;
@@ -72,7 +72,7 @@ public sealed unsafe class PinnedHostBuffer : IDisposable
 }
 
 /// <summary>A stream destroyed by <see cref="Dispose"/>.</summary>
-public sealed class OwnedStream : IDisposable
+internal sealed class OwnedStream : IDisposable
 {
     private readonly IGpuDevice device;
     private GpuStream? handle;
@@ -100,7 +100,7 @@ public sealed class OwnedStream : IDisposable
 }
 
 /// <summary>An event destroyed by <see cref="Dispose"/>.</summary>
-public sealed class OwnedEvent : IDisposable
+internal sealed class OwnedEvent : IDisposable
 {
     private readonly IGpuDevice device;
     private GpuEvent? handle;
@@ -134,7 +134,7 @@ public sealed class OwnedEvent : IDisposable
 }
 
 /// <summary>A loaded kernel module, unloaded by <see cref="Dispose"/>.</summary>
-public sealed class OwnedModule : IDisposable
+internal sealed class OwnedModule : IDisposable
 {
     private readonly IGpuDevice device;
     private GpuModule? handle;
@@ -166,7 +166,7 @@ public sealed class OwnedModule : IDisposable
 }
 
 /// <summary>Owning factories and span-based copies over <see cref="IGpuDevice"/>.</summary>
-public static class GpuDeviceExtensions
+internal static class GpuDeviceExtensions
 {
     /// <summary>Allocates device memory owned by the returned buffer.</summary>
     public static DeviceBuffer AllocateBuffer(this IGpuDevice device, long bytes) =>

@@ -5,7 +5,7 @@ namespace E3.Interop.IO;
 /// in the same folder, which <see cref="Commit"/> flushes and renames over the target. Disposing without a
 /// commit (an exception on the way) deletes the temp file and leaves the target untouched.
 /// </summary>
-public sealed class AtomicFile : IDisposable
+internal sealed class AtomicFile : IDisposable
 {
     readonly FileStream _stream;
     bool _committed;

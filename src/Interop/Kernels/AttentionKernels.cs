@@ -15,7 +15,7 @@ namespace E3.Interop.Kernels;
 /// <param name="KvHeads">Key/value heads; divides <paramref name="Heads"/>.</param>
 /// <param name="HeadDim">Values per head: even, at most 256.</param>
 /// <param name="Scale">Multiplies q·k before the softmax (usually 1/sqrt(HeadDim)).</param>
-public readonly record struct AttentionLayout(int Batch, int TokensPerSequence, int StartPosition, int Capacity, int Heads, int KvHeads,
+internal readonly record struct AttentionLayout(int Batch, int TokensPerSequence, int StartPosition, int Capacity, int Heads, int KvHeads,
     int HeadDim, float Scale)
 {
     /// <summary>Largest head dimension the kernels hold in registers.</summary>
@@ -47,7 +47,7 @@ public readonly record struct AttentionLayout(int Batch, int TokensPerSequence, 
 /// Launch shapes come from <see cref="LaunchShapes"/>; head dims above 128 need more than 48 KiB of shared
 /// memory, which is opted into once per kernel.
 /// </summary>
-public sealed class AttentionKernels : KernelFamily
+internal sealed class AttentionKernels : KernelFamily
 {
     private readonly GpuFunction appendF32, appendBf16, prefillF32, prefillBf16, decodeF32, decodeBf16, combineF32, combineBf16;
     private readonly GpuFunction prefillTensorCoresBf16;

@@ -3,7 +3,7 @@ using E3.Interop.Gpu;
 namespace E3.Interop.Kernels;
 
 /// <summary>Typed launches of kernels/convert.cu: fp32 ⇄ bf16 on the device (grid-stride, 256 threads per block).</summary>
-public sealed class ConvertKernels : KernelFamily
+internal sealed class ConvertKernels : KernelFamily
 {
     private readonly GpuFunction widen, narrow;
 

@@ -3,7 +3,7 @@ using E3.Interop.Gpu;
 namespace E3.Interop.Kernels;
 
 /// <summary>Typed launches of kernels/embedding.cu (one block per token). Ids must already be checked against the table's rows.</summary>
-public sealed class EmbeddingKernels : KernelFamily
+internal sealed class EmbeddingKernels : KernelFamily
 {
     private readonly GpuFunction forwardF32, forwardBf16, forwardBf16ToF32, backwardF32, groupedBackwardF32;
 

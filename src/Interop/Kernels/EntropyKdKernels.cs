@@ -6,7 +6,7 @@ namespace E3.Interop.Kernels;
 /// <param name="Max">Row max of the teacher logits [rows].</param>
 /// <param name="LogSum">log Σ e^{(z − max)/τ} [rows].</param>
 /// <param name="Entropy">H_t at temperature τ [rows].</param>
-public readonly record struct KdTeacherStatistics(DevicePointer<float> Max, DevicePointer<float> LogSum, DevicePointer<float> Entropy);
+internal readonly record struct KdTeacherStatistics(DevicePointer<float> Max, DevicePointer<float> LogSum, DevicePointer<float> Entropy);
 
 /// <summary>Per-row settings of the student pass, computed by the host from the entropies.</summary>
 /// <param name="KdCoefficient">λ·τ²·w_t/N per row [rows].</param>
@@ -16,14 +16,14 @@ public readonly record struct KdTeacherStatistics(DevicePointer<float> Max, Devi
 /// <param name="Reverse">Reverse KL(q‖p) instead of forward KL(p‖q).</param>
 /// <param name="RowKl">Output: KL_t per row [rows].</param>
 /// <param name="RowCe">Output: CE_t per row [rows].</param>
-public readonly record struct KdStudentRows(DevicePointer<float> KdCoefficient, DevicePointer<int> Labels, float CeCoefficient, float InverseTemperature,
+internal readonly record struct KdStudentRows(DevicePointer<float> KdCoefficient, DevicePointer<int> Labels, float CeCoefficient, float InverseTemperature,
     bool Reverse, DevicePointer<float> RowKl, DevicePointer<float> RowCe);
 
 /// <summary>
 /// Typed launches of kernels/entropy_kd.cu (one block of 256 threads per row): the teacher pass, then the
 /// fused student pass that overwrites the student logits with the gradient.
 /// </summary>
-public sealed class EntropyKdKernels : KernelFamily
+internal sealed class EntropyKdKernels : KernelFamily
 {
     /// <summary>Largest K the sparse kernels accept (E3_KD_MAX_K).</summary>
     public const int MaxTopK = 64;

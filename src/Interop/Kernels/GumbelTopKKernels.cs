@@ -20,7 +20,7 @@ public enum GumbelRelaxation
 /// Mask tensors are [samples x layers] fp32; <c>work</c> is the [samples x keep x 2 x layers] fp32 workspace
 /// (each step's p and 1 - p) the soft-top-k forward fills and its backward reads (see <see cref="WorkspaceElements"/>).
 /// </summary>
-public sealed class GumbelTopKKernels : KernelFamily
+internal sealed class GumbelTopKKernels : KernelFamily
 {
     /// <summary>Most layers per mask (the kernel's E3_GUMBEL_MAX_LAYERS).</summary>
     public const int MaxLayers = 256;

@@ -6,7 +6,7 @@ using System.Text;
 namespace E3.Interop.Kernels;
 
 /// <summary>How a cache lookup went.</summary>
-public enum KernelCacheOutcome
+internal enum KernelCacheOutcome
 {
     /// <summary>No cache in use.</summary>
     Disabled,
@@ -27,7 +27,7 @@ public enum KernelCacheOutcome
 /// 32-byte SHA-256 of (log bytes + image bytes), log (UTF-8), image. Writes go to a unique temp file
 /// in the same folder and are renamed over the entry, so readers never see a half-written file.
 /// </summary>
-public sealed class KernelCache
+internal sealed class KernelCache
 {
     /// <summary>The environment variable that moves the cache.</summary>
     public const string DirectoryVariable = "E3_KERNEL_CACHE";

@@ -7,7 +7,7 @@ namespace E3.Interop.Kernels;
 /// <see cref="Embedded"/> reads them from this assembly's manifest resources (<c>e3.kernels.&lt;file&gt;</c>),
 /// so a published <c>e3</c> needs no source tree.
 /// </summary>
-public sealed class KernelCatalog
+internal sealed class KernelCatalog
 {
     private const string ResourcePrefix = "e3.kernels.";
     private static readonly Lazy<KernelCatalog> EmbeddedCatalog = new(LoadEmbedded);

@@ -9,11 +9,11 @@ namespace E3.Interop.Kernels;
 /// <param name="Log">NVRTC's log, including the ptxas report for CUBIN.</param>
 /// <param name="Resources">The parsed ptxas report (empty for PTX: ptxas has not run).</param>
 /// <param name="Cache">How the cache lookup went.</param>
-public sealed record CompiledKernelModule(
+internal sealed record CompiledKernelModule(
     string Name, KernelTarget Target, byte[] Image, string Log, IReadOnlyList<KernelResources> Resources, KernelCacheOutcome Cache);
 
 /// <summary>Compiles catalog kernels with NVRTC, going through the on-disk cache when one is given.</summary>
-public sealed class KernelCompiler
+internal sealed class KernelCompiler
 {
     private readonly KernelCatalog catalog;
     private readonly KernelCache? cache;

@@ -6,7 +6,7 @@ namespace E3.Interop.Kernels;
 /// Base of the typed wrappers: loads one kernel file as a module, looks entry points up once, and launches.
 /// Subclasses only fill <see cref="KernelArgs"/> and pick a <see cref="LaunchShapes"/> shape.
 /// </summary>
-public abstract class KernelFamily : IDisposable
+internal abstract class KernelFamily : IDisposable
 {
     private readonly OwnedModule module;
 

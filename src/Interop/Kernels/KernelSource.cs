@@ -6,7 +6,7 @@ namespace E3.Interop.Kernels;
 /// <param name="Name">The file name without extension, e.g. <c>rmsnorm</c>; also the module name.</param>
 /// <param name="FileName">e.g. <c>rmsnorm.cu</c>, the name NVRTC reports in diagnostics.</param>
 /// <param name="Text">The source.</param>
-public sealed partial record KernelSource(string Name, string FileName, string Text)
+internal sealed partial record KernelSource(string Name, string FileName, string Text)
 {
     /// <summary>Whether the file opts into <c>--use_fast_math</c> with a <c>// e3: fast-math</c> line.</summary>
     public bool FastMath => FastMathLine().IsMatch(Text);

@@ -1,7 +1,7 @@
 namespace E3.Interop.Kernels;
 
 /// <summary>What NVRTC produces for a device: CUBIN for a real SM, or PTX for a virtual one.</summary>
-public enum KernelImageKind
+internal enum KernelImageKind
 {
     /// <summary>Machine code for exactly one SM version; loads without JIT.</summary>
     Cubin,
@@ -11,7 +11,7 @@ public enum KernelImageKind
 }
 
 /// <summary>A compilation target: an SM version (e.g. 90) and the image kind.</summary>
-public readonly record struct KernelTarget(int SmVersion, KernelImageKind Kind)
+internal readonly record struct KernelTarget(int SmVersion, KernelImageKind Kind)
 {
     /// <summary>The NVRTC <c>-arch</c> value: <c>sm_90</c> for CUBIN, <c>compute_90</c> for PTX.</summary>
     public string Arch => Kind == KernelImageKind.Cubin ? $"sm_{SmVersion}" : $"compute_{SmVersion}";

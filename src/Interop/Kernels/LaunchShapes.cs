@@ -3,10 +3,10 @@ using E3.Interop.Gpu;
 namespace E3.Interop.Kernels;
 
 /// <summary>bf16 as stored on the device (its raw bits); a distinct type so a bf16 buffer cannot be passed where fp32 is expected.</summary>
-public readonly record struct Bf16(ushort Bits);
+internal readonly record struct Bf16(ushort Bits);
 
 /// <summary>The launch shapes the kernel files document, computed in one place.</summary>
-public static class LaunchShapes
+internal static class LaunchShapes
 {
     /// <summary>Threads per block for row-per-block and grid-stride kernels (a multiple of 32, as the block reductions require).</summary>
     public const int BlockThreads = 256;
@@ -136,4 +136,4 @@ public static class LaunchShapes
 }
 
 /// <summary>A decode launch: its shape, the keys each block covers and how many splits (blocks along x) there are.</summary>
-public readonly record struct AttentionDecodeShape(LaunchShape Shape, int KeysPerSplit, int Splits);
+internal readonly record struct AttentionDecodeShape(LaunchShape Shape, int KeysPerSplit, int Splits);

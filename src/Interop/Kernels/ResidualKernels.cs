@@ -3,7 +3,7 @@ using E3.Interop.Gpu;
 namespace E3.Interop.Kernels;
 
 /// <summary>Typed launches of kernels/residual.cu (grid-stride, 256 threads per block).</summary>
-public sealed class ResidualKernels : KernelFamily
+internal sealed class ResidualKernels : KernelFamily
 {
     private readonly GpuFunction gatedF32, gatedBf16, backwardF32, addF32;
 

@@ -12,7 +12,7 @@ namespace E3.Interop.Kernels;
 /// <param name="StackFrameBytes">Per-thread stack frame.</param>
 /// <param name="SpillStoreBytes">Bytes stored to local memory because registers ran out.</param>
 /// <param name="SpillLoadBytes">Bytes loaded back from those spills.</param>
-public sealed record KernelResources(
+internal sealed record KernelResources(
     string Kernel, string Arch, int Registers, int SharedBytes, int ConstantBytes, int StackFrameBytes, int SpillStoreBytes, int SpillLoadBytes)
 {
     /// <summary>Whether ptxas had to spill registers to local memory.</summary>
@@ -20,7 +20,7 @@ public sealed record KernelResources(
 }
 
 /// <summary>Parses the verbose ptxas log (<c>--ptxas-options=-v</c>) NVRTC returns as the program log.</summary>
-public static partial class ResourceReport
+internal static partial class ResourceReport
 {
     /// <summary>
     /// One entry per <c>Compiling entry function 'X' for 'sm_Y'</c> block, in log order. Lines look like:

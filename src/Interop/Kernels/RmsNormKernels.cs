@@ -3,7 +3,7 @@ using E3.Interop.Gpu;
 namespace E3.Interop.Kernels;
 
 /// <summary>Typed launches of kernels/rmsnorm.cu (one block of 256 threads per row).</summary>
-public sealed class RmsNormKernels : KernelFamily
+internal sealed class RmsNormKernels : KernelFamily
 {
     private readonly GpuFunction forwardF32, forwardBf16, fusedF32, fusedBf16, addF32, addBf16, backwardF32, backwardRowsF32;
 

@@ -9,7 +9,7 @@ namespace E3.Interop.Kernels;
 /// <param name="Theta">RoPE base θ.</param>
 /// <param name="TokensPerSequence">T: row r is at position start + r % T.</param>
 /// <param name="StartPosition">Position of each sequence's first row.</param>
-public readonly record struct RopeLayout(int Tokens, int Heads, int HeadDim, float Theta, int TokensPerSequence, int StartPosition)
+internal readonly record struct RopeLayout(int Tokens, int Heads, int HeadDim, float Theta, int TokensPerSequence, int StartPosition)
 {
     internal void Validate()
     {
@@ -23,7 +23,7 @@ public readonly record struct RopeLayout(int Tokens, int Heads, int HeadDim, flo
 }
 
 /// <summary>Typed launches of kernels/rope.cu (one warp per (row, head), 4 warps per block), in place.</summary>
-public sealed class RopeKernels : KernelFamily
+internal sealed class RopeKernels : KernelFamily
 {
     private readonly GpuFunction forwardF32, forwardBf16, qkF32, qkBf16, backwardF32, normBackwardF32;
 

@@ -3,7 +3,7 @@ using E3.Interop.Gpu;
 namespace E3.Interop.Kernels;
 
 /// <summary>Typed launches of kernels/rows.cu (one block of 256 threads per row).</summary>
-public sealed class RowKernels : KernelFamily
+internal sealed class RowKernels : KernelFamily
 {
     private readonly GpuFunction gatherF32, gatherBf16, broadcastF32, broadcastBf16, columnSumF32;
 

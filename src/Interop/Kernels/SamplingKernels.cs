@@ -12,7 +12,7 @@ namespace E3.Interop.Kernels;
 /// With <paramref name="TopK"/> = 0 and TopP &lt; 1 at most the 64 most likely tokens are considered.</param>
 /// <param name="Seed">Philox key: the same seed, step and row give the same token.</param>
 /// <param name="Step">Philox counter's high half, e.g. the decode position.</param>
-public readonly record struct SamplingSettings(float Temperature, int TopK, float TopP, ulong Seed, long Step)
+internal readonly record struct SamplingSettings(float Temperature, int TopK, float TopP, ulong Seed, long Step)
 {
     internal void Validate()
     {
@@ -30,7 +30,7 @@ public readonly record struct SamplingSettings(float Temperature, int TopK, floa
 /// logit, a token drawn by temperature / top-k / top-p with Gumbel noise from the shared Philox stream, or the K best
 /// tokens with their log-probabilities. Only those (a few values per row) need to come back to the host.
 /// </summary>
-public sealed class SamplingKernels : KernelFamily
+internal sealed class SamplingKernels : KernelFamily
 {
     /// <summary>Largest top-k (E3_SAMPLING_MAX_K), also the candidate bound of top-p alone.</summary>
     public const int MaxTopK = 64;

@@ -3,7 +3,7 @@ using E3.Interop.Gpu;
 namespace E3.Interop.Kernels;
 
 /// <summary>Typed launches of kernels/swiglu.cu (grid-stride, 256 threads per block).</summary>
-public sealed class SwiGluKernels : KernelFamily
+internal sealed class SwiGluKernels : KernelFamily
 {
     private readonly GpuFunction forwardF32, forwardBf16, backwardF32;
 

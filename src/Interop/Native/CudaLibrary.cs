@@ -1,7 +1,7 @@
 namespace E3.Interop.Native;
 
 /// <summary>The three native CUDA libraries E3 binds to.</summary>
-public enum CudaLibrary
+internal enum CudaLibrary
 {
     /// <summary>The driver API, libcuda.so.1 (installed with the NVIDIA driver, never with the toolkit).</summary>
     Driver,

@@ -180,7 +180,7 @@ internal static class NativeLibraryResolver
 public sealed class CudaLibraryNotFoundException : DllNotFoundException
 {
     /// <summary>Creates the exception with every path tried and why it failed.</summary>
-    public CudaLibraryNotFoundException(CudaLibrary library, IReadOnlyList<string> attempts)
+    internal CudaLibraryNotFoundException(CudaLibrary library, IReadOnlyList<string> attempts)
         : base($"Could not load the CUDA {library} library ({string.Join(", ", NativeLibraryResolver.SonamesFor(library))}). " +
                $"Set {LibrarySearchEnvironment.OverrideVariable} to the folder that holds it. Tried, in order: " + string.Join("; ", attempts))
     {
@@ -189,7 +189,7 @@ public sealed class CudaLibraryNotFoundException : DllNotFoundException
     }
 
     /// <summary>The library that was searched for.</summary>
-    public CudaLibrary Library { get; }
+    internal CudaLibrary Library { get; }
 
     /// <summary>Each candidate tried, in order, with the reason it failed.</summary>
     public IReadOnlyList<string> Attempts { get; }

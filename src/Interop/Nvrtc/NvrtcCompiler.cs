@@ -5,7 +5,7 @@ using E3.Interop.Native;
 namespace E3.Interop.Nvrtc;
 
 /// <summary>Process-wide facts about the loaded NVRTC library.</summary>
-public static unsafe class NvrtcCompiler
+internal static unsafe class NvrtcCompiler
 {
     private static readonly Lazy<Version> LoadedVersion = new(ReadVersion);
     private static readonly Lazy<IReadOnlyList<int>> LoadedArchs = new(ReadSupportedArchs);

@@ -26,7 +26,7 @@ public sealed class NvrtcException : Exception
     public string Log { get; }
 
     /// <summary>The enum name of an nvrtcResult (stable across NVRTC 11 to 13).</summary>
-    public static string NameOf(int result) => result switch
+    internal static string NameOf(int result) => result switch
     {
         0 => "NVRTC_SUCCESS",
         1 => "NVRTC_ERROR_OUT_OF_MEMORY",

@@ -11,7 +11,7 @@ public sealed class DecoderModel : IDisposable
 {
     readonly long[] _layerExecutions;
 
-    public DecoderModel(ModelConfig config, DecoderWeights weights, IBackend backend)
+    internal DecoderModel(ModelConfig config, DecoderWeights weights, IBackend backend)
     {
         Config = config;
         Weights = weights;
@@ -19,17 +19,31 @@ public sealed class DecoderModel : IDisposable
         _layerExecutions = new long[config.NumLayers];
     }
 
+    /// <summary>The model's config.json, parsed.</summary>
     public ModelConfig Config { get; }
-    public DecoderWeights Weights { get; }
-    public IBackend Backend { get; }
+    internal DecoderWeights Weights { get; }
+    internal IBackend Backend { get; }
 
     /// <summary>How many times each layer has run (one count per forward call that computed it).</summary>
     public ReadOnlySpan<long> LayerExecutions => _layerExecutions;
 
     internal void CountExecution(int layer) => Interlocked.Increment(ref _layerExecutions[layer]);
 
+    /// <summary>
+    /// Loads config.json and the safetensors checkpoint (one file or an index of shards) in <paramref name="directory"/>
+    /// onto <paramref name="device"/>, converting the weights as <paramref name="precision"/> asks. Dispose the model
+    /// before the device.
+    /// </summary>
+    /// <exception cref="ModelFormatException">config.json is missing a field or holds a value the engine cannot run.</exception>
+    /// <exception cref="E3.Model.IO.SafeTensorsFormatException">A checkpoint file is truncated, lies in its header, or lacks a weight.</exception>
+    public static DecoderModel Load(string directory, ComputeDevice device, WeightPrecision precision = WeightPrecision.AsStored)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return Load(directory, device.Backend, precision);
+    }
+
     /// <summary>Loads config.json and the safetensors checkpoint in <paramref name="directory"/>.</summary>
-    public static DecoderModel Load(string directory, IBackend backend, WeightPrecision precision = WeightPrecision.AsStored)
+    internal static DecoderModel Load(string directory, IBackend backend, WeightPrecision precision = WeightPrecision.AsStored)
     {
         var config = ModelConfig.Load(directory);
         using var ckpt = SafeTensorsCheckpoint.Open(directory);
@@ -56,6 +70,7 @@ public sealed class DecoderModel : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(tokens), $"{source}[{i}] = {tokens[i]} is outside the vocabulary (vocab_size = {Config.VocabSize})");
     }
 
+    /// <summary>Frees the weights (not the device they are on).</summary>
     public void Dispose() => Weights.Dispose();
 }
 

@@ -8,12 +8,14 @@ public enum WeightPrecision
 {
     /// <summary>As stored: F32 stays F32, BF16 stays BF16, F16 becomes F32.</summary>
     AsStored,
+    /// <summary>Every projection converted to fp32, whatever it is stored as.</summary>
     F32,
+    /// <summary>Every projection converted to bf16, whatever it is stored as.</summary>
     BF16,
 }
 
 /// <summary>One decoder layer's tensors on a backend.</summary>
-public sealed class LayerWeights : IDisposable
+internal sealed class LayerWeights : IDisposable
 {
     public required Tensor InputNorm, PostAttentionNorm, Q, K, V, O, Gate, Up, Down;
     public Tensor? QBias, KBias, VBias, OBias, QNorm, KNorm;
@@ -28,7 +30,7 @@ public sealed class LayerWeights : IDisposable
 }
 
 /// <summary>Every weight of a decoder model, uploaded once to one backend.</summary>
-public sealed class DecoderWeights : IDisposable
+internal sealed class DecoderWeights : IDisposable
 {
     public required Tensor Embedding { get; init; }
     public required Tensor FinalNorm { get; init; }

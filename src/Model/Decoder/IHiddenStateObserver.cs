@@ -6,7 +6,7 @@ namespace E3.Model.Decoder;
 /// <see cref="InferenceSession.Forward(ReadOnlySpan{int}, LogitsMode, IHiddenStateObserver?)"/>; a forward without an
 /// observer does no extra work.
 /// </summary>
-public interface IHiddenStateObserver
+internal interface IHiddenStateObserver
 {
     /// <summary>
     /// Called for <paramref name="index"/> = 0, 1, …, L in order: the input of layer <paramref name="index"/>, and for

@@ -38,18 +38,24 @@ public sealed class InferenceSession : IDisposable
         }
     }
 
+    /// <summary>The layers this session runs; a skipped layer has no KV cache.</summary>
     public LayerMask Mask { get; }
+    /// <summary>Number of sequences B decoded together; every call's tokens are laid out [B, T].</summary>
     public int Batch { get; }
+    /// <summary>Most positions per sequence the KV caches hold.</summary>
     public int Capacity { get; }
     /// <summary>Positions already in the cache.</summary>
     public int Position { get; private set; }
 
     /// <summary>
     /// Runs the next <c>tokens.Length / Batch</c> positions of every sequence (tokens laid out [B, T]) and
-    /// returns logits as <paramref name="mode"/> asks. An <paramref name="observer"/>, when given, sees the hidden
-    /// state entering every layer and leaving the last one (downloaded to the host, so only calibration should ask).
+    /// returns logits as <paramref name="mode"/> asks: [B·T, V] for <see cref="LogitsMode.All"/>, [B, V] for
+    /// <see cref="LogitsMode.Last"/>, none for <see cref="LogitsMode.None"/> (only filling the caches).
     /// </summary>
-    public float[] Forward(ReadOnlySpan<int> tokens, LogitsMode mode = LogitsMode.All, IHiddenStateObserver? observer = null)
+    public float[] Forward(ReadOnlySpan<int> tokens, LogitsMode mode = LogitsMode.All) => Forward(tokens, mode, null);
+
+    /// <summary><see cref="Forward(ReadOnlySpan{int}, LogitsMode)"/>, and <paramref name="observer"/>, when given, sees every layer's input (calibration).</summary>
+    internal float[] Forward(ReadOnlySpan<int> tokens, LogitsMode mode, IHiddenStateObserver? observer)
     {
         var logits = Run(tokens, mode, observer);
         if (logits is null) return [];
@@ -59,11 +65,11 @@ public sealed class InferenceSession : IDisposable
     }
 
     /// <summary>
-    /// Runs the next positions like <see cref="Forward"/> with <see cref="LogitsMode.All"/> and returns the logits
+    /// Runs the next positions like <see cref="Forward(ReadOnlySpan{int}, LogitsMode)"/> with <see cref="LogitsMode.All"/> and returns the logits
     /// [B·T, V] where they were computed, without downloading them. The tensor belongs to the session: the next call
     /// overwrites it and <see cref="Dispose"/> frees it.
     /// </summary>
-    public Tensor ForwardLogits(ReadOnlySpan<int> tokens) => Run(tokens, LogitsMode.All)!;
+    internal Tensor ForwardLogits(ReadOnlySpan<int> tokens) => Run(tokens, LogitsMode.All)!;
 
     /// <summary>
     /// Ends the session, keeping only the logits its last call computed: the caller owns (and disposes) them, and the KV
@@ -71,7 +77,7 @@ public sealed class InferenceSession : IDisposable
     /// after its forward, and its caches and activations (over 10 GB for Qwen3-32B at 32K tokens) for none of it. The
     /// session cannot run again.
     /// </summary>
-    public Tensor TakeLogits()
+    internal Tensor TakeLogits()
     {
         ObjectDisposedException.ThrowIf(_ended, this);
         if (_head is null) throw new InvalidOperationException("no logits to take: the session has not computed any");
@@ -82,7 +88,7 @@ public sealed class InferenceSession : IDisposable
     }
 
     /// <summary>
-    /// Runs the next positions like <see cref="Forward"/> and returns, per sequence, the index of the largest logit
+    /// Runs the next positions like <see cref="Forward(ReadOnlySpan{int}, LogitsMode)"/> and returns, per sequence, the index of the largest logit
     /// of its last position (ties to the lowest index). A backend with <see cref="IArgMaxBackend"/> reduces on the
     /// device and transfers one int per sequence; any other downloads the logits and uses <see cref="GreedyGenerator.ArgMax"/>.
     /// </summary>
@@ -226,6 +232,7 @@ public sealed class InferenceSession : IDisposable
         return _act;
     }
 
+    /// <summary>Frees the KV caches and activation buffers; the session cannot run again.</summary>
     public void Dispose()
     {
         _ended = true;

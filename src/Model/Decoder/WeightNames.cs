@@ -1,7 +1,7 @@
 namespace E3.Model.Decoder;
 
 /// <summary>Tensor names exactly as transformers writes Qwen3, Qwen2 and Llama checkpoints.</summary>
-public static class WeightNames
+internal static class WeightNames
 {
     public const string Embedding = "model.embed_tokens.weight";
     public const string FinalNorm = "model.norm.weight";

@@ -11,6 +11,9 @@ public sealed record PerplexityResult(double MeanNll, double Perplexity, long To
 /// </summary>
 public static class Perplexity
 {
+    /// <summary>Mean negative log-likelihood and perplexity of <paramref name="tokens"/> under <paramref name="mask"/> (all layers when null).</summary>
+    /// <param name="window">Tokens per window, at least 2; a window scores its length − 1 positions.</param>
+    /// <param name="maxTokens">No further window is read once this many positions are scored (the last window read may overshoot).</param>
     public static PerplexityResult Evaluate(DecoderModel model, ReadOnlySpan<int> tokens, LayerMask? mask = null, int window = 256, long maxTokens = long.MaxValue)
     {
         if (window < 2) throw new ArgumentOutOfRangeException(nameof(window), $"window {window} must be at least 2");
@@ -39,7 +42,7 @@ public static class Perplexity
     /// may be shorter but holds at least 2), stopping once <paramref name="maxTokens"/> positions are scored (a window
     /// scores its length − 1). Every evaluation over the same stream and settings reads the same windows.
     /// </summary>
-    public static IReadOnlyList<(int Start, int Length)> Windows(int tokenCount, int window, long maxTokens)
+    internal static IReadOnlyList<(int Start, int Length)> Windows(int tokenCount, int window, long maxTokens)
     {
         var windows = new List<(int, int)>();
         long scored = 0;
@@ -54,7 +57,7 @@ public static class Perplexity
     }
 
     /// <summary>log softmax(z)[target], in double for a stable sum.</summary>
-    public static double LogSoftmaxAt(ReadOnlySpan<float> z, int target)
+    internal static double LogSoftmaxAt(ReadOnlySpan<float> z, int target)
     {
         float max = float.NegativeInfinity;
         foreach (float v in z) max = MathF.Max(max, v);

@@ -53,6 +53,13 @@ public static class SpeedupBenchmark
 {
     static double Median(List<double> values) => BenchStatistics.Median(CollectionsMarshal.AsSpan(values));
 
+    /// <summary>Times prefill and decode of the full model and of <paramref name="pruned"/> on random tokens.</summary>
+    /// <param name="batch">Sequences decoded together.</param>
+    /// <param name="prefill">Prompt tokens per sequence, at least 1.</param>
+    /// <param name="decode">Single-token decode steps after the prompt, per sequence; with 0 the decode rates are reported as 0.</param>
+    /// <param name="repeats">Timed repeats of each model after the warm-up, at least 1.</param>
+    /// <param name="seed">Seed of the random prompt and decode tokens.</param>
+    /// <param name="progress">Told when the warm-up and each repeat start, when given.</param>
     public static SpeedupResult Run(DecoderModel model, LayerMask pruned, int batch, int prefill, int decode, int repeats, int seed = 0, Action<string>? progress = null)
     {
         if (prefill < 1) throw new ArgumentOutOfRangeException(nameof(prefill), $"prefill length {prefill} must be at least 1");

@@ -3,13 +3,13 @@ using E3.Model.Decoder;
 namespace E3.Model.Evaluation;
 
 /// <summary>A model evaluated against a teacher: the model and the layers it runs (null: all).</summary>
-public readonly record struct StudentUnderTest(DecoderModel Model, LayerMask? Mask);
+internal readonly record struct StudentUnderTest(DecoderModel Model, LayerMask? Mask);
 
 /// <summary>How closely a student follows a teacher on a token stream, and its own perplexity on the same positions.</summary>
 /// <param name="Perplexity">The student's perplexity, identical to <see cref="Evaluation.Perplexity.Evaluate"/> with the same settings.</param>
 /// <param name="MeanKl">Mean over scored positions of KL(teacher ‖ student) of the next-token distributions, in nats.</param>
 /// <param name="Top1Agreement">Fraction of scored positions where both models' most likely next token is the same.</param>
-public sealed record AgreementResult(PerplexityResult Perplexity, double MeanKl, double Top1Agreement);
+internal sealed record AgreementResult(PerplexityResult Perplexity, double MeanKl, double Top1Agreement);
 
 /// <summary>
 /// Teacher–student agreement over the windows <see cref="Evaluation.Perplexity.Windows"/> picks: each window runs
@@ -17,7 +17,7 @@ public sealed record AgreementResult(PerplexityResult Perplexity, double MeanKl,
 /// its KL and top-1 match. The teacher may be another checkpoint (e.g. the unpruned original of an exported model)
 /// with any number of layers, but must share the vocabulary.
 /// </summary>
-public static class TeacherAgreement
+internal static class TeacherAgreement
 {
     /// <summary>One student against the teacher; see <see cref="EvaluateMany"/>.</summary>
     public static AgreementResult Evaluate(DecoderModel teacher, LayerMask? teacherMask, StudentUnderTest student, ReadOnlySpan<int> tokens,

@@ -8,7 +8,7 @@ namespace E3.Model.IO;
 /// 4 KiB of its bytes, in name order. Two models of one config trained differently (or drawn from other seeds) differ
 /// in those bytes; reading them costs a few KiB a tensor, not the whole model.
 /// </summary>
-public static class CheckpointFingerprint
+internal static class CheckpointFingerprint
 {
     const int EdgeBytes = 4096;
 

@@ -10,7 +10,7 @@ namespace E3.Model.IO;
 /// one would otherwise load and give NaN logits, perplexities and gradients far from the cause. The scan reads the
 /// bytes once (the upload reads them too), in parallel chunks for large tensors.
 /// </summary>
-public static class NonFiniteScan
+internal static class NonFiniteScan
 {
     const int ChunkElements = 1 << 22;
 

@@ -5,10 +5,10 @@ using System.Text;
 namespace E3.Model.IO;
 
 /// <summary>An array read from a .npy file: C-order data and its shape.</summary>
-public sealed record NpyArray<T>(T[] Data, long[] Shape) where T : unmanaged;
+internal sealed record NpyArray<T>(T[] Data, long[] Shape) where T : unmanaged;
 
 /// <summary>Reads and writes NumPy .npy files (little-endian f4/i4/u4/i8, C order).</summary>
-public static class NpyFile
+internal static class NpyFile
 {
     /// <summary>Data starts at a multiple of this, as numpy itself aligns it.</summary>
     const int DataAlignment = 64;

@@ -4,7 +4,7 @@ using System.Text;
 namespace E3.Model.IO;
 
 /// <summary>Element types E3 reads from .npy files, with their numpy descr strings.</summary>
-public enum NpyDType
+internal enum NpyDType
 {
     /// <summary>'&lt;f4'</summary>
     Float32,
@@ -17,7 +17,7 @@ public enum NpyDType
 }
 
 /// <summary>A validated .npy header: dtype, C-order shape and where the data starts.</summary>
-public sealed record NpyHeader(NpyDType DType, long[] Shape, long DataOffset)
+internal sealed record NpyHeader(NpyDType DType, long[] Shape, long DataOffset)
 {
     internal static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 

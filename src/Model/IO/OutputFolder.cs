@@ -5,7 +5,7 @@ namespace E3.Model.IO;
 /// a file; an existing, non-empty one is replaced only when the caller allows it (--force); and it must not hold the
 /// command's own inputs or the working directory, which replacing it would delete.
 /// </summary>
-public static class OutputFolder
+internal static class OutputFolder
 {
     /// <summary>Checks <paramref name="target"/> and returns its full path.</summary>
     /// <param name="target">The folder as the user gave it.</param>

@@ -8,7 +8,7 @@ namespace E3.Model.IO;
 /// A checkpoint folder (model.safetensors, or shards listed by model.safetensors.index.json) or a single
 /// .safetensors file, memory-mapped. Every header is validated on open.
 /// </summary>
-public sealed class SafeTensorsCheckpoint : IDisposable
+internal sealed class SafeTensorsCheckpoint : IDisposable
 {
     /// <summary>The single-file checkpoint name inside a model folder.</summary>
     public const string SingleFileName = "model.safetensors";

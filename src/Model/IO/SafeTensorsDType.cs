@@ -3,10 +3,42 @@ using E3.Backends;
 namespace E3.Model.IO;
 
 /// <summary>Every dtype the safetensors format names. E3 computes with F32, F16 and BF16 only.</summary>
-public enum SafeTensorsDType { BOOL, U8, I8, U16, I16, F16, BF16, U32, I32, F32, U64, I64, F64, F8_E4M3, F8_E5M2 }
+public enum SafeTensorsDType
+{
+    /// <summary>Boolean, one byte per element.</summary>
+    BOOL,
+    /// <summary>Unsigned 8-bit integer.</summary>
+    U8,
+    /// <summary>Signed 8-bit integer.</summary>
+    I8,
+    /// <summary>Unsigned 16-bit integer.</summary>
+    U16,
+    /// <summary>Signed 16-bit integer.</summary>
+    I16,
+    /// <summary>IEEE 754 half precision: 1 sign, 5 exponent, 10 mantissa bits.</summary>
+    F16,
+    /// <summary>bfloat16: 1 sign, 8 exponent, 7 mantissa bits.</summary>
+    BF16,
+    /// <summary>Unsigned 32-bit integer.</summary>
+    U32,
+    /// <summary>Signed 32-bit integer.</summary>
+    I32,
+    /// <summary>IEEE 754 single precision: 1 sign, 8 exponent, 23 mantissa bits.</summary>
+    F32,
+    /// <summary>Unsigned 64-bit integer.</summary>
+    U64,
+    /// <summary>Signed 64-bit integer.</summary>
+    I64,
+    /// <summary>IEEE 754 double precision: 1 sign, 11 exponent, 52 mantissa bits.</summary>
+    F64,
+    /// <summary>8-bit float: 1 sign, 4 exponent, 3 mantissa bits.</summary>
+    F8_E4M3,
+    /// <summary>8-bit float: 1 sign, 5 exponent, 2 mantissa bits.</summary>
+    F8_E5M2,
+}
 
 /// <summary>Facts about <see cref="SafeTensorsDType"/> values: element size, name lookup, compute type.</summary>
-public static class SafeTensorsDTypes
+internal static class SafeTensorsDTypes
 {
     // Enum.TryParse would also accept numeric strings such as "5", which the format never contains.
     static readonly Dictionary<string, SafeTensorsDType> ByName =

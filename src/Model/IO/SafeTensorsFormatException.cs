@@ -6,6 +6,7 @@ namespace E3.Model.IO;
 /// </summary>
 public sealed class SafeTensorsFormatException : Exception
 {
+    /// <summary>A problem with <paramref name="file"/>, or with <paramref name="tensor"/> in it when not null.</summary>
     public SafeTensorsFormatException(string file, string? tensor, string problem)
         : base(tensor == null ? $"{file}: {problem}" : $"{file}: tensor '{tensor}': {problem}")
     {

@@ -5,13 +5,13 @@ using System.Text.Json;
 namespace E3.Model.IO;
 
 /// <summary>A tensor to be written.</summary>
-public readonly record struct TensorToWrite(string Name, SafeTensorsDType DType, long[] Shape, ReadOnlyMemory<byte> Data);
+internal readonly record struct TensorToWrite(string Name, SafeTensorsDType DType, long[] Shape, ReadOnlyMemory<byte> Data);
 
 /// <summary>Where one tensor sits in a file's data area: its header entry without the bytes.</summary>
-public readonly record struct TensorLayout(string Name, SafeTensorsDType DType, long[] Shape, long ByteLength);
+internal readonly record struct TensorLayout(string Name, SafeTensorsDType DType, long[] Shape, long ByteLength);
 
 /// <summary>Writes safetensors files atomically (temp file, then rename).</summary>
-public static class SafeTensorsWriter
+internal static class SafeTensorsWriter
 {
     /// <summary>
     /// Writes one .safetensors file: tensors laid out in the given order, header padded with spaces to a multiple

@@ -9,7 +9,7 @@ namespace E3.Model.IO;
 /// <param name="DataOffset">Absolute offset of the first byte in <paramref name="File"/> (not relative to the data area).</param>
 /// <param name="ByteLength">Bytes the tensor occupies: element size times the product of the shape.</param>
 /// <param name="File">The .safetensors file holding the bytes.</param>
-public sealed record TensorEntry(string Name, SafeTensorsDType DType, long[] Shape, long DataOffset, long ByteLength, string File)
+internal sealed record TensorEntry(string Name, SafeTensorsDType DType, long[] Shape, long DataOffset, long ByteLength, string File)
 {
     /// <summary>The compute dtype, or a clear error naming file, tensor and dtype for types E3 does not compute with.</summary>
     public DType ComputeType => DType.ToComputeType()

@@ -7,7 +7,7 @@ namespace E3.Model.IO;
 /// Token ids read from a raw little-endian uint32 <c>.bin</c> file or an integer <c>.npy</c> array (1-D, or
 /// 2-D flattened in C order).
 /// </summary>
-public sealed class TokenFile
+internal sealed class TokenFile
 {
     TokenFile(string path, int[] ids)
     {

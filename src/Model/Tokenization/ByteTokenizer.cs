@@ -9,7 +9,7 @@ namespace E3.Model.Tokenization;
 /// <see cref="BosId"/> and <see cref="EosId"/>. Text is never searched for special-token spellings, so any string
 /// round-trips exactly.
 /// </summary>
-public sealed class ByteTokenizer : ITokenizer
+internal sealed class ByteTokenizer : ITokenizer
 {
     /// <summary>Beginning-of-sequence id, the first id after the 256 byte values.</summary>
     public const int BosId = 256;

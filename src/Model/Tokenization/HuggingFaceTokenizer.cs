@@ -11,7 +11,7 @@ namespace E3.Model.Tokenization;
 /// run by the Rust <c>tokenizers</c> library through Tokenizers.DotNet, so normalisation, pre-tokenisation and merges
 /// are exactly those of the reference implementation.
 /// </summary>
-public sealed class HuggingFaceTokenizer : ITokenizer
+internal sealed class HuggingFaceTokenizer : ITokenizer
 {
     /// <summary>The file this tokenizer reads inside a model folder.</summary>
     public const string FileName = "tokenizer.json";

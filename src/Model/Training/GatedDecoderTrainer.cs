@@ -6,7 +6,7 @@ namespace E3.Model.Training;
 /// <summary>Gradients of one backward call.</summary>
 /// <param name="Gates">dL/dm_l per layer, summed in double; NaN for a layer with gate 0 that was not computed.</param>
 /// <param name="InputEmbeddings">dL/d(embedding output) [B·T, hidden], row-major.</param>
-public sealed record DecoderGradients(double[] Gates, float[] InputEmbeddings);
+internal sealed record DecoderGradients(double[] Gates, float[] InputEmbeddings);
 
 /// <summary>
 /// A training forward and backward through a gated decoder: h_{l+1} = h_l + m_l·(layer_l(h_l) − h_l) over [B, T]
@@ -16,7 +16,7 @@ public sealed record DecoderGradients(double[] Gates, float[] InputEmbeddings);
 /// <see cref="TrainingOptions.Parameters"/> calls trainable, so of the retained layers only when the options carry the
 /// pruned model's mask.
 /// </summary>
-public sealed class GatedDecoderTrainer : IDisposable
+internal sealed class GatedDecoderTrainer : IDisposable
 {
     readonly DecoderModel _model;
     readonly ITrainingBackend _b;

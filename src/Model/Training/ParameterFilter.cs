@@ -8,7 +8,7 @@ namespace E3.Model.Training;
 /// pruned model retains. The trainer allocates gradients by this rule, the training job's host values follow it and the
 /// memory plan counts by it, so the three always agree.
 /// </summary>
-public sealed class ParameterFilter
+internal sealed class ParameterFilter
 {
     readonly Regex[] _frozen;
     readonly string[] _patterns;

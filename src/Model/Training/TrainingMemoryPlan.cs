@@ -5,7 +5,7 @@ using E3.Model.Decoder;
 namespace E3.Model.Training;
 
 /// <summary>Where the trainer's backend keeps its tensors, which decides what shares one memory.</summary>
-public enum PlanTarget
+internal enum PlanTarget
 {
     /// <summary>The cpu backend: the trainer, the teacher, the loss and the optimizer share host memory.</summary>
     Cpu,
@@ -22,7 +22,7 @@ public enum PlanTarget
 /// weights of its own, and on the cpu its forward is the trainer's.</param>
 /// <param name="Weights">How an F32 teacher, on the trainer's backend, keeps its matrices when not as the student does
 /// (a checkpoint of another dtype). A BF16 teacher keeps bf16.</param>
-public sealed record DistillationPlan(DType Activations, ModelConfig? Model = null, bool IsStudent = false, DType? Weights = null);
+internal sealed record DistillationPlan(DType Activations, ModelConfig? Model = null, bool IsStudent = false, DType? Weights = null);
 
 /// <summary>
 /// Bytes a training job allocates for [batch, sequence] tokens, by kind, computed from the config alone (no weights are
@@ -42,7 +42,7 @@ public sealed record DistillationPlan(DType Activations, ModelConfig? Model = nu
 /// and AdamW's two moments, which libtorch keeps over the same arrays (16 bytes a trained parameter).</item>
 /// </list>
 /// </summary>
-public sealed record TrainingMemoryPlan(
+internal sealed record TrainingMemoryPlan(
     PlanTarget Target, long Weights, long WeightWidening, long SavedActivations, long BackwardScratch, long Gradients,
     long TeacherWeights, long TeacherForward, long TeacherLogits, long LossHead, bool LossHeadOnDevice,
     long OptimizerValues, long OptimizerGradients, long OptimizerState)

@@ -10,7 +10,7 @@ public enum TrainingMode
 }
 
 /// <summary>How a <see cref="GatedDecoderTrainer"/> runs its forward and backward.</summary>
-public sealed record TrainingOptions
+internal sealed record TrainingOptions
 {
     public TrainingMode Mode { get; init; } = TrainingMode.Frozen;
 

@@ -9,7 +9,7 @@ namespace E3.Pruning.Baselines;
 /// the distances (not the cosines) are averaged over sequences; the block [l*, l*+n) with the smallest average is
 /// dropped. The last token has attended to the whole window, so it is the state that carries the most context.
 /// </summary>
-public static class AngularDistance
+internal static class AngularDistance
 {
     /// <summary>d(l, l+n) for l = 0..L − n on the full model.</summary>
     public static double[] Distances(DecoderModel model, CalibrationSet data, int blockSize, IProgress<BaselineProgress>? progress = null)

@@ -16,7 +16,7 @@ public enum BaselineMethod
 }
 
 /// <summary>The command-line and mask.json names of <see cref="BaselineMethod"/>.</summary>
-public static class BaselineMethods
+internal static class BaselineMethods
 {
     /// <summary>Every name, in the order of the enum.</summary>
     public static readonly IReadOnlyList<string> Names = ["bi", "angular", "last", "random", "drop-one-kl"];

@@ -8,7 +8,7 @@ namespace E3.Pruning.Baselines;
 /// it, averaged over every token of the calibration set. A layer that barely turns the residual stream scores low
 /// and is dropped first.
 /// </summary>
-public static class BlockInfluence
+internal static class BlockInfluence
 {
     /// <summary>BI_l for every layer l of the full model.</summary>
     public static double[] Scores(DecoderModel model, CalibrationSet data, IProgress<BaselineProgress>? progress = null)

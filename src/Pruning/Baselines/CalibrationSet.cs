@@ -21,8 +21,11 @@ public sealed class CalibrationSet
         Batches = batches;
     }
 
+    /// <summary>T: tokens per sequence.</summary>
     public int SequenceLength { get; }
+    /// <summary>B: sequences per batch.</summary>
     public int Batch { get; }
+    /// <summary>The batches, each B·T token ids laid out [B, T].</summary>
     public IReadOnlyList<int[]> Batches { get; }
 
     /// <summary>Tokens over all batches (what mask.json records as <c>tokens</c>).</summary>

@@ -14,7 +14,7 @@ public sealed record GreedyKlResult(IReadOnlyList<int> Order, IReadOnlyList<doub
 /// KL(full‖pruned) over the calibration tokens. Each step costs one teacher and one student forward per remaining
 /// layer per batch; the teacher's logits are recomputed per batch rather than cached, so memory stays at one batch.
 /// </summary>
-public static class GreedyDropOneKl
+internal static class GreedyDropOneKl
 {
     /// <summary>Drops <paramref name="count"/> layers; ties go to the higher layer index.</summary>
     /// <param name="resumeFrom">The state after some finished steps (a checkpoint); the run continues from there.</param>

@@ -19,7 +19,7 @@ namespace E3.Pruning.Baselines;
 /// <c>calibration_hash</c> (XxHash64 of T, B and every calibration token id), <c>order</c>, <c>kl_after_step</c> and <c>drop_one_kl</c> (L values). A checkpoint made for another model, another
 /// n or other calibration tokens is refused, naming the field that differs.
 /// </remarks>
-public sealed record GreedyKlCheckpoint(string ConfigHash, int Drop, string CalibrationHash, GreedyKlResult State)
+internal sealed record GreedyKlCheckpoint(string ConfigHash, int Drop, string CalibrationHash, GreedyKlResult State)
 {
     public const string FormatName = "e3-greedy-kl-checkpoint";
     public const string FileName = "drop-one-kl.checkpoint.json";

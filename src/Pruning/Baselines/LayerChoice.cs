@@ -3,7 +3,7 @@ using E3.Pruning.Masking;
 namespace E3.Pruning.Baselines;
 
 /// <summary>The selection rules that turn scores, or nothing, into the set of dropped layers.</summary>
-public static class LayerChoice
+internal static class LayerChoice
 {
     /// <summary>The <paramref name="count"/> layers with the lowest scores; on a tie the higher index is dropped first.</summary>
     public static int[] Lowest(IReadOnlyList<double> scores, int count) =>

@@ -17,7 +17,7 @@ namespace E3.Pruning.Bench;
 /// <param name="Error">max |device − reference| / max |reference| over every output it writes.</param>
 /// <param name="Bound">The largest error that passes.</param>
 /// <param name="Failure">The exception's message when the operation threw on either side (Error is then NaN).</param>
-public sealed record ParityCheck(string Name, string DType, double Error, double Bound, string? Failure = null)
+internal sealed record ParityCheck(string Name, string DType, double Error, double Bound, string? Failure = null)
 {
     /// <summary>Whether <see cref="Error"/> is within <see cref="Bound"/> (a NaN error fails).</summary>
     public bool Passed => Error <= Bound;
@@ -29,7 +29,7 @@ public sealed record ParityCheck(string Name, string DType, double Error, double
 /// check its kernels against the engine's reference (<c>e3 kernels parity</c>). CI checks the same operations on the
 /// emulator with its own tests.
 /// </summary>
-public static class BackendParity
+internal static class BackendParity
 {
     /// <summary>
     /// fp32 operations: both sides compute the same formulas and differ in summation order only (GEMM blocking, block

@@ -14,7 +14,7 @@ namespace E3.Pruning.Bench;
 /// <see cref="GpuKernelBenchmark"/>: the roofs are a large memory copy and a large fp32 GEMM of the same backend.
 /// Activations are fp32, as the CPU backend computes.
 /// </summary>
-public static class CpuKernelBenchmark
+internal static class CpuKernelBenchmark
 {
     private const int F32Bytes = 4;
 

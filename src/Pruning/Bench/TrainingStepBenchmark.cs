@@ -10,7 +10,7 @@ using E3.Pruning.Distillation;
 namespace E3.Pruning.Bench;
 
 /// <summary>Which loss a training step computes.</summary>
-public enum StepLoss
+internal enum StepLoss
 {
     /// <summary>Distillation from the unpruned model (its forward is part of the step), fused with the LM head.</summary>
     Distillation,
@@ -33,7 +33,7 @@ public enum StepLoss
 /// <param name="Plan">The memory plan of the same step (<see cref="TrainingMemoryPlan"/>, without the optimizer's host arrays).</param>
 /// <param name="DevicePeakBytes">On a GPU, the most device memory e3 held at once during the steps, weights included
 /// (<see cref="E3.Interop.Gpu.DeviceAllocations"/>): the figure <see cref="TrainingMemoryPlan.DevicePeak"/> plans. Null on the cpu.</param>
-public sealed record TrainingStepResult(string Device, StepLoss Loss, int Batch, int Sequence, int Layers, int[] Dropped, int Repeats,
+internal sealed record TrainingStepResult(string Device, StepLoss Loss, int Batch, int Sequence, int Layers, int[] Dropped, int Repeats,
     double MedianSeconds, long Flops, double FirstLoss, TrainingMemoryPlan Plan, long? DevicePeakBytes)
 {
     /// <summary>Tokens trained per second.</summary>
@@ -50,7 +50,7 @@ public sealed record TrainingStepResult(string Device, StepLoss Loss, int Batch,
 /// micro-steps) is not part of it. Warm-up steps first, then the median of the timed ones; the backend is
 /// synchronised before each clock stops.
 /// </summary>
-public static class TrainingStepBenchmark
+internal static class TrainingStepBenchmark
 {
     /// <summary>Runs the benchmark on random tokens.</summary>
     /// <param name="student">The model trained (and, for distillation, a second copy of it is <paramref name="teacher"/>).</param>

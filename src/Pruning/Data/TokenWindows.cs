@@ -7,7 +7,7 @@ namespace E3.Pruning.Data;
 /// counter-based generator keyed by (seed, step, row). A batch depends only on its step number, so a resumed run needs
 /// no data-loader state beyond the step it stopped at, and the same seed always sees the same data.
 /// </summary>
-public sealed class TokenWindows
+internal sealed class TokenWindows
 {
     readonly int[] _tokens;
 

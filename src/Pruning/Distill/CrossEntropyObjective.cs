@@ -7,7 +7,7 @@ namespace E3.Pruning.Distill;
 /// (softmax(z_t) − onehot(y_t))/N written over the logits. Log-sum-exp in double so the loss of a nearly certain
 /// prediction does not round to 0.
 /// </summary>
-public sealed class CrossEntropyObjective(IReadOnlyList<float> gates) : ITrainingObjective
+internal sealed class CrossEntropyObjective(IReadOnlyList<float> gates) : ITrainingObjective
 {
     readonly float[] _gates = gates.ToArray();
 

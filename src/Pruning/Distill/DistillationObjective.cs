@@ -15,7 +15,7 @@ namespace E3.Pruning.Distill;
 /// emu) this all happens there (<see cref="BackendKdLmHead"/>) and the head's gradient goes straight into the trainer's
 /// buffer; elsewhere it runs on the host (<see cref="EntropyKdLmHead"/>) and returns the head's gradient as a side gradient.
 /// </summary>
-public sealed class DistillationObjective : ITrainingObjective
+internal sealed class DistillationObjective : ITrainingObjective
 {
     /// <summary>Rows of fp32 logits one LM-head chunk may hold, in bytes.</summary>
     public const long ChunkBudgetBytes = TrainingMemoryPlan.FusedChunkBudgetBytes;

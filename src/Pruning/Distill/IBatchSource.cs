@@ -3,7 +3,7 @@ using E3.Pruning.Data;
 namespace E3.Pruning.Distill;
 
 /// <summary>Training batches keyed by a batch index alone, so a resumed run needs only its step to find its data.</summary>
-public interface IBatchSource
+internal interface IBatchSource
 {
     /// <summary>T: tokens per sequence.</summary>
     int SequenceLength { get; }
@@ -16,7 +16,7 @@ public interface IBatchSource
 }
 
 /// <summary>Random windows of a token stream (<see cref="TokenWindows"/>) as a batch source.</summary>
-public sealed class WindowBatches(TokenWindows windows) : IBatchSource
+internal sealed class WindowBatches(TokenWindows windows) : IBatchSource
 {
     /// <inheritdoc/>
     public int SequenceLength => windows.SequenceLength;

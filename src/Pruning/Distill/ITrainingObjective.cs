@@ -6,7 +6,7 @@ namespace E3.Pruning.Distill;
 /// The loss of a training run: the only thing that differs between <c>e3 train</c> and <c>e3 distill</c>. One call
 /// runs the student forward and backward on a micro-batch, leaving weight gradients accumulated in the trainer.
 /// </summary>
-public interface ITrainingObjective
+internal interface ITrainingObjective
 {
     /// <summary>Tensors whose gradient this objective computes itself (into the extra-gradient buffers), not the trainer.</summary>
     IReadOnlyCollection<string> SideGradientNames { get; }

@@ -13,7 +13,7 @@ namespace E3.Pruning.Distill;
 /// (other files, such as a README, are not the model's and stay behind). The folder is built under a temp name next to the target and renamed into
 /// place, so the target is either absent, the old folder, or complete.
 /// </summary>
-public static class ModelFolderWriter
+internal static class ModelFolderWriter
 {
     /// <param name="model">The trained model (its current weights are written).</param>
     /// <param name="sourceFolder">The folder the model was loaded from; its non-weight files are copied.</param>

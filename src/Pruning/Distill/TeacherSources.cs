@@ -7,7 +7,7 @@ using E3.Pruning.TeacherCache;
 namespace E3.Pruning.Distill;
 
 /// <summary>Where the distillation loss gets the teacher's distribution for a batch.</summary>
-public interface IKdTeacherSource
+internal interface IKdTeacherSource
 {
     /// <summary>The teacher's vocabulary width.</summary>
     int Vocab { get; }
@@ -24,7 +24,7 @@ public interface IKdTeacherSource
 /// itself (<see cref="IDistillationBackend"/>) the logits stay there (<see cref="BackendDenseTeacher"/>, to be disposed
 /// after the step); elsewhere they are downloaded.
 /// </summary>
-public sealed class ModelTeacherSource(DecoderModel teacher) : IKdTeacherSource
+internal sealed class ModelTeacherSource(DecoderModel teacher) : IKdTeacherSource
 {
     /// <inheritdoc/>
     public int Vocab => teacher.Config.VocabSize;
@@ -47,7 +47,7 @@ public sealed class ModelTeacherSource(DecoderModel teacher) : IKdTeacherSource
 /// top-K of a token depends on the context its shard started at. The token stream must be the one the cache was
 /// made from (its checksum is compared).
 /// </summary>
-public sealed class TeacherCacheBatches : IBatchSource, IKdTeacherSource
+internal sealed class TeacherCacheBatches : IBatchSource, IKdTeacherSource
 {
     readonly TeacherCacheReader _cache;
     readonly int[] _tokens;

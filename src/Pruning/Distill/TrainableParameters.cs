@@ -11,7 +11,7 @@ namespace E3.Pruning.Distill;
 /// them to nearest-even into the weights the forward reads.
 /// Their gradients sit beside them, and the optimizer works on both in place (<see cref="CreateOptimizer"/>).
 /// </summary>
-public sealed class TrainableParameters
+internal sealed class TrainableParameters
 {
     readonly IBackend _backend;
     readonly Tensor[] _weights;

@@ -15,7 +15,7 @@ namespace E3.Pruning.Distill;
 /// <c>latest</c> file at it (atomically) and deletes older step folders. A kill at any moment leaves
 /// <c>latest</c> naming a complete folder, or no <c>latest</c> at all.
 /// </summary>
-public sealed class TrainingCheckpoint
+internal sealed class TrainingCheckpoint
 {
     const string LatestFile = "latest";
     const string ParamsFile = "params.safetensors";

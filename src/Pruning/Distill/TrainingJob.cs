@@ -9,7 +9,7 @@ using E3.Pruning.Masks;
 namespace E3.Pruning.Distill;
 
 /// <summary>Everything one run of <c>e3 train</c> or <c>e3 distill</c> needs besides the loss.</summary>
-public sealed record TrainingJob
+internal sealed record TrainingJob
 {
     /// <summary>The model being trained (its weights change in place).</summary>
     public required DecoderModel Student { get; init; }
@@ -60,11 +60,11 @@ public sealed record TrainingJob
 /// <param name="TrainableTensors">Tensors trained.</param>
 /// <param name="TrainableValues">Scalars trained.</param>
 /// <param name="ActivationCheckpointing">Whether the trainer recomputed each layer in the backward.</param>
-public sealed record TrainingOutcome(TrainingResult Result, bool Resumed, string Fingerprint, int TrainableTensors, long TrainableValues,
+internal sealed record TrainingOutcome(TrainingResult Result, bool Resumed, string Fingerprint, int TrainableTensors, long TrainableValues,
     bool ActivationCheckpointing);
 
 /// <summary>Sets up the trainer, parameters, optimizer and checkpoint of a job, runs the loop and writes the model.</summary>
-public static class TrainingRunner
+internal static class TrainingRunner
 {
     /// <summary>
     /// Runs <paramref name="job"/> to its last step and writes the output folder. A failure before the end leaves no

@@ -12,10 +12,10 @@ namespace E3.Pruning.Distill;
 /// <param name="LearningRate">The rate this step used.</param>
 /// <param name="GradientNorm">Global L2 norm of the averaged gradient before clipping.</param>
 /// <param name="TokensPerSecond">Tokens trained per second since this process started.</param>
-public readonly record struct TrainingProgress(long Step, long TotalSteps, double Loss, double LearningRate, double GradientNorm, double TokensPerSecond);
+internal readonly record struct TrainingProgress(long Step, long TotalSteps, double Loss, double LearningRate, double GradientNorm, double TokensPerSecond);
 
 /// <summary>What a finished run reports.</summary>
-public sealed record TrainingResult(long Steps, long StartStep, long Tokens, double FinalLoss, IReadOnlyList<LossPoint> LossHistory, double Seconds);
+internal sealed record TrainingResult(long Steps, long StartStep, long Tokens, double FinalLoss, IReadOnlyList<LossPoint> LossHistory, double Seconds);
 
 /// <summary>
 /// The one training loop of <c>e3 train</c> and <c>e3 distill</c>: for each optimizer step, GradAccum micro-batches
@@ -24,7 +24,7 @@ public sealed record TrainingResult(long Steps, long StartStep, long Tokens, dou
 /// are then published into the model. Every sum that decides a value is in a fixed order, so a run resumed from a
 /// checkpoint on the CPU produces the same bits as one that was never stopped.
 /// </summary>
-public sealed class TrainingLoop
+internal sealed class TrainingLoop
 {
     readonly GatedDecoderTrainer _trainer;
     readonly TrainableParameters _parameters;

@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 namespace E3.Pruning.Distill;
 
 /// <summary>How the learning rate moves after warmup.</summary>
-public enum LrSchedule
+internal enum LrSchedule
 {
     /// <summary>Half a cosine from the peak down to <see cref="TrainingSettings.MinLrRatio"/> × peak at the last step.</summary>
     Cosine,
@@ -16,7 +16,7 @@ public enum LrSchedule
 /// The hyper-parameters of one training run, shared by <c>e3 train</c> and <c>e3 distill</c>. Everything here goes
 /// into the checkpoint fingerprint, so a resumed run must be started with the same values.
 /// </summary>
-public sealed record TrainingSettings
+internal sealed record TrainingSettings
 {
     /// <summary>Tokens to train on in total; the run takes ⌈Tokens / (Batch·Sequence·GradAccum)⌉ optimizer steps.</summary>
     public long Tokens { get; init; } = 1_000_000;

@@ -8,7 +8,7 @@ namespace E3.Pruning.Distillation;
 /// row: the token weights, from the teacher's per-row entropies. A step moves O(rows) values to and from the backend
 /// instead of the head (V·H), the hidden states and the logits.
 /// </summary>
-public static class BackendKdLmHead
+internal static class BackendKdLmHead
 {
     /// <summary>
     /// The loss of the student whose head input is <paramref name="hidden"/> [T, H] and head <paramref name="lmHead"/> [V, H].

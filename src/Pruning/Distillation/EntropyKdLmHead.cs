@@ -6,14 +6,14 @@ namespace E3.Pruning.Distillation;
 /// <param name="Loss">The loss, as <see cref="EntropyKdLoss"/> computes it.</param>
 /// <param name="ChunkRows">Tokens per chunk.</param>
 /// <param name="ChunkBytes">Size of the one logits chunk buffer: the peak extra memory of the pass.</param>
-public readonly record struct LmHeadKdResult(KdLoss Loss, int ChunkRows, long ChunkBytes);
+internal readonly record struct LmHeadKdResult(KdLoss Loss, int ChunkRows, long ChunkBytes);
 
 /// <summary>
 /// The distillation loss fused with the LM head, on the CPU. From hidden states [T, H] and W_lm [V, H], tokens
 /// are processed in chunks: logits = hidden·Wᵀ into one chunk buffer, loss and gradient in place, then
 /// dHidden = dLogits·W and, when the head is trained, dW += dLogitsᵀ·hidden. The [T, V] logits never exist.
 /// </summary>
-public static class EntropyKdLmHead
+internal static class EntropyKdLmHead
 {
     /// <summary>
     /// Runs the teacher pass, then the chunks. <paramref name="dHidden"/> [T, H] is overwritten;

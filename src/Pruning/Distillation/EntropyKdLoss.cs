@@ -14,7 +14,7 @@ namespace E3.Pruning.Distillation;
 /// </para>
 /// No [T, V] buffer other than the caller's logits is created: they are overwritten by d L / d z_s.
 /// </summary>
-public static class EntropyKdLoss
+internal static class EntropyKdLoss
 {
     /// <summary>
     /// Loss of fp32 student logits [T, <paramref name="studentVocab"/>]; the logits are replaced by the gradient.

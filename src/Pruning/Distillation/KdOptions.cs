@@ -94,4 +94,4 @@ public sealed record KdOptions
 /// <param name="Distillation">KD = τ² · Σ w_t·KL_t / N.</param>
 /// <param name="CrossEntropy">CE = Σ CE_t / N (0 when no labels were given).</param>
 /// <param name="ValidTokens">N: tokens neither ignored nor masked.</param>
-public readonly record struct KdLoss(double Loss, double Distillation, double CrossEntropy, int ValidTokens);
+internal readonly record struct KdLoss(double Loss, double Distillation, double CrossEntropy, int ValidTokens);

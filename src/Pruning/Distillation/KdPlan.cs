@@ -6,7 +6,7 @@ namespace E3.Pruning.Distillation;
 /// log-normaliser (dense) or its K+1 tempered bucket log-probabilities (sparse), H_t, w_t and the loss
 /// coefficients. Reused by every chunk of the LM-head loop and by the GPU path.
 /// </summary>
-public sealed class KdPlan
+internal sealed class KdPlan
 {
     /// <summary>
     /// Floor for the tail-bucket probabilities inside logs and ratios (sparse teacher only): a tail with no mass

@@ -5,7 +5,7 @@ using E3.Model.Decoder;
 namespace E3.Pruning.Distillation;
 
 /// <summary>The teacher side of the distillation loss: dense logits or sparse top-K log-probabilities.</summary>
-public abstract class KdTeacher
+internal abstract class KdTeacher
 {
     private protected KdTeacher(int rows, int vocab)
     {
@@ -25,7 +25,7 @@ public abstract class KdTeacher
 /// <summary>
 /// Dense teacher logits z_t [T, V], fp32 or bf16 (raw bits). The arrays are referenced, not copied.
 /// </summary>
-public sealed class DenseTeacher : KdTeacher
+internal sealed class DenseTeacher : KdTeacher
 {
     private readonly ReadOnlyMemory<float> f32;
     private readonly ReadOnlyMemory<ushort> bf16;
@@ -76,7 +76,7 @@ public sealed class DenseTeacher : KdTeacher
 /// log-probabilities (at temperature 1), as stored by the teacher cache. The loss compares K+1 buckets: the K
 /// tokens plus one tail bucket holding the remaining mass 1 − Σ top-K, on both the teacher and the student side.
 /// </summary>
-public sealed class SparseTeacher : KdTeacher
+internal sealed class SparseTeacher : KdTeacher
 {
     /// <summary>Indices [rows, k] and log-probabilities [rows, k] of a teacher with <paramref name="vocab"/> columns.</summary>
     public SparseTeacher(ReadOnlyMemory<int> indices, ReadOnlyMemory<float> logProbs, int rows, int k, int vocab) : base(rows, vocab)
@@ -106,7 +106,7 @@ public sealed class SparseTeacher : KdTeacher
 /// with the LM head on the same backend reads them there. Owns the logits (and nothing else of the forward that made
 /// them); dispose it when the step is done.
 /// </summary>
-public sealed class BackendDenseTeacher : KdTeacher, IDisposable
+internal sealed class BackendDenseTeacher : KdTeacher, IDisposable
 {
 
     /// <summary>Runs <paramref name="teacher"/> with every layer on <paramref name="inputs"/> ([batch, T]) and keeps its logits on its backend.</summary>

@@ -1,7 +1,7 @@
 namespace E3.Pruning.Distillation;
 
 /// <summary>Entropy-aware token weights w_t (see <see cref="EntropyWeighting"/>), zero for invalid tokens.</summary>
-public static class TokenWeights
+internal static class TokenWeights
 {
     /// <summary>
     /// Weights from the teacher entropies of the valid tokens; the clamp of <paramref name="options"/> is applied

@@ -5,7 +5,7 @@ namespace E3.Pruning.Export;
 /// <c>model.layers.{new}.*</c>, where new is the old layer's rank among the kept layers; tensors of dropped layers
 /// have no new name; every other tensor keeps its name.
 /// </summary>
-public sealed class LayerRenumbering
+internal sealed class LayerRenumbering
 {
     const string LayerPrefix = "model.layers.";
     readonly int[] _newIndex;

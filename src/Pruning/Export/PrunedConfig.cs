@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 namespace E3.Pruning.Export;
 
 /// <summary>The config.json of a pruned checkpoint: the source JSON with only the per-layer fields rewritten.</summary>
-public static class PrunedConfig
+internal static class PrunedConfig
 {
     /// <summary>
     /// A copy of <paramref name="source"/> in which <c>num_hidden_layers</c> is the kept count, <c>layer_types</c>

@@ -6,7 +6,7 @@ namespace E3.Pruning.Masking;
 /// Same noise and the same hard masks as kernels/gumbel_topk.cu (see <see cref="GumbelNoise"/>).
 /// </summary>
 /// <param name="maxDegreeOfParallelism">Worker threads; -1 for the runtime's choice.</param>
-public sealed class CpuGumbelTopK(int maxDegreeOfParallelism = -1)
+internal sealed class CpuGumbelTopK(int maxDegreeOfParallelism = -1)
 {
     // Samples per work item. The gradient is summed per chunk in fp64, then over chunks in chunk order, so the
     // result does not depend on the thread count or on scheduling.

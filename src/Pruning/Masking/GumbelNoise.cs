@@ -14,7 +14,7 @@ namespace E3.Pruning.Masking;
 /// emulator both call glibc's log); CUDA's double log may differ by an ulp.
 /// </para>
 /// </summary>
-public static class GumbelNoise
+internal static class GumbelNoise
 {
     private const double TwoToMinus52 = 1.0 / (1L << 52);
 

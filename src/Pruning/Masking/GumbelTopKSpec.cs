@@ -7,7 +7,7 @@ namespace E3.Pruning.Masking;
 /// <see cref="Keep"/> of them, at temperature <see cref="Temperature"/>, with noise keyed by (<see cref="Seed"/>,
 /// <see cref="Step"/>, sample, layer). Mask tensors are row-major [Samples x Layers].
 /// </summary>
-public readonly record struct GumbelTopKSpec(int Layers, int Keep, int Samples, float Temperature, ulong Seed, long Step,
+internal readonly record struct GumbelTopKSpec(int Layers, int Keep, int Samples, float Temperature, ulong Seed, long Step,
     GumbelRelaxation Relaxation = GumbelRelaxation.SoftTopK)
 {
     /// <summary>Most layers one mask covers (the kernel keeps one thread and one fp64 score per layer in a block).</summary>

@@ -38,7 +38,7 @@ internal static class GumbelTopKTiming
 }
 
 /// <summary>Deterministic logits and dL/dm for benchmarks, so every contender sees the same inputs.</summary>
-public sealed class GumbelTopKBenchInputs
+internal sealed class GumbelTopKBenchInputs
 {
     /// <summary>Logits in [-1, 1) and dL/dm in [-1, 1) from a fixed seed.</summary>
     public GumbelTopKBenchInputs(in GumbelTopKSpec spec)

@@ -5,7 +5,7 @@ namespace E3.Pruning.Masking;
 /// to <see cref="TargetKeep"/> over <see cref="Steps"/> steps (rounded to the nearest count, ties away from zero),
 /// staying there afterwards.
 /// </summary>
-public sealed record KeepCurriculum
+internal sealed record KeepCurriculum
 {
     /// <summary>Checks that both counts lie in [1, layers] and steps &gt;= 1; the ramp may go either way.</summary>
     public KeepCurriculum(int layers, int warmupKeep, int targetKeep, long steps)

@@ -1,7 +1,7 @@
 namespace E3.Pruning.Masking;
 
 /// <summary>A mask-sampler input is invalid; <see cref="Field"/> names it and <see cref="Value"/> holds what was given.</summary>
-public sealed class MaskSamplerException(string field, object? value, string requirement)
+internal sealed class MaskSamplerException(string field, object? value, string requirement)
     : ArgumentException($"Gumbel-TopK mask sampler: {field} = {Format(value)} is invalid: {requirement}")
 {
     /// <summary>The offending field, e.g. <c>keep</c> or <c>logits[3]</c>.</summary>

@@ -4,13 +4,13 @@ using System.Runtime.Intrinsics.X86;
 namespace E3.Pruning.Masking;
 
 /// <summary>Four 32-bit output words of one Philox-4x32-10 call.</summary>
-public readonly record struct PhiloxBlock(uint X0, uint X1, uint X2, uint X3);
+internal readonly record struct PhiloxBlock(uint X0, uint X1, uint X2, uint X3);
 
 /// <summary>
 /// The Philox-4x32-10 counter-based generator (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
 /// SC'11) with the Random123 constants. kernels/gumbel_topk.cu implements the very same function.
 /// </summary>
-public static class Philox4x32
+internal static class Philox4x32
 {
     private const uint Multiplier0 = 0xD2511F53u, Multiplier1 = 0xCD9E8D57u;
     private const uint Weyl0 = 0x9E3779B9u, Weyl1 = 0xBB67AE85u;

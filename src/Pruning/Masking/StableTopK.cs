@@ -8,7 +8,7 @@ namespace E3.Pruning.Masking;
 /// strict total order, so the ranks are a permutation, and counting is branch-free (a sort's data-dependent
 /// branches mispredict on random scores).
 /// </summary>
-public static class StableTopK
+internal static class StableTopK
 {
     /// <summary>Fills <paramref name="order"/> with 0..n-1 sorted by (score descending, index ascending); scores must not be NaN.</summary>
     public static void Order(ReadOnlySpan<double> scores, Span<int> order)
@@ -95,7 +95,7 @@ public static class StableTopK
 }
 
 /// <summary>The mask the search finally keeps: the top-k layers of the logits, without noise.</summary>
-public static class DeterministicMask
+internal static class DeterministicMask
 {
     /// <summary>Writes 1 for the <paramref name="keep"/> largest logits (ties to the lower index) and 0 elsewhere.</summary>
     public static void TopK(ReadOnlySpan<float> logits, int keep, Span<float> mask)

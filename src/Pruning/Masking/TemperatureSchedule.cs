@@ -17,7 +17,7 @@ public enum AnnealKind
 /// The Gumbel temperature tau over the search: <see cref="Start"/> at step 0, <see cref="Floor"/> from step
 /// <see cref="Steps"/> on, annealed by <see cref="Kind"/> in between.
 /// </summary>
-public sealed record TemperatureSchedule
+internal sealed record TemperatureSchedule
 {
     /// <summary>Checks 0 &lt; floor &lt;= start (both finite) and steps &gt;= 1.</summary>
     public TemperatureSchedule(double start, double floor, long steps, AnnealKind kind)

@@ -22,27 +22,40 @@ public readonly record struct LossPoint(long Step, double Loss);
 /// </remarks>
 public sealed record MaskFile
 {
+    /// <summary>The <c>format</c> value that marks a file as a layer mask.</summary>
     public const string FormatName = "e3-layer-mask";
+    /// <summary>The <c>format_version</c> this build writes and the only one it reads.</summary>
     public const int CurrentVersion = 1;
 
     /// <summary>How the mask was chosen: "e3" (learned), "bi", "angular", "last", "random", "drop-one-kl", …</summary>
     public required string Method { get; init; }
+    /// <summary><c>model.config_hash</c>: <see cref="ModelConfig.Hash"/> of the model the mask was made for.</summary>
     public required string ConfigHash { get; init; }
+    /// <summary><c>model.model_type</c>: that model's config.json model_type.</summary>
     public required string ModelType { get; init; }
+    /// <summary><c>num_layers</c>: L, the model's decoder layer count.</summary>
     public required int NumLayers { get; init; }
     /// <summary>Kept layer indices, ascending.</summary>
     public required IReadOnlyList<int> Kept { get; init; }
+    /// <summary><c>alpha</c>: the learned search's final mask logits, one per layer; null for a baseline.</summary>
     public IReadOnlyList<double>? Alpha { get; init; }
+    /// <summary><c>scores</c>: a baseline's per-layer scores (bi: BI_l; drop-one-kl: KL with the layer removed alone); null when the method has none.</summary>
     public IReadOnlyList<double>? Scores { get; init; }
+    /// <summary><c>tau</c>: the Gumbel-TopK temperature τ of the search's last step; null for a baseline.</summary>
     public double? Tau { get; init; }
+    /// <summary><c>steps</c>: search steps taken, or layers dropped one at a time by drop-one-kl; 0 otherwise.</summary>
     public long Steps { get; init; }
+    /// <summary><c>tokens</c>: training or calibration tokens the method read; 0 when none.</summary>
     public long Tokens { get; init; }
+    /// <summary><c>seed</c>: the seed of the method's data windows, noise or shuffle; null for a method that uses none (last).</summary>
     public ulong? Seed { get; init; }
+    /// <summary><c>loss_history</c>: the search's distillation loss per step, or drop-one-kl's KL after i layers dropped; empty otherwise.</summary>
     public IReadOnlyList<LossPoint> LossHistory { get; init; } = [];
 
     /// <summary>Dropped layer indices, ascending.</summary>
     public IReadOnlyList<int> Dropped => Enumerable.Range(0, NumLayers).Except(Kept).ToArray();
 
+    /// <summary><c>keep</c>: k, the number of kept layers.</summary>
     public int Keep => Kept.Count;
 
     /// <summary>A mask for <paramref name="config"/> keeping <paramref name="kept"/> (any order, no duplicates).</summary>

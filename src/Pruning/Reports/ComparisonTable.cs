@@ -10,10 +10,10 @@ namespace E3.Pruning.Reports;
 /// <param name="Method">How its layers were chosen (mask.json's method), "full" for the teacher, "student" for a checkpoint.</param>
 /// <param name="Layers">Layers the model runs.</param>
 /// <param name="Dropped">Teacher layers it skips; null for a separate checkpoint, whose provenance the folder does not record.</param>
-public sealed record ComparisonRow(string Name, string Method, int Layers, IReadOnlyList<int>? Dropped, AgreementResult Result);
+internal sealed record ComparisonRow(string Name, string Method, int Layers, IReadOnlyList<int>? Dropped, AgreementResult Result);
 
 /// <summary>Renders comparison rows as a markdown table and as JSON, with the same numbers <c>e3 eval</c> prints.</summary>
-public static class ComparisonTable
+internal static class ComparisonTable
 {
     /// <summary>A markdown table, one line per row, in the order given.</summary>
     public static string Markdown(IEnumerable<ComparisonRow> rows)

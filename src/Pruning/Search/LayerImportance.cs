@@ -5,7 +5,7 @@ using E3.Pruning.Distillation;
 namespace E3.Pruning.Search;
 
 /// <summary>Per-layer importance from the model's own predictions, and its mapping to initial mask logits.</summary>
-public static class LayerImportance
+internal static class LayerImportance
 {
     /// <summary>Initial logits lie in [−<see cref="LogitRange"/>, +LogitRange]: a prior the search can still overturn.</summary>
     public const double LogitRange = 4.0;

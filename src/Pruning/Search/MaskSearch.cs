@@ -16,7 +16,7 @@ namespace E3.Pruning.Search;
 /// <param name="SoftMasks">Their relaxed masks, [Samples × Layers].</param>
 /// <param name="GateGradients">dL/dm for each sample, already divided by the sample count, [Samples × Layers].</param>
 /// <param name="AlphaGradient">dL/dα: the straight-through gradient, averaged over samples.</param>
-public sealed record SearchGradient(long Step, int Keep, float Tau, double Loss, float[] HardMasks, float[] SoftMasks,
+internal sealed record SearchGradient(long Step, int Keep, float Tau, double Loss, float[] HardMasks, float[] SoftMasks,
     float[] GateGradients, float[] AlphaGradient);
 
 /// <summary>Progress after a step.</summary>
@@ -76,13 +76,13 @@ public sealed class MaskSearch : IDisposable
     }
 
     /// <summary>Identifies the trajectory (options, model, data, teacher): what a checkpoint must match.</summary>
-    public string Fingerprint { get; }
+    internal string Fingerprint { get; }
 
     /// <summary>The search settings.</summary>
     public SearchOptions Options => options;
 
     /// <summary>The optimizer on α (its state is part of a checkpoint).</summary>
-    public AdamW Optimizer => optimizer;
+    internal AdamW Optimizer => optimizer;
 
     /// <summary>
     /// The starting state: α from drop-one KL importance over the first <see cref="SearchOptions.InitBatches"/>
@@ -113,7 +113,7 @@ public sealed class MaskSearch : IDisposable
     /// The kept layers: α's top-k, or, with <see cref="SearchOptions.RefineSwaps"/> r &gt; 0, the lowest-KL candidate
     /// among it and its r×r boundary swaps (ties keep α's top-k, which is listed first).
     /// </summary>
-    public int[] FinalKept(ReadOnlySpan<float> alpha)
+    internal int[] FinalKept(ReadOnlySpan<float> alpha)
     {
         var mask = new float[layers];
         DeterministicMask.TopK(alpha, options.Keep, mask);
@@ -140,7 +140,7 @@ public sealed class MaskSearch : IDisposable
     /// The loss and straight-through gradient dL/dα at step <paramref name="step"/> for logits
     /// <paramref name="alpha"/>, without changing anything.
     /// </summary>
-    public SearchGradient Gradient(ReadOnlySpan<float> alpha, long step)
+    internal SearchGradient Gradient(ReadOnlySpan<float> alpha, long step)
     {
         if (alpha.Length != layers) throw new ArgumentException($"α has {alpha.Length} values; the model has {layers} layers", nameof(alpha));
         int keep = curriculum.At(step);
@@ -173,7 +173,7 @@ public sealed class MaskSearch : IDisposable
     }
 
     /// <summary>Runs step <see cref="SearchState.Step"/> and applies the AdamW update to α.</summary>
-    public SearchGradient Step(SearchState state)
+    internal SearchGradient Step(SearchState state)
     {
         ArgumentNullException.ThrowIfNull(state);
         if (state.Step >= options.Steps) throw new InvalidOperationException($"the search already ran its {options.Steps} steps");
@@ -186,7 +186,7 @@ public sealed class MaskSearch : IDisposable
     }
 
     /// <summary>Hard Gumbel-TopK draws per step behind <see cref="SearchState.KeepProbability"/>.</summary>
-    public const int KeepProbabilityDraws = 1024;
+    internal const int KeepProbabilityDraws = 1024;
 
     /// <summary>
     /// P(layer kept) under logits <paramref name="alpha"/> at keep count <paramref name="keep"/>: the fraction of
@@ -242,6 +242,7 @@ public sealed class MaskSearch : IDisposable
         };
     }
 
+    /// <summary>Frees the trainer's backend buffers and the optimizer's state; the model stays the caller's.</summary>
     public void Dispose()
     {
         trainer.Dispose();

@@ -11,6 +11,9 @@ namespace E3.Pruning.Search;
 /// </summary>
 public abstract class SearchBatches
 {
+    // Only the engine's batch sources derive from it: the teacher hook they implement is internal.
+    private protected SearchBatches() { }
+
     /// <summary>T: tokens per sequence.</summary>
     public abstract int SequenceLength { get; }
 
@@ -34,7 +37,7 @@ public abstract class SearchBatches
     /// (every gate 1) on it when the teacher is computed on the fly. A teacher that is <see cref="IDisposable"/> (logits
     /// left on a device) is disposed by the caller after the step.
     /// </summary>
-    public abstract KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab);
+    internal abstract KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab);
 
     private protected static string Identity(int[] tokens) => $"{tokens.Length}:{TeacherCacheHeader.ChecksumTokens(tokens):x8}";
 }
@@ -55,14 +58,19 @@ public sealed class LiveTeacherBatches : SearchBatches
         DataIdentity = Identity(tokens);
     }
 
+    /// <inheritdoc/>
     public override int SequenceLength => windows.SequenceLength;
+    /// <inheritdoc/>
     public override int Batch => windows.Batch;
+    /// <inheritdoc/>
     public override string DataIdentity { get; }
+    /// <inheritdoc/>
     public override string TeacherIdentity => "live";
 
+    /// <inheritdoc/>
     public override void Fill(long step, Span<int> inputs) => windows.Fill(step, inputs, default);
 
-    public override KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab) => fullModel();
+    internal override KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab) => fullModel();
 }
 
 /// <summary>
@@ -108,11 +116,16 @@ public sealed class CachedTeacherBatches : SearchBatches
         TeacherIdentity = $"cache:{h.ModelId}:K{h.K}:T{h.SequenceLength}";
     }
 
+    /// <inheritdoc/>
     public override int SequenceLength { get; }
+    /// <inheritdoc/>
     public override int Batch { get; }
+    /// <inheritdoc/>
     public override string DataIdentity { get; }
+    /// <inheritdoc/>
     public override string TeacherIdentity { get; }
 
+    /// <inheritdoc/>
     public override void Fill(long step, Span<int> inputs)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(step);
@@ -125,7 +138,7 @@ public sealed class CachedTeacherBatches : SearchBatches
         }
     }
 
-    public override KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab)
+    internal override KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab)
     {
         int k = cache.K, rowEntries = SequenceLength * k;
         var indices = new int[Batch * rowEntries];

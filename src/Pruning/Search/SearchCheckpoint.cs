@@ -15,7 +15,7 @@ namespace E3.Pruning.Search;
 /// which names it, is then replaced atomically, so a kill at any moment leaves a consistent pair; older optimizer
 /// files are removed afterwards. No RNG state is stored: data and noise are keyed by step.
 /// </summary>
-public static class SearchCheckpoint
+internal static class SearchCheckpoint
 {
     public const string StateFileName = "search-state.json";
     public const string FormatName = "e3-search-checkpoint";

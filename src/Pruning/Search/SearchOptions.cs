@@ -112,7 +112,7 @@ public sealed record SearchOptions
     /// A canonical text of every setting that changes the result, plus the model, data and teacher identities the
     /// caller passes: a checkpoint whose fingerprint differs belongs to another search.
     /// </summary>
-    public string Fingerprint(string modelHash, string dataIdentity, string teacherIdentity, int sequenceLength, int batch)
+    internal string Fingerprint(string modelHash, string dataIdentity, string teacherIdentity, int sequenceLength, int batch)
     {
         var text = new StringBuilder();
         void Add(string key, object value) => text.Append(key).Append('=').Append(Convert.ToString(value, CultureInfo.InvariantCulture)).Append(';');

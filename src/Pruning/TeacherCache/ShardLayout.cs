@@ -8,7 +8,7 @@ namespace E3.Pruning.TeacherCache;
 /// <param name="Offset">Byte offset of the shard's magic.</param>
 /// <param name="Tokens">Token positions it holds.</param>
 /// <param name="FirstToken">Index of its first position in the token data.</param>
-public readonly record struct ShardInfo(long Offset, int Tokens, long FirstToken);
+internal readonly record struct ShardInfo(long Offset, int Tokens, long FirstToken);
 
 /// <summary>Encoding, decoding and verification of shards (layout in <see cref="TeacherCacheHeader"/>).</summary>
 internal static class ShardLayout

@@ -36,7 +36,7 @@ public sealed record TeacherCacheHeader(int K, int Vocab, TeacherCacheDType DTyp
     internal static ReadOnlySpan<byte> Magic => "E3TOPKC\0"u8;
 
     /// <summary>The serialised header, checksum included.</summary>
-    public byte[] ToBytes()
+    internal byte[] ToBytes()
     {
         Validate("header");
         var id = Encoding.UTF8.GetBytes(ModelId);
@@ -57,7 +57,7 @@ public sealed record TeacherCacheHeader(int K, int Vocab, TeacherCacheDType DTyp
     }
 
     /// <summary>Reads and verifies the header at the start of <paramref name="stream"/>; leaves the stream after it.</summary>
-    public static TeacherCacheHeader Read(Stream stream, string path)
+    internal static TeacherCacheHeader Read(Stream stream, string path)
     {
         Span<byte> fixedPart = stackalloc byte[42];
         if (ReadFully(stream, fixedPart) < fixedPart.Length)
@@ -112,7 +112,7 @@ public sealed record TeacherCacheHeader(int K, int Vocab, TeacherCacheDType DTyp
 
     static string Fingerprints(string id) => id.IndexOf('#') is var i and >= 0 ? id[i..] : id;
 
-    public void RequireMatch(TeacherCacheHeader expected, string path)
+    internal void RequireMatch(TeacherCacheHeader expected, string path)
     {
         if (K != expected.K) throw new TeacherCacheException(path, "K", $"the cache holds top-{K}, expected top-{expected.K}");
         if (Vocab != expected.Vocab) throw new TeacherCacheException(path, "vocab", $"the cache has vocab {Vocab}, the model {expected.Vocab}");

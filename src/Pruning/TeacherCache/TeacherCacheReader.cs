@@ -26,7 +26,7 @@ public sealed class TeacherCacheReader : IDisposable
     public TeacherCacheHeader Header { get; }
 
     /// <summary>The verified shards in file order.</summary>
-    public IReadOnlyList<ShardInfo> Shards => shards;
+    internal IReadOnlyList<ShardInfo> Shards => shards;
 
     /// <summary>Opens and verifies <paramref name="path"/>; an incomplete cache is an error unless <paramref name="allowIncomplete"/>.</summary>
     public static TeacherCacheReader Open(string path, bool allowIncomplete = false)
@@ -66,7 +66,7 @@ public sealed class TeacherCacheReader : IDisposable
     }
 
     /// <summary>Every stored token as a sparse teacher for the loss.</summary>
-    public SparseTeacher ToSparseTeacher()
+    internal SparseTeacher ToSparseTeacher()
     {
         long total = shards.Count == 0 ? 0 : shards[^1].FirstToken + shards[^1].Tokens;
         int k = Header.K;

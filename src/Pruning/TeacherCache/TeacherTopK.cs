@@ -10,7 +10,7 @@ namespace E3.Pruning.TeacherCache;
 /// the logits are, so K pairs per token come back instead of the vocabulary row; any other backend's logits are
 /// downloaded and selected by <see cref="TopKSelector"/>, with the same order and tie rule.
 /// </summary>
-public static class TeacherTopK
+internal static class TeacherTopK
 {
     /// <summary>Fills <paramref name="indices"/> and <paramref name="logProbs"/> ([tokens, K] each) for <paramref name="ids"/>.</summary>
     public static void Compute(DecoderModel teacher, ReadOnlySpan<int> ids, Span<int> indices, Span<float> logProbs)

@@ -1,7 +1,7 @@
 namespace E3.Pruning.TeacherCache;
 
 /// <summary>The K largest logits of a row and their full-vocabulary log-probabilities (log-softmax at τ = 1).</summary>
-public static class TopKSelector
+internal static class TopKSelector
 {
     /// <summary>
     /// Fills <paramref name="indices"/> and <paramref name="logProbs"/> (length K each) in descending order of

@@ -6,7 +6,7 @@ namespace E3.Tests.Emulator;
 /// <summary>One emulator device per test run, on the test library (product kernels + semantics test kernels).</summary>
 public sealed class EmuFixture : IDisposable
 {
-    public EmuDevice Device { get; } = EmuDevice.Open(EmuLibrary.TestFileName);
+    internal EmuDevice Device { get; } = EmuDevice.Open(EmuLibrary.TestFileName);
 
     public void Dispose() => Device.Dispose();
 }

@@ -10,12 +10,14 @@ namespace E3.Tests.Emulator;
 public sealed unsafe class EmuGemmTests(EmuFixture fixture)
 {
     [Theory]
-    [InlineData(EmuOperation.N, EmuOperation.N)]
-    [InlineData(EmuOperation.T, EmuOperation.N)]
-    [InlineData(EmuOperation.N, EmuOperation.T)]
-    [InlineData(EmuOperation.T, EmuOperation.T)]
-    public void ColumnMajorGemmWithPaddedLeadingDimensionsMatchesTorch(EmuOperation transA, EmuOperation transB)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public void ColumnMajorGemmWithPaddedLeadingDimensionsMatchesTorch(bool transposeA, bool transposeB)
     {
+        var transA = transposeA ? EmuOperation.T : EmuOperation.N;
+        var transB = transposeB ? EmuOperation.T : EmuOperation.N;
         _ = fixture.Device; // the fixture initialised the emulator
         const int m = 19, n = 23, k = 31;
         const float alpha = 1.25f, beta = 0.5f;

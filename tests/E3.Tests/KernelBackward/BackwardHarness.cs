@@ -29,16 +29,16 @@ public abstract class BackwardHarness : IDisposable
     private readonly List<DeviceBuffer> buffers = [];
 
     /// <summary>The emulator behind <see cref="IGpuDevice"/>.</summary>
-    protected IGpuDevice Device => emu.Device;
+    private protected IGpuDevice Device => emu.Device;
 
     /// <summary>The stream every launch of the test goes on.</summary>
-    protected GpuStream Stream => emu.Stream.Handle;
+    private protected GpuStream Stream => emu.Stream.Handle;
 
     /// <summary>A device copy of <paramref name="values"/>, freed when the test ends.</summary>
-    protected DevicePointer<T> Upload<T>(ReadOnlySpan<T> values) where T : unmanaged => emu.Upload(buffers, values);
+    private protected DevicePointer<T> Upload<T>(ReadOnlySpan<T> values) where T : unmanaged => emu.Upload(buffers, values);
 
     /// <summary>The first <paramref name="count"/> values at <paramref name="source"/>, after the stream's queued work.</summary>
-    protected T[] Download<T>(DevicePointer<T> source, int count) where T : unmanaged => emu.Download(source, count);
+    private protected T[] Download<T>(DevicePointer<T> source, int count) where T : unmanaged => emu.Download(source, count);
 
     /// <summary>
     /// Central difference (L(p + h e_j) - L(p - h e_j)) / 2h with a relative step h = 1e-4·max(|p_j|, 1): relative for

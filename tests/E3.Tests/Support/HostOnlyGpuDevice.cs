@@ -8,7 +8,7 @@ namespace E3.Tests.Support;
 /// enqueue a step (argument blocks, launch shapes, GEMM descriptors), without the driver, cuBLAS or the GPU. Downloads
 /// leave the host buffer as it was, so results read back are meaningless; only timings and counts are.
 /// </summary>
-public sealed class HostOnlyGpuDevice(GpuDeviceInfo info) : IGpuDevice
+internal sealed class HostOnlyGpuDevice(GpuDeviceInfo info) : IGpuDevice
 {
     // 256-byte aligned, as cuMemAlloc's are, and never 0 (the null pointer).
     long _next = 1 << 20;

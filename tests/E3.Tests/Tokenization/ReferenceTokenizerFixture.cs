@@ -31,7 +31,7 @@ public abstract class ReferenceTokenizerFixture : IDisposable
     public bool NormalizesToNfc { get; }
 
     /// <summary>The tokenizer loaded from the model folder (tokenizer.json and tokenizer_config.json).</summary>
-    public HuggingFaceTokenizer Tokenizer
+    internal HuggingFaceTokenizer Tokenizer
     {
         get
         {

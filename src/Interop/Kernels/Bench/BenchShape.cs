@@ -20,7 +20,7 @@ namespace E3.Interop.Kernels.Bench;
 /// <param name="GumbelKeep">Layers kept per mask (k).</param>
 /// <param name="CopyBytes">Size of the device-to-device copy that measures the copy bandwidth.</param>
 /// <param name="GemmSize">M = N = K of the bf16 GEMM that measures the GEMM rate.</param>
-public sealed record BenchShape(string Name, int Hidden, int Heads, int KvHeads, int HeadDim, int Intermediate, int Vocab,
+internal sealed record BenchShape(string Name, int Hidden, int Heads, int KvHeads, int HeadDim, int Intermediate, int Vocab,
     int PrefillTokens, int DecodeBatch, int DecodeContext, int KdRows, int KdTopK, int GumbelSamples, int GumbelLayers, int GumbelKeep,
     long CopyBytes, int GemmSize)
 {

@@ -26,7 +26,7 @@ internal interface IBenchTimer
 /// bench's SwiGLU measured 1.86 ms that way and 0.03 ms with the JIT settled. Hence a least duration as well as a count
 /// (e3 itself also turns tier-0 compilation off for non-precompiled code; framework code still tiers up).
 /// </summary>
-public static class BenchWarmup
+internal static class BenchWarmup
 {
     /// <summary>
     /// Calls <paramref name="run"/> (and <paramref name="synchronize"/> after each, so that queued device work counts
@@ -54,7 +54,7 @@ public static class BenchWarmup
 /// </summary>
 /// <param name="synchronize">Waits for a run to finish; null where runs are synchronous.</param>
 /// <param name="minimumWarmupMilliseconds">The least warm-up per measurement (<see cref="BenchWarmup"/>).</param>
-public sealed class MonotonicBenchTimer(Action? synchronize = null, double minimumWarmupMilliseconds = 0) : IBenchTimer
+internal sealed class MonotonicBenchTimer(Action? synchronize = null, double minimumWarmupMilliseconds = 0) : IBenchTimer
 {
     /// <inheritdoc/>
     public string Kind => "monotonic-clock";
@@ -153,7 +153,7 @@ internal sealed class EventBenchTimer : IBenchTimer, IDisposable
 }
 
 /// <summary>Order statistics of timings.</summary>
-public static class BenchStatistics
+internal static class BenchStatistics
 {
     /// <summary>The median (the mean of the middle two for an even count); sorts <paramref name="values"/> in place.</summary>
     public static double Median(Span<double> values)

@@ -10,7 +10,7 @@ namespace E3.Interop.Kernels.Bench;
 /// the Gumbel-TopK mask kernels are fp32. Inputs are filled with small constants: the kernels' work does not depend on
 /// the values.
 /// </summary>
-public sealed class GpuKernelBenchmark : IDisposable
+internal sealed class GpuKernelBenchmark : IDisposable
 {
     private const int Bf16Bytes = 2;
     private const uint Bf16Pair = 0x3C003C00u;   // two bf16 of 2^-7

@@ -8,7 +8,7 @@ namespace E3.Interop.Kernels.Bench;
 /// <param name="Shape">Named sizes the work formula takes (rows, cols, tokens, ...).</param>
 /// <param name="Work">Bytes and FLOPs per call (<see cref="KernelWork"/>).</param>
 /// <param name="MedianMilliseconds">Median over the timed repeats of one call's time.</param>
-public sealed record KernelMeasurement(string Name, string DType, IReadOnlyDictionary<string, long> Shape, KernelWork Work, double MedianMilliseconds)
+internal sealed record KernelMeasurement(string Name, string DType, IReadOnlyDictionary<string, long> Shape, KernelWork Work, double MedianMilliseconds)
 {
     /// <summary>Bytes per second, in GB/s (1e9).</summary>
     public double GigabytesPerSecond => Work.Bytes / (MedianMilliseconds * 1e6);
@@ -37,7 +37,7 @@ public sealed record KernelMeasurement(string Name, string DType, IReadOnlyDicti
 /// </code>
 /// bytes and flops follow the <see cref="KernelWork"/> formula named after the kernel, over the listed shape.
 /// </summary>
-public sealed record KernelBenchReport(string Device, string DeviceName, string ShapeName, int Repeats, string Timer, double WarmupMilliseconds,
+internal sealed record KernelBenchReport(string Device, string DeviceName, string ShapeName, int Repeats, string Timer, double WarmupMilliseconds,
     long L2FlushBytes, KernelMeasurement Copy, KernelMeasurement Gemm, IReadOnlyList<KernelMeasurement> Kernels)
 {
     /// <summary>The report as the JSON document described above.</summary>

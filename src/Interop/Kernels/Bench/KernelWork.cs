@@ -6,7 +6,7 @@ namespace E3.Interop.Kernels.Bench;
 /// rsqrt and compares count 1). <c>e</c> is the bytes per element of the activations (2 for bf16, 4 for fp32).
 /// The kernel files' headers describe the same traffic.
 /// </summary>
-public readonly record struct KernelWork(long Bytes, long Flops)
+internal readonly record struct KernelWork(long Bytes, long Flops)
 {
     /// <summary>A device-to-device copy: n bytes read, n written.</summary>
     public static KernelWork Copy(long bytes) => new(2 * bytes, 0);

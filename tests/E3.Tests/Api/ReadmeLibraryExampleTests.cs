@@ -1,0 +1,91 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+using E3.Backends.Cpu;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Pruning.Masks;
+using E3.Tests.Support;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Xunit;
+
+namespace E3.Tests.Api;
+
+/// <summary>
+/// The README's "As a library" program is what a tool linking E3 would write. It is compiled here as a separate
+/// assembly, which is not one of the engine's friends, so it sees the public API only, exactly as such a tool does;
+/// then it runs on the demo model. A README example that uses something internal, or no longer compiles, or fails,
+/// fails this test, and so does an API change that breaks the documented use.
+/// </summary>
+public sealed partial class ReadmeLibraryExampleTests
+{
+    static string Root => Tokenization.NpmFixtures.RepoRoot;
+
+    [Fact]
+    public void TheExampleCompilesAgainstThePublicApiAloneAndRunsOnTheDemoModel()
+    {
+        string source = ExampleSource();
+        var assembly = Compile(source);
+
+        string demo = Path.Combine(Root, "tests", "fixtures", "demo");
+        using var output = new TempDir("e3-readme");
+        assembly.EntryPoint!.Invoke(null, [new[] { demo, Path.Combine(demo, "heldout-revelation.txt"), output.Path }]);
+
+        // What it wrote: a 9-of-12 mask, and a pruned checkpoint that computes what the full model with that mask does.
+        var mask = MaskFile.Load(output["mask.json"]);
+        Assert.Equal(9, mask.Kept.Count);
+        using var backend = new CpuBackend(2);
+        using var full = DecoderModel.Load(demo, backend);
+        using var pruned = DecoderModel.Load(Path.Combine(output.Path, "pruned"), backend);
+        Assert.Equal(9, pruned.Config.NumLayers);
+        int[] tokens = [72, 101, 32, 115, 97, 105, 100, 44];
+        // The same fp32 operations in the same order on the same weights: equal bit for bit.
+        Assert.Equal(full.Forward(tokens, mask.ToLayerMask()), pruned.Forward(tokens));
+    }
+
+    [Fact]
+    public void AnInternalTypeInTheExampleDoesNotCompile()
+    {
+        // The check above would be empty if the compilation could see internals: it cannot.
+        string source = ExampleSource().Replace("using var device = ComputeDevice.Open(", "using var backend = new E3.Backends.Cpu.CpuBackend(); using var device = ComputeDevice.Open(");
+        var e = Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => Compile(source));
+        Assert.Contains("CpuBackend", e.Message);
+        Assert.Contains("CS0122", e.Message); // inaccessible due to its protection level
+    }
+
+    /// <summary>The one C# block under the README's "### As a library" heading.</summary>
+    static string ExampleSource()
+    {
+        string readme = File.ReadAllText(Path.Combine(Root, "README.md"));
+        int section = readme.IndexOf("### As a library", StringComparison.Ordinal);
+        Assert.True(section >= 0, "README.md has no \"### As a library\" section");
+        var block = CSharpBlock().Match(readme, section);
+        Assert.True(block.Success, "README.md's \"As a library\" section has no ```csharp block");
+        return block.Groups[1].Value;
+    }
+
+    /// <summary>
+    /// Compiles <paramref name="source"/> as a console program named like no friend of the engine, against every
+    /// assembly the test runs with (the engine's among them), with the implicit usings an SDK console project has.
+    /// </summary>
+    static Assembly Compile(string source)
+    {
+        const string implicitUsings = "global using System; global using System.IO; global using System.Linq; global using System.Collections.Generic;";
+        var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
+            .Where(p => p.EndsWith(".dll", StringComparison.Ordinal))
+            .Select(p => MetadataReference.CreateFromFile(p));
+        var parse = new CSharpParseOptions(LanguageVersion.Latest);
+        var compilation = CSharpCompilation.Create("ReadmeLibraryExample",
+            [CSharpSyntaxTree.ParseText(implicitUsings, parse), CSharpSyntaxTree.ParseText(source, parse, path: "README.md")],
+            references,
+            new CSharpCompilationOptions(OutputKind.ConsoleApplication, nullableContextOptions: NullableContextOptions.Enable));
+        using var image = new MemoryStream();
+        var emitted = compilation.Emit(image);
+        var errors = emitted.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
+        Assert.True(emitted.Success, "the README's library example does not compile against E3's public API:\n" + string.Join('\n', errors));
+        return Assembly.Load(image.ToArray());
+    }
+
+    [GeneratedRegex(@"```csharp\n(.*?)```", RegexOptions.Singleline)]
+    private static partial Regex CSharpBlock();
+}
