@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using E3.Backends;
+using E3.Pruning.Distill;
 using E3.Backends.Cpu;
 using E3.Backends.Gpu;
 using E3.Interop.Gpu;
@@ -81,16 +82,18 @@ internal static class CliRunner
 
     /// <summary>
     /// The backend a dense distillation teacher runs on beside the student's <paramref name="training"/> backend, and the
-    /// weight precision to load it with. On cuda and emu the trainer keeps fp32 activations, and a teacher loaded there
-    /// would run fp32 GEMMs over matrices widened at each use, and hold fp32 KV caches, activations and logits; a frozen
-    /// teacher needs neither, so by default it gets a bf16 sibling backend on the same device, whose bf16 logits the
-    /// loss reads where they are. <paramref name="dtype"/> "f32" keeps the teacher on <paramref name="training"/> (Backend null).
+    /// weight precision to load it with (<see cref="Distiller.TeacherBackend"/>), for --teacher-dtype <paramref name="dtype"/>.
     /// </summary>
-    public static (GpuBackend? Backend, WeightPrecision Precision) CreateTeacherBackend(IBackend training, string? dtype) => (training, dtype) switch
+    public static (GpuBackend? Backend, WeightPrecision Precision) CreateTeacherBackend(IBackend training, string? dtype) =>
+        Distiller.TeacherBackend(training, TeacherActivations(training, dtype));
+
+    /// <summary>--teacher-dtype as the dtype the teacher computes in (null: the default); what the device cannot do is a usage error.</summary>
+    public static DType? TeacherActivations(IBackend training, string? dtype) => dtype switch
     {
-        (GpuBackend { ActivationType: DType.F32 } gpu, null or "bf16") => (gpu.CreateSibling(DType.BF16), WeightPrecision.BF16),
-        (_, "f32") or (not GpuBackend, null) => (null, WeightPrecision.AsStored),
-        (_, "bf16") => throw new UsageException($"--teacher-dtype: bf16 needs --device cuda or emu (the {training.Name} backend computes in f32)"),
+        null => null,
+        "f32" => DType.F32,
+        "bf16" when training is GpuBackend { ActivationType: DType.F32 } => DType.BF16,
+        "bf16" => throw new UsageException($"--teacher-dtype: bf16 needs --device cuda or emu (the {training.Name} backend computes in f32)"),
         _ => throw new UsageException($"--teacher-dtype: '{dtype}' is not one of bf16, f32"),
     };
 

@@ -60,70 +60,25 @@ public static class DistillCommand
             string? cachePath = p.GetValue(cacheOption);
             if (cachePath != null && p.GetValue(teacherDType) is { } given)
                 throw new UsageException($"--teacher-dtype {given}: the teacher is not run with --teacher-cache {cachePath}");
-            var teacherConfig = ModelConfig.Load(teacherDir);
-            string studentFolder = studentDir ?? teacherDir;
-            var studentConfig = studentDir == null ? teacherConfig : ModelConfig.Load(studentDir);
-            // A separate student (another model, or e3 export's pruned one) runs every one of its own layers.
-            LayerMask gates = LayerMask.All(studentConfig.NumLayers);
-            var identity = new JsonObject { ["command"] = "distill", ["teacher_config"] = teacherConfig.Hash(), ["kd"] = KdJson(kd) };
-            Dictionary<string, string>? extra = null;
-            if (maskPath != null)
-            {
-                var mask = MaskFile.Load(maskPath);
-                mask.EnsureMatches(teacherConfig, maskPath);
-                gates = mask.ToLayerMask();
-                freeze.AddRange(mask.Dropped.Select(i => $"model.layers.{i}.*"));
-                identity["mask"] = CliRunner.ToJsonArray(mask.Kept);
-                extra = new Dictionary<string, string> { ["mask.json"] = maskPath };
-            }
-            DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, studentConfig);
-
             using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads), p.GetValue(o.Tf32));
-            using var cache = cachePath == null ? null : TeacherCacheReader.Open(cachePath);
-            var (teacherBackend, teacherPrecision) = cache == null ? CliRunner.CreateTeacherBackend(backend, p.GetValue(teacherDType)) : (null, default);
-            using var ownTeacherBackend = teacherBackend;
-            bool recompute = p.GetValue(o.ActivationCheckpointing);
-            MemoryFit.Check("distill", TrainingMemoryPlan.Create(studentConfig, settings.Sequence, settings.Batch,
-                new TrainingOptions { Mode = TrainingMode.Train, Freeze = freeze, Checkpointing = recompute }, MemoryFit.StoredWeights(studentFolder, studentConfig),
-                fusedHead: true, TrainingMemoryPlan.TargetOf(backend), cache == null ? new DistillationPlan((teacherBackend ?? backend).ActivationType, teacherConfig,
-                    Weights: teacherBackend == null ? MemoryFit.StoredWeights(teacherDir, teacherConfig) : null) : null),
-                backend, Console.Error, recompute, canFreeze: true);
-            using var student = DecoderModel.Load(studentFolder, backend);
-            int[] tokens = EvalCommand.LoadTokens(data, studentFolder, student.Config.VocabSize);
-            using var teacher = cache == null ? DecoderModel.Load(teacherDir, teacherBackend ?? backend, teacherPrecision) : null;
-            IKdTeacherSource source;
-            IBatchSource? batches = null;
-            if (cache != null)
+            var request = new DistillationRequest
             {
-                string teacherId = TeacherCacheCommand.ModelId(teacherDir);
-                if (!cache.Header.IsForModel(teacherId))
-                    throw new TeacherCacheException(cachePath!, "model id", $"'{cache.Header.ModelId}': the cache was made for another model than --teacher '{teacherId}'");
-                var cached = new TeacherCacheBatches(cache, tokens, data, settings.Batch, settings.Seed, kd.IgnoreIndex);
-                if (cached.SequenceLength != settings.Sequence)
-                    throw new ArgumentException($"--seq: {settings.Sequence} differs from the sequence length {cached.SequenceLength} of the teacher cache {cachePath}");
-                source = cached;
-                batches = cached;
-                identity["teacher_cache"] = $"{cache.Header.DataChecksum:x8}/{cache.Header.K}/{cache.Header.ModelId}";
-            }
-            else source = new ModelTeacherSource(teacher!);
-            var job = new TrainingJob
-            {
-                Student = student, StudentFolder = studentFolder, Freeze = freeze,
-                Objective = new DistillationObjective(source, student, gates.Gates.ToArray(), kd, freeze), Batches = batches,
-                Tokens = tokens, DataSource = data, Settings = settings, CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume),
-                ActivationCheckpointing = recompute,
-                Output = output, ReplaceOutput = p.GetValue(o.Force), Inputs = [data, teacherDir, cachePath, maskPath], Identity = identity,
-                ExtraOutputFiles = extra,
+                Teacher = teacherDir, Student = studentDir, Mask = maskPath, TeacherCache = cachePath,
+                TeacherActivations = cachePath == null ? CliRunner.TeacherActivations(backend, p.GetValue(teacherDType)) : null,
+                Data = data, Output = output, ReplaceOutput = p.GetValue(o.Force),
+                Settings = settings, Kd = kd, Freeze = freeze,
+                CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume), ActivationCheckpointing = p.GetValue(o.ActivationCheckpointing),
             };
-            var outcome = TrainingConsole.Run("distill", progress => TrainingRunner.Run(job, progress));
+            var outcome = TrainingConsole.Run("distill", progress => Distiller.Run(backend, request, progress, CancellationToken.None, setup =>
+                MemoryFit.Check("distill", TrainingMemoryPlan.Create(setup.StudentConfig, settings.Sequence, settings.Batch,
+                    new TrainingOptions { Mode = TrainingMode.Train, Freeze = setup.Freeze, Checkpointing = request.ActivationCheckpointing },
+                    MemoryFit.StoredWeights(setup.StudentFolder, setup.StudentConfig), fusedHead: true, TrainingMemoryPlan.TargetOf(backend),
+                    setup.TeacherBackend is { } teacherBackend ? new DistillationPlan(teacherBackend.ActivationType, setup.TeacherConfig,
+                        Weights: teacherBackend == backend ? MemoryFit.StoredWeights(teacherDir, setup.TeacherConfig) : null) : null),
+                    backend, Console.Error, request.ActivationCheckpointing, canFreeze: true)));
             TrainingConsole.Report("distill", outcome, output, p.GetValue(o.Json));
             return ExitCodes.Ok;
         }));
         return cmd;
     }
-
-    static JsonObject KdJson(KdOptions kd) => new()
-    {
-        ["temperature"] = kd.Temperature, ["fraction"] = kd.KdFraction, ["weighting"] = kd.Weighting.ToString(), ["direction"] = kd.Direction.ToString(),
-    };
 }

@@ -77,24 +77,6 @@ internal static class EvalCommand
         return cmd;
     }
 
-    /// <summary>Token files are read as ids; anything else is text for the model's tokenizer.</summary>
-    public static int[] LoadTokens(string file, string modelDir, int vocab)
-    {
-        if (!File.Exists(file)) throw new FileNotFoundException($"{file}: data file not found", file);
-        string ext = Path.GetExtension(file).ToLowerInvariant();
-        int[] tokens;
-        if (ext is ".bin" or ".npy")
-        {
-            var tf = TokenFile.Read(file);
-            tf.Validate(vocab);
-            tokens = tf.Ids;
-        }
-        else
-        {
-            using var tok = TokenizerLoader.Load(modelDir, vocab);
-            tokens = tok.Encode(File.ReadAllText(file));
-        }
-        if (tokens.Length < 2) throw new InvalidDataException($"{file}: holds {tokens.Length} tokens; at least 2 are needed");
-        return tokens;
-    }
+    /// <summary>Token files are read as ids; anything else is text for the model's tokenizer (<see cref="TrainingText.Load"/>).</summary>
+    public static int[] LoadTokens(string file, string modelDir, int vocab) => TrainingText.Load(file, modelDir, vocab);
 }

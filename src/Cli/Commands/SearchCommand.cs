@@ -104,7 +104,7 @@ public static class SearchCommand
         int[] ids = EvalCommand.LoadTokens(r.Data, r.Model, config.VocabSize);
 
         SearchBatches batches = cache != null
-            ? new CachedTeacherBatches(cache, ids, TeacherCacheCommand.ModelId(r.Model), config.VocabSize, r.Batch, r.Seed)
+            ? new CachedTeacherBatches(cache, ids, TeacherCacheHeader.ModelIdOf(r.Model), config.VocabSize, r.Batch, r.Seed)
             : new LiveTeacherBatches(ids, r.Seq, r.Batch, r.Seed, r.Data);
         var options = new SearchOptions
         {

@@ -51,7 +51,7 @@ public static class TeacherCacheCommand
         int vocab = teacher.Config.VocabSize;
         if (r.TopK > vocab) throw new ArgumentException($"--topk: {r.TopK} exceeds the model's vocab_size {vocab}");
         tokens.Validate(vocab);
-        var header = new TeacherCacheHeader(r.TopK, vocab, TeacherCacheDType.Float32, ModelId(r.Model), r.SeqLen,
+        var header = new TeacherCacheHeader(r.TopK, vocab, TeacherCacheDType.Float32, TeacherCacheHeader.ModelIdOf(r.Model), r.SeqLen,
             tokens.Ids.Length, TeacherCacheHeader.ChecksumTokens(tokens.Ids));
 
         // The cache is built under OUT.partial, which is also what an interrupted run resumes, and renamed to OUT once
@@ -124,8 +124,4 @@ public static class TeacherCacheCommand
         }
     }
 
-    // The folder's name, its config's hash and its weights' fingerprint: a cache, or its resumption, must not mix two teachers.
-    internal static string ModelId(string directory) =>
-        TeacherCacheHeader.ModelIdOf(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))),
-            E3.Model.ModelConfig.Load(directory).Hash(), CheckpointFingerprint.Of(directory));
 }

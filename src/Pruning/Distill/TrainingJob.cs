@@ -60,7 +60,7 @@ internal sealed record TrainingJob
 /// <param name="TrainableTensors">Tensors trained.</param>
 /// <param name="TrainableValues">Scalars trained.</param>
 /// <param name="ActivationCheckpointing">Whether the trainer recomputed each layer in the backward.</param>
-internal sealed record TrainingOutcome(TrainingResult Result, bool Resumed, string Fingerprint, int TrainableTensors, long TrainableValues,
+public sealed record TrainingOutcome(TrainingResult Result, bool Resumed, string Fingerprint, int TrainableTensors, long TrainableValues,
     bool ActivationCheckpointing);
 
 /// <summary>Sets up the trainer, parameters, optimizer and checkpoint of a job, runs the loop and writes the model.</summary>

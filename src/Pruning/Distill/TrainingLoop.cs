@@ -12,10 +12,16 @@ namespace E3.Pruning.Distill;
 /// <param name="LearningRate">The rate this step used.</param>
 /// <param name="GradientNorm">Global L2 norm of the averaged gradient before clipping.</param>
 /// <param name="TokensPerSecond">Tokens trained per second since this process started.</param>
-internal readonly record struct TrainingProgress(long Step, long TotalSteps, double Loss, double LearningRate, double GradientNorm, double TokensPerSecond);
+public readonly record struct TrainingProgress(long Step, long TotalSteps, double Loss, double LearningRate, double GradientNorm, double TokensPerSecond);
 
 /// <summary>What a finished run reports.</summary>
-internal sealed record TrainingResult(long Steps, long StartStep, long Tokens, double FinalLoss, IReadOnlyList<LossPoint> LossHistory, double Seconds);
+/// <param name="Steps">Optimizer steps the run has taken in all, a resumed run's earlier ones included.</param>
+/// <param name="StartStep">The step this process started from (0, or the checkpoint's).</param>
+/// <param name="Tokens">Tokens the whole run trains on (every step, Batch·Sequence·GradAccum each).</param>
+/// <param name="FinalLoss">The last step's mean loss.</param>
+/// <param name="LossHistory">Every step's loss, a resumed run's earlier ones included.</param>
+/// <param name="Seconds">Wall time of this process's steps.</param>
+public sealed record TrainingResult(long Steps, long StartStep, long Tokens, double FinalLoss, IReadOnlyList<LossPoint> LossHistory, double Seconds);
 
 /// <summary>
 /// The one training loop of <c>e3 train</c> and <c>e3 distill</c>: for each optimizer step, GradAccum micro-batches

@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 namespace E3.Pruning.Distill;
 
 /// <summary>How the learning rate moves after warmup.</summary>
-internal enum LrSchedule
+public enum LrSchedule
 {
     /// <summary>Half a cosine from the peak down to <see cref="TrainingSettings.MinLrRatio"/> × peak at the last step.</summary>
     Cosine,
@@ -16,7 +16,7 @@ internal enum LrSchedule
 /// The hyper-parameters of one training run, shared by <c>e3 train</c> and <c>e3 distill</c>. Everything here goes
 /// into the checkpoint fingerprint, so a resumed run must be started with the same values.
 /// </summary>
-internal sealed record TrainingSettings
+public sealed record TrainingSettings
 {
     /// <summary>Tokens to train on in total; the run takes ⌈Tokens / (Batch·Sequence·GradAccum)⌉ optimizer steps.</summary>
     public long Tokens { get; init; } = 1_000_000;
@@ -30,11 +30,13 @@ internal sealed record TrainingSettings
     public double LearningRate { get; init; } = 1e-3;
     /// <summary>Optimizer steps of linear warmup from 0 to the peak.</summary>
     public int Warmup { get; init; } = 100;
+    /// <summary>How the rate moves after warmup.</summary>
     public LrSchedule Schedule { get; init; } = LrSchedule.Cosine;
     /// <summary>Floor of the cosine, as a fraction of the peak (a rate of exactly 0 at the end wastes the last steps).</summary>
     public double MinLrRatio { get; init; } = 0.1;
     /// <summary>Largest global gradient L2 norm; larger gradients are scaled down to it. 0 disables clipping.</summary>
     public double Clip { get; init; } = 1.0;
+    /// <summary>AdamW's decoupled weight decay (0: none: distillation starts from trained weights).</summary>
     public double WeightDecay { get; init; } = 0.0;
     /// <summary>Selects the data windows (<see cref="Data.TokenWindows"/>).</summary>
     public ulong Seed { get; init; }

@@ -93,10 +93,6 @@ public sealed record TeacherCacheHeader(int K, int Vocab, TeacherCacheDType DTyp
     }
 
     /// <summary>
-    /// Throws, naming the field, where this header differs from what the caller expects (resuming with another
-    /// model, K, vocabulary or data is an error, never a silent mix).
-    /// </summary>
-    /// <summary>
     /// The id a cache records for its teacher: the model folder's name, for people, then the first 16 hex digits of its
     /// config.json hash (<c>ModelConfig.Hash</c>) and of its weights' <see cref="E3.Model.IO.CheckpointFingerprint"/>.
     /// </summary>
@@ -104,7 +100,15 @@ public sealed record TeacherCacheHeader(int K, int Vocab, TeacherCacheDType DTyp
         $"{folderName}#{configHash[..Math.Min(16, configHash.Length)]}#{weightsFingerprint[..Math.Min(16, weightsFingerprint.Length)]}";
 
     /// <summary>
-    /// Whether the cache was made for the model whose id (<see cref="ModelIdOf"/>) is <paramref name="modelId"/>: the
+    /// <see cref="ModelIdOf(string, string, string)"/> of the Hugging Face model folder <paramref name="modelDirectory"/>:
+    /// what a cache made from that model records, and what a reader checks it against (<see cref="IsForModel"/>).
+    /// </summary>
+    public static string ModelIdOf(string modelDirectory) =>
+        ModelIdOf(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDirectory))),
+            E3.Model.ModelConfig.Load(modelDirectory).Hash(), E3.Model.IO.CheckpointFingerprint.Of(modelDirectory));
+
+    /// <summary>
+    /// Whether the cache was made for the model whose id (<see cref="ModelIdOf(string, string, string)"/>) is <paramref name="modelId"/>: the
     /// same config and weights, whatever the folder is called now. Another config, or other weights of the same
     /// config, are another teacher.
     /// </summary>
@@ -112,6 +116,10 @@ public sealed record TeacherCacheHeader(int K, int Vocab, TeacherCacheDType DTyp
 
     static string Fingerprints(string id) => id.IndexOf('#') is var i and >= 0 ? id[i..] : id;
 
+    /// <summary>
+    /// Throws, naming the field, where this header differs from what the caller expects (resuming with another
+    /// model, K, vocabulary or data is an error, never a silent mix).
+    /// </summary>
     internal void RequireMatch(TeacherCacheHeader expected, string path)
     {
         if (K != expected.K) throw new TeacherCacheException(path, "K", $"the cache holds top-{K}, expected top-{expected.K}");

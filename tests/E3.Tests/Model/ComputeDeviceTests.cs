@@ -1,4 +1,5 @@
 using E3.Backends;
+using E3.Interop.Emulator;
 using E3.Interop.Gpu;
 using E3.Model.Decoder;
 using Xunit;
@@ -29,6 +30,8 @@ public sealed class ComputeDeviceTests
     [InlineData(true, true, DType.F32)]
     public void TheEmulatorKeepsBf16ActivationsForInferenceAndFp32ForTraining(bool training, bool tf32, DType activations)
     {
+        // The test process binds the test emulator library (a superset of the product one) before anything asks for "emu".
+        EmuLibrary.Load(EmuLibrary.TestFileName);
         using var device = ComputeDevice.Open("emu", new ComputeDeviceOptions { Training = training, Tf32 = tf32 });
         Assert.Equal("emu", device.Name);
         var gpu = Assert.IsType<E3.Backends.Gpu.GpuBackend>(device.Backend);
@@ -60,6 +63,7 @@ public sealed class ComputeDeviceTests
         Assert.Contains("Tf32", tf32OnCpu.Message);
         Assert.Contains("cpu", tf32OnCpu.Message);
 
+        EmuLibrary.Load(EmuLibrary.TestFileName);
         var tf32ForInference = Assert.Throws<ArgumentException>(() => ComputeDevice.Open("emu", new ComputeDeviceOptions { Tf32 = true }));
         Assert.Contains("Training", tf32ForInference.Message);
 

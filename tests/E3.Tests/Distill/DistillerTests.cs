@@ -1,0 +1,52 @@
+using E3.Backends;
+using E3.Interop.Emulator;
+using E3.Model;
+using E3.Pruning.Distill;
+using E3.Tests.Support;
+using Xunit;
+
+namespace E3.Tests.Distill;
+
+/// <summary>
+/// The library's distillation entry refuses, before loading anything, a request it cannot run: the error names the
+/// field and the value, and nothing is written. (What a run computes is covered through <c>e3 distill</c>, which runs
+/// this same entry, and by the README's library example.)
+/// </summary>
+public sealed class DistillerTests
+{
+    static DistillationRequest Request(string teacher, string output) => new()
+    {
+        Teacher = teacher, Data = "tokens.bin", Output = output,
+        Settings = new TrainingSettings { Tokens = 8, Sequence = 4, Batch = 1, Warmup = 0 },
+    };
+
+    [Fact]
+    public void ARequestThatCannotRunIsRefusedNamingTheFieldAndNothingIsWritten()
+    {
+        using var dir = new TempDir();
+        string model = dir["model"];
+        RandomModel.Write(new RandomModelSpec { Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 24, Vocab = 32, Seed = 1 }, model);
+        using var cpu = ComputeDevice.Open("cpu", new ComputeDeviceOptions { Threads = 1 });
+        string output = dir["out"];
+
+        var neither = Assert.Throws<ArgumentException>(() => Distiller.Run(cpu, Request(model, output)));
+        Assert.Contains("exactly one of Student and Mask", neither.Message);
+        var both = Assert.Throws<ArgumentException>(() => Distiller.Run(cpu, Request(model, output) with { Student = model, Mask = dir["mask.json"] }));
+        Assert.Contains("exactly one of Student and Mask", both.Message);
+        var cacheAndDtype = Assert.Throws<ArgumentException>(() => Distiller.Run(cpu,
+            Request(model, output) with { Student = model, TeacherCache = dir["c.e3tc"], TeacherActivations = DType.F32 }));
+        Assert.Contains("TeacherActivations F32", cacheAndDtype.Message);
+        var bf16OnCpu = Assert.Throws<ArgumentException>(() => Distiller.Run(cpu, Request(model, output) with { Student = model, TeacherActivations = DType.BF16 }));
+        Assert.Contains("bf16 teacher needs a cuda or emu device", bf16OnCpu.Message);
+        var badSettings = Assert.Throws<ArgumentException>(() => Distiller.Run(cpu,
+            Request(model, output) with { Student = model, Settings = new TrainingSettings { Batch = 0 } }));
+        Assert.Contains("--batch: 0", badSettings.Message);
+
+        // The test process binds the test emulator library (a superset of the product one) before anything asks for "emu".
+        EmuLibrary.Load(EmuLibrary.TestFileName);
+        using var inference = ComputeDevice.Open("emu");
+        var wrongDevice = Assert.Throws<ArgumentException>(() => Distiller.Run(inference, Request(model, output) with { Student = model }));
+        Assert.Contains("opened for inference", wrongDevice.Message);
+        Assert.False(Directory.Exists(output));
+    }
+}
