@@ -35,9 +35,6 @@ public static class TeacherCacheCommand
         return cmd;
     }
 
-    /// <summary>Where a cache is built, and an interrupted run resumed, before it is renamed to <paramref name="output"/>.</summary>
-    internal static string PartialPath(string output) => output + ".partial";
-
     private sealed record Request(string Model, string Data, int TopK, string Output, int SeqLen, string Device, int Threads, bool Json);
 
     private static int Run(Request r)
@@ -48,80 +45,44 @@ public static class TeacherCacheCommand
         if (tokens.Ids.Length == 0) throw new ArgumentException($"{r.Data}: holds no tokens; a teacher cache needs at least one");
         using var backend = CliRunner.CreateBackend(r.Device, r.Threads);
         using var teacher = DecoderModel.Load(r.Model, backend);
-        int vocab = teacher.Config.VocabSize;
-        if (r.TopK > vocab) throw new ArgumentException($"--topk: {r.TopK} exceeds the model's vocab_size {vocab}");
-        tokens.Validate(vocab);
-        var header = new TeacherCacheHeader(r.TopK, vocab, TeacherCacheDType.Float32, TeacherCacheHeader.ModelIdOf(r.Model), r.SeqLen,
-            tokens.Ids.Length, TeacherCacheHeader.ChecksumTokens(tokens.Ids));
-
-        // The cache is built under OUT.partial, which is also what an interrupted run resumes, and renamed to OUT once
-        // every token is in: a file at OUT is always complete. An existing OUT is checked and reported, not recomputed.
-        string partial = PartialPath(r.Output);
-        bool complete = File.Exists(r.Output), resumed = complete || File.Exists(partial);
-        using var writer = complete ? TeacherCacheWriter.Resume(r.Output, header)
-            : resumed ? TeacherCacheWriter.Resume(partial, header) : TeacherCacheWriter.Create(partial, header);
-        long startTokens = writer.TokensWritten;
-        var clock = Stopwatch.StartNew();
-        if (r.Json) Fill(teacher, tokens.Ids, writer, _ => { });
+        tokens.Validate(teacher.Config.VocabSize); // names the data file
+        TeacherCacheBuild build;
+        if (r.Json) build = TeacherCacheBuilder.Build(teacher, tokens.Ids, r.TopK, r.SeqLen, r.Output);
         else
         {
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            var clock = Stopwatch.StartNew();
+            long first = -1;
+            build = null!;
             console.Progress()
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(context =>
                 {
-                    var task = context.AddTask("teacher-cache", maxValue: Math.Max(1, header.DataTokens));
-                    task.Value = writer.TokensWritten;
-                    Fill(teacher, tokens.Ids, writer, done =>
+                    var task = context.AddTask("teacher-cache", maxValue: Math.Max(1, tokens.Ids.Length));
+                    build = TeacherCacheBuilder.Build(teacher, tokens.Ids, r.TopK, r.SeqLen, r.Output, (done, total) =>
                     {
+                        if (first < 0) first = done;
                         task.Value = done;
-                        double rate = (done - startTokens) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
-                        task.Description = $"teacher-cache {done}/{header.DataTokens} tokens, {rate:F0} tokens/s";
+                        double rate = (done - first) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+                        task.Description = $"teacher-cache {done}/{total} tokens, {rate:F0} tokens/s";
                     });
                 });
-        }
-        double seconds = clock.Elapsed.TotalSeconds;
-        long computed = writer.TokensWritten - startTokens;
-        if (!complete)
-        {
-            if (!writer.IsComplete) throw new InvalidOperationException($"{partial}: {writer.TokensWritten} of {header.DataTokens} tokens written");
-            writer.Dispose();
-            File.Move(partial, r.Output);
         }
         if (r.Json)
             CliRunner.WriteJson(new JsonObject
             {
-                ["out"] = r.Output,
-                ["resumed"] = resumed,
-                ["tokens"] = writer.TokensWritten,
-                ["tokens_computed"] = computed,
-                ["shards"] = writer.ShardCount,
+                ["out"] = build.Path,
+                ["resumed"] = build.Resumed,
+                ["tokens"] = build.Tokens,
+                ["tokens_computed"] = build.TokensComputed,
+                ["shards"] = build.Shards,
                 ["topk"] = r.TopK,
-                ["vocab"] = vocab,
-                ["seconds"] = seconds,
-                ["tokens_per_second"] = computed / Math.Max(1e-9, seconds),
+                ["vocab"] = teacher.Config.VocabSize,
+                ["seconds"] = build.Seconds,
+                ["tokens_per_second"] = build.TokensComputed / Math.Max(1e-9, build.Seconds),
             });
         else
-            Console.Error.WriteLine($"wrote {r.Output}: {writer.TokensWritten} tokens in {writer.ShardCount} shards ({computed} computed now{(resumed ? ", resumed" : "")})");
+            Console.Error.WriteLine($"wrote {build.Path}: {build.Tokens} tokens in {build.Shards} shards ({build.TokensComputed} computed now{(build.Resumed ? ", resumed" : "")})");
         return ExitCodes.Ok;
     }
-
-    // One forward pass and one shard per sequence; shards start at multiples of the sequence length.
-    private static void Fill(DecoderModel teacher, int[] ids, TeacherCacheWriter writer, Action<long> progress)
-    {
-        var header = writer.Header;
-        int k = header.K;
-        if (writer.TokensWritten % header.SequenceLength != 0 && !writer.IsComplete)
-            throw new TeacherCacheException(writer.Path, "shards", $"they end at token {writer.TokensWritten}, not at a sequence boundary of {header.SequenceLength}");
-        var indices = new int[header.SequenceLength * k];
-        var logProbs = new float[header.SequenceLength * k];
-        for (long start = writer.TokensWritten; start < ids.Length; start += header.SequenceLength)
-        {
-            int n = (int)Math.Min(header.SequenceLength, ids.Length - start);
-            TeacherTopK.Compute(teacher, ids.AsSpan((int)start, n), indices.AsSpan(0, n * k), logProbs.AsSpan(0, n * k));
-            writer.Append(indices.AsSpan(0, n * k), logProbs.AsSpan(0, n * k), n);
-            progress(writer.TokensWritten);
-        }
-    }
-
 }
