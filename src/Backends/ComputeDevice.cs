@@ -27,8 +27,8 @@ public sealed class ComputeDevice : IDisposable
 
     /// <summary>Opens the device <paramref name="name"/> (one of <see cref="Names"/>).</summary>
     /// <exception cref="ArgumentException">An unknown name, or an option the device cannot honour (TF32 on the CPU).</exception>
-    /// <exception cref="E3.Interop.Gpu.GpuDeviceUnavailableException">cuda: no driver, no GPU, or a GPU this engine cannot run on.</exception>
-    /// <exception cref="E3.Interop.Emulator.EmuLibraryNotFoundException">emu: the emulator library was not built or not found.</exception>
+    /// <exception cref="E3.Interop.Gpu.GpuDeviceUnavailableException">cuda: no driver, no GPU, or NVRTC or cuBLAS missing (the
+    /// message says which); emu: the emulator library was not built or not found.</exception>
     public static ComputeDevice Open(string name, ComputeDeviceOptions? options = null)
     {
         options ??= new ComputeDeviceOptions();

@@ -22,4 +22,4 @@ internal sealed class EmuException : Exception
 }
 
 /// <summary>No emulator library was found where <see cref="EmuLibrary"/> looks for one.</summary>
-public sealed class EmuLibraryNotFoundException(string message) : Exception(message);
+internal sealed class EmuLibraryNotFoundException(string message) : Exception(message);

@@ -1,6 +1,7 @@
 using E3.Backends;
 using E3.Interop.Emulator;
 using E3.Interop.Gpu;
+using E3.Interop.Gpu;
 using E3.Model.Decoder;
 using Xunit;
 
@@ -50,6 +51,21 @@ public sealed class ComputeDeviceTests
         using var direct = DecoderModel.Load(dir.Path, backend);
         int[] tokens = [1, 5, 9, 63, 0];
         Assert.Equal(direct.Forward(tokens), viaDevice.Forward(tokens));
+    }
+
+    [Fact]
+    public void CudaOpensAGpuOrSaysWhyNot()
+    {
+        try
+        {
+            using var device = ComputeDevice.Open("cuda");
+            Assert.Equal("cuda", device.Name); // a machine with a GPU
+        }
+        catch (GpuDeviceUnavailableException e)
+        {
+            // CI has no GPU: one exception type for every reason, and the message names the device and what is missing.
+            Assert.StartsWith("device cuda (ordinal 0): ", e.Message);
+        }
     }
 
     [Fact]
