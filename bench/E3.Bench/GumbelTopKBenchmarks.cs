@@ -1,3 +1,4 @@
+using E3.Backends.Numerics;
 using BenchmarkDotNet.Attributes;
 using E3.Pruning.Masking;
 using TorchSharp;

@@ -11,6 +11,17 @@ internal interface IArgMaxBackend
 }
 
 /// <summary>
+/// A backend that draws each logits row's next token where the logits live (kernels/sampling.cu), so that sampled
+/// decoding downloads one int per row. Backends without it have their logits downloaded and drawn from on the host by
+/// <see cref="Numerics.TokenSampler"/>, the same rule.
+/// </summary>
+internal interface ISamplingBackend
+{
+    /// <summary>ids[r] = the token drawn from row r of <paramref name="logits"/> ([rows, vocab]) as <paramref name="settings"/> says, with row r's noise.</summary>
+    void SampleRows(Tensor logits, in E3.Interop.Kernels.SamplingSettings settings, Span<int> ids);
+}
+
+/// <summary>
 /// A backend that selects each logits row's top-K tokens and their log-probabilities where the logits live (the teacher
 /// cache's entries), so that K pairs per row come back instead of the vocabulary row.
 /// </summary>

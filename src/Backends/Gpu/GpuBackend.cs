@@ -14,7 +14,7 @@ namespace E3.Backends.Gpu;
 /// activations (training) are widened into one scratch buffer at each use. Projections go through
 /// <see cref="IGpuDevice.Gemm"/> (cuBLAS semantics), attention through an <see cref="IAttentionOp"/>.
 /// </summary>
-internal sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBackend
+internal sealed partial class GpuBackend : IBackend, IArgMaxBackend, ISamplingBackend, ITopKBackend
 {
     readonly IGpuDevice _device;
     readonly bool _ownsDevice;
@@ -387,6 +387,20 @@ internal sealed partial class GpuBackend : IBackend, IArgMaxBackend, ITopKBacken
         var d = _selectedIds.Reserve(rows);
         if (ActivationType == DType.F32) _kernels.Sampling.ArgMax(ls.F32, vocab, d, rows, vocab, Stream);
         else _kernels.Sampling.ArgMax(ls.BF16, vocab, d, rows, vocab, Stream);
+        _device.CopyToHost(ids, d, Stream);
+    }
+
+    /// <summary>Draws each row's next token on the device (kernels/sampling.cu, <c>e3_sample</c>): one int per row comes back.</summary>
+    public void SampleRows(Tensor logits, in SamplingSettings settings, Span<int> ids)
+    {
+        settings.Validate();
+        var ls = Act(logits);
+        int rows = checked((int)ls.Rows), vocab = ls.Columns;
+        if (ids.Length != rows) throw new ArgumentException($"{ids.Length} ids for the {rows} rows of {logits}", nameof(ids));
+        if (rows == 0) return;
+        var d = _selectedIds.Reserve(rows);
+        if (ActivationType == DType.F32) _kernels.Sampling.Sample(ls.F32, vocab, d, rows, vocab, settings, Stream);
+        else _kernels.Sampling.Sample(ls.BF16, vocab, d, rows, vocab, settings, Stream);
         _device.CopyToHost(ids, d, Stream);
     }
 

@@ -5,7 +5,7 @@ using E3.Model.Tokenization;
 
 namespace E3.Cli.Commands;
 
-/// <summary><c>e3 generate</c>: greedy continuation of a prompt with the KV cache.</summary>
+/// <summary><c>e3 generate</c>: continuation of a prompt with the KV cache, greedy or sampled.</summary>
 internal static class GenerateCommand
 {
     public static Command Create()
@@ -14,12 +14,20 @@ internal static class GenerateCommand
         var prompt = new Option<string>("--prompt") { Description = "Prompt text", Required = true };
         var drop = CommonOptions.Drop();
         var maxNew = new Option<int>("--max-new") { Description = "Tokens to generate", DefaultValueFactory = _ => 32 };
+        var temperature = new Option<float>("--temperature") { Description = "Sample at this softmax temperature (> 0); 0 takes the most likely token (greedy)", DefaultValueFactory = _ => 0f };
+        var topK = new Option<int>("--top-k") { Description = $"Sample from the K most likely tokens only (1..{SamplingOptions.MaxTopK}; 0: no limit)", DefaultValueFactory = _ => 0 };
+        var topP = new Option<float>("--top-p") { Description = "Sample from the smallest set of most likely tokens holding this probability, in (0, 1]", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { Description = "Seeds the draws: the same seed gives the same text", DefaultValueFactory = _ => 0 };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
-        var cmd = new Command("generate", "Greedy text generation, optionally with layers skipped") { model, prompt, drop, maxNew, device, threads, json };
+        var cmd = new Command("generate", "Text generation (greedy, or sampled with --temperature), optionally with layers skipped")
+        {
+            model, prompt, drop, maxNew, temperature, topK, topP, seed, device, threads, json,
+        };
         cmd.SetAction(p => CliRunner.Guard(() =>
         {
+            var sampling = Sampling(p.GetValue(temperature), p.GetValue(topK), p.GetValue(topP), p.GetValue(seed));
             string dir = p.GetValue(model)!;
             using var backend = CliRunner.CreateBackend(p.GetValue(device)!, p.GetValue(threads));
             using var m = DecoderModel.Load(dir, backend);
@@ -27,7 +35,7 @@ internal static class GenerateCommand
             var mask = LayerMask.ParseDropList(m.Config.NumLayers, p.GetValue(drop));
             int[] ids = tok.Encode(p.GetValue(prompt)!);
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            int[] generated = GreedyGenerator.Generate(m, ids, p.GetValue(maxNew), mask, tok.EosTokenId);
+            int[] generated = Generator.Generate(m, ids, p.GetValue(maxNew), sampling, mask, tok.EosTokenId);
             double seconds = sw.Elapsed.TotalSeconds;
             string text = Decode(tok, generated);
             if (p.GetValue(json))
@@ -38,6 +46,10 @@ internal static class GenerateCommand
                     ["generated_tokens"] = CliRunner.ToJsonArray(generated),
                     ["text"] = text,
                     ["dropped"] = CliRunner.ToJsonArray(mask.Dropped),
+                    ["sampling"] = sampling is null ? null : new System.Text.Json.Nodes.JsonObject
+                    {
+                        ["temperature"] = sampling.Temperature, ["top_k"] = sampling.TopK, ["top_p"] = sampling.TopP, ["seed"] = sampling.Seed,
+                    },
                     ["seconds"] = seconds,
                 });
             }
@@ -49,6 +61,23 @@ internal static class GenerateCommand
             return ExitCodes.Ok;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// The options as sampling settings, or null for greedy decoding (--temperature 0); an option out of range, or a
+    /// sampling option without a temperature, is a usage error naming it.
+    /// </summary>
+    static SamplingOptions? Sampling(float temperature, int topK, float topP, ulong seed)
+    {
+        if (!(temperature >= 0) || !float.IsFinite(temperature)) throw new UsageException($"--temperature: {temperature} must be finite and >= 0 (0: greedy)");
+        if (topK < 0 || topK > SamplingOptions.MaxTopK) throw new UsageException($"--top-k: {topK} must lie in 0..{SamplingOptions.MaxTopK}");
+        if (!(topP > 0 && topP <= 1)) throw new UsageException($"--top-p: {topP} must lie in (0, 1]");
+        if (temperature == 0)
+        {
+            if (topK != 0 || topP != 1) throw new UsageException("--top-k and --top-p sample: give --temperature above 0 with them");
+            return null;
+        }
+        return new SamplingOptions { Temperature = temperature, TopK = topK, TopP = topP, Seed = seed };
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using E3.Backends;
+using E3.Backends.Numerics;
 
 namespace E3.Model.Decoder;
 
@@ -105,6 +106,32 @@ public sealed class InferenceSession : IDisposable
         _b.Download(logits, values);
         int vocab = logits.Columns;
         for (int b = 0; b < Batch; b++) ids[b] = GreedyGenerator.ArgMax(values.AsSpan(b * vocab, vocab));
+        return ids;
+    }
+
+    /// <summary>
+    /// Runs the next positions like <see cref="Forward(ReadOnlySpan{int}, LogitsMode)"/> and draws, per sequence, the next
+    /// token from its last position's logits as <paramref name="options"/> says. Sequence b's draw at position p uses the
+    /// noise of (seed, p, b), so a run is reproducible. A backend that can draws on the device and transfers one int per
+    /// sequence; any other downloads the logits and draws on the host by the same rule.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option out of range, naming it; nothing has run.</exception>
+    public int[] ForwardSample(ReadOnlySpan<int> tokens, SamplingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.At(0).Validate();
+        var logits = Run(tokens, LogitsMode.Last)!;
+        var settings = options.At(Position - 1);
+        var ids = new int[Batch];
+        if (_b is ISamplingBackend device)
+        {
+            device.SampleRows(logits, settings, ids);
+            return ids;
+        }
+        var values = new float[logits.ElementCount];
+        _b.Download(logits, values);
+        int vocab = logits.Columns;
+        for (int b = 0; b < Batch; b++) ids[b] = TokenSampler.Sample(values.AsSpan(b * vocab, vocab), settings, b);
         return ids;
     }
 

@@ -1,3 +1,4 @@
+using E3.Backends.Numerics;
 using E3.Pruning.Masking;
 
 namespace E3.Pruning.Baselines;

@@ -1,5 +1,5 @@
-using E3.Backends.Numerics;
 using E3.Backends;
+using E3.Backends.Numerics;
 using E3.Backends.Gpu;
 using E3.Interop.Gpu;
 using E3.Interop.Kernels;
@@ -71,6 +71,7 @@ internal static class BackendParity
         Check("kd_lm_head", KdLmHead, F32Bound);
         Check("topk_indices", o => [TopK(o).Indices], 0); // the same tokens in the same order, exactly
         Check("topk_logprobs", o => [TopK(o).LogProbs], F32Bound);
+        Check("sampled_tokens", o => [Sampled(o)], 0); // the same draws from the same logits and noise, exactly
         if (device is GpuBackend gpu)
             foreach (var relaxation in new[] { GumbelRelaxation.SoftTopK, GumbelRelaxation.Sigmoid })
                 checks.Add(Guarded($"gumbel_topk_{relaxation.ToString().ToLowerInvariant()}", "f32", F32Bound, () => GumbelTopK(gpu.Device, relaxation)));
@@ -399,6 +400,27 @@ internal static class BackendParity
             for (int r = 0; r < rows; r++)
                 TopKSelector.Select(values.AsSpan(r * vocab, vocab), indices.AsSpan(r * k, k), logProbs.AsSpan(r * k, k));
         return (indices.Select(i => (float)i).ToArray(), logProbs);
+    }
+
+    /// <summary>
+    /// Tokens drawn from the same logits with the same seeds (temperature, top-k, top-p, and the whole row): on the device
+    /// when it draws there (kernels/sampling.cu), else by <see cref="TokenSampler"/> on the host.
+    /// </summary>
+    static float[] Sampled(Operands o)
+    {
+        const int rows = 6, vocab = 2000;
+        var values = Random(71, rows * vocab, 4.0);
+        var logits = o.Upload(values, rows, vocab);
+        var drawn = new List<float>();
+        foreach (var settings in new SamplingSettings[] { new(1f, 0, 1f, 5, 0), new(0.7f, 40, 0.9f, 6, 17), new(1.3f, 0, 0.8f, 7, 1 << 20) })
+        {
+            var ids = new int[rows];
+            if (o.B is ISamplingBackend onDevice) onDevice.SampleRows(logits, settings, ids);
+            else
+                for (int r = 0; r < rows; r++) ids[r] = TokenSampler.Sample(values.AsSpan(r * vocab, vocab), settings, r);
+            drawn.AddRange(ids.Select(i => (float)i));
+        }
+        return drawn.ToArray();
     }
 
     /// <summary>A random two-layer Qwen3 with a layer dropped: fp32 on the device, and bf16 activations against the fp32 CPU.</summary>

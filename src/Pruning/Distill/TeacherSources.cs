@@ -1,3 +1,4 @@
+using E3.Backends.Numerics;
 using E3.Backends;
 using E3.Model.Decoder;
 using E3.Pruning.Distillation;

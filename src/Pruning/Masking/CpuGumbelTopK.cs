@@ -1,3 +1,4 @@
+using E3.Backends.Numerics;
 namespace E3.Pruning.Masking;
 
 /// <summary>

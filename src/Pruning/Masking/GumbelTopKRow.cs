@@ -1,3 +1,4 @@
+using E3.Backends.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;

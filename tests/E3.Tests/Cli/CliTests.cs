@@ -198,6 +198,36 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void GenerateSamplesReproduciblyBySeedAndRefusesBadOptions()
+    {
+        string model = InitTextModel("sampled", layers: 2, vocab: 258);
+        string[] Tokens(params string[] extra)
+        {
+            var r = CliProcess.Run(["generate", "--model", model, "--prompt", "And", "--max-new", "12", "--json", .. extra]);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            return JsonNode.Parse(r.Stdout)!["generated_tokens"]!.AsArray().Select(n => n!.ToJsonString()).ToArray();
+        }
+        var first = Tokens("--temperature", "1.5", "--seed", "4");
+        Assert.Equal(first, Tokens("--temperature", "1.5", "--seed", "4"));
+        Assert.NotEqual(first, Tokens("--temperature", "1.5", "--seed", "5")); // 12 draws at T=1.5 from 258 tokens
+        // Top-1 keeps only the most likely token: the greedy text, whatever the seed.
+        Assert.Equal(Tokens(), Tokens("--temperature", "2", "--top-k", "1", "--seed", "9"));
+
+        foreach (var (args, message) in new[]
+        {
+            (new[] { "--temperature", "1", "--top-k", "65" }, "--top-k: 65 must lie in 0..64"),
+            (new[] { "--temperature", "1", "--top-p", "0" }, "--top-p: 0 must lie in (0, 1]"),
+            (new[] { "--temperature", "-1" }, "--temperature: -1 must be finite and >= 0"),
+            (new[] { "--top-k", "5" }, "--top-k and --top-p sample: give --temperature above 0 with them"),
+        })
+        {
+            var r = CliProcess.Run(["generate", "--model", model, "--prompt", "And", .. args]);
+            Assert.Equal(2, r.ExitCode);
+            Assert.Contains(message, r.Stderr);
+        }
+    }
+
+    [Fact]
     public void GenerateWritesIdsTheTokenizerLacksInsteadOfFailing()
     {
         // vocab 300 against the byte tokenizer's 258, as Qwen3's 151,936 rows against 151,669 tokens: the padding rows

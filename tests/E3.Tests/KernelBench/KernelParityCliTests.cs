@@ -12,7 +12,7 @@ public sealed class KernelParityCliTests
     [
         "embedding", "embedding_bf16_table", "rmsnorm", "add_rmsnorm", "gated_residual", "gated_residual_rmsnorm", "matmul_f32_weight", "matmul_bf16_weight", "head_norm_rope", "qk_norm_rope",
         "attention_prefill_decode", "swiglu", "gather_rows", "matmul_grads", "rmsnorm_backward", "head_norm_rope_backward", "attention_train",
-        "swiglu_backward", "gated_residual_backward", "embedding_backward", "kd_lm_head", "topk_indices", "topk_logprobs", "gumbel_topk_softtopk",
+        "swiglu_backward", "gated_residual_backward", "embedding_backward", "kd_lm_head", "topk_indices", "topk_logprobs", "sampled_tokens", "gumbel_topk_softtopk",
         "gumbel_topk_sigmoid", "kd_lm_head_bf16_teacher", "attention_prefill_d128", "attention_prefill_d128_chunked", "model_forward", "model_forward",
     ];
 

@@ -1,7 +1,7 @@
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace E3.Pruning.Masking;
+namespace E3.Backends.Numerics;
 
 /// <summary>
 /// The Gumbel noise of the layer-mask sampler, one fp64 value per (seed, step, sample, layer), identical to

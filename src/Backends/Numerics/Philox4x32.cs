@@ -1,7 +1,7 @@
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace E3.Pruning.Masking;
+namespace E3.Backends.Numerics;
 
 /// <summary>Four 32-bit output words of one Philox-4x32-10 call.</summary>
 internal readonly record struct PhiloxBlock(uint X0, uint X1, uint X2, uint X3);
