@@ -364,7 +364,7 @@ __device__ __forceinline__ void e3_philox4x32_10(unsigned int ctr[4], unsigned i
 
 // The fp64 Gumbel noise of (seed, step, row, index): key = (seed low, seed high), counter = (index / 2, row,
 // step low, step high); index takes output words 2*(index%2) (high) and 2*(index%2)+1, whose top 52 bits give
-// u = (x + 0.5) * 2^-52 in (0, 1), and g = -log(-log u) in fp64. C#: E3.Pruning.Masking.GumbelNoise.Sample.
+// u = (x + 0.5) * 2^-52 in (0, 1), and g = -log(-log u) in fp64. C#: E3.Backends.Numerics.GumbelNoise.Sample.
 __device__ __forceinline__ double e3_gumbel_noise(long long seed, long long step, int row, int index)
 {
     unsigned int ctr[4] = {(unsigned int)(index >> 1), (unsigned int)row, (unsigned int)step, (unsigned int)((unsigned long long)step >> 32)};

@@ -16,9 +16,12 @@ namespace E3.Backends;
 /// </remarks>
 public sealed class ComputeDevice : IDisposable
 {
+    readonly IBackend _backend;
+    bool _disposed;
+
     ComputeDevice(IBackend backend, bool training)
     {
-        Backend = backend;
+        _backend = backend;
         IsForTraining = training;
     }
 
@@ -36,12 +39,19 @@ public sealed class ComputeDevice : IDisposable
     }
 
     /// <summary>"cpu", "cuda" or "emu".</summary>
-    public string Name => Backend.Name;
+    public string Name => _backend.Name;
 
     /// <summary>Whether it was opened for mask search and distillation (fp32 activations on a GPU).</summary>
     public bool IsForTraining { get; }
 
-    internal IBackend Backend { get; }
+    internal IBackend Backend
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _backend;
+        }
+    }
 
     /// <summary>
     /// The backend behind <see cref="Open"/>, for the engine's own commands, which hold it directly. A GPU's inference
@@ -50,6 +60,7 @@ public sealed class ComputeDevice : IDisposable
     internal static IBackend CreateBackend(string name, ComputeDeviceOptions options)
     {
         ArgumentNullException.ThrowIfNull(name);
+        if (!Names.Contains(name)) throw new ArgumentException($"device '{name}' is not one of {string.Join(", ", Names)}", nameof(name));
         if (options.Threads < 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.Threads, $"{nameof(ComputeDeviceOptions.Threads)} must be 0 (all cores) or positive");
         if (options.Tf32 && name is not ("cuda" or "emu"))
@@ -67,7 +78,12 @@ public sealed class ComputeDevice : IDisposable
     }
 
     /// <summary>Releases the device's memory, streams and kernels. Dispose the models loaded onto it first.</summary>
-    public void Dispose() => Backend.Dispose();
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _backend.Dispose();
+    }
 }
 
 /// <summary>How <see cref="ComputeDevice.Open"/> sets a device up.</summary>

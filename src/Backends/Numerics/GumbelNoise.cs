@@ -5,7 +5,8 @@ namespace E3.Backends.Numerics;
 
 /// <summary>
 /// The Gumbel noise of the layer-mask sampler, one fp64 value per (seed, step, sample, layer), identical to
-/// <c>e3_gumbel_topk_noise</c> in kernels/gumbel_topk.cu.
+/// <c>e3_gumbel_noise</c> in kernels/common.cuh (the mask sampler, kernels/gumbel_topk.cu, and token sampling,
+/// kernels/sampling.cu, both draw from it).
 /// <para>
 /// Layout: Philox key = (seed low 32 bits, seed high 32 bits); counter = (layer / 2, sample, step low 32 bits,
 /// step high 32 bits). One call serves two layers: layer i takes words 2*(i % 2) (high) and 2*(i % 2) + 1 (low)

@@ -60,22 +60,34 @@ public static class DistillCommand
             string? cachePath = p.GetValue(cacheOption);
             if (cachePath != null && p.GetValue(teacherDType) is { } given)
                 throw new UsageException($"--teacher-dtype {given}: the teacher is not run with --teacher-cache {cachePath}");
-            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads), p.GetValue(o.Tf32));
             var request = new DistillationRequest
             {
                 Teacher = teacherDir, Student = studentDir, Mask = maskPath, TeacherCache = cachePath,
-                TeacherActivations = cachePath == null ? CliRunner.TeacherActivations(backend, p.GetValue(teacherDType)) : null,
                 Data = data, Output = output, ReplaceOutput = p.GetValue(o.Force),
                 Settings = settings, Kd = kd, Freeze = freeze,
                 CheckpointFolder = p.GetValue(o.Checkpoint), Resume = p.GetValue(o.Resume), ActivationCheckpointing = p.GetValue(o.ActivationCheckpointing),
             };
-            var outcome = TrainingConsole.Run("distill", progress => Distiller.Run(backend, request, progress, CancellationToken.None, setup =>
-                MemoryFit.Check("distill", TrainingMemoryPlan.Create(setup.StudentConfig, settings.Sequence, settings.Batch,
-                    new TrainingOptions { Mode = TrainingMode.Train, Freeze = setup.Freeze, Checkpointing = request.ActivationCheckpointing },
-                    MemoryFit.StoredWeights(setup.StudentFolder, setup.StudentConfig), fusedHead: true, TrainingMemoryPlan.TargetOf(backend),
-                    setup.TeacherBackend is { } teacherBackend ? new DistillationPlan(teacherBackend.ActivationType, setup.TeacherConfig,
-                        Weights: teacherBackend == backend ? MemoryFit.StoredWeights(teacherDir, setup.TeacherConfig) : null) : null),
-                    backend, Console.Error, request.ActivationCheckpointing, canFreeze: true)));
+            Distiller.Check(request); // a bad config, mask or vocabulary is reported as itself, before a device is opened
+            using var backend = CliRunner.CreateTrainingBackend(p.GetValue(o.Device)!, p.GetValue(o.Threads), p.GetValue(o.Tf32));
+            if (cachePath == null) request = request with { TeacherActivations = CliRunner.TeacherActivations(backend, p.GetValue(teacherDType)) };
+            // The memory check runs inside the progress display (it needs the run's backends); on a terminal its warnings
+            // are held until the display ends, so the bar's redraws cannot garble them.
+            var warnings = Console.IsErrorRedirected ? Console.Error : new StringWriter();
+            TrainingOutcome outcome;
+            try
+            {
+                outcome = TrainingConsole.Run("distill", progress => Distiller.Run(backend, request, progress, CancellationToken.None, setup =>
+                    MemoryFit.Check("distill", TrainingMemoryPlan.Create(setup.StudentConfig, settings.Sequence, settings.Batch,
+                        new TrainingOptions { Mode = TrainingMode.Train, Freeze = setup.Freeze, Checkpointing = request.ActivationCheckpointing },
+                        MemoryFit.StoredWeights(setup.StudentFolder, setup.StudentConfig), fusedHead: true, TrainingMemoryPlan.TargetOf(backend),
+                        setup.TeacherBackend is { } teacherBackend ? new DistillationPlan(teacherBackend.ActivationType, setup.TeacherConfig,
+                            Weights: teacherBackend == backend ? MemoryFit.StoredWeights(teacherDir, setup.TeacherConfig) : null) : null),
+                        backend, warnings, request.ActivationCheckpointing, canFreeze: true)));
+            }
+            finally
+            {
+                if (warnings is StringWriter held) Console.Error.Write(held.ToString());
+            }
             TrainingConsole.Report("distill", outcome, output, p.GetValue(o.Json));
             return ExitCodes.Ok;
         }));

@@ -17,7 +17,7 @@ internal static class GenerateCommand
         var temperature = new Option<float>("--temperature") { Description = "Sample at this softmax temperature (> 0); 0 takes the most likely token (greedy)", DefaultValueFactory = _ => 0f };
         var topK = new Option<int>("--top-k") { Description = $"Sample from the K most likely tokens only (1..{SamplingOptions.MaxTopK}; 0: no limit)", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Sample from the smallest set of most likely tokens holding this probability, in (0, 1]", DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong>("--seed") { Description = "Seeds the draws: the same seed gives the same text", DefaultValueFactory = _ => 0 };
+        var seed = new Option<ulong?>("--seed") { Description = "Seeds the draws (default 0): the same seed gives the same text" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var json = CommonOptions.Json();
@@ -67,17 +67,18 @@ internal static class GenerateCommand
     /// The options as sampling settings, or null for greedy decoding (--temperature 0); an option out of range, or a
     /// sampling option without a temperature, is a usage error naming it.
     /// </summary>
-    static SamplingOptions? Sampling(float temperature, int topK, float topP, ulong seed)
+    static SamplingOptions? Sampling(float temperature, int topK, float topP, ulong? seed)
     {
-        if (!(temperature >= 0) || !float.IsFinite(temperature)) throw new UsageException($"--temperature: {temperature} must be finite and >= 0 (0: greedy)");
+        if (!(temperature == 0 || temperature >= SamplingOptions.MinTemperature) || !float.IsFinite(temperature))
+            throw new UsageException($"--temperature: {temperature} must be 0 (greedy) or finite and >= {SamplingOptions.MinTemperature}");
         if (topK < 0 || topK > SamplingOptions.MaxTopK) throw new UsageException($"--top-k: {topK} must lie in 0..{SamplingOptions.MaxTopK}");
         if (!(topP > 0 && topP <= 1)) throw new UsageException($"--top-p: {topP} must lie in (0, 1]");
         if (temperature == 0)
         {
-            if (topK != 0 || topP != 1) throw new UsageException("--top-k and --top-p sample: give --temperature above 0 with them");
+            if (topK != 0 || topP != 1 || seed != null) throw new UsageException("--top-k, --top-p and --seed sample: give --temperature above 0 with them");
             return null;
         }
-        return new SamplingOptions { Temperature = temperature, TopK = topK, TopP = topP, Seed = seed };
+        return new SamplingOptions { Temperature = temperature, TopK = topK, TopP = topP, Seed = seed ?? 0 };
     }
 
     /// <summary>

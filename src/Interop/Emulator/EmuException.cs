@@ -1,9 +1,9 @@
 namespace E3.Interop.Emulator;
 
 /// <summary>A libe3emu call failed; carries the CUresult-style code, its name and the emulator's message.</summary>
-internal sealed class EmuException : Exception
+public sealed class EmuException : Exception
 {
-    public EmuException(EmuResult result, string errorName, string call, string detail)
+    internal EmuException(EmuResult result, string errorName, string call, string detail)
         : base($"{call} failed with {errorName}: {detail}")
     {
         Result = result;
@@ -12,7 +12,7 @@ internal sealed class EmuException : Exception
     }
 
     /// <summary>The status code returned by the emulator.</summary>
-    public EmuResult Result { get; }
+    internal EmuResult Result { get; }
 
     /// <summary>The CUresult name of <see cref="Result"/>, e.g. CUDA_ERROR_LAUNCH_FAILED.</summary>
     public string ErrorName { get; }

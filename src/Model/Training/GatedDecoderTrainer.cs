@@ -34,7 +34,7 @@ internal sealed class GatedDecoderTrainer : IDisposable
             ?? throw new NotSupportedException($"backend '{model.Backend.Name}' has no backward pass (it does not implement ITrainingBackend)");
         // Every buffer below is fp32; a bf16 backend would otherwise fail at the first op, naming only a tensor shape.
         if (_b.ActivationType != DType.F32)
-            throw new NotSupportedException($"training computes in fp32, but backend '{_b.Name}' keeps {_b.ActivationType} activations: create it with F32 activations");
+            throw new NotSupportedException($"training computes in fp32, but backend '{_b.Name}' keeps {_b.ActivationType} activations: open the device with ComputeDeviceOptions.Training (the CLI does this for search, train and distill)");
         Options = options;
         var filter = options.Parameters();
         filter.RequireLayers(model.Config);

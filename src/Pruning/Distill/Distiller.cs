@@ -78,8 +78,12 @@ public static class Distiller
     /// <param name="progress">Called after every optimizer step.</param>
     /// <param name="cancel">Stops the run between steps; the last checkpoint stays, so the run can be resumed.</param>
     /// <returns>The steps, losses and time, and what was trained.</returns>
-    /// <exception cref="ArgumentException">A request that cannot be run (both or neither of mask and student, a vocabulary mismatch, a setting out of range), naming the field and value.</exception>
+    /// <exception cref="ArgumentException">A request that cannot be run (both or neither of mask and student, a setting out of range), naming the field and value.</exception>
+    /// <exception cref="ModelFormatException">A config.json or checkpoint that cannot be read, or a student whose vocabulary differs from the teacher's.</exception>
     /// <exception cref="TeacherCacheException">The teacher cache was made for another model or other data.</exception>
+    /// <exception cref="TrainingCheckpointException">With <see cref="DistillationRequest.Resume"/>: a checkpoint of another run, or one that cannot be read.</exception>
+    /// <exception cref="TokenFileException">A .bin data file that cannot be read as token ids.</exception>
+    /// <exception cref="NpyFormatException">A .npy data file that cannot be read as token ids.</exception>
     public static TrainingOutcome Run(ComputeDevice device, DistillationRequest request, Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -95,32 +99,20 @@ public static class Distiller
     internal static TrainingOutcome Run(IBackend backend, DistillationRequest request, Action<TrainingProgress>? progress, CancellationToken cancel,
         Action<DistillationSetup>? beforeLoad)
     {
-        ArgumentNullException.ThrowIfNull(request);
-        var r = request;
-        if ((r.Student == null) == (r.Mask == null))
-            throw new ArgumentException($"give exactly one of {nameof(DistillationRequest.Student)} and {nameof(DistillationRequest.Mask)}", nameof(request));
-        if (r.TeacherCache != null && r.TeacherActivations != null)
-            throw new ArgumentException($"{nameof(DistillationRequest.TeacherActivations)} {r.TeacherActivations}: the teacher is not run with the teacher cache {r.TeacherCache}", nameof(request));
-        r.Settings.Validate();
-        r.Kd.Validate();
-        var freeze = r.Freeze.ToList();
-        var teacherConfig = ModelConfig.Load(r.Teacher);
+        var (r, teacherConfig, studentConfig, mask) = Check(request);
         string studentFolder = r.Student ?? r.Teacher;
-        var studentConfig = r.Student == null ? teacherConfig : ModelConfig.Load(r.Student);
+        var freeze = r.Freeze.ToList();
         // A separate student runs every one of its own layers.
         LayerMask gates = LayerMask.All(studentConfig.NumLayers);
         var identity = new JsonObject { ["command"] = "distill", ["teacher_config"] = teacherConfig.Hash(), ["kd"] = KdJson(r.Kd) };
         Dictionary<string, string>? extra = null;
-        if (r.Mask != null)
+        if (mask != null)
         {
-            var mask = MaskFile.Load(r.Mask);
-            mask.EnsureMatches(teacherConfig, r.Mask);
             gates = mask.ToLayerMask();
             freeze.AddRange(mask.Dropped.Select(i => $"model.layers.{i}.*"));
             identity["mask"] = new JsonArray(mask.Kept.Select(k => (JsonNode)k).ToArray());
-            extra = new Dictionary<string, string> { ["mask.json"] = r.Mask };
+            extra = new Dictionary<string, string> { ["mask.json"] = r.Mask! };
         }
-        DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, studentConfig);
 
         using var cache = r.TeacherCache == null ? null : TeacherCacheReader.Open(r.TeacherCache);
         var (teacherBackend, teacherPrecision) = cache == null ? TeacherBackend(backend, r.TeacherActivations) : (null, default);
@@ -157,6 +149,35 @@ public static class Distiller
     }
 
     /// <summary>
+    /// Everything about <paramref name="request"/> that can be refused without a device or any weights: the fields, the
+    /// settings, both configs, the mask against the teacher, and the vocabularies. The CLI calls it before it opens the
+    /// device, so that a bad request is reported as itself, not as a missing GPU.
+    /// </summary>
+    internal static (DistillationRequest Request, ModelConfig Teacher, ModelConfig Student, MaskFile? Mask) Check(DistillationRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var r = request;
+        if ((r.Student == null) == (r.Mask == null))
+            throw new ArgumentException($"give exactly one of {nameof(DistillationRequest.Student)} and {nameof(DistillationRequest.Mask)}", nameof(request));
+        if (r.TeacherCache != null && r.TeacherActivations != null)
+            throw new ArgumentException($"{nameof(DistillationRequest.TeacherActivations)} {r.TeacherActivations}: the teacher is not run with the teacher cache {r.TeacherCache}", nameof(request));
+        if (r.Settings is null || r.Kd is null || r.Freeze is null)
+            throw new ArgumentException($"{nameof(DistillationRequest.Settings)}, {nameof(DistillationRequest.Kd)} and {nameof(DistillationRequest.Freeze)} may not be null", nameof(request));
+        r.Settings.Validate();
+        r.Kd.Validate();
+        var teacherConfig = ModelConfig.Load(r.Teacher);
+        var studentConfig = r.Student == null ? teacherConfig : ModelConfig.Load(r.Student);
+        MaskFile? mask = null;
+        if (r.Mask != null)
+        {
+            mask = MaskFile.Load(r.Mask);
+            mask.EnsureMatches(teacherConfig, r.Mask);
+        }
+        DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, studentConfig);
+        return (r, teacherConfig, studentConfig, mask);
+    }
+
+    /// <summary>
     /// The backend a dense teacher runs on beside the student's <paramref name="training"/> backend, and the weight
     /// precision to load it with. On cuda and emu the trainer keeps fp32 activations, and a teacher loaded there would run
     /// fp32 GEMMs over matrices widened at each use, and hold fp32 KV caches, activations and logits; a frozen teacher
@@ -171,10 +192,23 @@ public static class Distiller
         _ => throw new ArgumentException($"teacher activations {activations} are not one of BF16, F32"),
     };
 
-    static JsonObject KdJson(KdOptions kd) => new()
+    // The KD options in the run's fingerprint. The four the CLI sets are always there; the others only where they differ
+    // from their defaults, so that a checkpoint written before they could be set keeps its fingerprint.
+    static JsonObject KdJson(KdOptions kd)
     {
-        ["temperature"] = kd.Temperature, ["fraction"] = kd.KdFraction, ["weighting"] = kd.Weighting.ToString(), ["direction"] = kd.Direction.ToString(),
-    };
+        var json = new JsonObject
+        {
+            ["temperature"] = kd.Temperature, ["fraction"] = kd.KdFraction, ["weighting"] = kd.Weighting.ToString(), ["direction"] = kd.Direction.ToString(),
+        };
+        var d = new KdOptions();
+        if (kd.SoftmaxBeta != d.SoftmaxBeta) json["softmax_beta"] = kd.SoftmaxBeta;
+        if (kd.MinWeight != d.MinWeight) json["min_weight"] = kd.MinWeight;
+        if (kd.MaxWeight != d.MaxWeight) json["max_weight"] = kd.MaxWeight;
+        if (kd.IgnoreIndex != d.IgnoreIndex) json["ignore_index"] = kd.IgnoreIndex;
+        if (kd.MaskNonFinite != d.MaskNonFinite) json["mask_non_finite"] = kd.MaskNonFinite;
+        if (kd.MaxPaddingColumns != d.MaxPaddingColumns) json["max_padding_columns"] = kd.MaxPaddingColumns;
+        return json;
+    }
 }
 
 /// <summary>What a distillation run will hold, known before any weights are loaded.</summary>

@@ -28,6 +28,14 @@ public sealed class TeacherCacheReader : IDisposable
     /// <summary>The verified shards in file order.</summary>
     internal IReadOnlyList<ShardInfo> Shards => shards;
 
+    /// <summary>Shards in the cache: one per sequence of <see cref="TeacherCacheHeader.SequenceLength"/> tokens (the last may be shorter).</summary>
+    public int ShardCount => shards.Count;
+
+    /// <summary>Token positions shard <paramref name="index"/> holds (<see cref="ReadShard"/> fills K entries for each).</summary>
+    public int ShardTokens(int index) => (uint)index < (uint)shards.Count
+        ? shards[index].Tokens
+        : throw new ArgumentOutOfRangeException(nameof(index), index, $"{Path} has {shards.Count} shards");
+
     /// <summary>Opens and verifies <paramref name="path"/>; an incomplete cache is an error unless <paramref name="allowIncomplete"/>.</summary>
     public static TeacherCacheReader Open(string path, bool allowIncomplete = false)
     {

@@ -42,7 +42,13 @@ public sealed partial class ReadmeLibraryExampleTests
         Assert.Equal(9, pruned.Config.NumLayers);
         int[] tokens = [72, 101, 32, 115, 97, 105, 100, 44];
         var healedLogits = healed.Forward(tokens, mask.ToLayerMask());
-        Assert.NotEqual(full.Forward(tokens, mask.ToLayerMask()), healedLogits);
+        Assert.NotEqual(full.Forward(tokens, mask.ToLayerMask()), healedLogits); // the distillation changed the kept layers
+        // ... and only them: a dropped layer's weights are frozen, so the healed folder holds them unchanged.
+        int dropped = mask.Dropped[0];
+        using var fullWeights = E3.Model.IO.SafeTensorsCheckpoint.Open(demo);
+        using var healedWeights = E3.Model.IO.SafeTensorsCheckpoint.Open(output["healed"]);
+        string name = $"model.layers.{dropped}.mlp.down_proj.weight";
+        Assert.True(fullWeights.GetBytes(name).SequenceEqual(healedWeights.GetBytes(name)), $"{name} of a dropped layer changed");
         // The same fp32 operations in the same order on the same weights: equal bit for bit.
         Assert.Equal(healedLogits, pruned.Forward(tokens));
     }
@@ -69,14 +75,18 @@ public sealed partial class ReadmeLibraryExampleTests
     }
 
     /// <summary>
-    /// Compiles <paramref name="source"/> as a console program named like no friend of the engine, against every
-    /// assembly the test runs with (the engine's among them), with the implicit usings an SDK console project has.
+    /// Compiles <paramref name="source"/> as a console program named like no friend of the engine, against the framework
+    /// and the engine's assemblies, with the implicit usings an SDK console project has.
     /// </summary>
     static Assembly Compile(string source)
     {
         const string implicitUsings = "global using System; global using System.IO; global using System.Linq; global using System.Collections.Generic;";
+        // The framework and the five engine assemblies, nothing else: not the CLI's or the tests' public types.
+        string[] engine = ["E3.Backends.dll", "E3.Interop.dll", "E3.Model.dll", "E3.Optim.dll", "E3.Pruning.dll"];
+        string framework = Path.GetDirectoryName(typeof(object).Assembly.Location)!;
         var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
-            .Where(p => p.EndsWith(".dll", StringComparison.Ordinal))
+            .Where(p => p.EndsWith(".dll", StringComparison.Ordinal)
+                && (Path.GetDirectoryName(p) == framework || engine.Contains(Path.GetFileName(p))))
             .Select(p => MetadataReference.CreateFromFile(p));
         var parse = new CSharpParseOptions(LanguageVersion.Latest);
         var compilation = CSharpCompilation.Create("ReadmeLibraryExample",

@@ -217,8 +217,9 @@ public sealed class CliTests : IDisposable
         {
             (new[] { "--temperature", "1", "--top-k", "65" }, "--top-k: 65 must lie in 0..64"),
             (new[] { "--temperature", "1", "--top-p", "0" }, "--top-p: 0 must lie in (0, 1]"),
-            (new[] { "--temperature", "-1" }, "--temperature: -1 must be finite and >= 0"),
-            (new[] { "--top-k", "5" }, "--top-k and --top-p sample: give --temperature above 0 with them"),
+            (new[] { "--temperature", "-1" }, "--temperature: -1 must be 0 (greedy) or finite and >= 0.001"),
+            (new[] { "--top-k", "5" }, "--top-k, --top-p and --seed sample: give --temperature above 0 with them"),
+            (new[] { "--seed", "3" }, "--top-k, --top-p and --seed sample: give --temperature above 0 with them"),
         })
         {
             var r = CliProcess.Run(["generate", "--model", model, "--prompt", "And", .. args]);

@@ -1,6 +1,7 @@
 using E3.Backends;
 using E3.Interop.Emulator;
 using E3.Model;
+using E3.Pruning.Distillation;
 using E3.Pruning.Distill;
 using E3.Tests.Support;
 using Xunit;
@@ -48,5 +49,30 @@ public sealed class DistillerTests
         var wrongDevice = Assert.Throws<ArgumentException>(() => Distiller.Run(inference, Request(model, output) with { Student = model }));
         Assert.Contains("opened for inference", wrongDevice.Message);
         Assert.False(Directory.Exists(output));
+    }
+
+    [Fact]
+    public void AKdOptionTheCliNeverSetsIsStillPartOfTheRunSoAResumeWithAnotherIsRefused()
+    {
+        using var dir = new TempDir();
+        string model = dir["model"];
+        RandomModel.Write(new RandomModelSpec { Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 24, Vocab = 32, Seed = 1 }, model);
+        string data = dir["data.bin"];
+        File.WriteAllBytes(data, Enumerable.Range(0, 64).SelectMany(i => BitConverter.GetBytes((uint)(i * 5 % 32))).ToArray());
+        using var cpu = ComputeDevice.Open("cpu", new ComputeDeviceOptions { Threads = 1 });
+        var request = Request(model, dir["out"]) with
+        {
+            Student = model, Data = data, CheckpointFolder = dir["ckpt"],
+            Settings = new TrainingSettings { Tokens = 16, Sequence = 4, Batch = 2, Warmup = 0, CheckpointEvery = 1 },
+        };
+        var first = Distiller.Run(cpu, request);
+        Assert.Equal(2, first.Result.Steps);
+
+        var other = request with { Output = dir["out2"], Resume = true, Kd = new KdOptions { SoftmaxBeta = 3.5 } };
+        var refused = Assert.Throws<TrainingCheckpointException>(() => Distiller.Run(cpu, other));
+        Assert.Contains("fingerprint", refused.Message);
+        Assert.False(Directory.Exists(dir["out2"]));
+        // The same options resume (nothing left to run), so the refusal above was the option's doing.
+        Assert.True(Distiller.Run(cpu, request with { Output = dir["out3"], Resume = true }).Resumed);
     }
 }

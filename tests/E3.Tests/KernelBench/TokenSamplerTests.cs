@@ -30,9 +30,19 @@ public sealed class TokenSamplerTests(EmuFixture fixture)
         var random = new Random(seed);
         var values = new float[rows * vocab];
         for (int i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 8 - 4);
-        // Planted: a tie for the best (lowest index first), and a row whose top is a run of equal values.
+        // Planted: a tie for the best (lowest index first), a row whose top is a run of equal values, and a row with NaN
+        // (above every number), infinities and signed zeros, which the ordering rule must place as the kernel does.
         values[3] = values[vocab - 1] = 9f;
         if (rows > 1) values.AsSpan(vocab, Math.Min(vocab, 70)).Fill(5f);
+        if (rows > 2)
+        {
+            int r2 = 2 * vocab;
+            values[r2 + 1] = float.PositiveInfinity;
+            values[r2 + 2] = float.NegativeInfinity;
+            values[r2 + 4] = -0f;
+            values[r2 + 5] = 0f;
+            values[r2 + vocab / 2] = float.NaN;
+        }
         return values;
     }
 

@@ -1,7 +1,6 @@
 using E3.Backends;
 using E3.Interop.Emulator;
 using E3.Interop.Gpu;
-using E3.Interop.Gpu;
 using E3.Model.Decoder;
 using Xunit;
 
@@ -54,6 +53,18 @@ public sealed class ComputeDeviceTests
     }
 
     [Fact]
+    public void DisposingTwiceIsHarmlessAndADisposedDeviceIsRefused()
+    {
+        EmuLibrary.Load(EmuLibrary.TestFileName);
+        var device = ComputeDevice.Open("emu");
+        device.Dispose();
+        device.Dispose(); // a second Dispose (an explicit one inside a using) must not throw
+        using var dir = new Support.TempDir();
+        E3.Model.RandomModel.Write(new E3.Model.RandomModelSpec { Layers = 1, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 16, Vocab = 32 }, dir.Path);
+        Assert.Throws<ObjectDisposedException>(() => DecoderModel.Load(dir.Path, device));
+    }
+
+    [Fact]
     public void CudaOpensAGpuOrSaysWhyNot()
     {
         try
@@ -74,6 +85,9 @@ public sealed class ComputeDeviceTests
         var unknown = Assert.Throws<ArgumentException>(() => ComputeDevice.Open("tpu"));
         Assert.Contains("'tpu'", unknown.Message);
         Assert.Contains("cpu, cuda, emu", unknown.Message);
+        // The name is checked before the options: an unknown device is reported as itself.
+        var unknownWithOptions = Assert.Throws<ArgumentException>(() => ComputeDevice.Open("tpu", new ComputeDeviceOptions { Training = true, Tf32 = true }));
+        Assert.Contains("'tpu'", unknownWithOptions.Message);
 
         var tf32OnCpu = Assert.Throws<ArgumentException>(() => ComputeDevice.Open("cpu", new ComputeDeviceOptions { Training = true, Tf32 = true }));
         Assert.Contains("Tf32", tf32OnCpu.Message);

@@ -32,9 +32,11 @@ public sealed class TeacherCacheBuilderTests
 
         // Shard s holds sequence s: compare with the teacher's log-softmax of that sequence, computed here in double.
         using var reader = TeacherCacheReader.Open(dir["c.e3tc"]);
+        Assert.Equal(3, reader.ShardCount);
         for (int s = 0; s < 3; s++)
         {
             int n = Math.Min(seq, tokens.Length - s * seq);
+            Assert.Equal(n, reader.ShardTokens(s));
             var indices = new int[n * k];
             var logProbs = new float[n * k];
             reader.ReadShard(s, indices, logProbs);
