@@ -179,8 +179,8 @@ public sealed class MaskSearch : IDisposable
         if (state.Step >= options.Steps) throw new InvalidOperationException($"the search already ran its {options.Steps} steps");
         var g = Gradient(state.Alpha, state.Step);
         optimizer.Step([state.Alpha.AsMemory()], [g.AlphaGradient.AsMemory()], options.LearningRate);
-        state.LossHistory.Add(new LossPoint(g.Step, g.Loss));
-        state.KeepProbability.Add(KeepProbability(state.Alpha, g.Keep, g.Step));
+        state.RecordLoss(new LossPoint(g.Step, g.Loss));
+        state.RecordKeepProbability(KeepProbability(state.Alpha, g.Keep, g.Step));
         state.Step++;
         return g;
     }

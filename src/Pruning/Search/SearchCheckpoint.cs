@@ -80,14 +80,14 @@ internal static class SearchCheckpoint
         for (int i = 0; i < losses.Count; i++)
         {
             var p = losses[i] as JsonObject ?? throw new ModelFormatException(path, $"loss_history[{i}]", "is not an object");
-            state.LossHistory.Add(new LossPoint(Get<long>(p, path, "step", $"loss_history[{i}].step"), Get<double>(p, path, "loss", $"loss_history[{i}].loss")));
+            state.RecordLoss(new LossPoint(Get<long>(p, path, "step", $"loss_history[{i}].step"), Get<double>(p, path, "loss", $"loss_history[{i}].loss")));
         }
         var keep = o["keep_probability"] as JsonArray ?? throw new ModelFormatException(path, "keep_probability", "missing or not an array");
         for (int i = 0; i < keep.Count; i++)
         {
             var row = Floats(keep[i], path, $"keep_probability[{i}]");
             if (row.Length != layers) throw new ModelFormatException(path, $"keep_probability[{i}]", $"holds {row.Length} values; expected {layers}");
-            state.KeepProbability.Add(row);
+            state.RecordKeepProbability(row);
         }
         if (state.LossHistory.Count != step || state.KeepProbability.Count != step)
             throw new ModelFormatException(path, "loss_history", $"{state.LossHistory.Count} losses and {state.KeepProbability.Count} keep rows for {step} steps");

@@ -26,13 +26,21 @@ public sealed class SearchState
     /// <summary>Steps completed; the next step to run.</summary>
     public long Step { get; internal set; }
 
+    readonly List<LossPoint> _lossHistory = [];
+    readonly List<float[]> _keepProbability = [];
+
     /// <summary>Mean distillation loss over the samples of each step.</summary>
-    public List<LossPoint> LossHistory { get; } = [];
+    public IReadOnlyList<LossPoint> LossHistory => _lossHistory;
 
     /// <summary>
     /// Each completed step's probability per layer of being kept by a Gumbel-TopK draw under the updated α, at that
     /// step's keep count (estimated from hard draws; see <see cref="MaskSearch.KeepProbabilityDraws"/>). It sums to the
     /// keep count and is what the plot draws.
     /// </summary>
-    public List<float[]> KeepProbability { get; } = [];
+    public IReadOnlyList<float[]> KeepProbability => _keepProbability;
+
+    // Only the search and its checkpoint reader add to the histories; a caller reads them.
+    internal void RecordLoss(LossPoint loss) => _lossHistory.Add(loss);
+
+    internal void RecordKeepProbability(float[] perLayer) => _keepProbability.Add(perLayer);
 }
