@@ -3,7 +3,7 @@ using E3.Backends;
 namespace E3.Model.IO;
 
 /// <summary>Every dtype the safetensors format names. E3 computes with F32, F16 and BF16 only.</summary>
-public enum SafeTensorsDType
+internal enum SafeTensorsDType
 {
     /// <summary>Boolean, one byte per element.</summary>
     BOOL,

@@ -1,7 +1,7 @@
 namespace E3.Model.Training;
 
 /// <summary>What the backward computes besides activation and gate gradients.</summary>
-public enum TrainingMode
+internal enum TrainingMode
 {
     /// <summary>Activation and gate gradients only; no weight-gradient buffer is allocated.</summary>
     Frozen,

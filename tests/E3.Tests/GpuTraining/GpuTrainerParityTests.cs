@@ -29,20 +29,21 @@ public sealed class GpuTrainerParityTests(EmuFixture fixture, ITestOutputHelper 
 
     readonly EmuDeviceScope _emu = EmuDeviceScope.After(fixture);
 
-    public static TheoryData<string, TrainingMode, bool, bool, int, int> Cases() => new()
+    public static TheoryData<string, string, bool, bool, int, int> Cases() => new()
     {
         // model, mode, checkpointing, bf16 weights, batch, positions
-        { "qwen3", TrainingMode.Train, false, false, 2, 7 },
-        { "qwen3", TrainingMode.Frozen, true, true, 2, 7 },
-        { "llama", TrainingMode.Train, true, false, 1, 17 }, // 17 positions: the attention tiles of 16 split
-        { "qwen2", TrainingMode.Train, false, true, 2, 7 },
-        { "qwen2", TrainingMode.Frozen, false, false, 2, 7 },
+        { "qwen3", nameof(TrainingMode.Train), false, false, 2, 7 },
+        { "qwen3", nameof(TrainingMode.Frozen), true, true, 2, 7 },
+        { "llama", nameof(TrainingMode.Train), true, false, 1, 17 }, // 17 positions: the attention tiles of 16 split
+        { "qwen2", nameof(TrainingMode.Train), false, true, 2, 7 },
+        { "qwen2", nameof(TrainingMode.Frozen), false, false, 2, 7 },
     };
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void GradientsMatchTheCpuBackend(string modelType, TrainingMode mode, bool checkpointing, bool bf16, int batch, int positions)
+    public void GradientsMatchTheCpuBackend(string modelType, string modeName, bool checkpointing, bool bf16, int batch, int positions)
     {
+        var mode = Enum.Parse<TrainingMode>(modeName); // by name: the enum is internal to the engine
         using var c = new TrainingCase(modelType, tied: false, attentionBias: modelType == "llama", [1f, 0f, 0.4f], batch, positions,
             storage: bf16 ? ReferenceStorage.BF16 : ReferenceStorage.F32);
         var options = new TrainingOptions { Mode = mode, Checkpointing = checkpointing, ComputeDroppedLayers = true };

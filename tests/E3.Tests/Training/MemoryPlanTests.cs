@@ -12,17 +12,18 @@ namespace E3.Tests.Training;
 public sealed class MemoryPlanTests
 {
     [Theory]
-    [InlineData("qwen3", TrainingMode.Frozen, false, false, false)]
-    [InlineData("qwen3", TrainingMode.Train, false, false, false)]
-    [InlineData("llama", TrainingMode.Train, true, true, false)]
-    [InlineData("qwen2", TrainingMode.Frozen, true, false, false)]
-    [InlineData("qwen2", TrainingMode.Train, true, true, false)]
+    [InlineData("qwen3", nameof(TrainingMode.Frozen), false, false, false)]
+    [InlineData("qwen3", nameof(TrainingMode.Train), false, false, false)]
+    [InlineData("llama", nameof(TrainingMode.Train), true, true, false)]
+    [InlineData("qwen2", nameof(TrainingMode.Frozen), true, false, false)]
+    [InlineData("qwen2", nameof(TrainingMode.Train), true, true, false)]
     // A pruned model (layer 2 dropped, its gate 0 below): gradients only for the retained layers 0 and 1.
-    [InlineData("qwen3", TrainingMode.Train, false, false, true)]
-    [InlineData("llama", TrainingMode.Train, true, true, true)]
-    [InlineData("qwen2", TrainingMode.Train, false, false, true)]
-    public void PlannedBackwardPeakMatchesMeasuredAllocations(string modelType, TrainingMode mode, bool checkpointing, bool bf16, bool pruned)
+    [InlineData("qwen3", nameof(TrainingMode.Train), false, false, true)]
+    [InlineData("llama", nameof(TrainingMode.Train), true, true, true)]
+    [InlineData("qwen2", nameof(TrainingMode.Train), false, false, true)]
+    public void PlannedBackwardPeakMatchesMeasuredAllocations(string modelType, string modeName, bool checkpointing, bool bf16, bool pruned)
     {
+        var mode = Enum.Parse<TrainingMode>(modeName); // by name: the enum is internal to the engine
         using var c = new TrainingCase(modelType, false, false, [1f, 0.5f, 0f], batch: 3, positions: 11,
             storage: bf16 ? E3.Tests.Reference.ReferenceStorage.BF16 : E3.Tests.Reference.ReferenceStorage.F32);
         using var cpu = new CpuBackend(2);
@@ -65,10 +66,11 @@ public sealed class MemoryPlanTests
     /// gradients are the same bits as after a dense Forward.
     /// </summary>
     [Theory]
-    [InlineData(TrainingMode.Frozen, false)]
-    [InlineData(TrainingMode.Train, true)]
-    public void FusedHeadPathHoldsNoLogits(TrainingMode mode, bool checkpointing)
+    [InlineData(nameof(TrainingMode.Frozen), false)]
+    [InlineData(nameof(TrainingMode.Train), true)]
+    public void FusedHeadPathHoldsNoLogits(string modeName, bool checkpointing)
     {
+        var mode = Enum.Parse<TrainingMode>(modeName); // by name: the enum is internal to the engine
         using var c = new TrainingCase("qwen3", false, false, [1f, 0.5f, 0f], batch: 3, positions: 11);
         var options = new TrainingOptions { Mode = mode, Checkpointing = checkpointing, ComputeDroppedLayers = true };
         var config = ModelConfig.Load(c.Folder);
