@@ -67,14 +67,11 @@ public sealed class ComputeDevice : IDisposable
             throw new ArgumentException($"{nameof(ComputeDeviceOptions.Tf32)}: the {name} device has no tensor cores; it needs cuda or emu", nameof(options));
         if (options.Tf32 && !options.Training)
             throw new ArgumentException($"{nameof(ComputeDeviceOptions.Tf32)} applies to the fp32 GEMMs of training; set {nameof(ComputeDeviceOptions.Training)} too", nameof(options));
-        return name switch
-        {
-            "cpu" => new CpuBackend(options.Threads),
-            "cuda" or "emu" => options.Training
-                ? new GpuBackend(GpuDevices.Open(name), DType.F32, fp32Compute: options.Tf32 ? GemmCompute.FastTf32 : GemmCompute.Fp32)
-                : new GpuBackend(GpuDevices.Open(name), DType.BF16),
-            _ => throw new ArgumentException($"device '{name}' is not one of {string.Join(", ", Names)}", nameof(name)),
-        };
+        if (name == "cpu") return new CpuBackend(options.Threads);
+        var gpu = GpuDevices.Open(name);
+        return options.Training
+            ? new GpuBackend(gpu, DType.F32, fp32Compute: options.Tf32 ? GemmCompute.FastTf32 : GemmCompute.Fp32)
+            : new GpuBackend(gpu, DType.BF16);
     }
 
     /// <summary>Releases the device's memory, streams and kernels. Dispose the models loaded onto it first.</summary>

@@ -27,30 +27,16 @@ internal static class TokenSampler
             for (int i = 0; i < row.Length; i++)
             {
                 double score = (double)(row[i] * inverseTemperature) + GumbelNoise.Sample(seed, step, rowIndex, i);
-                if (Before(score, i, best, token)) (best, token) = (score, i);
+                if (RowOrder.Before(score, i, best, token)) (best, token) = (score, i);
             }
             return token;
         }
 
         int k = Math.Min(settings.TopK == 0 ? SamplingKernels.MaxTopK : settings.TopK, row.Length);
-        Span<float> z = stackalloc float[k];
         Span<int> index = stackalloc int[k];
-        int count = 0;
-        for (int i = 0; i < row.Length; i++)
-        {
-            float zi = row[i] * inverseTemperature;
-            if (count == k && !Before(zi, i, z[k - 1], index[k - 1])) continue;
-            // Insertion into the ordered candidates; most elements of a vocabulary row stop at the test above.
-            int at = count < k ? count++ : k - 1;
-            while (at > 0 && Before(zi, i, z[at - 1], index[at - 1]))
-            {
-                z[at] = z[at - 1];
-                index[at] = index[at - 1];
-                at--;
-            }
-            z[at] = zi;
-            index[at] = i;
-        }
+        RowOrder.TopK(row, inverseTemperature, index);
+        Span<float> z = stackalloc float[k];
+        for (int j = 0; j < k; j++) z[j] = row[index[j]] * inverseTemperature;
 
         int kept = k;
         if (settings.TopP < 1f)
@@ -73,16 +59,8 @@ internal static class TokenSampler
         for (int j = 0; j < kept; j++)
         {
             double score = (double)z[j] + GumbelNoise.Sample(seed, step, rowIndex, index[j]);
-            if (Before(score, index[j], bestScore, chosen)) (bestScore, chosen) = (score, index[j]);
+            if (RowOrder.Before(score, index[j], bestScore, chosen)) (bestScore, chosen) = (score, index[j]);
         }
         return chosen;
-    }
-
-    /// <summary>Whether (a, ia) comes first: the larger value, NaN above every number, the lower index on ties.</summary>
-    static bool Before(double a, int ia, double b, int ib)
-    {
-        bool nanA = double.IsNaN(a), nanB = double.IsNaN(b);
-        if (nanA || nanB) return nanA && (!nanB || ia < ib);
-        return a > b || (a == b && ia < ib);
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using E3.Model.IO;
 using E3.Model.Decoder;
 using E3.Pruning.Baselines;
 using Spectre.Console;
@@ -65,7 +66,7 @@ internal static class BaselineCommand
         CalibrationSet? data = null;
         if (r.Method.NeedsData())
         {
-            int[] stream = EvalCommand.LoadTokens(r.Data!, r.Model, config.VocabSize);
+            int[] stream = DataTokens.Read(r.Data!, r.Model, config.VocabSize);
             data = CalibrationSet.Sample(stream, r.Seq, r.Batch, r.Tokens, r.Seed, r.Data!);
         }
 

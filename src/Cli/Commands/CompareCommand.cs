@@ -43,7 +43,7 @@ internal static class CompareCommand
             using var t = DecoderModel.Load(teacherDir, backend);
             // Every mask is checked before any model runs, so a mismatched one costs nothing.
             var maskFiles = (p.GetValue(masks) ?? []).Select(path => (Path: path, Mask: LoadMatching(path, t.Config))).ToList();
-            int[] tokens = EvalCommand.LoadTokens(p.GetValue(data)!, teacherDir, t.Config.VocabSize);
+            int[] tokens = DataTokens.Read(p.GetValue(data)!, teacherDir, t.Config.VocabSize);
             var studentModels = new List<DecoderModel>();
             try
             {

@@ -37,7 +37,7 @@ internal static class EvalCommand
             using var backend = CliRunner.CreateBackend(p.GetValue(device)!, p.GetValue(threads));
             using var m = DecoderModel.Load(dir, backend);
             var (layers, method) = MaskSelection.Resolve(m.Config, p.GetValue(mask), p.GetValue(drop));
-            int[] tokens = LoadTokens(file, dir, m.Config.VocabSize);
+            int[] tokens = DataTokens.Read(file, dir, m.Config.VocabSize);
             long limit = CommonOptions.TokenLimit(p.GetValue(maxTokens));
             int windowSize = p.GetValue(window);
             string? teacherDir = p.GetValue(teacher);
@@ -76,7 +76,4 @@ internal static class EvalCommand
         }));
         return cmd;
     }
-
-    /// <summary>Token files are read as ids; anything else is text for the model's tokenizer (<see cref="TrainingText.Load"/>).</summary>
-    public static int[] LoadTokens(string file, string modelDir, int vocab) => TrainingText.Load(file, modelDir, vocab);
 }

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using E3.Interop.Kernels;
 using E3.Backends;
+using E3.Model.IO;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Model.Training;
@@ -101,7 +102,7 @@ public static class SearchCommand
         var config = decoder.Config;
         int layers = config.NumLayers;
         int keep = r.Keep ?? KeepFromPrune(r.Prune!.Value, layers);
-        int[] ids = EvalCommand.LoadTokens(r.Data, r.Model, config.VocabSize);
+        int[] ids = DataTokens.Read(r.Data, r.Model, config.VocabSize);
 
         SearchBatches batches = cache != null
             ? new CachedTeacherBatches(cache, ids, TeacherCacheHeader.ModelIdOf(r.Model), config.VocabSize, r.Batch, r.Seed)

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using E3.Model.IO;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Model.Training;
@@ -30,7 +31,7 @@ public static class TrainCommand
                 new TrainingOptions { Mode = TrainingMode.Train, Checkpointing = recompute }, MemoryFit.StoredWeights(dir, config), fusedHead: false,
                 TrainingMemoryPlan.TargetOf(backend)), backend, Console.Error, recompute, canFreeze: false);
             using var student = DecoderModel.Load(dir, backend);
-            int[] tokens = EvalCommand.LoadTokens(data, dir, student.Config.VocabSize);
+            int[] tokens = DataTokens.Read(data, dir, student.Config.VocabSize);
             var job = new TrainingJob
             {
                 Student = student, StudentFolder = dir, Objective = new CrossEntropyObjective(LayerMask.All(student.Config.NumLayers).Gates.ToArray()),

@@ -6,7 +6,8 @@ namespace E3.Interop.Kernels;
 /// How <see cref="SamplingKernels.Sample(DevicePointer{float}, int, DevicePointer{int}, int, int, in SamplingSettings, GpuStream)"/>
 /// picks a token; the exact rule is in kernels/sampling.cu's header.
 /// </summary>
-/// <param name="Temperature">Divides the logits (applied as a product with its fp32 inverse); finite and &gt; 0.</param>
+/// <param name="Temperature">Divides the logits (applied as a product with its fp32 inverse); finite and at least
+/// <see cref="MinTemperature"/>.</param>
 /// <param name="TopK">Keep the K most likely tokens (1..64), or 0 for no top-k limit.</param>
 /// <param name="TopP">Keep the shortest most-likely prefix holding this much probability, in (0, 1]; 1 disables it.
 /// With <paramref name="TopK"/> = 0 and TopP &lt; 1 at most the 64 most likely tokens are considered.</param>
@@ -14,10 +15,13 @@ namespace E3.Interop.Kernels;
 /// <param name="Step">Philox counter's high half, e.g. the decode position.</param>
 internal readonly record struct SamplingSettings(float Temperature, int TopK, float TopP, ulong Seed, long Step)
 {
+    /// <summary>The smallest temperature: logits multiplied by a larger inverse could overflow fp32 and lose their order.</summary>
+    public const float MinTemperature = 1e-3f;
+
     internal void Validate()
     {
-        if (!(Temperature > 0f) || !float.IsFinite(Temperature))
-            throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "must be finite and > 0 (use ArgMax for greedy decoding)");
+        if (!(Temperature >= MinTemperature) || !float.IsFinite(Temperature))
+            throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, $"must be finite and >= {MinTemperature} (greedy decoding takes the argmax instead)");
         if (TopK < 0 || TopK > SamplingKernels.MaxTopK)
             throw new ArgumentOutOfRangeException(nameof(TopK), TopK, $"must be in 0..{SamplingKernels.MaxTopK} (0: no top-k limit)");
         if (!(TopP > 0f && TopP <= 1f))

@@ -96,16 +96,9 @@ public sealed class InferenceSession : IDisposable
     public int[] ForwardArgMax(ReadOnlySpan<int> tokens)
     {
         var logits = Run(tokens, LogitsMode.Last)!;
+        if (_b is not IArgMaxBackend device) return OnHost(logits, (row, _) => GreedyGenerator.ArgMax(row));
         var ids = new int[Batch];
-        if (_b is IArgMaxBackend device)
-        {
-            device.ArgMaxRows(logits, ids);
-            return ids;
-        }
-        var values = new float[logits.ElementCount];
-        _b.Download(logits, values);
-        int vocab = logits.Columns;
-        for (int b = 0; b < Batch; b++) ids[b] = GreedyGenerator.ArgMax(values.AsSpan(b * vocab, vocab));
+        device.ArgMaxRows(logits, ids);
         return ids;
     }
 
@@ -122,16 +115,22 @@ public sealed class InferenceSession : IDisposable
         options.At(0).Validate();
         var logits = Run(tokens, LogitsMode.Last)!;
         var settings = options.At(Position - 1);
+        if (_b is not ISamplingBackend device) return OnHost(logits, (row, b) => TokenSampler.Sample(row, settings, b));
         var ids = new int[Batch];
-        if (_b is ISamplingBackend device)
-        {
-            device.SampleRows(logits, settings, ids);
-            return ids;
-        }
+        device.SampleRows(logits, settings, ids);
+        return ids;
+    }
+
+    delegate int RowChoice(ReadOnlySpan<float> row, int sequence);
+
+    /// <summary>Downloads the logits of each sequence's last position ([B, V]) and chooses its token on the host.</summary>
+    int[] OnHost(Tensor logits, RowChoice choose)
+    {
         var values = new float[logits.ElementCount];
         _b.Download(logits, values);
         int vocab = logits.Columns;
-        for (int b = 0; b < Batch; b++) ids[b] = TokenSampler.Sample(values.AsSpan(b * vocab, vocab), settings, b);
+        var ids = new int[Batch];
+        for (int b = 0; b < Batch; b++) ids[b] = choose(values.AsSpan(b * vocab, vocab), b);
         return ids;
     }
 

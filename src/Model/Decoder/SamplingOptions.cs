@@ -15,7 +15,7 @@ public sealed record SamplingOptions
     public const int MaxTopK = SamplingKernels.MaxTopK;
 
     /// <summary>The smallest <see cref="Temperature"/>: logits divided by less could overflow fp32 and lose their order.</summary>
-    public const float MinTemperature = 1e-3f;
+    public const float MinTemperature = SamplingSettings.MinTemperature;
 
     /// <summary>
     /// Divides the logits before the softmax: finite and at least <see cref="MinTemperature"/> (below 1 sharpens the
@@ -36,10 +36,5 @@ public sealed record SamplingOptions
     public ulong Seed { get; init; }
 
     /// <summary>The kernel's settings for the draw at <paramref name="step"/> (the position of the logits' row).</summary>
-    internal SamplingSettings At(long step)
-    {
-        if (!(Temperature >= MinTemperature) || !float.IsFinite(Temperature))
-            throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, $"must be finite and >= {MinTemperature} (for the most likely token, pass no sampling options)");
-        return new(Temperature, TopK, TopP, Seed, step);
-    }
+    internal SamplingSettings At(long step) => new(Temperature, TopK, TopP, Seed, step);
 }

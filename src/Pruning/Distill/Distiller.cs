@@ -87,7 +87,7 @@ public static class Distiller
     public static TrainingOutcome Run(ComputeDevice device, DistillationRequest request, Action<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(device);
-        if (!device.IsForTraining && device.Backend.ActivationType != DType.F32)
+        if (device.Backend.ActivationType != DType.F32)
             throw new ArgumentException($"the {device.Name} device was opened for inference (bf16 activations); distillation's backward pass needs one opened with {nameof(ComputeDeviceOptions.Training)}", nameof(device));
         return Run(device.Backend, request, progress, cancel, beforeLoad: null);
     }
@@ -99,7 +99,8 @@ public static class Distiller
     internal static TrainingOutcome Run(IBackend backend, DistillationRequest request, Action<TrainingProgress>? progress, CancellationToken cancel,
         Action<DistillationSetup>? beforeLoad)
     {
-        var (r, teacherConfig, studentConfig, mask) = Check(request);
+        var (teacherConfig, studentConfig, mask) = Check(request);
+        var r = request;
         string studentFolder = r.Student ?? r.Teacher;
         var freeze = r.Freeze.ToList();
         // A separate student runs every one of its own layers.
@@ -119,7 +120,7 @@ public static class Distiller
         using var ownTeacherBackend = teacherBackend;
         beforeLoad?.Invoke(new DistillationSetup(studentConfig, studentFolder, teacherConfig, freeze, cache == null ? teacherBackend ?? backend : null));
         using var student = DecoderModel.Load(studentFolder, backend);
-        int[] tokens = TrainingText.Load(r.Data, studentFolder, student.Config.VocabSize);
+        int[] tokens = DataTokens.Read(r.Data, studentFolder, student.Config.VocabSize);
         using var teacher = cache == null ? DecoderModel.Load(r.Teacher, teacherBackend ?? backend, teacherPrecision) : null;
         IKdTeacherSource source;
         IBatchSource? batches = null;
@@ -153,7 +154,7 @@ public static class Distiller
     /// settings, both configs, the mask against the teacher, and the vocabularies. The CLI calls it before it opens the
     /// device, so that a bad request is reported as itself, not as a missing GPU.
     /// </summary>
-    internal static (DistillationRequest Request, ModelConfig Teacher, ModelConfig Student, MaskFile? Mask) Check(DistillationRequest request)
+    internal static (ModelConfig Teacher, ModelConfig Student, MaskFile? Mask) Check(DistillationRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
         var r = request;
@@ -174,7 +175,7 @@ public static class Distiller
             mask.EnsureMatches(teacherConfig, r.Mask);
         }
         DistillationObjective.RequireSameVocabulary(teacherConfig.VocabSize, teacherConfig.SourcePath, studentConfig);
-        return (r, teacherConfig, studentConfig, mask);
+        return (teacherConfig, studentConfig, mask);
     }
 
     /// <summary>

@@ -69,7 +69,7 @@ public static class TeacherCacheBuilder
     }
 
     /// <summary>Where a cache is built, and an interrupted build resumed, before it is renamed to <paramref name="output"/>.</summary>
-    internal static string PartialPath(string output) => output + ".partial";
+    static string PartialPath(string output) => output + ".partial";
 
     // One forward pass and one shard per sequence; shards start at multiples of the sequence length.
     static void Fill(DecoderModel teacher, int[] ids, TeacherCacheWriter writer, Action<long> progress)

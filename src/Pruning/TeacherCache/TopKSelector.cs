@@ -1,3 +1,5 @@
+using E3.Backends.Numerics;
+
 namespace E3.Pruning.TeacherCache;
 
 /// <summary>The K largest logits of a row and their full-vocabulary log-probabilities (log-softmax at τ = 1).</summary>
@@ -21,20 +23,8 @@ internal static class TopKSelector
         double sum = 0;
         foreach (float z in logits) sum += Math.Exp(z - max);
         double lse = max + Math.Log(sum);
-        // Insertion into a sorted list of K: K is small (about 10) and most logits are rejected by one compare.
-        int filled = 0;
-        for (int c = 0; c < logits.Length; c++)
-        {
-            float z = logits[c];
-            if (filled == k && !(z > logits[indices[k - 1]])) continue;
-            int position = filled < k ? filled++ : k - 1;
-            while (position > 0 && z > logits[indices[position - 1]])
-            {
-                indices[position] = indices[position - 1];
-                position--;
-            }
-            indices[position] = c;
-        }
+        // Every logit is finite here, so the sampling kernels' order is plain descending value, ties to the lower index.
+        RowOrder.TopK(logits, 1f, indices);
         for (int i = 0; i < k; i++) logProbs[i] = (float)Math.Min(0.0, logits[indices[i]] - lse);
     }
 }

@@ -104,12 +104,12 @@ internal sealed class PrunePipeline(PruneSettings s, Action<string> log)
     /// <summary>Tokens for training and for held-out evaluation (the end of --data unless --eval-data is given).</summary>
     (int[] Train, int[] Heldout) SplitData(ModelConfig config)
     {
-        int[] all = EvalCommand.LoadTokens(s.Data, s.Model, config.VocabSize);
+        int[] all = DataTokens.Read(s.Data, s.Model, config.VocabSize);
         int[] train, heldout;
         if (s.EvalData != null)
         {
             train = all;
-            heldout = EvalCommand.LoadTokens(s.EvalData, s.Model, config.VocabSize);
+            heldout = DataTokens.Read(s.EvalData, s.Model, config.VocabSize);
         }
         else
         {

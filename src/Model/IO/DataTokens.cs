@@ -2,15 +2,15 @@ using E3.Model.Tokenization;
 
 namespace E3.Model.IO;
 
-/// <summary>The token stream a command or a library caller names by a file: token ids, or text for the model's tokenizer.</summary>
-internal static class TrainingText
+/// <summary>The token stream a command or a library caller names by a data file: token ids, or text for the model's tokenizer.</summary>
+internal static class DataTokens
 {
     /// <summary>
     /// Reads <paramref name="file"/>: a .bin or .npy token file as ids (each checked against <paramref name="vocab"/>),
     /// anything else as text encoded by <paramref name="modelDir"/>'s tokenizer. At least two tokens are needed (one
     /// input and its next-token target).
     /// </summary>
-    public static int[] Load(string file, string modelDir, int vocab)
+    public static int[] Read(string file, string modelDir, int vocab)
     {
         if (!File.Exists(file)) throw new FileNotFoundException($"{file}: data file not found", file);
         string ext = Path.GetExtension(file).ToLowerInvariant();
