@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using E3.Model.IO;
 using E3.Model.Decoder;
 using E3.Pruning.Baselines;
+using E3.Pruning.Reports;
 using Spectre.Console;
 
 namespace E3.Cli.Commands;
@@ -76,28 +77,7 @@ internal static class BaselineCommand
         double seconds = clock.Elapsed.TotalSeconds;
 
         if (r.Json)
-        {
-            var o = new JsonObject
-            {
-                ["method"] = result.Mask.Method,
-                ["out"] = r.Output,
-                ["num_layers"] = config.NumLayers,
-                ["keep"] = result.Mask.Keep,
-                ["kept"] = CliRunner.ToJsonArray(result.Mask.Kept),
-                ["dropped"] = CliRunner.ToJsonArray(result.Mask.Dropped),
-                ["tokens"] = result.Mask.Tokens,
-                ["seconds"] = seconds,
-            };
-            if (result.Mask.Seed is { } s) o["seed"] = s;
-            if (result.Mask.Scores is { } scores) o["scores"] = new JsonArray(scores.Select(x => (JsonNode?)x).ToArray());
-            if (result.BlockDistances is { } d) o["block_distances"] = new JsonArray(d.Select(x => (JsonNode?)x).ToArray());
-            if (result.Greedy is { } g)
-            {
-                o["greedy_order"] = CliRunner.ToJsonArray(g.Order);
-                o["greedy_kl"] = new JsonArray(g.KlAfterStep.Select(x => (JsonNode?)x).ToArray());
-            }
-            CliRunner.WriteJson(o);
-        }
+            CliRunner.WriteJson(ResultJson.Baseline(result, config.NumLayers, r.Output, seconds));
         else
             Console.Out.WriteLine($"{result.Mask.Method}: drop [{string.Join(",", result.Mask.Dropped)}], keep {result.Mask.Keep}/{config.NumLayers}; wrote {r.Output} ({seconds:F1} s)");
         return ExitCodes.Ok;
@@ -115,7 +95,7 @@ internal static class BaselineCommand
         {
             var last = TimeSpan.Zero;
             string? stage = null;
-            return body(new SynchronousProgress(p =>
+            return body(new CallerThreadProgress<BaselineProgress>(p =>
             {
                 if (p.Stage == stage && p.Done != p.Total && clock.Elapsed - last < TimeSpan.FromSeconds(1)) return;
                 stage = p.Stage;
@@ -130,7 +110,7 @@ internal static class BaselineCommand
             .Start(context =>
             {
                 var task = context.AddTask("baseline", maxValue: 1);
-                result = body(new SynchronousProgress(p =>
+                result = body(new CallerThreadProgress<BaselineProgress>(p =>
                 {
                     task.MaxValue = p.Total;
                     task.Value = p.Done;
@@ -138,11 +118,5 @@ internal static class BaselineCommand
                 }));
             });
         return result!;
-    }
-
-    /// <summary>Reports on the calling thread (System.Progress would post to the thread pool and reorder lines).</summary>
-    sealed class SynchronousProgress(Action<BaselineProgress> report) : IProgress<BaselineProgress>
-    {
-        public void Report(BaselineProgress value) => report(value);
     }
 }

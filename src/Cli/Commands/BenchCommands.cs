@@ -3,6 +3,8 @@ using System.Text.Json.Nodes;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Model.Evaluation;
+using E3.Pruning.Bench;
+using E3.Pruning.Reports;
 
 namespace E3.Cli.Commands;
 
@@ -64,7 +66,7 @@ internal static class BenchCommands
                 bool quiet = p.GetValue(json);
                 var result = SpeedupBenchmark.Run(m, mask, p.GetValue(batch), p.GetValue(prefill), p.GetValue(decode), p.GetValue(repeats),
                     progress: quiet ? null : s => Console.Error.WriteLine($"  {s}"));
-                if (quiet) CliRunner.WriteJson(BenchEnvironment.Wrap(SpeedupSchema, ToJson(result), BenchEnvironment.GpuOf(backend)));
+                if (quiet) CliRunner.WriteJson(BenchEnvironment.Wrap(ResultJson.SpeedupSchema, ResultJson.Speedup(result), BenchEnvironment.GpuOf(backend)));
                 else Print(result);
                 return ExitCodes.Ok;
             }
@@ -74,39 +76,6 @@ internal static class BenchCommands
             }
         }));
         return cmd;
-    }
-
-    /// <summary>The layout of <c>bench speedup --json</c> (bench/schema/bench-speedup.schema.json).</summary>
-    public const string SpeedupSchema = "e3.bench.speedup/1";
-
-    public static JsonObject ToJson(SpeedupResult r)
-    {
-        static JsonObject Phase(PhaseSpeed s, double roofline) => new()
-        {
-            ["full_tps"] = s.FullTps,
-            ["pruned_tps"] = s.PrunedTps,
-            ["speedup"] = s.Speedup,
-            ["roofline_speedup"] = roofline,
-            ["full_seconds"] = CliRunner.ToJsonArray(s.FullSeconds),
-            ["pruned_seconds"] = CliRunner.ToJsonArray(s.PrunedSeconds),
-            ["paired_speedups"] = CliRunner.ToJsonArray(s.PairedSpeedups),
-            ["paired_median"] = s.PairedMedian,
-            ["paired_interval"] = s.PairedInterval is { } ci ? new JsonObject { ["low"] = ci.Low, ["high"] = ci.High, ["coverage"] = ci.Coverage } : null,
-        };
-        return new JsonObject
-        {
-            ["prefill"] = Phase(r.Prefill, r.Roofline.Prefill),
-            ["decode"] = r.Roofline.Decode is { } decodeRoofline ? Phase(r.Decode, decodeRoofline) : null, // --decode 0 measures the prefill only
-            ["layers"] = r.Layers,
-            ["dropped"] = CliRunner.ToJsonArray(r.Dropped),
-            ["ideal_speedup"] = r.Layers / (double)(r.Layers - r.Dropped.Length),
-            ["batch"] = r.Batch,
-            ["prefill_tokens"] = r.PrefillTokens,
-            ["decode_tokens"] = r.DecodeTokens,
-            ["repeats"] = r.Repeats,
-            ["device"] = r.Device,
-            ["threads"] = r.Threads,
-        };
     }
 
     public static void Print(SpeedupResult r)

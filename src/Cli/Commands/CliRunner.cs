@@ -46,6 +46,9 @@ internal static class CliRunner
         }
     }
 
+    /// <summary>Writes a library warning to <paramref name="writer"/> as the CLI words one (<c>e3: warning: …</c>).</summary>
+    public static Action<string> Warning(TextWriter writer) => line => writer.WriteLine($"e3: warning: {line}");
+
     public static readonly string[] Devices = [.. ComputeDevice.Names];
 
     /// <summary>
@@ -99,17 +102,8 @@ internal static class CliRunner
 
     public static void WriteJson(JsonNode node) => Console.Out.WriteLine(FormatJson(node));
 
-    /// <summary>
-    /// Indented, and escaping only what JSON requires: the default encoder's HTML-safe escapes (<c>+</c> as
-    /// <c>\u002B</c>) would garble versions such as 1.0.0+commit for anyone reading the output.
-    /// </summary>
-    public static string FormatJson(JsonNode node) => node.ToJsonString(JsonOutput);
-
-    static readonly JsonSerializerOptions JsonOutput = new()
-    {
-        WriteIndented = true,
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-    };
+    /// <summary>As every JSON file the engine writes (<see cref="E3.Pruning.Reports.ResultJson.Format"/>).</summary>
+    public static string FormatJson(JsonNode node) => E3.Pruning.Reports.ResultJson.Format(node);
 
     public static JsonArray ToJsonArrayStrings(IEnumerable<string> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
 

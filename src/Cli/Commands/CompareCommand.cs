@@ -42,45 +42,20 @@ internal static class CompareCommand
             using var backend = CliRunner.CreateBackend(p.GetValue(device)!, p.GetValue(threads));
             using var t = DecoderModel.Load(teacherDir, backend);
             // Every mask is checked before any model runs, so a mismatched one costs nothing.
-            var maskFiles = (p.GetValue(masks) ?? []).Select(path => (Path: path, Mask: LoadMatching(path, t.Config))).ToList();
+            var maskFiles = ModelComparison.LoadMasks(p.GetValue(masks) ?? [], t.Config);
             int[] tokens = DataTokens.Read(p.GetValue(data)!, teacherDir, t.Config.VocabSize);
-            var studentModels = new List<DecoderModel>();
-            try
-            {
-                foreach (string dir in p.GetValue(students) ?? []) studentModels.Add(DecoderModel.Load(dir, backend));
-                var entries = new List<(string Name, string Method, int Layers, IReadOnlyList<int>? Dropped, StudentUnderTest Model)>
-                {
-                    ("teacher", "full", t.Config.NumLayers, [], new StudentUnderTest(t, null)),
-                };
-                foreach (var (path, mask) in maskFiles)
-                    entries.Add((Path.GetFileName(path), mask.Method, mask.Keep, mask.Dropped, new StudentUnderTest(t, mask.ToLayerMask())));
-                foreach (var s in studentModels)
-                    entries.Add((Path.GetFileName(Path.GetDirectoryName(s.Config.SourcePath))!, "student", s.Config.NumLayers, null, new StudentUnderTest(s, null)));
-                int windowSize = p.GetValue(window);
-                long limit = CommonOptions.TokenLimit(p.GetValue(maxTokens));
-                var results = ConsoleProgress.Run("compare windows", "tokens", report => TeacherAgreement.EvaluateMany(t, null, entries.Select(e => e.Model).ToList(),
-                    tokens, windowSize, limit, (done, total) => report(done, total, (double)done * windowSize)));
-                var rows = entries.Select((e, i) => new ComparisonRow(e.Name, e.Method, e.Layers, e.Dropped, results[i])).ToList();
-                string markdown = ComparisonTable.Markdown(rows);
-                if (p.GetValue(output) is { } reportPath) AtomicFile.WriteAllText(reportPath, markdown);
-                if (p.GetValue(json))
-                    CliRunner.WriteJson(new JsonObject { ["teacher"] = teacherDir, ["rows"] = ComparisonTable.Json(rows) });
-                else
-                    Console.Out.Write(markdown);
-                return ExitCodes.Ok;
-            }
-            finally
-            {
-                foreach (var s in studentModels) s.Dispose();
-            }
+            int windowSize = p.GetValue(window);
+            long limit = CommonOptions.TokenLimit(p.GetValue(maxTokens));
+            var rows = ConsoleProgress.Run("compare windows", "tokens", report => ModelComparison.Run(t, maskFiles, p.GetValue(students) ?? [],
+                tokens, windowSize, limit, (done, total) => report(done, total, (double)done * windowSize)));
+            string markdown = ComparisonTable.Markdown(rows);
+            if (p.GetValue(output) is { } reportPath) AtomicFile.WriteAllText(reportPath, markdown);
+            if (p.GetValue(json))
+                CliRunner.WriteJson(new JsonObject { ["teacher"] = teacherDir, ["rows"] = ComparisonTable.Json(rows) });
+            else
+                Console.Out.Write(markdown);
+            return ExitCodes.Ok;
         }));
         return cmd;
-    }
-
-    static MaskFile LoadMatching(string path, ModelConfig config)
-    {
-        var mask = MaskFile.Load(path);
-        mask.EnsureMatches(config, path);
-        return mask;
     }
 }

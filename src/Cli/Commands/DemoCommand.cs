@@ -34,7 +34,7 @@ internal static class DemoCommand
                 var mask = LayerMask.DropLast(spec.Layers, 0.25);
                 var result = SpeedupBenchmark.Run(model, mask, batch: 1, prefill: 128, decode: 32, repeats: 3,
                     progress: quiet ? null : s => Console.Error.WriteLine($"  {s}"));
-                if (quiet) CliRunner.WriteJson(BenchEnvironment.Wrap(BenchCommands.SpeedupSchema, BenchCommands.ToJson(result), gpu: null));
+                if (quiet) CliRunner.WriteJson(E3.Pruning.Bench.BenchEnvironment.Wrap(E3.Pruning.Reports.ResultJson.SpeedupSchema, E3.Pruning.Reports.ResultJson.Speedup(result), gpu: null));
                 else BenchCommands.Print(result);
                 return ExitCodes.Ok;
             }

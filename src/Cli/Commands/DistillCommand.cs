@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using E3.Pruning.Distill;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Model.Training;
-using E3.Pruning.Distill;
 using E3.Pruning.Distillation;
 using E3.Pruning.Masks;
 using E3.Pruning.TeacherCache;
@@ -76,13 +76,8 @@ public static class DistillCommand
             TrainingOutcome outcome;
             try
             {
-                outcome = TrainingConsole.Run("distill", progress => Distiller.Run(backend, request, progress, CancellationToken.None, setup =>
-                    MemoryFit.Check("distill", TrainingMemoryPlan.Create(setup.StudentConfig, settings.Sequence, settings.Batch,
-                        new TrainingOptions { Mode = TrainingMode.Train, Freeze = setup.Freeze, Checkpointing = request.ActivationCheckpointing },
-                        MemoryFit.StoredWeights(setup.StudentFolder, setup.StudentConfig), fusedHead: true, TrainingMemoryPlan.TargetOf(backend),
-                        setup.TeacherBackend is { } teacherBackend ? new DistillationPlan(teacherBackend.ActivationType, setup.TeacherConfig,
-                            Weights: teacherBackend == backend ? MemoryFit.StoredWeights(teacherDir, setup.TeacherConfig) : null) : null),
-                        backend, warnings, request.ActivationCheckpointing, canFreeze: true)));
+                outcome = TrainingConsole.Run("distill", progress => Distiller.Run(backend, request, progress, CancellationToken.None,
+                    setup => MemoryFit.CheckDistill(setup, request, backend, CliRunner.Warning(warnings))));
             }
             finally
             {

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
+using E3.Pruning.Bench;
 using E3.Interop.Gpu;
 
 namespace E3.Cli.Commands;

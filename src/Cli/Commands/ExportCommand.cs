@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using E3.Pruning.Export;
+using E3.Pruning.Reports;
 
 namespace E3.Cli.Commands;
 
@@ -26,12 +27,7 @@ internal static class ExportCommand
                 new CheckpointExporter { Progress = (done, total, bytes) => report(done, total, bytes / 1e6) }
                     .Export(p.GetValue(model)!, p.GetValue(mask)!, p.GetValue(output)!, p.GetValue(force)));
             if (p.GetValue(json))
-                CliRunner.WriteJson(new JsonObject
-                {
-                    ["out"] = r.OutputPath, ["format"] = "hf", ["source_layers"] = r.SourceLayers, ["layers"] = r.Kept.Count,
-                    ["kept"] = CliRunner.ToJsonArray(r.Kept), ["tensors"] = r.Tensors, ["tensor_bytes"] = r.TensorBytes,
-                    ["sharded"] = r.Sharded, ["files"] = CliRunner.ToJsonArrayStrings(r.Files),
-                });
+                CliRunner.WriteJson(ResultJson.Export(r));
             else
                 Console.Out.WriteLine($"exported {r.Kept.Count}/{r.SourceLayers} layers (kept [{string.Join(",", r.Kept)}]) to {r.OutputPath}: " +
                     $"{r.Tensors} tensors, {r.TensorBytes} bytes, {r.Files.Count} files{(r.Sharded ? ", sharded" : "")}");

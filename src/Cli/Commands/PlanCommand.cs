@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using E3.Pruning.Distill;
 using E3.Backends;
 using E3.Model;
 using E3.Model.Training;
-using E3.Pruning.Distill;
 
 namespace E3.Cli.Commands;
 

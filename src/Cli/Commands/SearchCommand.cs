@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using E3.Pruning.Distill;
 using E3.Interop.Kernels;
 using E3.Backends;
 using E3.Model.IO;
@@ -9,6 +10,7 @@ using E3.Model.Decoder;
 using E3.Model.Training;
 using E3.Pruning.Distillation;
 using E3.Pruning.Masking;
+using E3.Pruning.Reports;
 using E3.Pruning.Search;
 using E3.Pruning.TeacherCache;
 using Spectre.Console;
@@ -89,15 +91,11 @@ public static class SearchCommand
             throw new ArgumentException($"--checkpoint: {r.Checkpoint} already holds a search checkpoint; pass --resume to continue it or choose an empty folder");
         using var backend = CliRunner.CreateTrainingBackend(r.Device, r.Threads, r.Tf32);
         using var cache = r.TeacherCache is { } cachePath ? TeacherCacheReader.Open(cachePath) : null;
-        var target = TrainingMemoryPlan.TargetOf(backend);
         var planned = ModelConfig.Load(r.Model);
-        // The search's loss is fused with the LM head on a GPU (GatedKdPass). Its live teacher is the model itself, which
-        // the KL initialisation and the final swaps run even when the steps read a teacher cache.
-        bool liveTeacher = cache == null || r.Init == "kl" || r.RefineSwaps > 0;
-        MemoryFit.Check("search", TrainingMemoryPlan.Create(planned, cache?.Header.SequenceLength ?? r.Seq, r.Batch,
-            new TrainingOptions { Mode = TrainingMode.Frozen, Checkpointing = r.ActivationCheckpointing }, MemoryFit.StoredWeights(r.Model, planned),
-            fusedHead: target == PlanTarget.Gpu, target, liveTeacher ? new DistillationPlan(DType.F32, IsStudent: true) : null),
-            backend, Console.Error, r.ActivationCheckpointing, canFreeze: false);
+        // The search's live teacher is the model itself, which the KL initialisation and the final swaps run even when
+        // the steps read a teacher cache.
+        MemoryFit.CheckSearch(r.Model, planned, cache?.Header.SequenceLength ?? r.Seq, r.Batch, r.ActivationCheckpointing,
+            liveTeacher: cache == null || r.Init == "kl" || r.RefineSwaps > 0, backend, CliRunner.Warning(Console.Error));
         using var decoder = DecoderModel.Load(r.Model, backend);
         var config = decoder.Config;
         int layers = config.NumLayers;
@@ -137,27 +135,8 @@ public static class SearchCommand
         string plotPath = r.Plot ?? Path.ChangeExtension(r.Output, ".png");
         SearchPlot.Write(state, mask.Kept.ToHashSet(), plotPath);
         mask.Save(r.Output);
-        long stepsRun = state.Step - startStep;
         if (r.Json)
-            CliRunner.WriteJson(new JsonObject
-            {
-                ["out"] = r.Output,
-                ["plot"] = plotPath,
-                ["layers"] = layers,
-                ["keep"] = keep,
-                ["kept"] = CliRunner.ToJsonArray(mask.Kept),
-                ["dropped"] = CliRunner.ToJsonArray(mask.Dropped),
-                ["alpha"] = new JsonArray(state.Alpha.Select(a => (JsonNode)(double)a).ToArray()),
-                ["steps"] = state.Step,
-                ["steps_run"] = stepsRun,
-                ["resumed_from"] = r.Resume ? startStep : null,
-                ["activation_checkpointing"] = search.Options.ActivationCheckpointing,
-                ["tokens"] = mask.Tokens,
-                ["final_loss"] = state.LossHistory.Count > 0 ? state.LossHistory[^1].Loss : null,
-                ["seconds"] = seconds,
-                ["steps_per_second"] = stepsRun / Math.Max(1e-9, seconds),
-                ["tokens_per_second"] = stepsRun * batches.TokensPerBatch / Math.Max(1e-9, seconds),
-            });
+            CliRunner.WriteJson(ResultJson.Search(search, state, mask, r.Output, plotPath, layers, startStep, r.Resume, batches.TokensPerBatch, seconds));
         else
             Console.Out.WriteLine($"kept [{string.Join(",", mask.Kept)}], dropped [{string.Join(",", mask.Dropped)}] of {layers} layers; wrote {r.Output} and {plotPath}");
         return ExitCodes.Ok;

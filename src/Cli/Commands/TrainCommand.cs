@@ -1,10 +1,10 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using E3.Pruning.Distill;
 using E3.Model.IO;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Model.Training;
-using E3.Pruning.Distill;
 
 namespace E3.Cli.Commands;
 
@@ -29,7 +29,7 @@ public static class TrainCommand
             var config = ModelConfig.Load(dir);
             MemoryFit.Check("train", TrainingMemoryPlan.Create(config, settings.Sequence, settings.Batch,
                 new TrainingOptions { Mode = TrainingMode.Train, Checkpointing = recompute }, MemoryFit.StoredWeights(dir, config), fusedHead: false,
-                TrainingMemoryPlan.TargetOf(backend)), backend, Console.Error, recompute, canFreeze: false);
+                TrainingMemoryPlan.TargetOf(backend)), backend, CliRunner.Warning(Console.Error), recompute, canFreeze: false);
             using var student = DecoderModel.Load(dir, backend);
             int[] tokens = DataTokens.Read(data, dir, student.Config.VocabSize);
             var job = new TrainingJob

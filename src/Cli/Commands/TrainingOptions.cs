@@ -95,14 +95,7 @@ internal static class TrainingConsole
     {
         var r = o.Result;
         if (json)
-            CliRunner.WriteJson(new System.Text.Json.Nodes.JsonObject
-            {
-                ["command"] = command, ["out"] = output, ["steps"] = r.Steps, ["start_step"] = r.StartStep, ["resumed"] = o.Resumed,
-                ["tokens"] = r.Tokens, ["final_loss"] = r.FinalLoss, ["seconds"] = r.Seconds, ["fingerprint"] = o.Fingerprint,
-                ["trainable_tensors"] = o.TrainableTensors, ["trainable_values"] = o.TrainableValues,
-                ["activation_checkpointing"] = o.ActivationCheckpointing,
-                ["loss_history"] = new System.Text.Json.Nodes.JsonArray(r.LossHistory.Select(p => (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonArray(p.Step, p.Loss)).ToArray()),
-            });
+            CliRunner.WriteJson(E3.Pruning.Reports.ResultJson.Training(command, o, output));
         else
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"wrote {output}: {r.Steps} steps ({r.Steps - r.StartStep} now{(o.Resumed ? ", resumed" : "")}), final loss {r.FinalLoss:F4}, {r.Seconds:F1} s"));

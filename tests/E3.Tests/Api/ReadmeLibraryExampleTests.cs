@@ -54,6 +54,35 @@ public sealed partial class ReadmeLibraryExampleTests
     }
 
     [Fact]
+    public void TheOneCallPipelineCompilesAgainstThePublicApiAloneAndRunsWithItsDefaults()
+    {
+        var assembly = Compile(ExampleSource("#### The whole job in one call"));
+        using var dir = new TempDir("e3-readme");
+        // A small random model: the defaults' budgets (16k search tokens, 40k distillation tokens per mask) run in seconds.
+        RandomModel.Write(new RandomModelSpec { Layers = 8, Hidden = 32, Heads = 2, KvHeads = 1, HeadDim = 16, Intermediate = 64, Vocab = 128, Seed = 11, InitStd = 0.2f }, dir["model"]);
+        var rng = new Random(3);
+        E3.Model.IO.TokenFile.WriteBin(dir["data.bin"], Enumerable.Range(0, 6000).Select(_ => rng.Next(128)).ToArray());
+        var stdout = Console.Out;
+        var printed = new StringWriter();
+        Console.SetOut(TextWriter.Synchronized(printed)); // other test classes run beside this one and may write too
+        try
+        {
+            assembly.EntryPoint!.Invoke(null, [new[] { dir["model"], dir["data.bin"], dir["out"] }]);
+        }
+        finally
+        {
+            Console.SetOut(stdout);
+        }
+
+        // Prune = 0.25 of 8 layers drops 2; the program printed the mask the run wrote, and the healed model keeps 6 layers.
+        var mask = MaskFile.Load(Path.Combine(dir["out"], "masks", "e3.json"));
+        Assert.Equal(6, mask.Keep);
+        Assert.Contains($"dropped [{string.Join(",", mask.Dropped)}]", printed.ToString());
+        Assert.Equal(6, ModelConfig.Load(Path.Combine(dir["out"], "model-e3")).NumLayers);
+        Assert.True(File.Exists(Path.Combine(dir["out"], "report.md")));
+    }
+
+    [Fact]
     public void AnInternalTypeInTheExampleDoesNotCompile()
     {
         // The check above would be empty if the compilation could see internals: it cannot.
@@ -63,14 +92,14 @@ public sealed partial class ReadmeLibraryExampleTests
         Assert.Contains("CS0122", e.Message); // inaccessible due to its protection level
     }
 
-    /// <summary>The one C# block under the README's "### As a library" heading.</summary>
-    static string ExampleSource()
+    /// <summary>The first C# block under the README's <paramref name="heading"/>.</summary>
+    static string ExampleSource(string heading = "### As a library")
     {
         string readme = File.ReadAllText(Path.Combine(Root, "README.md"));
-        int section = readme.IndexOf("### As a library", StringComparison.Ordinal);
-        Assert.True(section >= 0, "README.md has no \"### As a library\" section");
+        int section = readme.IndexOf(heading + "\n", StringComparison.Ordinal);
+        Assert.True(section >= 0, $"README.md has no \"{heading}\" section");
         var block = CSharpBlock().Match(readme, section);
-        Assert.True(block.Success, "README.md's \"As a library\" section has no ```csharp block");
+        Assert.True(block.Success, $"README.md's \"{heading}\" section has no ```csharp block");
         return block.Groups[1].Value;
     }
 

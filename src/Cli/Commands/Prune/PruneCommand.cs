@@ -1,5 +1,6 @@
 using System.CommandLine;
-using System.Text.Json.Nodes;
+using E3.Pruning.Baselines;
+using E3.Pruning.Pipeline;
 
 namespace E3.Cli.Commands.Prune;
 
@@ -44,6 +45,15 @@ internal static class PruneCommand
             model, data, evalData, holdout, prune, keep, output, baselines, calib, searchTokens, distillTokens, evalTokens, seq, batch, samples,
             searchLr, distillLr, noBaselineDistill, seed, prefill, decode, repeats, resume, recompute, device, tf32, threads, json,
         };
+        holdout.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<double>() is var h && !(h is > 0 and < 1)) r.AddError($"--holdout: {h} must lie in (0, 1)");
+        });
+        baselines.Validators.Add(r =>
+        {
+            foreach (var m in r.GetValueOrDefault<string[]>() ?? [])
+                if (!BaselineMethods.Names.Contains(m)) r.AddError($"--baselines: '{m}' is not a baseline ({string.Join(", ", BaselineMethods.Names)})");
+        });
         cmd.Validators.Add(r =>
         {
             if ((r.GetResult(prune) == null) == (r.GetResult(keep) == null)) r.AddError("give exactly one of --prune RATIO and --keep K");
@@ -52,7 +62,7 @@ internal static class PruneCommand
         {
             // Refused here, not by the search stage after every baseline has run.
             if (p.GetValue(tf32)) CliRunner.RequireTensorCores(p.GetValue(device)!);
-            var settings = new PruneSettings
+            var request = new PruneRequest
             {
                 Model = p.GetValue(model)!, Data = p.GetValue(data)!, EvalData = p.GetValue(evalData), Holdout = p.GetValue(holdout),
                 Prune = p.GetValue(prune), Keep = p.GetValue(keep), Output = p.GetValue(output)!, Baselines = p.GetValue(baselines)!,
@@ -63,9 +73,10 @@ internal static class PruneCommand
                 Device = p.GetValue(device)!, Threads = p.GetValue(threads), Resume = p.GetValue(resume),
                 ActivationCheckpointing = p.GetValue(recompute), Tf32 = p.GetValue(tf32),
             };
-            var report = new PrunePipeline(settings, line => Console.Error.WriteLine($"[prune] {line}")).Run();
-            if (p.GetValue(json)) CliRunner.WriteJson(report);
-            else Console.Out.Write(File.ReadAllText(Path.Combine(settings.Output, "report.md")));
+            string plot = Path.Combine(request.Output, "search.png");
+            var outcome = PruneConsole.Run(progress => Pruner.Run(request, progress, (state, mask) => SearchPlot.Write(state, mask.Kept.ToHashSet(), plot)));
+            if (p.GetValue(json)) Console.Out.Write(File.ReadAllText(outcome.ReportJson) + Environment.NewLine);
+            else Console.Out.Write(File.ReadAllText(outcome.ReportMarkdown));
             return ExitCodes.Ok;
         }));
         return cmd;

@@ -5,7 +5,7 @@ using E3.Model.Decoder;
 using E3.Model.IO;
 using E3.Model.Training;
 
-namespace E3.Cli.Commands;
+namespace E3.Pruning.Distill;
 
 /// <summary>
 /// A training job's memory plan set against the machine before anything is loaded. A plan larger than the GPU would end
@@ -31,14 +31,14 @@ internal static class MemoryFit
         return checkpoint.Contains(WeightNames.Embedding) && checkpoint.Get(WeightNames.Embedding).DType == SafeTensorsDType.BF16 ? DType.BF16 : DType.F32;
     }
 
-    /// <summary>Throws when <paramref name="plan"/> needs more than the device's memory; warns on stderr when it comes close, or when the host side exceeds what this process may use.</summary>
+    /// <summary>Throws when <paramref name="plan"/> needs more than the device's memory; warns when it comes close, or when the host side exceeds what this process may use.</summary>
     /// <param name="command">Names the job in the messages.</param>
     /// <param name="plan">The job's plan.</param>
     /// <param name="backend">The backend it will run on.</param>
-    /// <param name="warnings">Where warnings go (stderr).</param>
+    /// <param name="warn">Told each warning, one line without a prefix.</param>
     /// <param name="checkpointing">Whether the job recomputes its layers already (the advice then leaves that out).</param>
     /// <param name="canFreeze">Whether the command takes --freeze, which the advice then names.</param>
-    public static void Check(string command, TrainingMemoryPlan plan, IBackend backend, TextWriter warnings, bool checkpointing, bool canFreeze)
+    public static void Check(string command, TrainingMemoryPlan plan, IBackend backend, Action<string> warn, bool checkpointing, bool canFreeze)
     {
         var remedies = new List<string>();
         if (!checkpointing) remedies.Add("add --activation-checkpointing");
@@ -54,13 +54,36 @@ internal static class MemoryFit
                     $"{GiB(device)} that {gpu.Device.Info.Name} has: {shrink}");
             // The driver's context, cuBLAS's workspace and the kernels' own scratch come on top of the plan.
             if (plan.DevicePeak > 0.9 * device)
-                warnings.WriteLine($"e3: warning: {command} plans {GiB(plan.DevicePeak)} of the {GiB(device)} of device memory; " +
+                warn($"{command} plans {GiB(plan.DevicePeak)} of the {GiB(device)} of device memory; " +
                     "the driver, cuBLAS and the kernels' scratch need some of the rest");
         }
         long host = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (plan.HostPeak > host)
-            warnings.WriteLine($"e3: warning: {command} plans {GiB(plan.HostPeak)} of host memory, more than the {GiB(host)} this process may use: {shrink}");
+            warn($"{command} plans {GiB(plan.HostPeak)} of host memory, more than the {GiB(host)} this process may use: {shrink}");
     }
+
+    /// <summary>
+    /// The mask search's plan on <paramref name="backend"/>: the model frozen behind its gates, the loss fused with the LM
+    /// head on a GPU, and the live teacher (the model itself) when the steps, the KL initialisation or the final swaps run it.
+    /// </summary>
+    public static void CheckSearch(string modelFolder, ModelConfig config, int sequence, int batch, bool checkpointing, bool liveTeacher,
+        IBackend backend, Action<string> warn)
+    {
+        var target = TrainingMemoryPlan.TargetOf(backend);
+        Check("search", TrainingMemoryPlan.Create(config, sequence, batch,
+            new TrainingOptions { Mode = TrainingMode.Frozen, Checkpointing = checkpointing }, StoredWeights(modelFolder, config),
+            fusedHead: target == PlanTarget.Gpu, target, liveTeacher ? new DistillationPlan(DType.F32, IsStudent: true) : null),
+            backend, warn, checkpointing, canFreeze: false);
+    }
+
+    /// <summary>Distillation's plan on <paramref name="backend"/>, as <see cref="Distiller"/> sets the run up (before any weights load).</summary>
+    public static void CheckDistill(DistillationSetup setup, DistillationRequest request, IBackend backend, Action<string> warn) =>
+        Check("distill", TrainingMemoryPlan.Create(setup.StudentConfig, request.Settings.Sequence, request.Settings.Batch,
+            new TrainingOptions { Mode = TrainingMode.Train, Freeze = setup.Freeze, Checkpointing = request.ActivationCheckpointing },
+            StoredWeights(setup.StudentFolder, setup.StudentConfig), fusedHead: true, TrainingMemoryPlan.TargetOf(backend),
+            setup.TeacherBackend is { } teacherBackend ? new DistillationPlan(teacherBackend.ActivationType, setup.TeacherConfig,
+                Weights: teacherBackend == backend ? StoredWeights(request.Teacher, setup.TeacherConfig) : null) : null),
+            backend, warn, request.ActivationCheckpointing, canFreeze: true);
 
     static string GiB(long bytes) => $"{bytes / (double)(1L << 30):F1} GiB";
 }

@@ -5,7 +5,7 @@ using E3.Backends.Gpu;
 using E3.Interop.Driver;
 using E3.Interop.Gpu;
 
-namespace E3.Cli.Commands;
+namespace E3.Pruning.Bench;
 
 /// <summary>
 /// The members every <c>e3 bench</c> JSON starts with: <c>schema</c>, which names the layout and its version, and

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
 using System.Text.Json.Nodes;
 
-namespace E3.Cli.Commands;
+namespace E3.Pruning.Bench;
 
 /// <summary>What this build and this machine are, as <c>e3 doctor</c> and every bench JSON report them.</summary>
 internal static class HostFacts

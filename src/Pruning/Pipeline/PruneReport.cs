@@ -3,9 +3,9 @@ using System.Text;
 using System.Text.Json.Nodes;
 using E3.Model;
 using E3.Pruning.Masks;
-using Row = E3.Cli.Commands.Prune.PrunePipeline.Row;
+using Row = E3.Pruning.Pipeline.PrunePipeline.Row;
 
-namespace E3.Cli.Commands.Prune;
+namespace E3.Pruning.Pipeline;
 
 /// <summary>report.md and report.json of one <c>e3 prune</c> run.</summary>
 internal sealed record PruneReport(string Markdown, JsonObject Json)
@@ -13,8 +13,9 @@ internal sealed record PruneReport(string Markdown, JsonObject Json)
     /// <param name="masks">The compare rows of the teacher and every mask on held-out text (before distillation).</param>
     /// <param name="healed">The compare rows of the teacher and every healed, exported student.</param>
     /// <param name="students">Which method each healed student came from, with its folder.</param>
-    public static PruneReport Build(PruneSettings s, ModelConfig config, MaskFile learned, IReadOnlyList<Row> masks, IReadOnlyList<Row> healed,
-        IReadOnlyList<(string Method, string Folder)> students, JsonObject search, JsonObject speed)
+    /// <param name="plot">Whether search.png is in the output folder, for report.md to show.</param>
+    public static PruneReport Build(PruneRequest s, ModelConfig config, MaskFile learned, IReadOnlyList<Row> masks, IReadOnlyList<Row> healed,
+        IReadOnlyList<(string Method, string Folder)> students, JsonObject search, JsonObject speed, bool plot)
     {
         var teacher = masks.Single(r => r.Method == "full");
         Row ByMethod(string method) => masks.Single(r => Path.GetFileNameWithoutExtension(r.Name) == method);
@@ -57,7 +58,7 @@ internal sealed record PruneReport(string Markdown, JsonObject Json)
             ["search"] = new JsonObject
             {
                 ["steps"] = search["steps"]?.DeepClone(), ["tokens"] = search["tokens"]?.DeepClone(), ["final_loss"] = search["final_loss"]?.DeepClone(),
-                ["seconds"] = search["seconds"]?.DeepClone(), ["plot"] = "search.png",
+                ["seconds"] = search["seconds"]?.DeepClone(), ["plot"] = plot ? "search.png" : null,
             },
         };
 
@@ -94,13 +95,37 @@ internal sealed record PruneReport(string Markdown, JsonObject Json)
             md.AppendLine($"| {phase} ({speed[phase + "_tokens"]} tokens) | {N(p["full_tps"]!.GetValue<double>())} | {N(p["pruned_tps"]!.GetValue<double>())} | {p["speedup"]!.GetValue<double>():F3}x | {p["roofline_speedup"]!.GetValue<double>():F3}x | {ideal:F3}x |");
         }
         md.AppendLine().AppendLine("Ideal is layers over kept layers. Roofline counts, besides the layers, the work that no mask removes (the LM head, the KV cache): prefill by FLOPs, decode by bytes read. It is the speedup of a phase that runs at a constant rate of its limiting resource.");
-        md.AppendLine().AppendLine("## Search").AppendLine();
-        md.AppendLine("Keep probability of every layer across steps, and the distillation loss of the sampled masks:").AppendLine();
-        md.AppendLine("![search](search.png)").AppendLine();
+        if (plot)
+        {
+            md.AppendLine().AppendLine("## Search").AppendLine();
+            md.AppendLine("Keep probability of every layer across steps, and the distillation loss of the sampled masks:").AppendLine();
+            md.AppendLine("![search](search.png)").AppendLine();
+        }
+        else md.AppendLine();
         md.AppendLine($"The healed, pruned checkpoint (Hugging Face layout, layers renumbered) is in `{Path.GetFileName(students.First(x => x.Method == "e3").Folder)}/`.");
         return new PruneReport(md.ToString(), json);
     }
 
     static string N(double v) => v.ToString("G5", CultureInfo.InvariantCulture);
     static string P(double v) => v.ToString("P0", CultureInfo.InvariantCulture);
+
+    /// <summary>The report's figures for a library caller: read from <see cref="Json"/>, so they are the ones report.json holds.</summary>
+    public PruneOutcome Outcome(MaskFile learned, string markdownFile, string jsonFile)
+    {
+        var e3 = Json["methods"]!.AsArray().Select(m => m!.AsObject()).Single(m => m["method"]!.GetValue<string>() == "e3");
+        return new PruneOutcome
+        {
+            Mask = learned,
+            HealedModel = Json["model_out"]!.GetValue<string>(),
+            ReportMarkdown = markdownFile,
+            ReportJson = jsonFile,
+            TeacherPerplexity = Json["teacher"]!["perplexity"]!.GetValue<double>(),
+            PrunedPerplexity = e3["perplexity"]!.GetValue<double>(),
+            HealedPerplexity = e3["healed"]!["perplexity"]!.GetValue<double>(),
+            GapRecovered = Json["distillation_gap_recovered"]?.GetValue<double>(),
+            BestBaseline = Json["best_baseline"]?.GetValue<string>(),
+            PrefillSpeedup = Json["speedup"]!["prefill"]!["speedup"]!.GetValue<double>(),
+            DecodeSpeedup = Json["speedup"]!["decode"]?["speedup"]?.GetValue<double>(),
+        };
+    }
 }

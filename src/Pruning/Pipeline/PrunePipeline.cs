@@ -1,0 +1,243 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using E3.Backends;
+using E3.Interop.IO;
+using E3.Model;
+using E3.Model.Decoder;
+using E3.Model.Evaluation;
+using E3.Model.IO;
+using E3.Pruning.Baselines;
+using E3.Pruning.Bench;
+using E3.Pruning.Distill;
+using E3.Pruning.Export;
+using E3.Pruning.Masks;
+using E3.Pruning.Reports;
+using E3.Pruning.Search;
+
+namespace E3.Pruning.Pipeline;
+
+/// <summary>
+/// The stages of <see cref="Pruner.Run"/>, each the library call its e3 command makes, with that command's defaults.
+/// Each stage opens the device itself (for inference or for training) and releases it, so that no two stages hold a
+/// model on it at once.
+/// </summary>
+internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progress, Action<SearchState, MaskFile>? searchFinished)
+{
+    /// <summary>Held-out tokens per evaluation window (<c>e3 compare</c>'s default).</summary>
+    const int EvalWindow = 256;
+
+    /// <summary>Steps between the search's checkpoints (<c>e3 search</c>'s default).</summary>
+    const int SearchCheckpointEvery = 50;
+
+    readonly string _out = Path.GetFullPath(s.Output);
+
+    string Sub(params string[] parts) => Path.Combine([_out, .. parts]);
+
+    public PruneOutcome Run()
+    {
+        var config = ModelConfig.Load(s.Model);
+        int keep = s.Validate(config.NumLayers);
+        var (train, heldout) = SplitData(config);
+        if (Directory.Exists(_out) && Directory.EnumerateFileSystemEntries(_out).Any() && !s.Resume)
+            throw new ArgumentException($"--out: {_out} already exists and is not empty; pass --resume to continue that run, or choose another folder");
+        Directory.CreateDirectory(_out);
+        string trainFile = Sub("data", "train.bin"), heldoutFile = Sub("data", "heldout.bin");
+        if (!File.Exists(trainFile) || !File.Exists(heldoutFile) || !s.Resume)
+        {
+            Directory.CreateDirectory(Sub("data"));
+            TokenFile.WriteBin(trainFile, train);
+            TokenFile.WriteBin(heldoutFile, heldout);
+        }
+        // A resumed run trains and evaluates on the split it started with.
+        train = DataTokens.Read(trainFile, s.Model, config.VocabSize);
+        heldout = DataTokens.Read(heldoutFile, s.Model, config.VocabSize);
+        var stages = new PruneStages(_out, s.Resume, progress);
+
+        var masks = new Dictionary<string, string>();
+        Directory.CreateDirectory(Sub("masks"));
+        foreach (var name in s.Baselines)
+        {
+            string mask = Sub("masks", name + ".json");
+            stages.Run("baseline-" + name, $"{name}, keep {keep} of {config.NumLayers} layers",
+                () => Baseline(BaselineMethods.Parse(name), train, trainFile, keep, mask, Sub("checkpoints", "baseline-" + name)));
+            masks[name] = mask;
+        }
+
+        string e3Mask = Sub("masks", "e3.json");
+        var search = stages.Run("search", $"Gumbel-TopK mask search on {s.SearchTokens} tokens, keep {keep}",
+            () => Search(train, trainFile, keep, e3Mask, Sub("checkpoints", "search")));
+        masks["e3"] = e3Mask;
+
+        var before = stages.Run("compare-masks", $"{masks.Count} masks against the teacher on held-out text",
+            () => Compare([.. masks.Values], [], heldout, Sub("comparison-masks.md")));
+        var rows = Rows(before);
+        string? bestBaseline = s.DistillBestBaseline
+            ? rows.Where(r => r.Method is not ("e3" or "full")).OrderBy(r => r.Kl).Select(r => Path.GetFileNameWithoutExtension(r.Name)).FirstOrDefault()
+            : null;
+
+        var healed = new List<(string Method, string Folder)>();
+        foreach (var method in bestBaseline == null ? ["e3"] : new[] { "e3", bestBaseline })
+        {
+            string distilled = Sub("work", "distilled-" + method), exported = Sub("model-" + method);
+            stages.Run("distill-" + method, $"heal the {method} mask on {s.DistillTokens} tokens",
+                () => Distill(masks[method], trainFile, distilled, Sub("checkpoints", "distill-" + method)));
+            stages.Run("export-" + method, $"write the healed {method} model without its dropped layers",
+                () => Export(distilled, masks[method], exported));
+            healed.Add((method, exported));
+        }
+
+        var after = stages.Run("compare-healed", $"{healed.Count} healed models against the teacher on held-out text",
+            () => Compare([], [.. healed.Select(h => h.Folder)], heldout, output: null));
+        var learned = MaskFile.Load(e3Mask);
+        var speed = stages.Run("speedup", $"full vs pruned, prefill {s.BenchPrefill} and decode {s.BenchDecode} tokens, {s.BenchRepeats} repeats",
+            () => Speedup(learned));
+
+        var report = PruneReport.Build(s, config, learned, rows, Rows(after), healed, search, speed, File.Exists(Sub("search.png")));
+        string reportJson = Sub("report.json"), reportMarkdown = Sub("report.md");
+        AtomicFile.WriteAllText(reportJson, ResultJson.Format(report.Json));
+        AtomicFile.WriteAllText(reportMarkdown, report.Markdown);
+        return report.Outcome(learned, reportMarkdown, reportJson);
+    }
+
+    /// <summary>Tokens for training and for held-out evaluation (the end of --data unless --eval-data is given).</summary>
+    (int[] Train, int[] Heldout) SplitData(ModelConfig config)
+    {
+        int[] all = DataTokens.Read(s.Data, s.Model, config.VocabSize);
+        int[] train, heldout;
+        if (s.EvalData != null)
+        {
+            train = all;
+            heldout = DataTokens.Read(s.EvalData, s.Model, config.VocabSize);
+        }
+        else
+        {
+            int cut = all.Length - (int)Math.Ceiling(all.Length * s.Holdout);
+            train = all[..cut];
+            heldout = all[cut..];
+        }
+        if (train.Length < s.Sequence + 1)
+            throw new InvalidDataException($"{s.Data}: {train.Length} training tokens after the held-out split; --seq {s.Sequence} needs at least {s.Sequence + 1}");
+        if (heldout.Length < 2) throw new InvalidDataException($"{s.EvalData ?? s.Data}: {heldout.Length} held-out tokens; at least 2 are needed");
+        return (train, heldout);
+    }
+
+    IBackend Inference() => ComputeDevice.CreateBackend(s.Device, new ComputeDeviceOptions { Threads = s.Threads });
+
+    IBackend Training() => ComputeDevice.CreateBackend(s.Device, new ComputeDeviceOptions { Threads = s.Threads, Training = true, Tf32 = s.Tf32 });
+
+    /// <summary><c>e3 baseline</c>: drop-one-kl checkpoints after every greedy step and resumes from it.</summary>
+    JsonObject Baseline(BaselineMethod method, int[] train, string trainFile, int keep, string maskPath, string checkpointFolder)
+    {
+        var clock = Stopwatch.StartNew();
+        using var backend = Inference();
+        using var model = DecoderModel.Load(s.Model, backend);
+        var target = PruneTarget.FromKeep(model.Config.NumLayers, keep);
+        var data = method.NeedsData() ? CalibrationSet.Sample(train, s.Sequence, s.Batch, s.CalibrationTokens, s.Seed, trainFile) : null;
+        string? checkpoint = null;
+        if (method == BaselineMethod.DropOneKl)
+        {
+            Directory.CreateDirectory(checkpointFolder);
+            checkpoint = Path.Combine(checkpointFolder, GreedyKlCheckpoint.FileName);
+        }
+        string name = "baseline-" + method.Name();
+        var result = BaselinePruner.Run(model, method, target, data, s.Seed,
+            new CallerThreadProgress<BaselineProgress>(p => progress(new PruneProgress(name, PruneEvent.Advanced, $"{p.Stage}: pass {p.Done}/{p.Total}", p.Done, p.Total))),
+            checkpoint, resume: checkpoint != null && File.Exists(checkpoint));
+        result.Mask.Save(maskPath);
+        return ResultJson.Baseline(result, model.Config.NumLayers, maskPath, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary><c>e3 search</c> with its defaults, calibrating on as many tokens as the baselines score layers on.</summary>
+    JsonObject Search(int[] train, string trainFile, int keep, string maskPath, string checkpointFolder)
+    {
+        using var backend = Training();
+        MemoryFit.CheckSearch(s.Model, ModelConfig.Load(s.Model), s.Sequence, s.Batch, s.ActivationCheckpointing, liveTeacher: true, backend,
+            line => progress(new PruneProgress("search", PruneEvent.Warning, line)));
+        using var model = DecoderModel.Load(s.Model, backend);
+        var batches = new LiveTeacherBatches(train, s.Sequence, s.Batch, s.Seed, trainFile);
+        var options = new SearchOptions
+        {
+            Keep = keep,
+            Steps = (s.SearchTokens + batches.TokensPerBatch - 1) / batches.TokensPerBatch,
+            Samples = s.Samples,
+            LearningRate = s.SearchLearningRate,
+            Init = AlphaInit.Kl,
+            InitBatches = (int)Math.Max(1, (s.CalibrationTokens + batches.TokensPerBatch - 1) / batches.TokensPerBatch),
+            Seed = s.Seed,
+            ActivationCheckpointing = s.ActivationCheckpointing,
+        };
+        using var search = new MaskSearch(model, batches, options, s.Threads > 0 ? s.Threads : -1);
+        bool resumed = SearchCheckpoint.Exists(checkpointFolder);
+        var state = resumed ? search.Resume(checkpointFolder) : search.Initialize();
+        long startStep = state.Step;
+        var clock = Stopwatch.StartNew();
+        search.Run(state, checkpointFolder, SearchCheckpointEvery, p => progress(new PruneProgress("search", PruneEvent.Advanced,
+            string.Create(CultureInfo.InvariantCulture, $"step {p.Step + 1}/{p.TotalSteps} k={p.Keep} τ={p.Tau:F3} loss={p.Loss:F5}"), p.Step + 1, p.TotalSteps)));
+        double seconds = clock.Elapsed.TotalSeconds;
+        var mask = search.Result(state);
+        searchFinished?.Invoke(state, mask);
+        mask.Save(maskPath);
+        return ResultJson.Search(search, state, mask, maskPath, plot: null, model.Config.NumLayers, startStep, resumed, batches.TokensPerBatch, seconds);
+    }
+
+    /// <summary><c>e3 compare</c>: the teacher, the masks and the students on the held-out windows.</summary>
+    JsonObject Compare(IReadOnlyList<string> maskPaths, IReadOnlyList<string> students, int[] heldout, string? output)
+    {
+        using var backend = Inference();
+        using var teacher = DecoderModel.Load(s.Model, backend);
+        var masks = ModelComparison.LoadMasks(maskPaths, teacher.Config);
+        string stage = maskPaths.Count > 0 ? "compare-masks" : "compare-healed";
+        var rows = ModelComparison.Run(teacher, masks, students, heldout, EvalWindow, s.EvalTokens,
+            (done, total) => progress(new PruneProgress(stage, PruneEvent.Advanced, $"window {done}/{total}", done, total)));
+        if (output != null) AtomicFile.WriteAllText(output, ComparisonTable.Markdown(rows));
+        return new JsonObject { ["teacher"] = s.Model, ["rows"] = ComparisonTable.Json(rows) };
+    }
+
+    /// <summary><c>e3 distill</c> of the teacher under a mask, with the live teacher, into its own work folder.</summary>
+    JsonObject Distill(string maskPath, string trainFile, string output, string checkpointFolder)
+    {
+        string stage = "distill-" + Path.GetFileNameWithoutExtension(maskPath);
+        var request = new DistillationRequest
+        {
+            Teacher = s.Model, Mask = maskPath, Data = trainFile, Output = output,
+            ReplaceOutput = true, // the stage's own work folder, rewritten when a resumed run repeats the stage
+            Settings = new TrainingSettings { Tokens = s.DistillTokens, Sequence = s.Sequence, Batch = s.Batch, LearningRate = s.DistillLearningRate, Seed = s.Seed },
+            CheckpointFolder = checkpointFolder, Resume = new TrainingCheckpoint(checkpointFolder).Exists, ActivationCheckpointing = s.ActivationCheckpointing,
+        };
+        Distiller.Check(request);
+        using var backend = Training();
+        var outcome = Distiller.Run(backend, request, p => progress(new PruneProgress(stage, PruneEvent.Advanced,
+            string.Create(CultureInfo.InvariantCulture, $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s"), p.Step, p.TotalSteps)),
+            CancellationToken.None, setup => MemoryFit.CheckDistill(setup, request, backend, line => progress(new PruneProgress(stage, PruneEvent.Warning, line))));
+        return ResultJson.Training("distill", outcome, output);
+    }
+
+    /// <summary><c>e3 export</c>: the healed model without the mask's dropped layers, renumbered.</summary>
+    JsonObject Export(string model, string maskPath, string output)
+    {
+        string stage = "export-" + Path.GetFileNameWithoutExtension(maskPath);
+        var exporter = new CheckpointExporter
+        {
+            Progress = (done, total, _) => progress(new PruneProgress(stage, PruneEvent.Advanced, $"tensor {done}/{total}", done, total)),
+        };
+        return ResultJson.Export(exporter.Export(model, maskPath, output, overwrite: true));
+    }
+
+    /// <summary><c>e3 bench speedup</c>: the full and the pruned teacher alternate in one process, batch 1.</summary>
+    JsonObject Speedup(MaskFile learned)
+    {
+        using var backend = Inference();
+        using var model = DecoderModel.Load(s.Model, backend);
+        var result = SpeedupBenchmark.Run(model, learned.ToLayerMask(), batch: 1, s.BenchPrefill, s.BenchDecode, s.BenchRepeats,
+            progress: line => progress(new PruneProgress("speedup", PruneEvent.Advanced, line)));
+        return BenchEnvironment.Wrap(ResultJson.SpeedupSchema, ResultJson.Speedup(result), BenchEnvironment.GpuOf(backend));
+    }
+
+    internal sealed record Row(string Name, string Method, int Layers, int[]? Dropped, double Perplexity, double Kl, double Top1);
+
+    static List<Row> Rows(JsonObject compare) => (compare["rows"] as JsonArray ?? []).Select(n => n!.AsObject()).Select(o => new Row(
+        o["name"]!.GetValue<string>(), o["method"]!.GetValue<string>(), o["layers"]!.GetValue<int>(),
+        o["dropped"] is JsonArray d ? d.Select(x => x!.GetValue<int>()).ToArray() : null,
+        o["perplexity"]!.GetValue<double>(), o["kl"]!.GetValue<double>(), o["top1_agreement"]!.GetValue<double>())).ToList();
+}

@@ -1,0 +1,140 @@
+using System.Text.Json.Nodes;
+using E3.Model;
+using E3.Model.IO;
+using E3.Pruning.Distill;
+using E3.Pruning.Masks;
+using E3.Pruning.Pipeline;
+using E3.Pruning.Search;
+using E3.Tests.Support;
+using Xunit;
+
+namespace E3.Tests.Prune;
+
+/// <summary>
+/// <see cref="Pruner.Run"/>, the library call behind <c>e3 prune</c>, on a tiny random model: the stages run in order
+/// and report as they go, the outcome is what report.json says, a failing stage is named and the run resumes from it,
+/// and a request no stage could run is refused before anything is written.
+/// </summary>
+public class PrunerTests
+{
+    const int Layers = 6, Vocab = 96;
+
+    static PruneRequest Request(TempDir dir)
+    {
+        RandomModel.Write(new RandomModelSpec { Layers = Layers, Hidden = 32, Heads = 2, KvHeads = 1, HeadDim = 16, Intermediate = 64, Vocab = Vocab, Seed = 3, InitStd = 0.2f }, dir["model"]);
+        var rng = new Random(5);
+        TokenFile.WriteBin(dir["data.bin"], Enumerable.Range(0, 4000).Select(_ => rng.Next(Vocab)).ToArray());
+        return new PruneRequest
+        {
+            Model = dir["model"], Data = dir["data.bin"], Output = dir["out"], Keep = 4, Baselines = ["last", "bi"],
+            CalibrationTokens = 128, SearchTokens = 256, DistillTokens = 128, EvalTokens = 128, Sequence = 32, Batch = 2, Samples = 2,
+            BenchPrefill = 16, BenchDecode = 4, BenchRepeats = 1, Threads = 1,
+        };
+    }
+
+    [Fact]
+    public void RunsTheStagesInOrderReportingEachAndReturnsTheReportsFigures()
+    {
+        using var dir = new TempDir();
+        var request = Request(dir);
+        var events = new List<PruneProgress>();
+        var searches = new List<(SearchState State, MaskFile Mask)>();
+        var outcome = Pruner.Run(request, events.Add, (state, mask) => searches.Add((state, mask)));
+
+        // Each stage starts, reports its progress, and finishes before the next starts.
+        var report = JsonNode.Parse(File.ReadAllText(outcome.ReportJson))!.AsObject();
+        string best = report["best_baseline"]!.GetValue<string>();
+        Assert.Contains(best, new[] { "last", "bi" });
+        string[] stages = ["baseline-last", "baseline-bi", "search", "compare-masks", "distill-e3", "export-e3", "distill-" + best, "export-" + best, "compare-healed", "speedup"];
+        var milestones = events.Where(e => e.Event != PruneEvent.Advanced).Select(e => (e.Stage, e.Event)).ToList();
+        Assert.Equal(stages.SelectMany(s => new[] { (s, PruneEvent.Started), (s, PruneEvent.Finished) }), milestones);
+        string? current = null;
+        foreach (var e in events)
+        {
+            if (e.Event == PruneEvent.Started) current = e.Stage;
+            Assert.Equal(current, e.Stage);
+            if (e.Event == PruneEvent.Advanced && e.Total > 0) Assert.InRange(e.Done, 0, e.Total);
+        }
+        foreach (var stage in new[] { "baseline-bi", "search", "compare-masks", "distill-e3", "export-e3", "speedup" })
+            Assert.Contains(events, e => e.Stage == stage && e.Event == PruneEvent.Advanced);
+
+        // The search's hook saw its final state and the mask the run kept.
+        var (state, searched) = Assert.Single(searches);
+        Assert.Equal(outcome.Mask.Kept, searched.Kept);
+        Assert.Equal(JsonNode.Parse(File.ReadAllText(Path.Combine(request.Output, "stages", "search.json")))!["steps"]!.GetValue<long>(), state.Step);
+        Assert.Equal(state.Step, state.LossHistory.Count);
+
+        // The outcome is what report.json holds, and the files it names exist.
+        var e3 = report["methods"]!.AsArray().Single(m => m!["method"]!.GetValue<string>() == "e3")!;
+        Assert.Equal(report["teacher"]!["perplexity"]!.GetValue<double>(), outcome.TeacherPerplexity);
+        Assert.Equal(e3["perplexity"]!.GetValue<double>(), outcome.PrunedPerplexity);
+        Assert.Equal(e3["healed"]!["perplexity"]!.GetValue<double>(), outcome.HealedPerplexity);
+        Assert.Equal(best, outcome.BestBaseline);
+        Assert.Equal(report["speedup"]!["prefill"]!["speedup"]!.GetValue<double>(), outcome.PrefillSpeedup);
+        Assert.Equal(report["speedup"]!["decode"]!["speedup"]!.GetValue<double>(), outcome.DecodeSpeedup);
+        // A random model's perplexities: finite and above 1, whichever way pruning moves them.
+        Assert.All(new[] { outcome.TeacherPerplexity, outcome.PrunedPerplexity, outcome.HealedPerplexity }, p => Assert.InRange(p, 1.0, 10.0 * Vocab));
+        Assert.Equal(4, outcome.Mask.Keep);
+        Assert.Equal(outcome.Mask.Kept, MaskFile.Load(Path.Combine(request.Output, "masks", "e3.json")).Kept);
+        Assert.Equal(4, ModelConfig.Load(outcome.HealedModel).NumLayers);
+        // No hook wrote search.png, so neither report claims a plot.
+        Assert.Null(report["search"]!["plot"]);
+        Assert.DoesNotContain("search.png", File.ReadAllText(outcome.ReportMarkdown));
+    }
+
+    [Fact]
+    public void AFailingStageIsNamedKeepsTheEarlierStagesAndTheRunResumesFromIt()
+    {
+        using var dir = new TempDir();
+        var request = Request(dir) with { Baselines = ["last"], DistillBestBaseline = false, Resume = true };
+        // A distillation checkpoint that cannot be read: the distill-e3 stage resumes from it and fails.
+        string broken = Path.Combine(request.Output, "checkpoints", "distill-e3");
+        Directory.CreateDirectory(broken);
+        File.WriteAllText(Path.Combine(broken, "latest"), "not a checkpoint");
+
+        var failed = Assert.Throws<PruneStageException>(() => Pruner.Run(request));
+        Assert.Equal("distill-e3", failed.Stage);
+        Assert.IsType<TrainingCheckpointException>(failed.InnerException);
+        Assert.Contains("distill-e3", failed.Message);
+        Assert.Equal(["baseline-last.json", "compare-masks.json", "search.json"],
+            Directory.GetFiles(Path.Combine(request.Output, "stages")).Select(Path.GetFileName).Order());
+        Assert.False(File.Exists(Path.Combine(request.Output, "report.json")));
+
+        Directory.Delete(broken, true);
+        var events = new List<PruneProgress>();
+        var outcome = Pruner.Run(request, events.Add);
+        Assert.Equal(["baseline-last", "search", "compare-masks"], events.Where(e => e.Event == PruneEvent.Kept).Select(e => e.Stage));
+        Assert.Equal(["distill-e3", "export-e3", "compare-healed", "speedup"], events.Where(e => e.Event == PruneEvent.Started).Select(e => e.Stage));
+        Assert.False(Directory.Exists(Path.Combine(request.Output, "model-last"))); // the best baseline was not healed, as asked
+        Assert.True(File.Exists(outcome.ReportJson));
+    }
+
+    public static TheoryData<string, string> Refusals => new()
+    {
+        { "keep", "--keep" }, { "bench-repeats", "--bench-repeats" }, { "baselines", "--baselines" }, { "device", "--device" },
+        { "tf32", "--tf32" }, { "seq", "--seq" }, { "holdout", "--holdout" }, { "search-lr", "--search-lr" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Refusals))]
+    public void ARequestNoStageCouldRunIsRefusedNamingTheOptionBeforeAnythingIsWritten(string change, string named)
+    {
+        using var dir = new TempDir();
+        var request = Request(dir);
+        request = change switch
+        {
+            "keep" => request with { Keep = Layers },
+            "bench-repeats" => request with { BenchRepeats = 0 },
+            "baselines" => request with { Baselines = ["bi", "taylor"] },
+            "device" => request with { Device = "tpu" },
+            "tf32" => request with { Tf32 = true },
+            "seq" => request with { Sequence = 1 },
+            "holdout" => request with { Holdout = 1 },
+            "search-lr" => request with { SearchLearningRate = double.NaN },
+            _ => throw new ArgumentOutOfRangeException(nameof(change)),
+        };
+        var e = Assert.ThrowsAny<ArgumentException>(() => Pruner.Run(request));
+        Assert.StartsWith(named + ":", e.Message);
+        Assert.False(Directory.Exists(request.Output));
+    }
+}
