@@ -77,7 +77,7 @@ public static class DistillCommand
             try
             {
                 outcome = TrainingConsole.Run("distill", progress => Distiller.Run(backend, request, progress, CancellationToken.None,
-                    setup => MemoryFit.CheckDistill(setup, request, backend, CliRunner.Warning(warnings))));
+                    setup => MemoryFit.CheckDistill(setup, request, backend, CliRunner.Warning(warnings), canFreeze: true)));
             }
             finally
             {

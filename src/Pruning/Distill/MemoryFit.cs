@@ -77,13 +77,14 @@ internal static class MemoryFit
     }
 
     /// <summary>Distillation's plan on <paramref name="backend"/>, as <see cref="Distiller"/> sets the run up (before any weights load).</summary>
-    public static void CheckDistill(DistillationSetup setup, DistillationRequest request, IBackend backend, Action<string> warn) =>
+    /// <param name="canFreeze">Whether the caller takes --freeze (e3 distill does, e3 prune does not), which the advice then names.</param>
+    public static void CheckDistill(DistillationSetup setup, DistillationRequest request, IBackend backend, Action<string> warn, bool canFreeze) =>
         Check("distill", TrainingMemoryPlan.Create(setup.StudentConfig, request.Settings.Sequence, request.Settings.Batch,
             new TrainingOptions { Mode = TrainingMode.Train, Freeze = setup.Freeze, Checkpointing = request.ActivationCheckpointing },
             StoredWeights(setup.StudentFolder, setup.StudentConfig), fusedHead: true, TrainingMemoryPlan.TargetOf(backend),
             setup.TeacherBackend is { } teacherBackend ? new DistillationPlan(teacherBackend.ActivationType, setup.TeacherConfig,
                 Weights: teacherBackend == backend ? StoredWeights(request.Teacher, setup.TeacherConfig) : null) : null),
-            backend, warn, request.ActivationCheckpointing, canFreeze: true);
+            backend, warn, request.ActivationCheckpointing, canFreeze);
 
     static string GiB(long bytes) => $"{bytes / (double)(1L << 30):F1} GiB";
 }

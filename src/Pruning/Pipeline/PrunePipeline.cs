@@ -22,7 +22,7 @@ namespace E3.Pruning.Pipeline;
 /// Each stage opens the device itself (for inference or for training) and releases it, so that no two stages hold a
 /// model on it at once.
 /// </summary>
-internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progress, Action<SearchState, MaskFile>? searchFinished)
+internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progress, Action<SearchState, MaskFile>? searchFinished, CancellationToken cancel)
 {
     /// <summary>Held-out tokens per evaluation window (<c>e3 compare</c>'s default).</summary>
     const int EvalWindow = 256;
@@ -30,18 +30,22 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
     /// <summary>Steps between the search's checkpoints (<c>e3 search</c>'s default).</summary>
     const int SearchCheckpointEvery = 50;
 
-    readonly string _out = Path.GetFullPath(s.Output);
+    string _out = "";
 
     string Sub(params string[] parts) => Path.Combine([_out, .. parts]);
 
     public PruneOutcome Run()
     {
+        s.Validate();
         var config = ModelConfig.Load(s.Model);
-        int keep = s.Validate(config.NumLayers);
+        int keep = s.KeepOf(config.NumLayers);
+        _out = Path.GetFullPath(s.Output);
         var (train, heldout) = SplitData(config);
         if (Directory.Exists(_out) && Directory.EnumerateFileSystemEntries(_out).Any() && !s.Resume)
             throw new ArgumentException($"--out: {_out} already exists and is not empty; pass --resume to continue that run, or choose another folder");
         Directory.CreateDirectory(_out);
+        var stages = new PruneStages(_out, s.Resume, progress, cancel);
+        stages.RequireSameRun(s.Identity(config, keep));
         string trainFile = Sub("data", "train.bin"), heldoutFile = Sub("data", "heldout.bin");
         if (!File.Exists(trainFile) || !File.Exists(heldoutFile) || !s.Resume)
         {
@@ -52,7 +56,6 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         // A resumed run trains and evaluates on the split it started with.
         train = DataTokens.Read(trainFile, s.Model, config.VocabSize);
         heldout = DataTokens.Read(heldoutFile, s.Model, config.VocabSize);
-        var stages = new PruneStages(_out, s.Resume, progress);
 
         var masks = new Dictionary<string, string>();
         Directory.CreateDirectory(Sub("masks"));
@@ -129,11 +132,11 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
     /// <summary><c>e3 baseline</c>: drop-one-kl checkpoints after every greedy step and resumes from it.</summary>
     JsonObject Baseline(BaselineMethod method, int[] train, string trainFile, int keep, string maskPath, string checkpointFolder)
     {
-        var clock = Stopwatch.StartNew();
         using var backend = Inference();
         using var model = DecoderModel.Load(s.Model, backend);
         var target = PruneTarget.FromKeep(model.Config.NumLayers, keep);
         var data = method.NeedsData() ? CalibrationSet.Sample(train, s.Sequence, s.Batch, s.CalibrationTokens, s.Seed, trainFile) : null;
+        var clock = Stopwatch.StartNew();
         string? checkpoint = null;
         if (method == BaselineMethod.DropOneKl)
         {
@@ -142,7 +145,7 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         }
         string name = "baseline-" + method.Name();
         var result = BaselinePruner.Run(model, method, target, data, s.Seed,
-            new CallerThreadProgress<BaselineProgress>(p => progress(new PruneProgress(name, PruneEvent.Advanced, $"{p.Stage}: pass {p.Done}/{p.Total}", p.Done, p.Total))),
+            new CallerThreadProgress<BaselineProgress>(p => Advance(name, $"{p.Stage}: pass {p.Done}/{p.Total}", p.Done, p.Total)),
             checkpoint, resume: checkpoint != null && File.Exists(checkpoint));
         result.Mask.Save(maskPath);
         return ResultJson.Baseline(result, model.Config.NumLayers, maskPath, clock.Elapsed.TotalSeconds);
@@ -172,13 +175,14 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         var state = resumed ? search.Resume(checkpointFolder) : search.Initialize();
         long startStep = state.Step;
         var clock = Stopwatch.StartNew();
-        search.Run(state, checkpointFolder, SearchCheckpointEvery, p => progress(new PruneProgress("search", PruneEvent.Advanced,
-            string.Create(CultureInfo.InvariantCulture, $"step {p.Step + 1}/{p.TotalSteps} k={p.Keep} τ={p.Tau:F3} loss={p.Loss:F5}"), p.Step + 1, p.TotalSteps)));
+        search.Run(state, checkpointFolder, SearchCheckpointEvery, p => Advance("search",
+            string.Create(CultureInfo.InvariantCulture, $"step {p.Step + 1}/{p.TotalSteps} k={p.Keep} τ={p.Tau:F3} loss={p.Loss:F5}"), p.Step + 1, p.TotalSteps));
         double seconds = clock.Elapsed.TotalSeconds;
         var mask = search.Result(state);
-        searchFinished?.Invoke(state, mask);
         mask.Save(maskPath);
-        return ResultJson.Search(search, state, mask, maskPath, plot: null, model.Config.NumLayers, startStep, resumed, batches.TokensPerBatch, seconds);
+        searchFinished?.Invoke(state, mask);
+        string? plot = File.Exists(Sub("search.png")) ? Sub("search.png") : null;
+        return ResultJson.Search(search, state, mask, maskPath, plot, model.Config.NumLayers, startStep, resumed, batches.TokensPerBatch, seconds);
     }
 
     /// <summary><c>e3 compare</c>: the teacher, the masks and the students on the held-out windows.</summary>
@@ -188,8 +192,8 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         using var teacher = DecoderModel.Load(s.Model, backend);
         var masks = ModelComparison.LoadMasks(maskPaths, teacher.Config);
         string stage = maskPaths.Count > 0 ? "compare-masks" : "compare-healed";
-        var rows = ModelComparison.Run(teacher, masks, students, heldout, EvalWindow, s.EvalTokens,
-            (done, total) => progress(new PruneProgress(stage, PruneEvent.Advanced, $"window {done}/{total}", done, total)));
+        var rows = ModelComparison.Run(teacher, masks, students, heldout, EvalWindow, s.EvalTokens > 0 ? s.EvalTokens : long.MaxValue,
+            (done, total) => Advance(stage, $"window {done}/{total}", done, total));
         if (output != null) AtomicFile.WriteAllText(output, ComparisonTable.Markdown(rows));
         return new JsonObject { ["teacher"] = s.Model, ["rows"] = ComparisonTable.Json(rows) };
     }
@@ -209,7 +213,7 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         using var backend = Training();
         var outcome = Distiller.Run(backend, request, p => progress(new PruneProgress(stage, PruneEvent.Advanced,
             string.Create(CultureInfo.InvariantCulture, $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s"), p.Step, p.TotalSteps)),
-            CancellationToken.None, setup => MemoryFit.CheckDistill(setup, request, backend, line => progress(new PruneProgress(stage, PruneEvent.Warning, line))));
+            cancel, setup => MemoryFit.CheckDistill(setup, request, backend, line => progress(new PruneProgress(stage, PruneEvent.Warning, line)), canFreeze: false));
         return ResultJson.Training("distill", outcome, output);
     }
 
@@ -219,7 +223,7 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         string stage = "export-" + Path.GetFileNameWithoutExtension(maskPath);
         var exporter = new CheckpointExporter
         {
-            Progress = (done, total, _) => progress(new PruneProgress(stage, PruneEvent.Advanced, $"tensor {done}/{total}", done, total)),
+            Progress = (done, total, _) => Advance(stage, $"tensor {done}/{total}", done, total),
         };
         return ResultJson.Export(exporter.Export(model, maskPath, output, overwrite: true));
     }
@@ -232,6 +236,13 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         var result = SpeedupBenchmark.Run(model, learned.ToLayerMask(), batch: 1, s.BenchPrefill, s.BenchDecode, s.BenchRepeats,
             progress: line => progress(new PruneProgress("speedup", PruneEvent.Advanced, line)));
         return BenchEnvironment.Wrap(ResultJson.SpeedupSchema, ResultJson.Speedup(result), BenchEnvironment.GpuOf(backend));
+    }
+
+    /// <summary>Reports progress inside a stage, and stops it there when the run is cancelled.</summary>
+    void Advance(string stage, string message, long done, long total)
+    {
+        cancel.ThrowIfCancellationRequested();
+        progress(new PruneProgress(stage, PruneEvent.Advanced, message, done, total));
     }
 
     internal sealed record Row(string Name, string Method, int Layers, int[]? Dropped, double Perplexity, double Kl, double Top1);

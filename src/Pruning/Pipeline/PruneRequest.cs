@@ -1,4 +1,6 @@
+using System.Text.Json.Nodes;
 using E3.Backends;
+using E3.Model;
 using E3.Pruning.Baselines;
 
 namespace E3.Pruning.Pipeline;
@@ -45,7 +47,7 @@ public sealed record PruneRequest
     /// <summary>Tokens each distillation trains on.</summary>
     public long DistillTokens { get; init; } = 40960;
 
-    /// <summary>Held-out tokens scored per model, in whole windows of 256 (so at least this many).</summary>
+    /// <summary>Held-out tokens scored per model, in whole windows of 256 (so at least this many); 0 scores them all.</summary>
     public long EvalTokens { get; init; } = 16384;
 
     /// <summary>Tokens per training sequence.</summary>
@@ -93,21 +95,20 @@ public sealed record PruneRequest
     /// <summary>Search and distillation recompute each layer in the backward: the same results, one layer's activations instead of all.</summary>
     public bool ActivationCheckpointing { get; init; }
 
-    /// <summary>Continue the run in <see cref="Output"/> from its first unfinished stage; without it an existing, non-empty folder is refused.</summary>
+    /// <summary>
+    /// Continue the run in <see cref="Output"/> from its first unfinished stage, on the data split it started with;
+    /// without it an existing, non-empty folder is refused. A run resumed with another target or budget is refused too,
+    /// naming the option (the device, threads, TF32, activation checkpointing and the bench may change).
+    /// </summary>
     public bool Resume { get; init; }
 
-    /// <summary>
-    /// Refuses what no stage could run, before any stage runs, naming the option and value; returns the layers to keep
-    /// of a model with <paramref name="layers"/> layers.
-    /// </summary>
-    internal int Validate(int layers)
+    /// <summary>Refuses what no stage could run, before any stage runs (and before the model is read), naming the option and value.</summary>
+    internal void Validate()
     {
+        if (string.IsNullOrEmpty(Model)) throw new ArgumentException("--model: a model folder is required");
+        if (string.IsNullOrEmpty(Data)) throw new ArgumentException("--data: a data file is required");
+        if (string.IsNullOrEmpty(Output)) throw new ArgumentException("--out: an output folder is required");
         if ((Prune == null) == (Keep == null)) throw new ArgumentException("give exactly one of --prune RATIO and --keep K");
-        int keep = Keep ?? layers - (int)Math.Round(Prune!.Value * layers, MidpointRounding.AwayFromZero);
-        if (keep < 1 || keep >= layers)
-            throw new ArgumentException(Keep != null
-                ? $"--keep: {keep} must lie in 1..{layers - 1} for a model with {layers} layers"
-                : $"--prune: {Prune} keeps {keep} of {layers} layers; it must drop at least one and keep at least one");
         if (!(Holdout is > 0 and < 1)) throw new ArgumentException($"--holdout: {Holdout} must lie in (0, 1)");
         if (Baselines is null) throw new ArgumentException("--baselines may not be null");
         foreach (var m in Baselines)
@@ -117,7 +118,7 @@ public sealed record PruneRequest
         AtLeast("--calibration-tokens", CalibrationTokens, 1);
         AtLeast("--search-tokens", SearchTokens, 1);
         AtLeast("--distill-tokens", DistillTokens, 1);
-        AtLeast("--eval-tokens", EvalTokens, 1);
+        AtLeast("--eval-tokens", EvalTokens, 0);
         AtLeast("--seq", Sequence, 2);
         AtLeast("--batch", Batch, 1);
         AtLeast("--samples", Samples, 1);
@@ -129,8 +130,40 @@ public sealed record PruneRequest
         if (!(DistillLearningRate > 0) || !double.IsFinite(DistillLearningRate)) throw new ArgumentException($"--distill-lr: {DistillLearningRate} must be finite and positive");
         if (!ComputeDevice.Names.Contains(Device)) throw new ArgumentException($"--device: '{Device}' is not one of {string.Join(", ", ComputeDevice.Names)}");
         if (Tf32 && Device is not ("cuda" or "emu")) throw new ArgumentException($"--tf32: the {Device} device has no tensor cores; it needs cuda or emu");
+    }
+
+    /// <summary>The layers to keep of a model with <paramref name="layers"/> layers; a target out of range is refused naming the option.</summary>
+    internal int KeepOf(int layers)
+    {
+        int keep = Keep ?? layers - (int)Math.Round(Prune!.Value * layers, MidpointRounding.AwayFromZero);
+        if (keep < 1 || keep >= layers)
+            throw new ArgumentException(Keep != null
+                ? $"--keep: {keep} must lie in 1..{layers - 1} for a model with {layers} layers"
+                : $"--prune: {Prune} keeps {keep} of {layers} layers; it must drop at least one and keep at least one");
         return keep;
     }
+
+    /// <summary>
+    /// What decides a run's results besides its data split (which the output folder keeps): a resumed run must match it.
+    /// Keyed by option name.
+    /// </summary>
+    internal JsonObject Identity(ModelConfig config, int keep) => new()
+    {
+        ["model"] = config.Hash(),
+        ["keep"] = keep,
+        ["baselines"] = string.Join(" ", Baselines),
+        ["calibration-tokens"] = CalibrationTokens,
+        ["search-tokens"] = SearchTokens,
+        ["distill-tokens"] = DistillTokens,
+        ["eval-tokens"] = EvalTokens,
+        ["seq"] = Sequence,
+        ["batch"] = Batch,
+        ["samples"] = Samples,
+        ["search-lr"] = SearchLearningRate,
+        ["distill-lr"] = DistillLearningRate,
+        ["no-baseline-distill"] = !DistillBestBaseline,
+        ["seed"] = Seed,
+    };
 
     static void AtLeast(string option, long value, long least)
     {

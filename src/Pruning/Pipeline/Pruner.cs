@@ -15,19 +15,23 @@ public static class Pruner
     /// <param name="request">The model, the data, the target and each stage's budget.</param>
     /// <param name="progress">Called on the calling thread as stages start, advance, warn and finish.</param>
     /// <param name="searchFinished">
-    /// Called once the mask search has finished in this run (not when a resumed run finds it done), with its final state
-    /// and mask: the loss and keep-probability histories, e.g. to plot them. A search.png it writes into the output folder
-    /// is shown in report.md.
+    /// Called once the mask search has finished in this run and its mask is saved (not when a resumed run finds it done),
+    /// with its final state and mask: the loss and keep-probability histories, e.g. to plot them. A search.png it writes
+    /// into the output folder is shown in report.md.
     /// </param>
+    /// <param name="cancel">Stops the run between stages, or inside the search, the baselines, a distillation or a comparison; every
+    /// stage's checkpoint stays, so the run can be resumed.</param>
     /// <returns>The learned mask, where the healed model and the reports are, and the figures of the report.</returns>
-    /// <exception cref="ArgumentException">A request no stage could run (a target out of range, an unknown baseline or device, a budget below 1), naming the option and value, before any stage runs; or an output folder that holds another run without <see cref="PruneRequest.Resume"/>.</exception>
+    /// <exception cref="ArgumentException">A request no stage could run (a target out of range, an unknown baseline or device, a budget below 1), naming the option and value, before any stage runs; an output folder that holds another run without <see cref="PruneRequest.Resume"/>; or a resumed run whose target or budgets differ from the ones it started with.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was signalled.</exception>
     /// <exception cref="E3.Model.ModelFormatException">A config.json the run cannot use.</exception>
     /// <exception cref="InvalidDataException">Data with too few tokens for a training sequence or for evaluation.</exception>
     /// <exception cref="PruneStageException">A stage failed; its cause is the inner exception. Every earlier stage's result stays, so the run resumes from this stage.</exception>
-    public static PruneOutcome Run(PruneRequest request, Action<PruneProgress>? progress = null, Action<SearchState, MaskFile>? searchFinished = null)
+    public static PruneOutcome Run(PruneRequest request, Action<PruneProgress>? progress = null, Action<SearchState, MaskFile>? searchFinished = null,
+        CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return new PrunePipeline(request, progress ?? (_ => { }), searchFinished).Run();
+        return new PrunePipeline(request, progress ?? (_ => { }), searchFinished, cancel).Run();
     }
 }
 
@@ -62,7 +66,7 @@ public readonly record struct PruneProgress(string Stage, PruneEvent Event, stri
 public sealed class PruneStageException : Exception
 {
     internal PruneStageException(string stage, Exception inner)
-        : base($"stage '{stage}' failed: {inner.Message} (fix the cause and resume the run to continue from this stage)", inner) => Stage = stage;
+        : base($"stage '{stage}' failed: {inner.Message} (fix the cause and resume the run, --resume, to continue from this stage)", inner) => Stage = stage;
 
     /// <summary>The stage that failed, e.g. "distill-e3".</summary>
     public string Stage { get; }

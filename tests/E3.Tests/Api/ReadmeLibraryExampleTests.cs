@@ -62,22 +62,11 @@ public sealed partial class ReadmeLibraryExampleTests
         RandomModel.Write(new RandomModelSpec { Layers = 8, Hidden = 32, Heads = 2, KvHeads = 1, HeadDim = 16, Intermediate = 64, Vocab = 128, Seed = 11, InitStd = 0.2f }, dir["model"]);
         var rng = new Random(3);
         E3.Model.IO.TokenFile.WriteBin(dir["data.bin"], Enumerable.Range(0, 6000).Select(_ => rng.Next(128)).ToArray());
-        var stdout = Console.Out;
-        var printed = new StringWriter();
-        Console.SetOut(TextWriter.Synchronized(printed)); // other test classes run beside this one and may write too
-        try
-        {
-            assembly.EntryPoint!.Invoke(null, [new[] { dir["model"], dir["data.bin"], dir["out"] }]);
-        }
-        finally
-        {
-            Console.SetOut(stdout);
-        }
+        assembly.EntryPoint!.Invoke(null, [new[] { dir["model"], dir["data.bin"], dir["out"] }]);
 
-        // Prune = 0.25 of 8 layers drops 2; the program printed the mask the run wrote, and the healed model keeps 6 layers.
+        // Prune = 0.25 of 8 layers drops 2, and the healed model keeps the other 6.
         var mask = MaskFile.Load(Path.Combine(dir["out"], "masks", "e3.json"));
         Assert.Equal(6, mask.Keep);
-        Assert.Contains($"dropped [{string.Join(",", mask.Dropped)}]", printed.ToString());
         Assert.Equal(6, ModelConfig.Load(Path.Combine(dir["out"], "model-e3")).NumLayers);
         Assert.True(File.Exists(Path.Combine(dir["out"], "report.md")));
     }

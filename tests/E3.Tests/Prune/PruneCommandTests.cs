@@ -93,14 +93,35 @@ public class PruneCommandTests
     [InlineData("--keep", "6", "--keep")]
     [InlineData("--keep", "0", "--keep")]
     [InlineData("--prune", "0.01", "--prune")]
-    public void OutOfRangeTargetsLeaveNoOutputFolder(string option, string value, string named)
+    [InlineData("--holdout", "1", "--holdout")]
+    [InlineData("--baselines", "taylor", "--baselines")]
+    [InlineData("--bench-repeats", "0", "--bench-repeats")] // once refused by the last stage, after every training stage
+    public void OutOfRangeOptionsAreUsageErrorsThatLeaveNoOutputFolder(string option, string value, string named)
     {
         using var dir = new TempDir();
         var (model, data) = Setup(dir);
-        var r = CliProcess.Run(Args(model, data, dir["out"], option, value));
-        Assert.Equal(1, r.ExitCode);
+        string[] target = option is "--keep" or "--prune" ? [] : ["--keep", "4"];
+        var r = CliProcess.Run(Args(model, data, dir["out"], [.. target, option, value]));
+        Assert.Equal(2, r.ExitCode);
         Assert.Contains(named, r.Stderr);
         Assert.False(Directory.Exists(dir["out"]));
+    }
+
+    [Fact]
+    public void AFailingStageIsNamedWithItsCauseAndHowToContinue()
+    {
+        using var dir = new TempDir();
+        var (model, data) = Setup(dir);
+        // An unreadable distillation checkpoint in a run folder that is resumed: distill-e3 fails on it.
+        Directory.CreateDirectory(Path.Combine(dir["out"], "checkpoints", "distill-e3"));
+        File.WriteAllText(Path.Combine(dir["out"], "checkpoints", "distill-e3", "latest"), "not a checkpoint");
+        var r = CliProcess.Run(Args(model, data, dir["out"], "--keep", "4", "--baselines", "last", "--resume"));
+        Assert.Equal(1, r.ExitCode);
+        string error = r.Stderr.Split('\n').Single(l => l.StartsWith("e3: error: ", StringComparison.Ordinal));
+        Assert.Contains("stage 'distill-e3' failed", error);
+        Assert.Contains("distill-e3", error[(error.IndexOf("failed", StringComparison.Ordinal) + 6)..]); // the cause names the checkpoint
+        Assert.Contains("--resume", error);
+        Assert.False(File.Exists(Path.Combine(dir["out"], "report.json")));
     }
 
     [Fact]

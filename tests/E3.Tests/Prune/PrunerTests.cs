@@ -86,7 +86,8 @@ public class PrunerTests
     public void AFailingStageIsNamedKeepsTheEarlierStagesAndTheRunResumesFromIt()
     {
         using var dir = new TempDir();
-        var request = Request(dir) with { Baselines = ["last"], DistillBestBaseline = false, Resume = true };
+        // EvalTokens 0 scores every held-out token.
+        var request = Request(dir) with { Baselines = ["last"], DistillBestBaseline = false, Resume = true, EvalTokens = 0 };
         // A distillation checkpoint that cannot be read: the distill-e3 stage resumes from it and fails.
         string broken = Path.Combine(request.Output, "checkpoints", "distill-e3");
         Directory.CreateDirectory(broken);
@@ -96,9 +97,14 @@ public class PrunerTests
         Assert.Equal("distill-e3", failed.Stage);
         Assert.IsType<TrainingCheckpointException>(failed.InnerException);
         Assert.Contains("distill-e3", failed.Message);
-        Assert.Equal(["baseline-last.json", "compare-masks.json", "search.json"],
+        Assert.Equal(["baseline-last.json", "compare-masks.json", "request.json", "search.json"],
             Directory.GetFiles(Path.Combine(request.Output, "stages")).Select(Path.GetFileName).Order());
         Assert.False(File.Exists(Path.Combine(request.Output, "report.json")));
+
+        // The run resumes only with the target and budgets it started with; the refusal names the option.
+        var changed = Assert.ThrowsAny<ArgumentException>(() => Pruner.Run(request with { Keep = 3 }));
+        Assert.StartsWith("--keep: 3 differs from 4", changed.Message);
+        Assert.StartsWith("--distill-tokens: ", Assert.ThrowsAny<ArgumentException>(() => Pruner.Run(request with { DistillTokens = 64 })).Message);
 
         Directory.Delete(broken, true);
         var events = new List<PruneProgress>();
@@ -109,10 +115,35 @@ public class PrunerTests
         Assert.True(File.Exists(outcome.ReportJson));
     }
 
+    [Fact]
+    public void ACancelledRunStopsInsideItsStageUnwrappedAndResumes()
+    {
+        using var dir = new TempDir();
+        var request = Request(dir) with { Baselines = ["last"], DistillBestBaseline = false };
+        using var cancel = new CancellationTokenSource();
+        void StopAtSearchStep3(PruneProgress p)
+        {
+            if (p is { Stage: "search", Event: PruneEvent.Advanced, Done: 3 }) cancel.Cancel();
+        }
+        var stopped = new List<PruneProgress>();
+        Assert.ThrowsAny<OperationCanceledException>(() => Pruner.Run(request, p => { stopped.Add(p); StopAtSearchStep3(p); }, cancel: cancel.Token));
+        // The search stopped at its next step, without finishing: the cancellation came from inside the stage.
+        Assert.Equal(3, stopped.Where(p => p.Stage == "search" && p.Event == PruneEvent.Advanced).Max(p => p.Done));
+        Assert.DoesNotContain(stopped, p => p.Stage == "search" && p.Event == PruneEvent.Finished);
+        Assert.False(File.Exists(Path.Combine(request.Output, "stages", "search.json")));
+
+        var events = new List<PruneProgress>();
+        var outcome = Pruner.Run(request with { Resume = true }, events.Add);
+        Assert.Equal(["baseline-last"], events.Where(e => e.Event == PruneEvent.Kept).Select(e => e.Stage));
+        Assert.True(File.Exists(outcome.ReportJson));
+    }
+
     public static TheoryData<string, string> Refusals => new()
     {
         { "keep", "--keep" }, { "bench-repeats", "--bench-repeats" }, { "baselines", "--baselines" }, { "device", "--device" },
         { "tf32", "--tf32" }, { "seq", "--seq" }, { "holdout", "--holdout" }, { "search-lr", "--search-lr" },
+        { "eval-tokens", "--eval-tokens" }, { "distill-tokens", "--distill-tokens" }, { "calibration-tokens", "--calibration-tokens" },
+        { "model", "--model" }, { "baselines-twice", "--baselines" },
     };
 
     [Theory]
@@ -131,6 +162,11 @@ public class PrunerTests
             "seq" => request with { Sequence = 1 },
             "holdout" => request with { Holdout = 1 },
             "search-lr" => request with { SearchLearningRate = double.NaN },
+            "eval-tokens" => request with { EvalTokens = -1 },
+            "distill-tokens" => request with { DistillTokens = 0 },
+            "calibration-tokens" => request with { CalibrationTokens = 0 },
+            "model" => request with { Model = "" },
+            "baselines-twice" => request with { Baselines = ["bi", "bi"] },
             _ => throw new ArgumentOutOfRangeException(nameof(change)),
         };
         var e = Assert.ThrowsAny<ArgumentException>(() => Pruner.Run(request));

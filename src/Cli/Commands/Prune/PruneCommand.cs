@@ -1,5 +1,5 @@
 using System.CommandLine;
-using E3.Pruning.Baselines;
+using E3.Model;
 using E3.Pruning.Pipeline;
 
 namespace E3.Cli.Commands.Prune;
@@ -23,7 +23,7 @@ internal static class PruneCommand
         var calib = new Option<long>("--calibration-tokens") { Description = "Tokens the baselines score layers on", DefaultValueFactory = _ => 2048 };
         var searchTokens = new Option<long>("--search-tokens") { Description = "Tokens the mask search trains on", DefaultValueFactory = _ => 16384 };
         var distillTokens = new Option<long>("--distill-tokens") { Description = "Tokens each distillation trains on", DefaultValueFactory = _ => 40960 };
-        var evalTokens = new Option<long>("--eval-tokens") { Description = "Held-out tokens scored per model (whole windows of 256, so at least this many)", DefaultValueFactory = _ => 16384 };
+        var evalTokens = new Option<long>("--eval-tokens") { Description = "Held-out tokens scored per model (whole windows of 256, so at least this many; 0 = all)", DefaultValueFactory = _ => 16384 };
         var seq = new Option<int>("--seq") { Description = "Tokens per training sequence", DefaultValueFactory = _ => 128 };
         var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 4 };
         var samples = new Option<int>("--samples") { Description = "Gumbel-TopK masks sampled per search step", DefaultValueFactory = _ => 4 };
@@ -45,15 +45,6 @@ internal static class PruneCommand
             model, data, evalData, holdout, prune, keep, output, baselines, calib, searchTokens, distillTokens, evalTokens, seq, batch, samples,
             searchLr, distillLr, noBaselineDistill, seed, prefill, decode, repeats, resume, recompute, device, tf32, threads, json,
         };
-        holdout.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<double>() is var h && !(h is > 0 and < 1)) r.AddError($"--holdout: {h} must lie in (0, 1)");
-        });
-        baselines.Validators.Add(r =>
-        {
-            foreach (var m in r.GetValueOrDefault<string[]>() ?? [])
-                if (!BaselineMethods.Names.Contains(m)) r.AddError($"--baselines: '{m}' is not a baseline ({string.Join(", ", BaselineMethods.Names)})");
-        });
         cmd.Validators.Add(r =>
         {
             if ((r.GetResult(prune) == null) == (r.GetResult(keep) == null)) r.AddError("give exactly one of --prune RATIO and --keep K");
@@ -73,6 +64,10 @@ internal static class PruneCommand
                 Device = p.GetValue(device)!, Threads = p.GetValue(threads), Resume = p.GetValue(resume),
                 ActivationCheckpointing = p.GetValue(recompute), Tf32 = p.GetValue(tf32),
             };
+            // Every option checked against the model before any stage runs: a value out of range is a usage error.
+            CliRunner.ParseOption(() => { request.Validate(); return 0; });
+            int layers = ModelConfig.Load(request.Model).NumLayers;
+            CliRunner.ParseOption(() => request.KeepOf(layers));
             string plot = Path.Combine(request.Output, "search.png");
             var outcome = PruneConsole.Run(progress => Pruner.Run(request, progress, (state, mask) => SearchPlot.Write(state, mask.Kept.ToHashSet(), plot)));
             if (p.GetValue(json)) Console.Out.Write(File.ReadAllText(outcome.ReportJson) + Environment.NewLine);
