@@ -7,7 +7,9 @@
 #pragma once
 
 #ifdef __CUDACC_RTC__
-// Dynamic shared memory: the emulator defines its own per-block pointer version of this macro.
+// Shared memory, static and dynamic: the emulator defines its own versions of these macros (per-block storage, set
+// to all-ones bytes at each block's start, so that a read before the first write shows in the results).
+#define E3_SHARED(type, name, dims) __shared__ type name dims
 #define E3_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #endif
 

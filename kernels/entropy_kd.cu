@@ -87,7 +87,7 @@ __device__ __forceinline__ float e3_kd_rebase(float m, float k, float* s, float*
 template <typename T>
 __device__ __forceinline__ void e3_kd_teacher_row(const T* zt, int vocab, float k, float* t_max, float* t_log_sum, float* entropy)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     float m = E3_NEG_INF, s = 0.0f, u = 0.0f;
     e3_kd_walk(zt, vocab, [&](int, float z)
     {
@@ -125,7 +125,7 @@ template <typename T, typename TT>
 __device__ __forceinline__ void e3_kd_dense_row(T* zs, int student_vocab, const TT* zt, int vocab, float t_max, float t_log_sum,
     float entropy, float kd_coef, int label, float ce_coef, float k, int reverse, float* row_kl, float* row_ce)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     if (label == -2)
     {
         for (int c = threadIdx.x; c < student_vocab; c += blockDim.x) e3_store_float(zs + c, 0.0f);
@@ -200,9 +200,9 @@ template <typename T>
 __device__ __forceinline__ void e3_kd_sparse_row(T* zs, int student_vocab, int vocab, const int* indices, const float* logp, int top_k,
     float kd_coef, int label, float ce_coef, float k, int reverse, float* row_kl, float* row_ce)
 {
-    __shared__ float scratch[32];
-    __shared__ int top_index[E3_KD_MAX_K];
-    __shared__ float top_z[E3_KD_MAX_K];
+    E3_SHARED(float, scratch, [32]);
+    E3_SHARED(int, top_index, [E3_KD_MAX_K]);
+    E3_SHARED(float, top_z, [E3_KD_MAX_K]);
     if (label == -2)
     {
         for (int c = threadIdx.x; c < student_vocab; c += blockDim.x) e3_store_float(zs + c, 0.0f);

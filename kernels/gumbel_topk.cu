@@ -184,18 +184,18 @@ __device__ __forceinline__ void e3_gumbel_topk_sample(const float* logits, const
 
 extern "C" __global__ void e3_gumbel_topk_forward(const float* logits, float* hard, float* soft, float* work, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
 {
-    __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
-    __shared__ float scratch[32];
-    __shared__ float bounds[2];
+    E3_SHARED(double, score64, [E3_GUMBEL_MAX_LAYERS]);
+    E3_SHARED(float, scratch, [32]);
+    E3_SHARED(float, bounds, [2]);
     if (blockIdx.x < (unsigned int)samples)
         e3_gumbel_topk_sample(logits, 0, hard, soft, work, 0, layers, keep, seed, step, tau, relaxation, score64, scratch, bounds);
 }
 
 extern "C" __global__ void e3_gumbel_topk_backward(const float* logits, const float* grad_mask, const float* work, float* grad_logits, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
 {
-    __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
-    __shared__ float scratch[32];
-    __shared__ float bounds[2];
+    E3_SHARED(double, score64, [E3_GUMBEL_MAX_LAYERS]);
+    E3_SHARED(float, scratch, [32]);
+    E3_SHARED(float, bounds, [2]);
     // The backward only reads work; the shared helper takes it writable for the forward's sake.
     if (blockIdx.x < (unsigned int)samples)
         e3_gumbel_topk_sample(logits, grad_mask, 0, 0, (float*)work, grad_logits, layers, keep, seed, step, tau, relaxation, score64, scratch, bounds);
@@ -204,9 +204,9 @@ extern "C" __global__ void e3_gumbel_topk_backward(const float* logits, const fl
 // Forward and backward in one launch, for when dL/dm is known up front (work is still the [S, k, 2, L] workspace).
 extern "C" __global__ void e3_gumbel_topk_forward_backward(const float* logits, const float* grad_mask, float* hard, float* soft, float* work, float* grad_logits, int layers, int keep, int samples, long long seed, long long step, float tau, int relaxation)
 {
-    __shared__ double score64[E3_GUMBEL_MAX_LAYERS];
-    __shared__ float scratch[32];
-    __shared__ float bounds[2];
+    E3_SHARED(double, score64, [E3_GUMBEL_MAX_LAYERS]);
+    E3_SHARED(float, scratch, [32]);
+    E3_SHARED(float, bounds, [2]);
     if (blockIdx.x < (unsigned int)samples)
         e3_gumbel_topk_sample(logits, grad_mask, hard, soft, work, grad_logits, layers, keep, seed, step, tau, relaxation, score64, scratch, bounds);
 }

@@ -39,7 +39,7 @@ extern "C" __global__ void e3_gated_residual_bf16(e3_bf16* h, const e3_bf16* a, 
 
 extern "C" __global__ void e3_gated_residual_backward_f32(const float* h, const float* a, const float* m, const float* d_out, float* dh, float* d_layer, float* partial, float gate, long long n)
 {
-    __shared__ double sums[E3_RESIDUAL_BWD_THREADS];
+    E3_SHARED(double, sums, [E3_RESIDUAL_BWD_THREADS]);
     const long long stride = (long long)gridDim.x * blockDim.x;
     double sum = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)

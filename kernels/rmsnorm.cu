@@ -41,7 +41,7 @@ __device__ __forceinline__ float e3_row_inverse_rms_bf16(const e3_bf16* x, int c
 
 extern "C" __global__ void e3_rmsnorm_f32(const float* x, const float* weight, float* y, int rows, int cols, float eps)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     const int row = blockIdx.x;
     if (row >= rows)
         return;
@@ -65,7 +65,7 @@ __device__ __forceinline__ e3_vec16 e3_rmsnorm_bf16x8(const e3_vec16& x8, const 
 
 extern "C" __global__ void e3_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     const int row = blockIdx.x;
     if (row >= rows)
         return;
@@ -142,7 +142,7 @@ __device__ __forceinline__ void e3_gated_residual_rmsnorm_row(T* h, const T* a, 
 
 extern "C" __global__ void e3_gated_residual_rmsnorm_f32(float* h, const float* a, const float* m, float gate, const float* weight, float* y, int rows, int cols, float eps)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     const int row = blockIdx.x;
     if (row >= rows)
         return;
@@ -152,7 +152,7 @@ extern "C" __global__ void e3_gated_residual_rmsnorm_f32(float* h, const float* 
 
 extern "C" __global__ void e3_gated_residual_rmsnorm_bf16(e3_bf16* h, const e3_bf16* a, const e3_bf16* m, float gate, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     const int row = blockIdx.x;
     if (row >= rows)
         return;
@@ -181,7 +181,7 @@ __device__ __forceinline__ void e3_add_rmsnorm_row(const T* x, const T* delta, T
 // sum = x + delta, then y = rmsnorm(sum) * weight: a decoder layer's attention residual fused with its MLP norm.
 extern "C" __global__ void e3_add_rmsnorm_f32(const float* x, const float* delta, float* sum, const float* weight, float* y, int rows, int cols, float eps)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     const int row = blockIdx.x;
     if (row >= rows)
         return;
@@ -191,7 +191,7 @@ extern "C" __global__ void e3_add_rmsnorm_f32(const float* x, const float* delta
 
 extern "C" __global__ void e3_add_rmsnorm_bf16(const e3_bf16* x, const e3_bf16* delta, e3_bf16* sum, const e3_bf16* weight, e3_bf16* y, int rows, int cols, float eps)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     const int row = blockIdx.x;
     if (row >= rows)
         return;
@@ -235,7 +235,7 @@ __device__ __forceinline__ void e3_rmsnorm_backward_row(const float* xr, const f
 // dx and dw for y = w * x * r. dweight accumulates over rows with atomicAdd and must start at zero.
 extern "C" __global__ void e3_rmsnorm_backward_f32(const float* x, const float* weight, const float* dy, float* dx, float* dweight, int rows, int cols, float eps)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     const int row = blockIdx.x;
     if (row >= rows)
         return;
@@ -248,7 +248,7 @@ extern "C" __global__ void e3_rmsnorm_backward_f32(const float* x, const float* 
 // up in row order (no atomics).
 extern "C" __global__ void e3_rmsnorm_backward_rows_f32(const float* x, const float* weight, const float* dy, float* dx, float* dy_xhat, int rows, int cols, float eps, int accumulate)
 {
-    __shared__ float scratch[32];
+    E3_SHARED(float, scratch, [32]);
     const int row = blockIdx.x;
     if (row >= rows)
         return;

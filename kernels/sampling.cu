@@ -92,14 +92,14 @@ __device__ __forceinline__ void e3_argmax_row(const T* x, int* out, int vocab, d
 
 extern "C" __global__ void e3_argmax_f32(const float* x, int* out, int rows, int vocab, int ld)
 {
-    __shared__ e3_sampling_shared shared;
+    E3_SHARED(e3_sampling_shared, shared, );
     if ((int)blockIdx.x < rows)
         e3_argmax_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, vocab, shared.values, shared.indices);
 }
 
 extern "C" __global__ void e3_argmax_bf16(const e3_bf16* x, int* out, int rows, int vocab, int ld)
 {
-    __shared__ e3_sampling_shared shared;
+    E3_SHARED(e3_sampling_shared, shared, );
     if ((int)blockIdx.x < rows)
         e3_argmax_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, vocab, shared.values, shared.indices);
 }
@@ -210,14 +210,14 @@ __device__ __forceinline__ void e3_sample_row(const T* x, int* out, int row, int
 
 extern "C" __global__ void e3_sample_f32(const float* x, int* out, int rows, int vocab, int ld, float inv_temperature, int top_k, float top_p, long long seed, long long step)
 {
-    __shared__ e3_sampling_shared shared;
+    E3_SHARED(e3_sampling_shared, shared, );
     if ((int)blockIdx.x < rows)
         e3_sample_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, blockIdx.x, vocab, inv_temperature, top_k, top_p, seed, step, shared);
 }
 
 extern "C" __global__ void e3_sample_bf16(const e3_bf16* x, int* out, int rows, int vocab, int ld, float inv_temperature, int top_k, float top_p, long long seed, long long step)
 {
-    __shared__ e3_sampling_shared shared;
+    E3_SHARED(e3_sampling_shared, shared, );
     if ((int)blockIdx.x < rows)
         e3_sample_row(x + (long long)blockIdx.x * ld, out + blockIdx.x, blockIdx.x, vocab, inv_temperature, top_k, top_p, seed, step, shared);
 }
@@ -275,7 +275,7 @@ __device__ __forceinline__ void e3_topk_logprobs_row(const T* x, int vocab, int 
 
 extern "C" __global__ void e3_topk_logprobs_f32(const float* x, int* out_indices, float* out_logp, int rows, int vocab, int ld, int k)
 {
-    __shared__ e3_sampling_shared shared;
+    E3_SHARED(e3_sampling_shared, shared, );
     const int row = blockIdx.x;
     if (row < rows)
         e3_topk_logprobs_row(x + (long long)row * ld, vocab, k, out_indices + (long long)row * k, out_logp + (long long)row * k, shared);
@@ -283,7 +283,7 @@ extern "C" __global__ void e3_topk_logprobs_f32(const float* x, int* out_indices
 
 extern "C" __global__ void e3_topk_logprobs_bf16(const e3_bf16* x, int* out_indices, float* out_logp, int rows, int vocab, int ld, int k)
 {
-    __shared__ e3_sampling_shared shared;
+    E3_SHARED(e3_sampling_shared, shared, );
     const int row = blockIdx.x;
     if (row < rows)
         e3_topk_logprobs_row(x + (long long)row * ld, vocab, k, out_indices + (long long)row * k, out_logp + (long long)row * k, shared);

@@ -329,6 +329,7 @@ bool BlockRunner::run(const KernelEntry& kernel, void** params, const LaunchShap
     builtins.block_dim = shape.block;
     builtins.grid_dim = shape.grid;
     builtins.dynamic_shared = dynamic_shared_.get();
+    ++builtins.block_serial; // static shared arrays (E3_SHARED) are poisoned again in this block
     BlockRunner* previous_runner = current_runner;
     current_runner = this;
     const bool reverse = threads_in_reverse();

@@ -353,4 +353,33 @@ TEST_F(SharedMemory, DynamicSharedMemoryStartsAsAllOnesInEveryBlock) {
     for (int v : out.download()) EXPECT_EQ(v, -1);
 }
 
+// Static shared arrays (E3_SHARED) live once per worker thread, so without the poisoning a worker's second block would
+// find the first one's fill; it finds all-ones bytes, as on the first.
+TEST_F(SharedMemory, StaticSharedMemoryStartsAsAllOnesInEveryBlock) {
+    const unsigned blocks = 16, threads = 64;
+    DeviceBuffer<int> out(blocks * threads);
+    int fill = 12345;
+    void* params[] = {out.param(), &fill};
+    for (int round = 0; round < 2; ++round) { // the second launch finds the arrays the first one left
+        E3EMU_CHECK(e3emu_launch(kernel("faults", "e3t_read_before_write_static_shared"), blocks, 1, 1, threads, 1, 1, 0,
+                                 nullptr, params));
+        for (int v : out.download()) EXPECT_EQ(v, -1);
+    }
+}
+
+// The first thread of a block to reach the declaration poisons the array; a write made after that by another thread
+// survives to the barrier, whichever thread runs first.
+TEST_F(SharedMemory, StaticSharedMemoryIsPoisonedOncePerBlockNotPerThread) {
+    const unsigned blocks = 6, threads = 64;
+    for (bool reverse : {false, true}) {
+        ThreadOrderScope order(reverse ? E3EMU_THREAD_ORDER_REVERSE : E3EMU_THREAD_ORDER_FORWARD);
+        DeviceBuffer<int> out(blocks * threads);
+        void* params[] = {out.param()};
+        E3EMU_CHECK(e3emu_launch(kernel("faults", "e3t_static_shared_write_survives"), blocks, 1, 1, threads, 1, 1, 0,
+                                 nullptr, params));
+        const auto got = out.download();
+        for (unsigned i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], 1000 + static_cast<int>(i / threads)) << "thread " << i << (reverse ? " (reverse)" : "");
+    }
+}
+
 } // namespace

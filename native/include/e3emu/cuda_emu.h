@@ -16,14 +16,14 @@
 #error "__CUDA_ARCH__ must stay undefined under the emulator: it runs the portable kernel paths"
 #endif
 
-// Launch bounds and qualifiers. Kernels are ordinary functions; __shared__ storage lives once per worker
-// thread, and since a block runs on one worker thread from start to finish that is one instance per block.
+// Launch bounds and qualifiers. Kernels are ordinary functions. Static shared memory is declared with
+// E3_SHARED (below), never with a bare __shared__, which fails to compile here so that no array escapes the poisoning.
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
-#define __shared__ static thread_local
+#define __shared__ static_assert(false, "declare static shared memory with E3_SHARED(type, name, dims): the emulator poisons it per block");
 #define __launch_bounds__(...)
 
 struct uint3 { unsigned int x, y, z; };
@@ -39,6 +39,9 @@ struct BuiltinState {
     dim3 block_dim;
     dim3 grid_dim;
     unsigned char* dynamic_shared;
+    // Counts the blocks this worker has started (the first is 1): static shared arrays compare it with the block that
+    // last poisoned them.
+    std::uint64_t block_serial;
 };
 // Hidden: kernels live in the same shared library, so the cheaper local-dynamic TLS model applies.
 extern __attribute__((visibility("hidden"))) thread_local BuiltinState builtins;
@@ -74,6 +77,26 @@ inline T shuffle(WarpOp op, unsigned mask, T v, int arg, int width) {
 #define blockDim (::e3emu::builtins.block_dim)
 #define gridDim (::e3emu::builtins.grid_dim)
 constexpr int warpSize = 32;
+
+namespace e3emu {
+// A block's static shared memory starts undefined on a GPU. Here it would start as the previous block on this worker
+// left it, which can be just what a kernel that reads before it writes expects; so the first of a block's threads to
+// reach the declaration sets it to all-ones bytes (NaN in every float, -1 in every int), as the dynamic buffer is.
+// No thread of the block can have written it before: each writes only after passing the declaration itself.
+inline void poison_shared_once(void* storage, std::size_t bytes, std::uint64_t& poisoned_in_block) {
+    if (poisoned_in_block == builtins.block_serial) return;
+    std::memset(storage, 0xff, bytes);
+    poisoned_in_block = builtins.block_serial;
+}
+} // namespace e3emu
+
+// Static shared memory: `E3_SHARED(float, tile, [32][33]);` is `__shared__ float tile[32][33];` on a GPU. Here the
+// storage lives once per worker thread, and since a block runs on one worker from start to finish that is one
+// instance per block, poisoned at the block's start.
+#define E3_SHARED(type, name, dims)                                \
+    static thread_local type name dims;                            \
+    static thread_local std::uint64_t e3emu_poisoned_##name = 0;   \
+    ::e3emu::poison_shared_once(&name, sizeof(name), e3emu_poisoned_##name)
 
 // Dynamic shared memory: one buffer per block, sized by the launch's sharedBytes.
 #define E3_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(::e3emu::builtins.dynamic_shared)

@@ -4,7 +4,7 @@ extern "C" __global__ void e3t_atomics(const int* __restrict__ values, int n, in
                                        unsigned* max_unsigned, float* float_sum, unsigned long long* cas_count,
                                        int* exchange_slot, long long* exchanged_sum)
 {
-    __shared__ int block_sum;
+    E3_SHARED(int, block_sum, );
     if (threadIdx.x == 0) block_sum = 0;
     __syncthreads();
     const int t = blockIdx.x * blockDim.x + threadIdx.x;

@@ -42,7 +42,7 @@ extern "C" __global__ void e3t_misaligned_vector_load(float* x)
 // increasing order, stale when they run in decreasing order. Launch: one block of at most 256 threads.
 extern "C" __global__ void e3t_missing_barrier(int* neighbour, int* order, int* counter)
 {
-    __shared__ int slots[256];
+    E3_SHARED(int, slots, [256]);
     const int t = threadIdx.x;
     slots[t] = 0;
     __syncthreads();
@@ -61,4 +61,24 @@ extern "C" __global__ void e3t_read_before_write_shared(int* out, int fill)
     const int t = threadIdx.x;
     out[blockIdx.x * blockDim.x + t] = slots[t];
     slots[t] = fill;
+}
+
+// The same with static shared memory (E3_SHARED): every block's copy must be all-ones bytes too, although the array
+// lives once per worker and the previous block on it left fill there.
+extern "C" __global__ void e3t_read_before_write_static_shared(int* out, int fill)
+{
+    E3_SHARED(int, slots, [64]);
+    const int t = threadIdx.x;
+    out[blockIdx.x * blockDim.x + t] = slots[t];
+    slots[t] = fill;
+}
+
+// The poisoning happens once per block, before any of its threads writes: thread 0 writes, every thread reads after the
+// barrier and must see the write, in either thread order. Launch: blocks of up to 64 threads; out holds one int per thread.
+extern "C" __global__ void e3t_static_shared_write_survives(int* out)
+{
+    E3_SHARED(int, value, [1]);
+    if (threadIdx.x == 0) value[0] = 1000 + (int)blockIdx.x;
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = value[0];
 }

@@ -3,7 +3,7 @@
 // Reads n floats once, writes one float per block. Launch: any grid, block a multiple of 32 up to 1024.
 extern "C" __global__ void e3t_block_reduce_sum(const float* __restrict__ x, float* __restrict__ block_sums, int n)
 {
-    __shared__ float warp_sums[32];
+    E3_SHARED(float, warp_sums, [32]);
     float sum = 0.0f;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) sum += x[i];
     for (int offset = 16; offset > 0; offset >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, offset);

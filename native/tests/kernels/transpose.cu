@@ -3,7 +3,7 @@
 // Launch: block (32, 8), grid (ceil(cols/32), ceil(rows/32)).
 extern "C" __global__ void e3t_transpose(const float* __restrict__ in, float* __restrict__ out, int rows, int cols)
 {
-    __shared__ float tile[32][33];
+    E3_SHARED(float, tile, [32][33]);
     const int x = blockIdx.x * 32 + threadIdx.x;
     for (int dy = threadIdx.y; dy < 32; dy += blockDim.y) {
         const int y = blockIdx.y * 32 + dy;

@@ -33,7 +33,7 @@ extern "C" __global__ void e3t_shfl_width16(const float* __restrict__ in, float*
 // Integer and 64-bit shuffles plus __syncwarp between shared-memory phases of one warp.
 extern "C" __global__ void e3t_warp_rotate(const long long* __restrict__ in, long long* __restrict__ out)
 {
-    __shared__ long long staged[32];
+    E3_SHARED(long long, staged, [32]);
     const int lane = threadIdx.x % 32;
     staged[lane] = in[threadIdx.x];
     __syncwarp();

@@ -20,7 +20,7 @@ public sealed class CommonHeaderHostTests(Xunit.Abstractions.ITestOutputHelper o
     private const string BuiltinsShim = """
         #define __device__
         #define __global__
-        #define __shared__
+        #define E3_SHARED(type, name, dims) static type name dims
         #define __forceinline__ inline
         #define E3_DYNAMIC_SHARED(type, name) type* name = nullptr
         struct e3_dim3 { unsigned int x, y, z; };
