@@ -47,12 +47,27 @@ public static class GreedyGenerator
     public static int[] Generate(DecoderModel model, ReadOnlySpan<int> prompt, int maxNew, LayerMask? mask = null, int? eos = null) =>
         Generator.Generate(model, prompt, maxNew, sampling: null, mask, eos);
 
-    /// <summary>Index of the largest value; the lowest index wins ties, as torch.argmax does.</summary>
+    /// <summary>
+    /// Index of the largest value; the lowest index wins ties, and NaN counts as larger than every number, as in
+    /// torch.argmax (a row holding NaN yields its first NaN). The device's argmax kernel ranks the same way, so a session
+    /// gives the same ids on every backend for the same logits.
+    /// </summary>
     public static int ArgMax(ReadOnlySpan<float> values)
     {
+        // RowOrder's rank, in one pass: the first NaN ends the search; among numbers a strict > keeps the lower index.
         int best = 0;
+        float bestValue = values[0];
+        if (float.IsNaN(bestValue)) return 0;
         for (int i = 1; i < values.Length; i++)
-            if (values[i] > values[best]) best = i;
+        {
+            float v = values[i];
+            if (v > bestValue)
+            {
+                best = i;
+                bestValue = v;
+            }
+            else if (float.IsNaN(v)) return i;
+        }
         return best;
     }
 }

@@ -48,6 +48,33 @@ public sealed class GpuArgMaxDecodeTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.BF16)]
+    public void HostAndDeviceArgMaxRankNaNsTiesAndInfinitiesAlike(DType activations)
+    {
+        float nan = float.NaN, inf = float.PositiveInfinity;
+        // Each row with the index torch.argmax gives: NaN above every number (the first NaN wins), ties to the lower
+        // index, -0 equal to +0. Every value is exact in bf16.
+        (float[] Row, int Want)[] cases =
+        [
+            ([1, nan, 3, nan], 1),
+            ([2, 5, 5, 1], 1),
+            ([-inf, -inf, -inf, -inf], 0),
+            ([1, inf, nan, inf], 2),
+            ([nan, 0, 0, 0], 0),
+            ([-1, -0f, 0f, -2], 1),
+            ([-3, -2, inf, 4], 2),
+        ];
+        foreach (var (row, want) in cases) Assert.True(want == GreedyGenerator.ArgMax(row), $"host argmax of [{string.Join(", ", row)}]");
+
+        using var pair = new BackendPair(_emu.Device, activations);
+        var (_, logits) = pair.Activation(cases.SelectMany(c => c.Row).ToArray(), cases.Length, 4);
+        var ids = new int[cases.Length];
+        pair.Gpu.ArgMaxRows(logits, ids);
+        Assert.Equal(cases.Select(c => c.Want), ids);
+    }
+
     [Fact]
     public void GreedyGenerationOnTheGpuBackendFollowsItsOwnLogits()
     {
