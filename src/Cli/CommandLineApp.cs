@@ -3,7 +3,7 @@ using E3.Cli.Commands;
 
 namespace E3.Cli;
 
-/// <summary>Builds the <c>e3</c> command tree. Exit codes: 0 success, 1 bad input or failure, 2 usage error.</summary>
+/// <summary>Builds the <c>e3</c> command tree. Exit codes: 0 success, 1 bad input or failure, 2 usage error, 130 interrupted.</summary>
 public static class CommandLineApp
 {
     public static RootCommand Build()
@@ -47,4 +47,7 @@ public static class ExitCodes
     public const int Ok = 0;
     public const int Failure = 1;
     public const int Usage = 2;
+
+    /// <summary>A long job stopped by Ctrl+C or SIGTERM, after saving its checkpoint (128 + SIGINT, as shells report it).</summary>
+    public const int Interrupted = 130;
 }

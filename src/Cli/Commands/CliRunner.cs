@@ -24,6 +24,11 @@ internal static class CliRunner
         {
             return body();
         }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("e3: interrupted: stopped after a whole step; where a checkpoint folder was given, the steps done are saved in it, and the same command with --resume continues from there");
+            return ExitCodes.Interrupted;
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // One line, whatever the exception: .NET puts "Actual value was …" of an ArgumentOutOfRangeException on its own line.

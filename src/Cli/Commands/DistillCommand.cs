@@ -36,7 +36,7 @@ public static class DistillCommand
             teacherOption, studentOption, maskOption, cacheOption, teacherDType, kdWeight, kdTemperature, kdFraction, freezeOption,
         };
         foreach (var option in o.All) cmd.Options.Add(option);
-        cmd.SetAction(p => CliRunner.Guard(() =>
+        cmd.SetAction(p => CliRunner.Guard(() => Interruption.Run(cancel =>
         {
             string teacherDir = p.GetValue(teacherOption)!, data = p.GetValue(o.Data)!, output = p.GetValue(o.Out)!;
             string? studentDir = p.GetValue(studentOption), maskPath = p.GetValue(maskOption);
@@ -76,7 +76,7 @@ public static class DistillCommand
             TrainingOutcome outcome;
             try
             {
-                outcome = TrainingConsole.Run("distill", progress => Distiller.Run(backend, request, progress, CancellationToken.None,
+                outcome = TrainingConsole.Run("distill", progress => Distiller.Run(backend, request, progress, cancel,
                     setup => MemoryFit.CheckDistill(setup, request, backend, CliRunner.Warning(warnings), canFreeze: true)));
             }
             finally
@@ -85,7 +85,7 @@ public static class DistillCommand
             }
             TrainingConsole.Report("distill", outcome, output, p.GetValue(o.Json));
             return ExitCodes.Ok;
-        }));
+        })));
         return cmd;
     }
 }

@@ -67,12 +67,12 @@ public static class SearchCommand
             if (hasPrune == hasKeep) r.AddError("give exactly one of --prune and --keep");
             if (r.GetValue(resume) && r.GetValue(checkpoint) == null) r.AddError("--resume needs --checkpoint DIR");
         });
-        cmd.SetAction(p => CliRunner.Guard(() => Run(new Request(
+        cmd.SetAction(p => CliRunner.Guard(() => Interruption.Run(cancel => Run(new Request(
             p.GetValue(model)!, p.GetValue(data)!, p.GetValue(prune), p.GetValue(keep), p.GetValue(tokens), p.GetValue(seq), p.GetValue(batch),
             p.GetValue(samples), p.GetValue(lr), p.GetValue(tau0), p.GetValue(tauMin), p.GetValue(tauSchedule)!, p.GetValue(curriculumSteps),
             p.GetValue(warmupKeep), p.GetValue(init)!, p.GetValue(initBatches), p.GetValue(refineSwaps), p.GetValue(kdWeight)!, p.GetValue(seed), p.GetValue(teacherCache),
             p.GetValue(checkpoint), p.GetValue(checkpointEvery), p.GetValue(resume), p.GetValue(output)!, p.GetValue(plot), p.GetValue(recompute),
-            p.GetValue(device)!, p.GetValue(tf32), p.GetValue(threads), p.GetValue(json)))));
+            p.GetValue(device)!, p.GetValue(tf32), p.GetValue(threads), p.GetValue(json)), cancel))));
         return cmd;
     }
 
@@ -81,7 +81,7 @@ public static class SearchCommand
         ulong Seed, string? TeacherCache, string? Checkpoint, int CheckpointEvery, bool Resume, string Output, string? Plot, bool ActivationCheckpointing,
         string Device, bool Tf32, int Threads, bool Json);
 
-    private static int Run(Request r)
+    private static int Run(Request r, CancellationToken cancel)
     {
         if (r.Seq < 2) throw new UsageException($"--seq: {r.Seq} must be at least 2");
         if (r.Batch < 1) throw new UsageException($"--batch: {r.Batch} must be at least 1");
@@ -128,7 +128,7 @@ public static class SearchCommand
         var state = r.Resume ? search.Resume(r.Checkpoint!) : search.Initialize();
         long startStep = state.Step;
         var clock = Stopwatch.StartNew();
-        RunWithProgress(search, state, r, batches.TokensPerBatch, startStep, clock);
+        RunWithProgress(search, state, r, batches.TokensPerBatch, startStep, clock, cancel);
         double seconds = clock.Elapsed.TotalSeconds;
 
         var mask = search.Result(state);
@@ -143,7 +143,7 @@ public static class SearchCommand
     }
 
     // Spectre's live bar on a terminal; otherwise (or with --json) plain lines on stderr, at most one a second.
-    private static void RunWithProgress(MaskSearch search, SearchState state, Request r, int tokensPerBatch, long startStep, Stopwatch clock)
+    private static void RunWithProgress(MaskSearch search, SearchState state, Request r, int tokensPerBatch, long startStep, Stopwatch clock, CancellationToken cancel)
     {
         string Describe(SearchProgress p)
         {
@@ -160,7 +160,7 @@ public static class SearchCommand
         if (r.Json || Console.IsErrorRedirected)
         {
             TimeSpan? last = null;
-            search.Run(state, checkpoint, r.CheckpointEvery, p =>
+            search.Run(state, checkpoint, r.CheckpointEvery, cancel: cancel, progress: p =>
             {
                 if (last is { } t && clock.Elapsed - t < TimeSpan.FromSeconds(1) && p.Step + 1 < p.TotalSteps) return;
                 last = clock.Elapsed;
@@ -175,7 +175,7 @@ public static class SearchCommand
             {
                 var task = context.AddTask("search", maxValue: search.Options.Steps);
                 task.Value = state.Step;
-                search.Run(state, checkpoint, r.CheckpointEvery, p =>
+                search.Run(state, checkpoint, r.CheckpointEvery, cancel: cancel, progress: p =>
                 {
                     task.Value = p.Step + 1;
                     task.Description = Markup.Escape(Describe(p));

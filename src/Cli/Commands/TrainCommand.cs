@@ -19,7 +19,7 @@ public static class TrainCommand
         o.Data.Required = true;
         var cmd = new Command("train", "Train every weight with next-token cross-entropy (checkpoints, --resume)") { model };
         foreach (var option in o.All) cmd.Options.Add(option);
-        cmd.SetAction(p => CliRunner.Guard(() =>
+        cmd.SetAction(p => CliRunner.Guard(() => Interruption.Run(cancel =>
         {
             string dir = p.GetValue(model)!, data = p.GetValue(o.Data)!, output = p.GetValue(o.Out)!;
             var settings = o.Settings(p);
@@ -39,10 +39,10 @@ public static class TrainCommand
                 ActivationCheckpointing = recompute,
                 Output = output, ReplaceOutput = p.GetValue(o.Force), Inputs = [data], Identity = new JsonObject { ["command"] = "train" },
             };
-            var outcome = TrainingConsole.Run("train", progress => TrainingRunner.Run(job, progress));
+            var outcome = TrainingConsole.Run("train", progress => TrainingRunner.Run(job, progress, cancel));
             TrainingConsole.Report("train", outcome, output, p.GetValue(o.Json));
             return ExitCodes.Ok;
-        }));
+        })));
         return cmd;
     }
 }

@@ -66,7 +66,9 @@ internal sealed class TrainingLoop
 
     /// <summary>
     /// Runs optimizer steps <paramref name="startStep"/>..TotalSteps−1. <paramref name="checkpoint"/> (when given) is
-    /// called after every CheckpointEvery-th step and after the last one, with the completed step count.
+    /// called after every CheckpointEvery-th step and after the last one, with the completed step count; and when
+    /// <paramref name="cancel"/> stops the run between steps, for the steps done since the last save, so that a resumed
+    /// run loses none of them.
     /// </summary>
     public TrainingResult Run(long startStep, List<LossPoint> history, Action<long>? checkpoint, Action<TrainingProgress>? progress,
         CancellationToken cancel = default)
@@ -79,9 +81,14 @@ internal sealed class TrainingLoop
         var gradients = _parameters.Gradients;
         var side = _side.ToDictionary(n => n, n => new float[_parameters.Values[IndexOf(n)].Length]);
         double lastLoss = double.NaN;
+        long saved = startStep;
         for (long step = startStep; step < total; step++)
         {
-            cancel.ThrowIfCancellationRequested();
+            if (cancel.IsCancellationRequested)
+            {
+                if (checkpoint != null && step > saved) checkpoint(step);
+                cancel.ThrowIfCancellationRequested();
+            }
             _trainer.ZeroWeightGradients();
             foreach (var g in side.Values) Array.Clear(g);
             double loss = 0;
@@ -103,7 +110,10 @@ internal sealed class TrainingLoop
             progress?.Invoke(new TrainingProgress(done, total, loss, lr, norm,
                 (done - startStep) * _settings.TokensPerStep / Math.Max(1e-9, clock.Elapsed.TotalSeconds)));
             if (checkpoint != null && (done == total || (_settings.CheckpointEvery > 0 && done % _settings.CheckpointEvery == 0)))
+            {
                 checkpoint(done);
+                saved = done;
+            }
         }
         return new TrainingResult(total, startStep, total * _settings.TokensPerStep, lastLoss, history, clock.Elapsed.TotalSeconds);
     }

@@ -175,8 +175,9 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         var state = resumed ? search.Resume(checkpointFolder) : search.Initialize();
         long startStep = state.Step;
         var clock = Stopwatch.StartNew();
-        search.Run(state, checkpointFolder, SearchCheckpointEvery, p => Advance("search",
-            string.Create(CultureInfo.InvariantCulture, $"step {p.Step + 1}/{p.TotalSteps} k={p.Keep} τ={p.Tau:F3} loss={p.Loss:F5}"), p.Step + 1, p.TotalSteps));
+        search.Run(state, checkpointFolder, SearchCheckpointEvery, p => progress(new PruneProgress("search", PruneEvent.Advanced,
+            string.Create(CultureInfo.InvariantCulture, $"step {p.Step + 1}/{p.TotalSteps} k={p.Keep} τ={p.Tau:F3} loss={p.Loss:F5}"), p.Step + 1, p.TotalSteps)),
+            cancel);
         double seconds = clock.Elapsed.TotalSeconds;
         var mask = search.Result(state);
         mask.Save(maskPath);

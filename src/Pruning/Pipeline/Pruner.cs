@@ -19,8 +19,9 @@ public static class Pruner
     /// with its final state and mask: the loss and keep-probability histories, e.g. to plot them. A search.png it writes
     /// into the output folder is shown in report.md.
     /// </param>
-    /// <param name="cancel">Stops the run between stages, or inside the search, the baselines, a distillation or a comparison; every
-    /// stage's checkpoint stays, so the run can be resumed.</param>
+    /// <param name="cancel">Stops the run between stages, or inside one: the search and the distillations stop after a whole
+    /// step and save a checkpoint of the steps done first, the baselines and comparisons after a pass; so a resumed run
+    /// loses no training step.</param>
     /// <returns>The learned mask, where the healed model and the reports are, and the figures of the report.</returns>
     /// <exception cref="ArgumentException">A request no stage could run (a target out of range, an unknown baseline or device, a budget below 1), naming the option and value, before any stage runs; an output folder that holds another run without <see cref="PruneRequest.Resume"/>; or a resumed run whose target or budgets differ from the ones it started with.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was signalled.</exception>

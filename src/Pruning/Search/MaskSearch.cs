@@ -210,15 +210,27 @@ public sealed class MaskSearch : IDisposable
     /// Runs the remaining steps, saving a checkpoint into <paramref name="checkpointDirectory"/> (when not null) every
     /// <paramref name="checkpointEvery"/> steps and after the last; reports each step to <paramref name="progress"/>.
     /// </summary>
-    public void Run(SearchState state, string? checkpointDirectory, int checkpointEvery, Action<SearchProgress>? progress = null)
+    /// <param name="cancel">Stops the run between steps, after saving a checkpoint of the steps done since the last
+    /// one, so that <see cref="Resume"/> loses none of them; then throws <see cref="OperationCanceledException"/>.</param>
+    public void Run(SearchState state, string? checkpointDirectory, int checkpointEvery, Action<SearchProgress>? progress = null,
+        CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(state);
         if (checkpointDirectory != null && checkpointEvery < 1) throw new ArgumentException($"--checkpoint-every: {checkpointEvery} must be at least 1");
+        long saved = state.Step;
         while (state.Step < options.Steps)
         {
+            if (cancel.IsCancellationRequested)
+            {
+                if (checkpointDirectory != null && state.Step > saved) SearchCheckpoint.Save(checkpointDirectory, Fingerprint, state, optimizer);
+                cancel.ThrowIfCancellationRequested();
+            }
             var g = Step(state);
             if (checkpointDirectory != null && (state.Step % checkpointEvery == 0 || state.Step == options.Steps))
+            {
                 SearchCheckpoint.Save(checkpointDirectory, Fingerprint, state, optimizer);
+                saved = state.Step;
+            }
             progress?.Invoke(new SearchProgress(g.Step, options.Steps, g.Keep, g.Tau, g.Loss, state.Alpha));
         }
     }

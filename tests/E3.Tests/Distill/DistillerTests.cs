@@ -51,14 +51,19 @@ public sealed class DistillerTests
         Assert.False(Directory.Exists(output));
     }
 
+    /// <summary>A 2-layer random model and a .bin of <paramref name="tokens"/> ids stepping by <paramref name="stride"/> through its 32-token vocabulary.</summary>
+    static (string Model, string Data) TinyModelAndTokens(TempDir dir, int tokens, int stride)
+    {
+        RandomModel.Write(new RandomModelSpec { Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 24, Vocab = 32, Seed = 1 }, dir["model"]);
+        File.WriteAllBytes(dir["data.bin"], Enumerable.Range(0, tokens).SelectMany(i => BitConverter.GetBytes((uint)(i * stride % 32))).ToArray());
+        return (dir["model"], dir["data.bin"]);
+    }
+
     [Fact]
     public void AKdOptionTheCliNeverSetsIsStillPartOfTheRunSoAResumeWithAnotherIsRefused()
     {
         using var dir = new TempDir();
-        string model = dir["model"];
-        RandomModel.Write(new RandomModelSpec { Layers = 2, Hidden = 16, Heads = 2, KvHeads = 1, HeadDim = 8, Intermediate = 24, Vocab = 32, Seed = 1 }, model);
-        string data = dir["data.bin"];
-        File.WriteAllBytes(data, Enumerable.Range(0, 64).SelectMany(i => BitConverter.GetBytes((uint)(i * 5 % 32))).ToArray());
+        var (model, data) = TinyModelAndTokens(dir, tokens: 64, stride: 5);
         using var cpu = ComputeDevice.Open("cpu", new ComputeDeviceOptions { Threads = 1 });
         var request = Request(model, dir["out"]) with
         {
@@ -74,5 +79,33 @@ public sealed class DistillerTests
         Assert.False(Directory.Exists(dir["out2"]));
         // The same options resume (nothing left to run), so the refusal above was the option's doing.
         Assert.True(Distiller.Run(cpu, request with { Output = dir["out3"], Resume = true }).Resumed);
+    }
+
+    [Fact]
+    public void ACancelledRunSavesTheStepsSinceItsLastCheckpointAndResumesBitIdentically()
+    {
+        using var dir = new TempDir();
+        var (model, data) = TinyModelAndTokens(dir, tokens: 256, stride: 7);
+        using var cpu = ComputeDevice.Open("cpu", new ComputeDeviceOptions { Threads = 1 });
+        // 12 steps; no checkpoint but the last one, so only the cancellation can save step 5.
+        var request = Request(model, dir["whole"]) with
+        {
+            Student = model, Data = data, CheckpointFolder = dir["ckpt-whole"],
+            Settings = new TrainingSettings { Tokens = 96, Sequence = 4, Batch = 2, Warmup = 2, CheckpointEvery = 0 },
+        };
+        var whole = Distiller.Run(cpu, request);
+        Assert.Equal(12, whole.Result.Steps);
+
+        using var cancel = new CancellationTokenSource();
+        var stopped = request with { Output = dir["resumed"], CheckpointFolder = dir["ckpt"] };
+        Assert.ThrowsAny<OperationCanceledException>(() => Distiller.Run(cpu, stopped, p => { if (p.Step == 5) cancel.Cancel(); }, cancel.Token));
+        Assert.False(Directory.Exists(dir["resumed"]));
+        Assert.True(new TrainingCheckpoint(dir["ckpt"]).Exists);
+
+        var resumed = Distiller.Run(cpu, stopped with { Resume = true });
+        Assert.True(resumed.Resumed);
+        Assert.Equal(5, resumed.Result.StartStep);
+        Assert.Equal(whole.Result.LossHistory, resumed.Result.LossHistory);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(dir["whole"], "model.safetensors")), File.ReadAllBytes(Path.Combine(dir["resumed"], "model.safetensors")));
     }
 }

@@ -116,7 +116,7 @@ public class PrunerTests
     }
 
     [Fact]
-    public void ACancelledRunStopsInsideItsStageUnwrappedAndResumes()
+    public void ACancelledRunStopsInsideItsStageUnwrappedSavesTheSearchsStepsAndResumes()
     {
         using var dir = new TempDir();
         var request = Request(dir) with { Baselines = ["last"], DistillBestBaseline = false };
@@ -132,9 +132,13 @@ public class PrunerTests
         Assert.DoesNotContain(stopped, p => p.Stage == "search" && p.Event == PruneEvent.Finished);
         Assert.False(File.Exists(Path.Combine(request.Output, "stages", "search.json")));
 
+        // The search saved its 3 steps when it stopped (its next regular checkpoint was at step 50), and resumes there.
+        Assert.True(SearchCheckpoint.Exists(Path.Combine(request.Output, "checkpoints", "search")));
         var events = new List<PruneProgress>();
         var outcome = Pruner.Run(request with { Resume = true }, events.Add);
         Assert.Equal(["baseline-last"], events.Where(e => e.Event == PruneEvent.Kept).Select(e => e.Stage));
+        Assert.Equal(4, events.First(e => e is { Stage: "search", Event: PruneEvent.Advanced }).Done);
+        Assert.Equal(3, JsonNode.Parse(File.ReadAllText(Path.Combine(request.Output, "stages", "search.json")))!["resumed_from"]!.GetValue<long>());
         Assert.True(File.Exists(outcome.ReportJson));
     }
 

@@ -68,6 +68,54 @@ public sealed class SearchCommandTests
         Assert.True(new FileInfo(Path.ChangeExtension(resumed, ".png")).Length > 1000, "the plot was not written");
     }
 
+    /// <summary>
+    /// SIGTERM (as Ctrl+C's SIGINT) stops the search after its current step, with no regular checkpoint due for hundreds of
+    /// steps: it saves the steps done, exits 130, and the resumed run ends with the uninterrupted run's mask, bit for bit.
+    /// </summary>
+    [Fact]
+    public void AnInterruptedRunSavesItsStepsExits130AndResumesToTheSameMask()
+    {
+        using var dir = new TempDir();
+        var (model, data) = Setup(dir);
+        string[] common = ["--tokens", "9600", "--checkpoint-every", "1000"]; // 300 steps of 32 tokens
+        string reference = dir["reference.json"], resumed = dir["resumed.json"], checkpoint = dir["ck"];
+        Assert.Equal(0, InProcess(Args(model, data, reference, [.. common, "--checkpoint", dir["ck-reference"]])));
+
+        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "e3.dll"));
+        foreach (var a in Args(model, data, resumed, [.. common, "--checkpoint", checkpoint])) psi.ArgumentList.Add(a);
+        var stderr = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        int exitCode, signalled = 0, killResult = -1;
+        using (var child = new Process { StartInfo = psi })
+        {
+            child.ErrorDataReceived += (_, e) =>
+            {
+                if (e.Data == null) return;
+                stderr.Enqueue(e.Data);
+                // The first progress line comes after the first step: interrupt there, with most of the run still to go.
+                if (e.Data.StartsWith("search: step", StringComparison.Ordinal) && Interlocked.Exchange(ref signalled, 1) == 0)
+                    killResult = Signals.Kill(child.Id, Signals.Terminate);
+            };
+            child.OutputDataReceived += (_, _) => { };
+            child.Start();
+            child.BeginErrorReadLine();
+            child.BeginOutputReadLine();
+            Assert.True(child.WaitForExit(TimeSpan.FromMinutes(3)), "the interrupted search did not stop");
+            child.WaitForExit(); // flushes the asynchronous readers
+            exitCode = child.ExitCode;
+        }
+        string log = string.Join("\n", stderr);
+        Assert.True(killResult == 0, $"kill failed or never sent: {log}");
+        Assert.True(exitCode == 130, $"exit {exitCode}: {log}");
+        Assert.Contains("e3: interrupted", log);
+        Assert.False(File.Exists(resumed), "an interrupted search must not leave a mask.json");
+        long saved = SavedStep(Path.Combine(checkpoint, SearchCheckpoint.StateFileName));
+        Assert.InRange(saved, 1, 299); // the steps done when the signal came were saved, although none was due
+
+        Assert.Equal(0, InProcess(Args(model, data, resumed, [.. common, "--checkpoint", checkpoint, "--resume"])));
+        Assert.Equal(File.ReadAllBytes(reference), File.ReadAllBytes(resumed)); // kept layers, α, steps, loss history
+    }
+
     /// <summary>Recomputing each layer for the gate gradients is the forward's own arithmetic: the same α, mask and history, bit for bit.</summary>
     [Fact]
     public void ActivationCheckpointingFindsTheSameBits()

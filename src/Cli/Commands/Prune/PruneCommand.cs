@@ -49,7 +49,7 @@ internal static class PruneCommand
         {
             if ((r.GetResult(prune) == null) == (r.GetResult(keep) == null)) r.AddError("give exactly one of --prune RATIO and --keep K");
         });
-        cmd.SetAction(p => CliRunner.Guard(() =>
+        cmd.SetAction(p => CliRunner.Guard(() => Interruption.Run(cancel =>
         {
             // Refused here, not by the search stage after every baseline has run.
             if (p.GetValue(tf32)) CliRunner.RequireTensorCores(p.GetValue(device)!);
@@ -69,11 +69,11 @@ internal static class PruneCommand
             int layers = ModelConfig.Load(request.Model).NumLayers;
             CliRunner.ParseOption(() => request.KeepOf(layers));
             string plot = Path.Combine(request.Output, "search.png");
-            var outcome = PruneConsole.Run(progress => Pruner.Run(request, progress, (state, mask) => SearchPlot.Write(state, mask.Kept.ToHashSet(), plot)));
+            var outcome = PruneConsole.Run(progress => Pruner.Run(request, progress, (state, mask) => SearchPlot.Write(state, mask.Kept.ToHashSet(), plot), cancel));
             if (p.GetValue(json)) Console.Out.Write(File.ReadAllText(outcome.ReportJson) + Environment.NewLine);
             else Console.Out.Write(File.ReadAllText(outcome.ReportMarkdown));
             return ExitCodes.Ok;
-        }));
+        })));
         return cmd;
     }
 }

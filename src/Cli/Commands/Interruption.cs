@@ -1,0 +1,43 @@
+using System.Runtime.InteropServices;
+
+namespace E3.Cli.Commands;
+
+/// <summary>
+/// Ctrl+C (SIGINT) or SIGTERM as a cancellation for a long job (search, train, distill, prune): the first signal asks
+/// it to stop at its next step, where it saves a checkpoint of the steps done since its last one, so that
+/// <c>--resume</c> loses nothing; a second Ctrl+C ends the process at once, as without this.
+/// </summary>
+internal sealed class Interruption : IDisposable
+{
+    readonly CancellationTokenSource _stop = new();
+    readonly PosixSignalRegistration _interrupt;
+    readonly PosixSignalRegistration _terminate;
+
+    Interruption()
+    {
+        _interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        _terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+    }
+
+    /// <summary>Runs <paramref name="job"/> with a token that the first SIGINT or SIGTERM cancels.</summary>
+    public static int Run(Func<CancellationToken, int> job)
+    {
+        using var interruption = new Interruption();
+        return job(interruption._stop.Token);
+    }
+
+    void OnSignal(PosixSignalContext context)
+    {
+        if (_stop.IsCancellationRequested) return; // the second: the default, which ends the process
+        context.Cancel = true;
+        Console.Error.WriteLine($"e3: {context.Signal}: stopping after the current step and saving a checkpoint (Ctrl+C again stops at once)");
+        _stop.Cancel();
+    }
+
+    public void Dispose()
+    {
+        _interrupt.Dispose();
+        _terminate.Dispose();
+        _stop.Dispose();
+    }
+}
