@@ -69,18 +69,7 @@ public static class TeacherCacheCommand
                 });
         }
         if (r.Json)
-            CliRunner.WriteJson(new JsonObject
-            {
-                ["out"] = build.Path,
-                ["resumed"] = build.Resumed,
-                ["tokens"] = build.Tokens,
-                ["tokens_computed"] = build.TokensComputed,
-                ["shards"] = build.Shards,
-                ["topk"] = r.TopK,
-                ["vocab"] = teacher.Config.VocabSize,
-                ["seconds"] = build.Seconds,
-                ["tokens_per_second"] = build.TokensComputed / Math.Max(1e-9, build.Seconds),
-            });
+            CliRunner.WriteJson(E3.Pruning.Reports.ResultJson.TeacherCache(build, r.TopK, teacher.Config.VocabSize));
         else
             Console.Error.WriteLine($"wrote {build.Path}: {build.Tokens} tokens in {build.Shards} shards ({build.TokensComputed} computed now{(build.Resumed ? ", resumed" : "")})");
         return ExitCodes.Ok;

@@ -14,6 +14,7 @@ using E3.Pruning.Export;
 using E3.Pruning.Masks;
 using E3.Pruning.Reports;
 using E3.Pruning.Search;
+using E3.Pruning.TeacherCache;
 
 namespace E3.Pruning.Pipeline;
 
@@ -38,7 +39,7 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
     {
         s.Validate();
         var config = ModelConfig.Load(s.Model);
-        int keep = s.KeepOf(config.NumLayers);
+        int keep = s.KeepOf(config);
         _out = Path.GetFullPath(s.Output);
         var (train, heldout) = SplitData(config);
         if (Directory.Exists(_out) && Directory.EnumerateFileSystemEntries(_out).Any() && !s.Resume)
@@ -67,9 +68,15 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
             masks[name] = mask;
         }
 
+        // The offline teacher: its top-K of every training token, once, for the search's steps and every distillation.
+        string? cache = s.TeacherCacheK > 0 ? Sub("teacher-cache.e3tc") : null;
+        if (cache != null)
+            stages.Run("teacher-cache", $"the teacher's top-{s.TeacherCacheK} log-probabilities of {train.Length} training tokens",
+                () => TeacherCache(train, cache));
+
         string e3Mask = Sub("masks", "e3.json");
-        var search = stages.Run("search", $"Gumbel-TopK mask search on {s.SearchTokens} tokens, keep {keep}",
-            () => Search(train, trainFile, keep, e3Mask, Sub("checkpoints", "search")));
+        var search = stages.Run("search", $"Gumbel-TopK mask search on {s.SearchTokens} tokens, keep {keep}{(cache != null ? $", from the top-{s.TeacherCacheK} teacher cache" : "")}",
+            () => Search(train, trainFile, keep, e3Mask, Sub("checkpoints", "search"), cache));
         masks["e3"] = e3Mask;
 
         var before = stages.Run("compare-masks", $"{masks.Count} masks against the teacher on held-out text",
@@ -83,8 +90,8 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         foreach (var method in bestBaseline == null ? ["e3"] : new[] { "e3", bestBaseline })
         {
             string distilled = Sub("work", "distilled-" + method), exported = Sub("model-" + method);
-            stages.Run("distill-" + method, $"heal the {method} mask on {s.DistillTokens} tokens",
-                () => Distill(masks[method], trainFile, distilled, Sub("checkpoints", "distill-" + method)));
+            stages.Run("distill-" + method, $"heal the {method} mask on {s.DistillTokens} tokens{(cache != null ? $", from the top-{s.TeacherCacheK} teacher cache" : "")}",
+                () => Distill(masks[method], trainFile, distilled, Sub("checkpoints", "distill-" + method), cache));
             stages.Run("export-" + method, $"write the healed {method} model without its dropped layers",
                 () => Export(distilled, masks[method], exported));
             healed.Add((method, exported));
@@ -151,14 +158,30 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         return ResultJson.Baseline(result, model.Config.NumLayers, maskPath, clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary><c>e3 search</c> with its defaults, calibrating on as many tokens as the baselines score layers on.</summary>
-    JsonObject Search(int[] train, string trainFile, int keep, string maskPath, string checkpointFolder)
+    /// <summary><c>e3 teacher-cache</c> of the training tokens, in sequences of the run's length; resumed shard by shard.</summary>
+    JsonObject TeacherCache(int[] train, string output)
+    {
+        using var backend = Inference();
+        using var teacher = DecoderModel.Load(s.Model, backend);
+        var build = TeacherCacheBuilder.Build(teacher, train, s.TeacherCacheK, s.Sequence, output,
+            (done, total) => Advance("teacher-cache", $"{done}/{total} tokens", done, total));
+        return ResultJson.TeacherCache(build, s.TeacherCacheK, teacher.Config.VocabSize);
+    }
+
+    /// <summary>
+    /// <c>e3 search</c> with its defaults, calibrating on as many tokens as the baselines score layers on; its steps read
+    /// <paramref name="cache"/> when given (its KL initialisation and final swaps run the model itself either way).
+    /// </summary>
+    JsonObject Search(int[] train, string trainFile, int keep, string maskPath, string checkpointFolder, string? cache)
     {
         using var backend = Training();
+        using var reader = cache != null ? TeacherCacheReader.Open(cache) : null;
         MemoryFit.CheckSearch(s.Model, ModelConfig.Load(s.Model), s.Sequence, s.Batch, s.ActivationCheckpointing, liveTeacher: true, backend,
             line => progress(new PruneProgress("search", PruneEvent.Warning, line)));
         using var model = DecoderModel.Load(s.Model, backend);
-        var batches = new LiveTeacherBatches(train, s.Sequence, s.Batch, s.Seed, trainFile);
+        SearchBatches batches = reader != null
+            ? new CachedTeacherBatches(reader, train, TeacherCacheHeader.ModelIdOf(s.Model), model.Config.VocabSize, s.Batch, s.Seed)
+            : new LiveTeacherBatches(train, s.Sequence, s.Batch, s.Seed, trainFile);
         var options = new SearchOptions
         {
             Keep = keep,
@@ -199,13 +222,13 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         return new JsonObject { ["teacher"] = s.Model, ["rows"] = ComparisonTable.Json(rows) };
     }
 
-    /// <summary><c>e3 distill</c> of the teacher under a mask, with the live teacher, into its own work folder.</summary>
-    JsonObject Distill(string maskPath, string trainFile, string output, string checkpointFolder)
+    /// <summary><c>e3 distill</c> of the teacher under a mask, from the live teacher or <paramref name="cache"/>, into its own work folder.</summary>
+    JsonObject Distill(string maskPath, string trainFile, string output, string checkpointFolder, string? cache)
     {
         string stage = "distill-" + Path.GetFileNameWithoutExtension(maskPath);
         var request = new DistillationRequest
         {
-            Teacher = s.Model, Mask = maskPath, Data = trainFile, Output = output,
+            Teacher = s.Model, Mask = maskPath, Data = trainFile, Output = output, TeacherCache = cache,
             ReplaceOutput = true, // the stage's own work folder, rewritten when a resumed run repeats the stage
             Settings = new TrainingSettings { Tokens = s.DistillTokens, Sequence = s.Sequence, Batch = s.Batch, LearningRate = s.DistillLearningRate, Seed = s.Seed },
             CheckpointFolder = checkpointFolder, Resume = new TrainingCheckpoint(checkpointFolder).Exists, ActivationCheckpointing = s.ActivationCheckpointing,

@@ -65,6 +65,14 @@ public sealed record PruneRequest
     /// <summary>Peak AdamW learning rate of the distillation.</summary>
     public double DistillLearningRate { get; init; } = 1e-3;
 
+    /// <summary>
+    /// K of an offline top-K teacher cache (the paper's ~10 logits a token): the teacher is run once over the training
+    /// data, and the search's steps and the distillations read its K largest log-probabilities per token instead of running
+    /// it at every step (the cache is built in the output folder; a teacher too large to sit beside its student needs
+    /// this). 0, the default, runs the live teacher with its full distribution.
+    /// </summary>
+    public int TeacherCacheK { get; init; }
+
     /// <summary>Heal the best baseline's mask too, so that the healed models compare fairly (on by default).</summary>
     public bool DistillBestBaseline { get; init; } = true;
 
@@ -126,15 +134,22 @@ public sealed record PruneRequest
         AtLeast("--bench-decode", BenchDecode, 0);
         AtLeast("--bench-repeats", BenchRepeats, 1);
         AtLeast("--threads", Threads, 0);
+        AtLeast("--teacher-cache-k", TeacherCacheK, 0);
         if (!(SearchLearningRate > 0) || !double.IsFinite(SearchLearningRate)) throw new ArgumentException($"--search-lr: {SearchLearningRate} must be finite and positive");
         if (!(DistillLearningRate > 0) || !double.IsFinite(DistillLearningRate)) throw new ArgumentException($"--distill-lr: {DistillLearningRate} must be finite and positive");
         if (!ComputeDevice.Names.Contains(Device)) throw new ArgumentException($"--device: '{Device}' is not one of {string.Join(", ", ComputeDevice.Names)}");
         if (Tf32 && Device is not ("cuda" or "emu")) throw new ArgumentException($"--tf32: the {Device} device has no tensor cores; it needs cuda or emu");
     }
 
-    /// <summary>The layers to keep of a model with <paramref name="layers"/> layers; a target out of range is refused naming the option.</summary>
-    internal int KeepOf(int layers)
+    /// <summary>
+    /// The layers to keep of the model <paramref name="config"/> describes; a target out of range, or a teacher cache's K
+    /// above its vocabulary, is refused naming the option.
+    /// </summary>
+    internal int KeepOf(ModelConfig config)
     {
+        int layers = config.NumLayers;
+        if (TeacherCacheK > config.VocabSize)
+            throw new ArgumentException($"--teacher-cache-k: {TeacherCacheK} exceeds the model's vocab_size {config.VocabSize}");
         int keep = Keep ?? layers - (int)Math.Round(Prune!.Value * layers, MidpointRounding.AwayFromZero);
         if (keep < 1 || keep >= layers)
             throw new ArgumentException(Keep != null
@@ -162,6 +177,7 @@ public sealed record PruneRequest
         ["search-lr"] = SearchLearningRate,
         ["distill-lr"] = DistillLearningRate,
         ["no-baseline-distill"] = !DistillBestBaseline,
+        ["teacher-cache-k"] = TeacherCacheK,
         ["seed"] = Seed,
     };
 

@@ -6,6 +6,7 @@ using E3.Pruning.Distill;
 using E3.Pruning.Export;
 using E3.Pruning.Masks;
 using E3.Pruning.Search;
+using E3.Pruning.TeacherCache;
 
 namespace E3.Pruning.Reports;
 
@@ -104,6 +105,20 @@ internal static class ResultJson
             ["loss_history"] = new JsonArray(r.LossHistory.Select(p => (JsonNode)new JsonArray(p.Step, p.Loss)).ToArray()),
         };
     }
+
+    /// <summary>A built (or resumed, or found complete) top-K teacher cache.</summary>
+    public static JsonObject TeacherCache(TeacherCacheBuild build, int topK, int vocab) => new()
+    {
+        ["out"] = build.Path,
+        ["resumed"] = build.Resumed,
+        ["tokens"] = build.Tokens,
+        ["tokens_computed"] = build.TokensComputed,
+        ["shards"] = build.Shards,
+        ["topk"] = topK,
+        ["vocab"] = vocab,
+        ["seconds"] = build.Seconds,
+        ["tokens_per_second"] = build.TokensComputed / Math.Max(1e-9, build.Seconds),
+    };
 
     /// <summary>An exported pruned checkpoint.</summary>
     public static JsonObject Export(ExportResult r) => new()

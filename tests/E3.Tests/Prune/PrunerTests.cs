@@ -5,6 +5,7 @@ using E3.Pruning.Distill;
 using E3.Pruning.Masks;
 using E3.Pruning.Pipeline;
 using E3.Pruning.Search;
+using E3.Pruning.TeacherCache;
 using E3.Tests.Support;
 using Xunit;
 
@@ -142,12 +143,47 @@ public class PrunerTests
         Assert.True(File.Exists(outcome.ReportJson));
     }
 
+    [Fact]
+    public void WithATeacherCacheItIsBuiltOnceAndTheSearchAndTheDistillationReadIt()
+    {
+        using var dir = new TempDir();
+        var request = Request(dir) with { Baselines = ["last"], DistillBestBaseline = false, TeacherCacheK = 8 };
+        var events = new List<PruneProgress>();
+        var outcome = Pruner.Run(request, events.Add);
+        Assert.Equal(["baseline-last", "teacher-cache", "search", "compare-masks", "distill-e3", "export-e3", "compare-healed", "speedup"],
+            events.Where(e => e.Event == PruneEvent.Started).Select(e => e.Stage));
+        // The cache holds the training split (4000 tokens less the held-out 10 %), K = 8 per token, in the run's sequences.
+        using (var reader = TeacherCacheReader.Open(Path.Combine(request.Output, "teacher-cache.e3tc")))
+        {
+            Assert.Equal(8, reader.Header.K);
+            Assert.Equal(3600, reader.Header.DataTokens);
+            Assert.Equal(request.Sequence, reader.Header.SequenceLength);
+        }
+        Assert.Equal(4, ModelConfig.Load(outcome.HealedModel).NumLayers);
+        Assert.StartsWith("--teacher-cache-k: 4 differs from 8",
+            Assert.ThrowsAny<ArgumentException>(() => Pruner.Run(request with { Resume = true, TeacherCacheK = 4 })).Message);
+
+        // The search and the distillation read the cache: one cut short just before either fails that very stage.
+        foreach (var stage in new[] { "search", "distill-e3" })
+        {
+            var broken = request with { Output = dir["out-" + stage] };
+            string cache = Path.Combine(broken.Output, "teacher-cache.e3tc");
+            var failed = Assert.Throws<PruneStageException>(() => Pruner.Run(broken, p =>
+            {
+                if (p.Stage == stage && p.Event == PruneEvent.Started)
+                    using (var file = File.Open(cache, FileMode.Open)) file.SetLength(file.Length - 100);
+            }));
+            Assert.Equal(stage, failed.Stage);
+            Assert.IsType<TeacherCacheException>(failed.InnerException);
+        }
+    }
+
     public static TheoryData<string, string> Refusals => new()
     {
         { "keep", "--keep" }, { "bench-repeats", "--bench-repeats" }, { "baselines", "--baselines" }, { "device", "--device" },
         { "tf32", "--tf32" }, { "seq", "--seq" }, { "holdout", "--holdout" }, { "search-lr", "--search-lr" },
         { "eval-tokens", "--eval-tokens" }, { "distill-tokens", "--distill-tokens" }, { "calibration-tokens", "--calibration-tokens" },
-        { "model", "--model" }, { "baselines-twice", "--baselines" },
+        { "model", "--model" }, { "baselines-twice", "--baselines" }, { "teacher-cache-k", "--teacher-cache-k" },
     };
 
     [Theory]
@@ -171,6 +207,7 @@ public class PrunerTests
             "calibration-tokens" => request with { CalibrationTokens = 0 },
             "model" => request with { Model = "" },
             "baselines-twice" => request with { Baselines = ["bi", "bi"] },
+            "teacher-cache-k" => request with { TeacherCacheK = Vocab + 1 },
             _ => throw new ArgumentOutOfRangeException(nameof(change)),
         };
         var e = Assert.ThrowsAny<ArgumentException>(() => Pruner.Run(request));

@@ -29,6 +29,7 @@ internal static class PruneCommand
         var samples = new Option<int>("--samples") { Description = "Gumbel-TopK masks sampled per search step", DefaultValueFactory = _ => 4 };
         var searchLr = new Option<double>("--search-lr") { Description = "AdamW learning rate of the mask logits", DefaultValueFactory = _ => 0.05 };
         var distillLr = new Option<double>("--distill-lr") { Description = "Peak AdamW learning rate of the distillation", DefaultValueFactory = _ => 1e-3 };
+        var teacherCacheK = new Option<int>("--teacher-cache-k") { Description = "Search and distil from a top-K teacher cache of --data built once in --out (the paper's offline teacher, ~10 logits a token) instead of running the teacher at every step; 0 runs it live", DefaultValueFactory = _ => 0 };
         var noBaselineDistill = new Option<bool>("--no-baseline-distill") { Description = "Heal only E3's mask (by default the best baseline is healed too, for a fair comparison)" };
         var seed = new Option<ulong>("--seed") { Description = "Seed of data windows, Gumbel noise and the random baseline", DefaultValueFactory = _ => 0 };
         var prefill = new Option<int>("--bench-prefill") { Description = "Speedup bench: prompt tokens", DefaultValueFactory = _ => 128 };
@@ -43,7 +44,7 @@ internal static class PruneCommand
         var cmd = new Command("prune", "Learn which layers to drop, heal the pruned model by distillation, export it, and report quality against baselines and the speedup")
         {
             model, data, evalData, holdout, prune, keep, output, baselines, calib, searchTokens, distillTokens, evalTokens, seq, batch, samples,
-            searchLr, distillLr, noBaselineDistill, seed, prefill, decode, repeats, resume, recompute, device, tf32, threads, json,
+            searchLr, distillLr, teacherCacheK, noBaselineDistill, seed, prefill, decode, repeats, resume, recompute, device, tf32, threads, json,
         };
         cmd.Validators.Add(r =>
         {
@@ -59,15 +60,15 @@ internal static class PruneCommand
                 Prune = p.GetValue(prune), Keep = p.GetValue(keep), Output = p.GetValue(output)!, Baselines = p.GetValue(baselines)!,
                 CalibrationTokens = p.GetValue(calib), SearchTokens = p.GetValue(searchTokens), DistillTokens = p.GetValue(distillTokens),
                 EvalTokens = p.GetValue(evalTokens), Sequence = p.GetValue(seq), Batch = p.GetValue(batch), Samples = p.GetValue(samples),
-                SearchLearningRate = p.GetValue(searchLr), DistillLearningRate = p.GetValue(distillLr), DistillBestBaseline = !p.GetValue(noBaselineDistill),
+                SearchLearningRate = p.GetValue(searchLr), DistillLearningRate = p.GetValue(distillLr), DistillBestBaseline = !p.GetValue(noBaselineDistill), TeacherCacheK = p.GetValue(teacherCacheK),
                 Seed = p.GetValue(seed), BenchPrefill = p.GetValue(prefill), BenchDecode = p.GetValue(decode), BenchRepeats = p.GetValue(repeats),
                 Device = p.GetValue(device)!, Threads = p.GetValue(threads), Resume = p.GetValue(resume),
                 ActivationCheckpointing = p.GetValue(recompute), Tf32 = p.GetValue(tf32),
             };
             // Every option checked against the model before any stage runs: a value out of range is a usage error.
             CliRunner.ParseOption(() => { request.Validate(); return 0; });
-            int layers = ModelConfig.Load(request.Model).NumLayers;
-            CliRunner.ParseOption(() => request.KeepOf(layers));
+            var config = ModelConfig.Load(request.Model);
+            CliRunner.ParseOption(() => request.KeepOf(config));
             string plot = Path.Combine(request.Output, "search.png");
             var outcome = PruneConsole.Run(progress => Pruner.Run(request, progress, (state, mask) => SearchPlot.Write(state, mask.Kept.ToHashSet(), plot), cancel));
             if (p.GetValue(json)) Console.Out.Write(File.ReadAllText(outcome.ReportJson) + Environment.NewLine);
