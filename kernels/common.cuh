@@ -77,8 +77,8 @@ __device__ __forceinline__ float e3_warp_max(float value)
 }
 
 // Block-wide sum returned to every thread. blockDim.x must be a multiple of 32 and at most 1024;
-// scratch is a 32-float __shared__ array owned by the calling kernel (helpers declare no shared memory so
-// the emulator only has to map kernel-level __shared__ arrays). Each thread adds the per-warp partials in
+// scratch is a 32-float shared array (E3_SHARED) owned by the caller, so that one array serves every reduction
+// of a kernel. Each thread adds the per-warp partials in
 // the same order, so the result is identical in every thread and deterministic from run to run.
 __device__ __forceinline__ float e3_block_sum(float value, float* scratch)
 {

@@ -26,11 +26,15 @@ internal sealed class Interruption : IDisposable
         return job(interruption._stop.Token);
     }
 
+    // Runs on a thread of its own, possibly while Dispose runs: the token source is therefore never disposed (it holds
+    // no timer, so there is nothing to release). On a terminal the live progress display owns stderr; the job's exit
+    // message says what happened once the display has ended.
     void OnSignal(PosixSignalContext context)
     {
         if (_stop.IsCancellationRequested) return; // the second: the default, which ends the process
         context.Cancel = true;
-        Console.Error.WriteLine($"e3: {context.Signal}: stopping after the current step and saving a checkpoint (Ctrl+C again stops at once)");
+        if (Console.IsErrorRedirected)
+            Console.Error.WriteLine($"e3: {context.Signal}: stopping after the current step and saving a checkpoint (Ctrl+C again stops at once)");
         _stop.Cancel();
     }
 
@@ -38,6 +42,5 @@ internal sealed class Interruption : IDisposable
     {
         _interrupt.Dispose();
         _terminate.Dispose();
-        _stop.Dispose();
     }
 }

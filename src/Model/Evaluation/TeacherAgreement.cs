@@ -78,15 +78,6 @@ internal static class TeacherAgreement
         return kl;
     }
 
-    /// <summary>Index of the largest logit; the first one on a tie (as torch.argmax on the CPU).</summary>
-    public static int ArgMax(ReadOnlySpan<float> logits)
-    {
-        int best = 0;
-        for (int i = 1; i < logits.Length; i++)
-            if (logits[i] > logits[best]) best = i;
-        return best;
-    }
-
     static double LogSumExp(ReadOnlySpan<float> z)
     {
         float max = float.NegativeInfinity;
@@ -114,7 +105,7 @@ internal static class TeacherAgreement
                 var sl = studentLogits.AsSpan(t * vocab, vocab);
                 kl[t] = KlDivergence(tl, sl);
                 nll[t] = -Evaluation.Perplexity.LogSoftmaxAt(sl, targets[t]);
-                agree[t] = ArgMax(tl) == ArgMax(sl);
+                agree[t] = GreedyGenerator.ArgMax(tl) == GreedyGenerator.ArgMax(sl);
             });
             for (int t = 0; t < n; t++)
             {

@@ -46,7 +46,7 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
             throw new ArgumentException($"--out: {_out} already exists and is not empty; pass --resume to continue that run, or choose another folder");
         Directory.CreateDirectory(_out);
         var stages = new PruneStages(_out, s.Resume, progress, cancel);
-        stages.RequireSameRun(s.Identity(config, keep));
+        stages.RequireSameRun(s.Identity(config, keep), new PruneRequest { Model = s.Model, Data = s.Data, Output = s.Output }.Identity(config, keep));
         string trainFile = Sub("data", "train.bin"), heldoutFile = Sub("data", "heldout.bin");
         if (!File.Exists(trainFile) || !File.Exists(heldoutFile) || !s.Resume)
         {
@@ -68,15 +68,25 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
             masks[name] = mask;
         }
 
-        // The offline teacher: its top-K of every training token, once, for the search's steps and every distillation.
-        string? cache = s.TeacherCacheK > 0 ? Sub("teacher-cache.e3tc") : null;
-        if (cache != null)
-            stages.Run("teacher-cache", $"the teacher's top-{s.TeacherCacheK} log-probabilities of {train.Length} training tokens",
-                () => TeacherCache(train, cache));
+        // The offline teacher: its top-K of every token of the sequences the search and the distillations train on,
+        // computed once. Those sequences are spread over the split, as many as the larger budget needs.
+        string? cache = null;
+        int[] trainingTokens = train;
+        string trainingFile = trainFile;
+        if (s.TeacherCacheK > 0)
+        {
+            cache = Sub("teacher-cache.e3tc");
+            trainingFile = Sub("data", "cache-train.bin");
+            if (!File.Exists(trainingFile) || !s.Resume) TokenFile.WriteBin(trainingFile, CachedSequences(train));
+            trainingTokens = DataTokens.Read(trainingFile, s.Model, config.VocabSize);
+            var cached = trainingTokens;
+            stages.Run("teacher-cache", $"the teacher's top-{s.TeacherCacheK} log-probabilities of {cached.Length} training tokens",
+                () => TeacherCache(cached, cache), outputStays: () => File.Exists(cache));
+        }
 
         string e3Mask = Sub("masks", "e3.json");
         var search = stages.Run("search", $"Gumbel-TopK mask search on {s.SearchTokens} tokens, keep {keep}{(cache != null ? $", from the top-{s.TeacherCacheK} teacher cache" : "")}",
-            () => Search(train, trainFile, keep, e3Mask, Sub("checkpoints", "search"), cache));
+            () => Search(trainingTokens, trainingFile, keep, e3Mask, Sub("checkpoints", "search"), cache));
         masks["e3"] = e3Mask;
 
         var before = stages.Run("compare-masks", $"{masks.Count} masks against the teacher on held-out text",
@@ -91,7 +101,7 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         {
             string distilled = Sub("work", "distilled-" + method), exported = Sub("model-" + method);
             stages.Run("distill-" + method, $"heal the {method} mask on {s.DistillTokens} tokens{(cache != null ? $", from the top-{s.TeacherCacheK} teacher cache" : "")}",
-                () => Distill(masks[method], trainFile, distilled, Sub("checkpoints", "distill-" + method), cache));
+                () => Distill(masks[method], trainingFile, distilled, Sub("checkpoints", "distill-" + method), cache));
             stages.Run("export-" + method, $"write the healed {method} model without its dropped layers",
                 () => Export(distilled, masks[method], exported));
             healed.Add((method, exported));
@@ -130,6 +140,28 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
             throw new InvalidDataException($"{s.Data}: {train.Length} training tokens after the held-out split; --seq {s.Sequence} needs at least {s.Sequence + 1}");
         if (heldout.Length < 2) throw new InvalidDataException($"{s.EvalData ?? s.Data}: {heldout.Length} held-out tokens; at least 2 are needed");
         return (train, heldout);
+    }
+
+    /// <summary>
+    /// The sequences a teacher cache holds: enough for the larger of the search's and a distillation's budget (each then
+    /// sees about one pass over them), at evenly spaced, non-overlapping offsets across the split; the whole split when
+    /// it is not much larger.
+    /// </summary>
+    int[] CachedSequences(int[] train)
+    {
+        int seq = s.Sequence;
+        long wanted = (Math.Max(s.SearchTokens, s.DistillTokens) + seq - 1) / seq;
+        int available = train.Length / seq;
+        if (wanted >= available) return train;
+        int n = (int)wanted;
+        var picked = new int[n * seq];
+        for (int i = 0; i < n; i++)
+        {
+            // Offsets step by (L − T)/(n − 1) ≥ T, since n·T ≤ L: the windows never overlap.
+            long offset = n == 1 ? 0 : (long)i * (train.Length - seq) / (n - 1);
+            train.AsSpan((int)offset, seq).CopyTo(picked.AsSpan(i * seq, seq));
+        }
+        return picked;
     }
 
     IBackend Inference() => ComputeDevice.CreateBackend(s.Device, new ComputeDeviceOptions { Threads = s.Threads });

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using E3.Backends;
+using E3.Interop.Kernels;
 using E3.Model;
 using E3.Pruning.Baselines;
 
@@ -66,10 +67,12 @@ public sealed record PruneRequest
     public double DistillLearningRate { get; init; } = 1e-3;
 
     /// <summary>
-    /// K of an offline top-K teacher cache (the paper's ~10 logits a token): the teacher is run once over the training
-    /// data, and the search's steps and the distillations read its K largest log-probabilities per token instead of running
-    /// it at every step (the cache is built in the output folder; a teacher too large to sit beside its student needs
-    /// this). 0, the default, runs the live teacher with its full distribution.
+    /// K of an offline top-K teacher cache (the paper's ~10 logits a token, at most 64): the teacher is run once over as
+    /// many training sequences as the larger of the search's and a distillation's budget, spread evenly over the
+    /// training split, and the search's steps and the distillations train on those sequences, reading the teacher's K
+    /// largest log-probabilities per token instead of running it at every step (the cache is built in the output
+    /// folder; a teacher too large to sit beside its student needs this). 0, the default, runs the live teacher with its
+    /// full distribution on windows drawn from the whole split.
     /// </summary>
     public int TeacherCacheK { get; init; }
 
@@ -135,6 +138,9 @@ public sealed record PruneRequest
         AtLeast("--bench-repeats", BenchRepeats, 1);
         AtLeast("--threads", Threads, 0);
         AtLeast("--teacher-cache-k", TeacherCacheK, 0);
+        // The GPU's KD loss keeps a row's K entries in shared memory; refused on every device, so that a run can move to one.
+        if (TeacherCacheK > EntropyKdKernels.MaxTopK)
+            throw new ArgumentException($"--teacher-cache-k: {TeacherCacheK} exceeds {EntropyKdKernels.MaxTopK}, the most the KD loss reads per token");
         if (!(SearchLearningRate > 0) || !double.IsFinite(SearchLearningRate)) throw new ArgumentException($"--search-lr: {SearchLearningRate} must be finite and positive");
         if (!(DistillLearningRate > 0) || !double.IsFinite(DistillLearningRate)) throw new ArgumentException($"--distill-lr: {DistillLearningRate} must be finite and positive");
         if (!ComputeDevice.Names.Contains(Device)) throw new ArgumentException($"--device: '{Device}' is not one of {string.Join(", ", ComputeDevice.Names)}");

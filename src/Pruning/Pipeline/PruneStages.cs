@@ -16,15 +16,16 @@ internal sealed class PruneStages(string outputFolder, bool resume, Action<Prune
 
     /// <summary>
     /// Records what decides the run's results (<paramref name="identity"/>, keyed by option) in a new run; in a resumed
-    /// one, refuses an option whose value differs from the one the run started with.
+    /// one, refuses an option whose value differs from the one the run started with. An option the stored record lacks
+    /// (it came after the run started) counts as having had its value in <paramref name="defaults"/>.
     /// </summary>
-    public void RequireSameRun(JsonObject identity)
+    public void RequireSameRun(JsonObject identity, JsonObject defaults)
     {
         string file = Path.Combine(_stages, "request.json");
         if (resume && File.Exists(file) && JsonNode.Parse(File.ReadAllText(file)) is JsonObject started)
         {
             foreach (var (option, value) in identity)
-                if (started[option] is { } was && was.ToJsonString() != value?.ToJsonString())
+                if ((started[option] ?? defaults[option]) is { } was && was.ToJsonString() != value?.ToJsonString())
                     throw new ArgumentException($"--{option}: {value?.ToJsonString()} differs from {was.ToJsonString()}, which the run in {outputFolder} " +
                         "was started with; resume it with the same value, or start a new run in another folder");
         }
@@ -37,11 +38,13 @@ internal sealed class PruneStages(string outputFolder, bool resume, Action<Prune
     /// failure is a <see cref="PruneStageException"/> naming the stage; cancellation is not wrapped.
     /// </summary>
     /// <param name="describe">What the stage runs, for its Started report.</param>
-    public JsonObject Run(string name, string describe, Func<JsonObject> stage)
+    /// <param name="outputStays">Whether the stage's output is still there, for a stage whose output later stages read
+    /// (a finished stage whose output has gone is run again).</param>
+    public JsonObject Run(string name, string describe, Func<JsonObject> stage, Func<bool>? outputStays = null)
     {
         cancel.ThrowIfCancellationRequested();
         string file = Path.Combine(_stages, name + ".json");
-        if (resume && File.Exists(file) && JsonNode.Parse(File.ReadAllText(file)) is JsonObject previous)
+        if (resume && File.Exists(file) && (outputStays?.Invoke() ?? true) && JsonNode.Parse(File.ReadAllText(file)) is JsonObject previous)
         {
             progress(new PruneProgress(name, PruneEvent.Kept, "done earlier, kept"));
             return previous;

@@ -44,10 +44,13 @@ public class TeacherAgreementTests
     }
 
     [Fact]
-    public void ArgMaxTakesTheFirstOfEqualMaxima()
+    public void ArgMaxTakesTheFirstOfEqualMaximaAndTheFirstNaN()
     {
-        Assert.Equal(1, TeacherAgreement.ArgMax([0f, 3f, 1f, 3f]));
-        Assert.Equal(0, TeacherAgreement.ArgMax([float.NegativeInfinity, float.NegativeInfinity]));
+        // Agreement compares argmaxes ranked as the device ranks them (GreedyGenerator.ArgMax): ties to the first, and a
+        // NaN above every number, so a student that turned a logit into NaN disagrees with a teacher that did not.
+        Assert.Equal(1, E3.Model.Decoder.GreedyGenerator.ArgMax([0f, 3f, 1f, 3f]));
+        Assert.Equal(0, E3.Model.Decoder.GreedyGenerator.ArgMax([float.NegativeInfinity, float.NegativeInfinity]));
+        Assert.Equal(2, E3.Model.Decoder.GreedyGenerator.ArgMax([0f, 3f, float.NaN, 3f]));
     }
 
     [Theory]

@@ -152,16 +152,36 @@ public class PrunerTests
         var outcome = Pruner.Run(request, events.Add);
         Assert.Equal(["baseline-last", "teacher-cache", "search", "compare-masks", "distill-e3", "export-e3", "compare-healed", "speedup"],
             events.Where(e => e.Event == PruneEvent.Started).Select(e => e.Stage));
-        // The cache holds the training split (4000 tokens less the held-out 10 %), K = 8 per token, in the run's sequences.
+        // The cache holds K = 8 entries per token of the sequences the budgets need: max(256 search, 128 distillation
+        // tokens) = 8 sequences of 32, taken at evenly spaced offsets across the 3600-token training split.
         using (var reader = TeacherCacheReader.Open(Path.Combine(request.Output, "teacher-cache.e3tc")))
         {
             Assert.Equal(8, reader.Header.K);
-            Assert.Equal(3600, reader.Header.DataTokens);
+            Assert.Equal(256, reader.Header.DataTokens);
             Assert.Equal(request.Sequence, reader.Header.SequenceLength);
         }
+        int[] train = TokenFile.Read(Path.Combine(request.Output, "data", "train.bin")).Ids;
+        int[] cached = TokenFile.Read(Path.Combine(request.Output, "data", "cache-train.bin")).Ids;
+        Assert.Equal(3600, train.Length);
+        Assert.Equal(Enumerable.Range(0, 8).SelectMany(i => train.Skip(i * (3600 - 32) / 7).Take(32)), cached);
         Assert.Equal(4, ModelConfig.Load(outcome.HealedModel).NumLayers);
         Assert.StartsWith("--teacher-cache-k: 4 differs from 8",
             Assert.ThrowsAny<ArgumentException>(() => Pruner.Run(request with { Resume = true, TeacherCacheK = 4 })).Message);
+
+        // A finished cache that has gone is built again on resume; every other stage is kept.
+        File.Delete(Path.Combine(request.Output, "teacher-cache.e3tc"));
+        var resumed = new List<PruneProgress>();
+        Pruner.Run(request with { Resume = true }, resumed.Add);
+        Assert.Equal(["teacher-cache"], resumed.Where(e => e.Event == PruneEvent.Started).Select(e => e.Stage));
+
+        // A run recorded before an option existed counts as having had its default: a live-teacher run (K = 0) whose
+        // record lacks the key is not resumed from a cache.
+        string record = Path.Combine(request.Output, "stages", "request.json");
+        var identity = JsonNode.Parse(File.ReadAllText(record))!.AsObject();
+        identity.Remove("teacher-cache-k");
+        File.WriteAllText(record, identity.ToJsonString());
+        Assert.StartsWith("--teacher-cache-k: 8 differs from 0",
+            Assert.ThrowsAny<ArgumentException>(() => Pruner.Run(request with { Resume = true })).Message);
 
         // The search and the distillation read the cache: one cut short just before either fails that very stage.
         foreach (var stage in new[] { "search", "distill-e3" })
@@ -207,7 +227,7 @@ public class PrunerTests
             "calibration-tokens" => request with { CalibrationTokens = 0 },
             "model" => request with { Model = "" },
             "baselines-twice" => request with { Baselines = ["bi", "bi"] },
-            "teacher-cache-k" => request with { TeacherCacheK = Vocab + 1 },
+            "teacher-cache-k" => request with { TeacherCacheK = 65 }, // above the KD loss's 64, though within the vocabulary
             _ => throw new ArgumentOutOfRangeException(nameof(change)),
         };
         var e = Assert.ThrowsAny<ArgumentException>(() => Pruner.Run(request));

@@ -29,7 +29,7 @@ internal static class PruneCommand
         var samples = new Option<int>("--samples") { Description = "Gumbel-TopK masks sampled per search step", DefaultValueFactory = _ => 4 };
         var searchLr = new Option<double>("--search-lr") { Description = "AdamW learning rate of the mask logits", DefaultValueFactory = _ => 0.05 };
         var distillLr = new Option<double>("--distill-lr") { Description = "Peak AdamW learning rate of the distillation", DefaultValueFactory = _ => 1e-3 };
-        var teacherCacheK = new Option<int>("--teacher-cache-k") { Description = "Search and distil from a top-K teacher cache of --data built once in --out (the paper's offline teacher, ~10 logits a token) instead of running the teacher at every step; 0 runs it live", DefaultValueFactory = _ => 0 };
+        var teacherCacheK = new Option<int>("--teacher-cache-k") { Description = "Search and distil from a top-K teacher cache (the paper's offline teacher, ~10 logits a token, at most 64) of training sequences for the budgets, built once in --out, instead of running the teacher at every step; 0 runs it live", DefaultValueFactory = _ => 0 };
         var noBaselineDistill = new Option<bool>("--no-baseline-distill") { Description = "Heal only E3's mask (by default the best baseline is healed too, for a fair comparison)" };
         var seed = new Option<ulong>("--seed") { Description = "Seed of data windows, Gumbel noise and the random baseline", DefaultValueFactory = _ => 0 };
         var prefill = new Option<int>("--bench-prefill") { Description = "Speedup bench: prompt tokens", DefaultValueFactory = _ => 128 };
