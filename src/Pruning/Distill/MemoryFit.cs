@@ -38,12 +38,15 @@ internal static class MemoryFit
     /// <param name="warn">Told each warning, one line without a prefix.</param>
     /// <param name="checkpointing">Whether the job recomputes its layers already (the advice then leaves that out).</param>
     /// <param name="canFreeze">Whether the command takes --freeze, which the advice then names.</param>
-    public static void Check(string command, TrainingMemoryPlan plan, IBackend backend, Action<string> warn, bool checkpointing, bool canFreeze)
+    /// <param name="shapeFixed">Whether the job belongs to a run whose --seq and --batch a resume keeps (e3 prune): the
+    /// advice then says to lower them in a new run.</param>
+    public static void Check(string command, TrainingMemoryPlan plan, IBackend backend, Action<string> warn, bool checkpointing, bool canFreeze,
+        bool shapeFixed = false)
     {
         var remedies = new List<string>();
         if (!checkpointing) remedies.Add("add --activation-checkpointing");
         if (canFreeze) remedies.Add("freeze more tensors (--freeze)");
-        remedies.Add("lower --seq or --batch");
+        remedies.Add(shapeFixed ? "lower --seq or --batch in a new run (another --out: a resumed run keeps its own)" : "lower --seq or --batch");
         string shrink = (remedies.Count == 1 ? remedies[0] : string.Join(", ", remedies[..^1]) + " or " + remedies[^1])
             + " (e3 plan shows where the memory goes)";
         if (backend is GpuBackend gpu)
@@ -67,24 +70,26 @@ internal static class MemoryFit
     /// head on a GPU, and the live teacher (the model itself) when the steps, the KL initialisation or the final swaps run it.
     /// </summary>
     public static void CheckSearch(string modelFolder, ModelConfig config, int sequence, int batch, bool checkpointing, bool liveTeacher,
-        IBackend backend, Action<string> warn)
+        IBackend backend, Action<string> warn, bool shapeFixed = false)
     {
         var target = TrainingMemoryPlan.TargetOf(backend);
         Check("search", TrainingMemoryPlan.Create(config, sequence, batch,
             new TrainingOptions { Mode = TrainingMode.Frozen, Checkpointing = checkpointing }, StoredWeights(modelFolder, config),
             fusedHead: target == PlanTarget.Gpu, target, liveTeacher ? new DistillationPlan(DType.F32, IsStudent: true) : null),
-            backend, warn, checkpointing, canFreeze: false);
+            backend, warn, checkpointing, canFreeze: false, shapeFixed);
     }
 
     /// <summary>Distillation's plan on <paramref name="backend"/>, as <see cref="Distiller"/> sets the run up (before any weights load).</summary>
     /// <param name="canFreeze">Whether the caller takes --freeze (e3 distill does, e3 prune does not), which the advice then names.</param>
-    public static void CheckDistill(DistillationSetup setup, DistillationRequest request, IBackend backend, Action<string> warn, bool canFreeze) =>
+    /// <param name="shapeFixed">Whether a resume keeps the run's --seq and --batch (e3 prune).</param>
+    public static void CheckDistill(DistillationSetup setup, DistillationRequest request, IBackend backend, Action<string> warn, bool canFreeze,
+        bool shapeFixed = false) =>
         Check("distill", TrainingMemoryPlan.Create(setup.StudentConfig, request.Settings.Sequence, request.Settings.Batch,
             new TrainingOptions { Mode = TrainingMode.Train, Freeze = setup.Freeze, Checkpointing = request.ActivationCheckpointing },
             StoredWeights(setup.StudentFolder, setup.StudentConfig), fusedHead: true, TrainingMemoryPlan.TargetOf(backend),
             setup.TeacherBackend is { } teacherBackend ? new DistillationPlan(teacherBackend.ActivationType, setup.TeacherConfig,
                 Weights: teacherBackend == backend ? StoredWeights(request.Teacher, setup.TeacherConfig) : null) : null),
-            backend, warn, request.ActivationCheckpointing, canFreeze);
+            backend, warn, request.ActivationCheckpointing, canFreeze, shapeFixed);
 
     static string GiB(long bytes) => $"{bytes / (double)(1L << 30):F1} GiB";
 }

@@ -209,7 +209,7 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         using var backend = Training();
         using var reader = cache != null ? TeacherCacheReader.Open(cache) : null;
         MemoryFit.CheckSearch(s.Model, ModelConfig.Load(s.Model), s.Sequence, s.Batch, s.ActivationCheckpointing, liveTeacher: true, backend,
-            line => progress(new PruneProgress("search", PruneEvent.Warning, line)));
+            line => progress(new PruneProgress("search", PruneEvent.Warning, line)), shapeFixed: true);
         using var model = DecoderModel.Load(s.Model, backend);
         SearchBatches batches = reader != null
             ? new CachedTeacherBatches(reader, train, TeacherCacheHeader.ModelIdOf(s.Model), model.Config.VocabSize, s.Batch, s.Seed)
@@ -269,7 +269,7 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         using var backend = Training();
         var outcome = Distiller.Run(backend, request, p => progress(new PruneProgress(stage, PruneEvent.Advanced,
             string.Create(CultureInfo.InvariantCulture, $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} {p.TokensPerSecond:F0} tok/s"), p.Step, p.TotalSteps)),
-            cancel, setup => MemoryFit.CheckDistill(setup, request, backend, line => progress(new PruneProgress(stage, PruneEvent.Warning, line)), canFreeze: false));
+            cancel, setup => MemoryFit.CheckDistill(setup, request, backend, line => progress(new PruneProgress(stage, PruneEvent.Warning, line)), canFreeze: false, shapeFixed: true));
         return ResultJson.Training("distill", outcome, output);
     }
 

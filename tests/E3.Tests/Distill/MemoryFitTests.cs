@@ -74,5 +74,21 @@ public sealed class MemoryFitTests : IDisposable
         Assert.Contains("safetensors", host.Stderr);
     }
 
+    [Fact]
+    public void InsideAPruneRunTheAdviceSaysToLowerTheShapeInANewRun()
+    {
+        // e3 prune's resume keeps --seq and --batch, so its advice cannot be "lower them" alone. On the cpu the host side
+        // of this plan is over the limit, which warns with the advice.
+        string folder = ConfigOnly("model");
+        var config = E3.Model.ModelConfig.Load(folder);
+        using var cpu = new E3.Backends.Cpu.CpuBackend(1);
+        var pruneAdvice = new List<string>();
+        E3.Pruning.Distill.MemoryFit.CheckSearch(folder, config, 4096, 8, checkpointing: false, liveTeacher: true, cpu, pruneAdvice.Add, shapeFixed: true);
+        Assert.Contains("lower --seq or --batch in a new run (another --out", Assert.Single(pruneAdvice));
+        var searchAdvice = new List<string>();
+        E3.Pruning.Distill.MemoryFit.CheckSearch(folder, config, 4096, 8, checkpointing: false, liveTeacher: true, cpu, searchAdvice.Add);
+        Assert.DoesNotContain("new run", Assert.Single(searchAdvice));
+    }
+
     public void Dispose() => _dir.Dispose();
 }
