@@ -78,16 +78,17 @@ public sealed class LiveTeacherBatches : SearchBatches
 /// Sequences of a teacher cache (<c>e3 teacher-cache</c>) as batches, the teacher being the cached top-K: a cached
 /// position's log-probabilities were computed with context from its shard's first token, so a batch row is always
 /// one whole shard (T = the cache's sequence length) and never a window across shards. Only full-length shards are
-/// used; row b of step s takes the shard a counter-based draw keyed by (seed, s, b) picks.
+/// used; row b of step s takes the shard a counter-based draw keyed by (seed, s, b) picks. Each step reads its rows'
+/// shards from the file, so the cache need not fit in memory; the reader must stay open while the batches are used.
 /// </summary>
 public sealed class CachedTeacherBatches : SearchBatches
 {
     private const uint Tag = 0x43414348u; // "CACH": a stream apart from TokenWindows' draws
     private readonly int[] tokens;
-    private readonly int[] shardStarts;
-    private readonly SparseTeacher cache;
+    private readonly int[] fullShards;
+    private readonly TeacherCacheReader reader;
     private readonly ulong seed;
-    private readonly int[] rowStarts;
+    private readonly int[] rowShards;
 
     /// <summary>
     /// Checks that the cache was made from <paramref name="tokens"/> (length and checksum), by the model in
@@ -104,15 +105,15 @@ public sealed class CachedTeacherBatches : SearchBatches
         if (h.Vocab != vocab) throw new TeacherCacheException(reader.Path, "vocab", $"the cache has vocab {h.Vocab}, the model {vocab}");
         if (h.DataTokens != tokens.Length || h.DataChecksum != TeacherCacheHeader.ChecksumTokens(tokens))
             throw new TeacherCacheException(reader.Path, "data", $"the cache was made from {h.DataTokens} tokens with checksum {h.DataChecksum:x8}, not from the --data file ({tokens.Length} tokens, {TeacherCacheHeader.ChecksumTokens(tokens):x8})");
-        shardStarts = reader.Shards.Where(s => s.Tokens == h.SequenceLength).Select(s => checked((int)s.FirstToken)).ToArray();
-        if (shardStarts.Length == 0)
+        fullShards = Enumerable.Range(0, reader.Shards.Count).Where(i => reader.Shards[i].Tokens == h.SequenceLength).ToArray();
+        if (fullShards.Length == 0)
             throw new TeacherCacheException(reader.Path, "shards", $"none holds a full sequence of {h.SequenceLength} tokens");
         this.tokens = tokens;
         this.seed = seed;
-        cache = reader.ToSparseTeacher();
+        this.reader = reader;
         SequenceLength = h.SequenceLength;
         Batch = batch;
-        rowStarts = new int[batch];
+        rowShards = new int[batch];
         DataIdentity = Identity(tokens);
         TeacherIdentity = $"cache:{h.ModelId}:K{h.K}:T{h.SequenceLength}";
     }
@@ -134,21 +135,19 @@ public sealed class CachedTeacherBatches : SearchBatches
         for (int b = 0; b < Batch; b++)
         {
             var r = Philox4x32.Generate((uint)step, (uint)(step >> 32), (uint)b, Tag, (uint)seed, (uint)(seed >> 32));
-            rowStarts[b] = shardStarts[(int)((((ulong)r.X1 << 32) | r.X0) % (ulong)shardStarts.Length)];
-            tokens.AsSpan(rowStarts[b], SequenceLength).CopyTo(inputs.Slice(b * SequenceLength, SequenceLength));
+            rowShards[b] = fullShards[(int)((((ulong)r.X1 << 32) | r.X0) % (ulong)fullShards.Length)];
+            int first = checked((int)reader.Shards[rowShards[b]].FirstToken);
+            tokens.AsSpan(first, SequenceLength).CopyTo(inputs.Slice(b * SequenceLength, SequenceLength));
         }
     }
 
     internal override KdTeacher Teacher(long step, Func<KdTeacher> fullModel, int vocab)
     {
-        int k = cache.K, rowEntries = SequenceLength * k;
+        int k = reader.Header.K, rowEntries = SequenceLength * k;
         var indices = new int[Batch * rowEntries];
         var logProbs = new float[Batch * rowEntries];
         for (int b = 0; b < Batch; b++)
-        {
-            cache.Indices.Span.Slice(rowStarts[b] * k, rowEntries).CopyTo(indices.AsSpan(b * rowEntries));
-            cache.LogProbs.Span.Slice(rowStarts[b] * k, rowEntries).CopyTo(logProbs.AsSpan(b * rowEntries));
-        }
-        return new SparseTeacher(indices, logProbs, TokensPerBatch, k, cache.Vocab);
+            reader.ReadShard(rowShards[b], indices.AsSpan(b * rowEntries, rowEntries), logProbs.AsSpan(b * rowEntries, rowEntries));
+        return new SparseTeacher(indices, logProbs, TokensPerBatch, k, reader.Header.Vocab);
     }
 }
