@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json.Nodes;
 using E3.Model.Decoder;
 using E3.Pruning.Bench;
+using E3.Pruning.Reports;
 
 namespace E3.Cli.Commands;
 
@@ -66,7 +67,7 @@ internal static class BenchTrainCommand
         ["loss"] = r.Loss == StepLoss.Distillation ? "kd" : "ce",
         ["teacher_dtype"] = teacherDType,
         ["layers"] = r.Layers,
-        ["dropped"] = CliRunner.ToJsonArray(r.Dropped),
+        ["dropped"] = ResultJson.Array(r.Dropped),
         ["batch"] = r.Batch,
         ["seq"] = r.Sequence,
         ["repeats"] = r.Repeats,

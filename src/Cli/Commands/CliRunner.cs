@@ -109,10 +109,4 @@ internal static class CliRunner
 
     /// <summary>As every JSON file the engine writes (<see cref="E3.Pruning.Reports.ResultJson.Format"/>).</summary>
     public static string FormatJson(JsonNode node) => E3.Pruning.Reports.ResultJson.Format(node);
-
-    public static JsonArray ToJsonArrayStrings(IEnumerable<string> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
-
-    public static JsonArray ToJsonArray(IEnumerable<int> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
-
-    public static JsonArray ToJsonArray(IEnumerable<double> values) => new(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
 }

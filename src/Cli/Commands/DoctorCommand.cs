@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using E3.Pruning.Bench;
 using E3.Interop.Gpu;
+using E3.Pruning.Reports;
 
 namespace E3.Cli.Commands;
 
@@ -29,7 +30,7 @@ internal static class DoctorCommand
         ["runtime"] = RuntimeInformation.FrameworkDescription,
         ["os"] = RuntimeInformation.OSDescription,
         ["cpu"] = HostFacts.Cpu(),
-        ["devices"] = CliRunner.ToJsonArrayStrings(CliRunner.Devices),
+        ["devices"] = ResultJson.Array(CliRunner.Devices),
         ["cuda"] = Cuda(GpuDoctor.Examine()),
     };
 
@@ -43,7 +44,7 @@ internal static class DoctorCommand
             ["multiprocessors"] = d.MultiprocessorCount, ["l2_bytes"] = d.L2CacheBytes,
         }).ToArray()),
         ["nvrtc_version"] = g.NvrtcVersion?.ToString(),
-        ["nvrtc_architectures"] = CliRunner.ToJsonArray(g.NvrtcArchitectures),
+        ["nvrtc_architectures"] = ResultJson.Array(g.NvrtcArchitectures),
         ["nvrtc_problem"] = g.NvrtcProblem,
         ["cublas_version"] = g.CublasVersion?.ToString(),
         ["cublas_problem"] = g.CublasProblem,

@@ -5,6 +5,7 @@ using E3.Model.Decoder;
 using E3.Model.Evaluation;
 using E3.Model.IO;
 using E3.Model.Tokenization;
+using E3.Pruning.Reports;
 
 namespace E3.Cli.Commands;
 
@@ -56,7 +57,7 @@ internal static class EvalCommand
                 var o = new JsonObject
                 {
                     ["perplexity"] = r.Perplexity, ["mean_nll"] = r.MeanNll, ["tokens"] = r.TokensScored, ["windows"] = r.Windows,
-                    ["dropped"] = CliRunner.ToJsonArray(layers.Dropped), ["layers"] = m.Config.NumLayers, ["method"] = method,
+                    ["dropped"] = ResultJson.Array(layers.Dropped), ["layers"] = m.Config.NumLayers, ["method"] = method,
                 };
                 if (agreement != null)
                 {

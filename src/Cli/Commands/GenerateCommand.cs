@@ -2,6 +2,7 @@ using System.CommandLine;
 using E3.Model;
 using E3.Model.Decoder;
 using E3.Model.Tokenization;
+using E3.Pruning.Reports;
 
 namespace E3.Cli.Commands;
 
@@ -42,10 +43,10 @@ internal static class GenerateCommand
             {
                 CliRunner.WriteJson(new System.Text.Json.Nodes.JsonObject
                 {
-                    ["prompt_tokens"] = CliRunner.ToJsonArray(ids),
-                    ["generated_tokens"] = CliRunner.ToJsonArray(generated),
+                    ["prompt_tokens"] = ResultJson.Array(ids),
+                    ["generated_tokens"] = ResultJson.Array(generated),
                     ["text"] = text,
-                    ["dropped"] = CliRunner.ToJsonArray(mask.Dropped),
+                    ["dropped"] = ResultJson.Array(mask.Dropped),
                     ["sampling"] = sampling is null ? null : new System.Text.Json.Nodes.JsonObject
                     {
                         ["temperature"] = sampling.Temperature, ["top_k"] = sampling.TopK, ["top_p"] = sampling.TopP, ["seed"] = sampling.Seed,

@@ -48,23 +48,27 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         var stages = new PruneStages(_out, s.Resume, progress, cancel);
         stages.RequireSameRun(s.Identity(config, keep), new PruneRequest { Model = s.Model, Data = s.Data, Output = s.Output }.Identity(config, keep));
         string trainFile = Sub("data", "train.bin"), heldoutFile = Sub("data", "heldout.bin");
-        if (!File.Exists(trainFile) || !File.Exists(heldoutFile) || !s.Resume)
+        if (s.Resume && File.Exists(trainFile) && File.Exists(heldoutFile))
+        {
+            // A resumed run trains and evaluates on the split it started with.
+            train = DataTokens.Read(trainFile, s.Model, config.VocabSize);
+            heldout = DataTokens.Read(heldoutFile, s.Model, config.VocabSize);
+        }
+        else
         {
             Directory.CreateDirectory(Sub("data"));
             TokenFile.WriteBin(trainFile, train);
             TokenFile.WriteBin(heldoutFile, heldout);
         }
-        // A resumed run trains and evaluates on the split it started with.
-        train = DataTokens.Read(trainFile, s.Model, config.VocabSize);
-        heldout = DataTokens.Read(heldoutFile, s.Model, config.VocabSize);
 
         var masks = new Dictionary<string, string>();
         Directory.CreateDirectory(Sub("masks"));
         foreach (var name in s.Baselines)
         {
             string mask = Sub("masks", name + ".json");
-            stages.Run("baseline-" + name, $"{name}, keep {keep} of {config.NumLayers} layers",
-                () => Baseline(BaselineMethods.Parse(name), train, trainFile, keep, mask, Sub("checkpoints", "baseline-" + name)));
+            string stage = "baseline-" + name;
+            stages.Run(stage, $"{name}, keep {keep} of {config.NumLayers} layers",
+                () => Baseline(stage, BaselineMethods.Parse(name), train, trainFile, keep, mask, Sub("checkpoints", stage)));
             masks[name] = mask;
         }
 
@@ -77,8 +81,12 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         {
             cache = Sub("teacher-cache.e3tc");
             trainingFile = Sub("data", "cache-train.bin");
-            if (!File.Exists(trainingFile) || !s.Resume) TokenFile.WriteBin(trainingFile, CachedSequences(train));
-            trainingTokens = DataTokens.Read(trainingFile, s.Model, config.VocabSize);
+            if (s.Resume && File.Exists(trainingFile)) trainingTokens = DataTokens.Read(trainingFile, s.Model, config.VocabSize);
+            else
+            {
+                trainingTokens = CachedSequences(train);
+                TokenFile.WriteBin(trainingFile, trainingTokens);
+            }
             var cached = trainingTokens;
             stages.Run("teacher-cache", $"the teacher's top-{s.TeacherCacheK} log-probabilities of {cached.Length} training tokens",
                 () => TeacherCache(cached, cache), outputStays: () => File.Exists(cache));
@@ -86,11 +94,11 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
 
         string e3Mask = Sub("masks", "e3.json");
         var search = stages.Run("search", $"Gumbel-TopK mask search on {s.SearchTokens} tokens, keep {keep}{(cache != null ? $", from the top-{s.TeacherCacheK} teacher cache" : "")}",
-            () => Search(trainingTokens, trainingFile, keep, e3Mask, Sub("checkpoints", "search"), cache));
+            () => Search(config, trainingTokens, trainingFile, keep, e3Mask, Sub("checkpoints", "search"), cache));
         masks["e3"] = e3Mask;
 
         var before = stages.Run("compare-masks", $"{masks.Count} masks against the teacher on held-out text",
-            () => Compare([.. masks.Values], [], heldout, Sub("comparison-masks.md")));
+            () => Compare("compare-masks", [.. masks.Values], [], heldout, Sub("comparison-masks.md")));
         var rows = Rows(before);
         string? bestBaseline = s.DistillBestBaseline
             ? rows.Where(r => r.Method is not ("e3" or "full")).OrderBy(r => r.Kl).Select(r => Path.GetFileNameWithoutExtension(r.Name)).FirstOrDefault()
@@ -101,14 +109,14 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
         {
             string distilled = Sub("work", "distilled-" + method), exported = Sub("model-" + method);
             stages.Run("distill-" + method, $"heal the {method} mask on {s.DistillTokens} tokens{(cache != null ? $", from the top-{s.TeacherCacheK} teacher cache" : "")}",
-                () => Distill(masks[method], trainingFile, distilled, Sub("checkpoints", "distill-" + method), cache));
+                () => Distill("distill-" + method, masks[method], trainingFile, distilled, Sub("checkpoints", "distill-" + method), cache));
             stages.Run("export-" + method, $"write the healed {method} model without its dropped layers",
-                () => Export(distilled, masks[method], exported));
+                () => Export("export-" + method, distilled, masks[method], exported));
             healed.Add((method, exported));
         }
 
         var after = stages.Run("compare-healed", $"{healed.Count} healed models against the teacher on held-out text",
-            () => Compare([], [.. healed.Select(h => h.Folder)], heldout, output: null));
+            () => Compare("compare-healed", [], [.. healed.Select(h => h.Folder)], heldout, output: null));
         var learned = MaskFile.Load(e3Mask);
         var speed = stages.Run("speedup", $"full vs pruned, prefill {s.BenchPrefill} and decode {s.BenchDecode} tokens, {s.BenchRepeats} repeats",
             () => Speedup(learned));
@@ -169,7 +177,7 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
     IBackend Training() => ComputeDevice.CreateBackend(s.Device, new ComputeDeviceOptions { Threads = s.Threads, Training = true, Tf32 = s.Tf32 });
 
     /// <summary><c>e3 baseline</c>: drop-one-kl checkpoints after every greedy step and resumes from it.</summary>
-    JsonObject Baseline(BaselineMethod method, int[] train, string trainFile, int keep, string maskPath, string checkpointFolder)
+    JsonObject Baseline(string stage, BaselineMethod method, int[] train, string trainFile, int keep, string maskPath, string checkpointFolder)
     {
         using var backend = Inference();
         using var model = DecoderModel.Load(s.Model, backend);
@@ -182,9 +190,8 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
             Directory.CreateDirectory(checkpointFolder);
             checkpoint = Path.Combine(checkpointFolder, GreedyKlCheckpoint.FileName);
         }
-        string name = "baseline-" + method.Name();
         var result = BaselinePruner.Run(model, method, target, data, s.Seed,
-            new CallerThreadProgress<BaselineProgress>(p => Advance(name, $"{p.Stage}: pass {p.Done}/{p.Total}", p.Done, p.Total)),
+            new CallerThreadProgress<BaselineProgress>(p => Advance(stage, $"{p.Stage}: pass {p.Done}/{p.Total}", p.Done, p.Total)),
             checkpoint, resume: checkpoint != null && File.Exists(checkpoint));
         result.Mask.Save(maskPath);
         return ResultJson.Baseline(result, model.Config.NumLayers, maskPath, clock.Elapsed.TotalSeconds);
@@ -204,11 +211,11 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
     /// <c>e3 search</c> with its defaults, calibrating on as many tokens as the baselines score layers on; its steps read
     /// <paramref name="cache"/> when given (its KL initialisation and final swaps run the model itself either way).
     /// </summary>
-    JsonObject Search(int[] train, string trainFile, int keep, string maskPath, string checkpointFolder, string? cache)
+    JsonObject Search(ModelConfig config, int[] train, string trainFile, int keep, string maskPath, string checkpointFolder, string? cache)
     {
         using var backend = Training();
         using var reader = cache != null ? TeacherCacheReader.Open(cache) : null;
-        MemoryFit.CheckSearch(s.Model, ModelConfig.Load(s.Model), s.Sequence, s.Batch, s.ActivationCheckpointing, liveTeacher: true, backend,
+        MemoryFit.CheckSearch(s.Model, config, s.Sequence, s.Batch, s.ActivationCheckpointing, liveTeacher: true, backend,
             line => progress(new PruneProgress("search", PruneEvent.Warning, line)), shapeFixed: true);
         using var model = DecoderModel.Load(s.Model, backend);
         SearchBatches batches = reader != null
@@ -242,12 +249,11 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
     }
 
     /// <summary><c>e3 compare</c>: the teacher, the masks and the students on the held-out windows.</summary>
-    JsonObject Compare(IReadOnlyList<string> maskPaths, IReadOnlyList<string> students, int[] heldout, string? output)
+    JsonObject Compare(string stage, IReadOnlyList<string> maskPaths, IReadOnlyList<string> students, int[] heldout, string? output)
     {
         using var backend = Inference();
         using var teacher = DecoderModel.Load(s.Model, backend);
         var masks = ModelComparison.LoadMasks(maskPaths, teacher.Config);
-        string stage = maskPaths.Count > 0 ? "compare-masks" : "compare-healed";
         var rows = ModelComparison.Run(teacher, masks, students, heldout, EvalWindow, s.EvalTokens > 0 ? s.EvalTokens : long.MaxValue,
             (done, total) => Advance(stage, $"window {done}/{total}", done, total));
         if (output != null) AtomicFile.WriteAllText(output, ComparisonTable.Markdown(rows));
@@ -255,9 +261,8 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
     }
 
     /// <summary><c>e3 distill</c> of the teacher under a mask, from the live teacher or <paramref name="cache"/>, into its own work folder.</summary>
-    JsonObject Distill(string maskPath, string trainFile, string output, string checkpointFolder, string? cache)
+    JsonObject Distill(string stage, string maskPath, string trainFile, string output, string checkpointFolder, string? cache)
     {
-        string stage = "distill-" + Path.GetFileNameWithoutExtension(maskPath);
         var request = new DistillationRequest
         {
             Teacher = s.Model, Mask = maskPath, Data = trainFile, Output = output, TeacherCache = cache,
@@ -274,9 +279,8 @@ internal sealed class PrunePipeline(PruneRequest s, Action<PruneProgress> progre
     }
 
     /// <summary><c>e3 export</c>: the healed model without the mask's dropped layers, renumbered.</summary>
-    JsonObject Export(string model, string maskPath, string output)
+    JsonObject Export(string stage, string model, string maskPath, string output)
     {
-        string stage = "export-" + Path.GetFileNameWithoutExtension(maskPath);
         var exporter = new CheckpointExporter
         {
             Progress = (done, total, _) => Advance(stage, $"tensor {done}/{total}", done, total),
